@@ -1,0 +1,30 @@
+# Warnings for every project target, sanitizers on request, and per-file ISA
+# flags: a file named *_avx2.cc or *_avx512.cc is compiled for that ISA only,
+# the rest of the library for baseline x86-64, and the dispatcher picks a path
+# at run time from CPUID.
+set(SPARSETRAIN_WARNINGS -Wall -Wextra -Wpedantic -Wno-unused-parameter)
+if(SPARSETRAIN_WERROR)
+  list(APPEND SPARSETRAIN_WARNINGS -Werror)
+endif()
+
+if(SPARSETRAIN_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
+set(SPARSETRAIN_AVX2_FLAGS -mavx2 -mfma -mf16c -mbmi2)
+set(SPARSETRAIN_AVX512_FLAGS -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512cd -mavx2 -mfma -mf16c -mbmi2)
+
+function(sparsetrain_isa_flags)
+  foreach(src IN LISTS ARGN)
+    if(src MATCHES "_avx512\\.cc$")
+      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${SPARSETRAIN_AVX512_FLAGS}")
+    elseif(src MATCHES "_avx2\\.cc$")
+      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "${SPARSETRAIN_AVX2_FLAGS}")
+    endif()
+  endforeach()
+endfunction()
+
+function(sparsetrain_target_defaults target)
+  target_compile_options(${target} PRIVATE ${SPARSETRAIN_WARNINGS})
+endfunction()

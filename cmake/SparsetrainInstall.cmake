@@ -1,0 +1,18 @@
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+install(TARGETS sparsetrain DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS sparsetrain_runtime sparsetrain_kernels sparsetrain_graphs
+  EXPORT sparsetrainTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY runtime/include/sparsetrain graphs/include/sparsetrain DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT sparsetrainTargets NAMESPACE sparsetrain:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/sparsetrain)
+configure_package_config_file(cmake/sparsetrainConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/sparsetrain)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfig.cmake
+  ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/sparsetrain)

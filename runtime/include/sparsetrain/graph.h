@@ -1,0 +1,120 @@
+// The layer graph: a static DAG of named nodes, built with the builder
+// methods below, executed forward in topological order and backward in
+// reverse by each node's rule. Activations are freed as soon as neither a
+// later node nor backward needs them; peak memory of the last step is
+// reported.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparsetrain/hooks.h"
+#include "sparsetrain/node.h"
+#include "sparsetrain/parameter.h"
+#include "sparsetrain/rng.h"
+#include "sparsetrain/tensor.h"
+
+namespace sparsetrain {
+
+struct NodeId {
+  int index = -1;
+};
+
+struct Conv2dOptions {
+  int64_t out_channels = 0;
+  int64_t kernel = 3;
+  int64_t stride = 1;
+  int64_t padding = 0;
+  int64_t groups = 1;  // groups == in_channels == out_channels: depthwise
+  bool bias = true;
+};
+
+struct LinearOptions {
+  int64_t out_features = 0;
+  bool bias = true;
+};
+
+struct BatchNormOptions {
+  float momentum = 0.1f;  // running = (1 - momentum) * running + momentum * batch
+  float eps = 1e-5f;
+};
+
+struct PoolOptions {
+  int64_t kernel = 2;
+  int64_t stride = 2;
+  int64_t padding = 0;
+};
+
+class HookRegistry;
+
+class Graph {
+ public:
+  Graph();
+  ~Graph();
+  Graph(Graph&&) noexcept;
+  Graph& operator=(Graph&&) noexcept;
+
+  // --- building -----------------------------------------------------------
+  // The graph input; sample_shape excludes the batch: {C, H, W} or {F}.
+  NodeId input(const std::string& name, Shape sample_shape);
+  NodeId conv2d(const std::string& name, NodeId x, const Conv2dOptions& options);
+  NodeId linear(const std::string& name, NodeId x, const LinearOptions& options);
+  NodeId batchnorm2d(const std::string& name, NodeId x, const BatchNormOptions& options = {});
+  NodeId relu(const std::string& name, NodeId x);
+  NodeId maxpool2d(const std::string& name, NodeId x, const PoolOptions& options);
+  NodeId avgpool2d(const std::string& name, NodeId x, const PoolOptions& options);
+  NodeId global_avgpool(const std::string& name, NodeId x);
+  NodeId add(const std::string& name, NodeId a, NodeId b);
+  NodeId flatten(const std::string& name, NodeId x);
+  NodeId dropout(const std::string& name, NodeId x, float p);
+  // Any node: the graph takes ownership and checks the input shapes.
+  NodeId add_node(std::unique_ptr<Node> node, const std::vector<NodeId>& inputs);
+  void set_output(NodeId node);
+
+  // Draws initial parameter values from a seeded generator.
+  void initialize(uint64_t seed);
+
+  // --- inspecting ---------------------------------------------------------
+  int size() const;
+  Node& node(NodeId id);
+  Node& node(const std::string& name);
+  NodeId find(const std::string& name) const;  // index -1 when absent
+  const std::vector<NodeId>& inputs_of(NodeId id) const;
+  Shape shape_of(NodeId id, int64_t batch = 1) const;
+  Shape input_shape() const;  // without the batch
+  NodeId output() const;
+  std::vector<Parameter*> parameters();  // trainable ones and buffers, in node order
+  Parameter& parameter(const std::string& name);
+  int64_t parameter_count(bool include_buffers = false);
+  std::string summary();
+
+  // --- running ------------------------------------------------------------
+  // x: (N, C, H, W) or (N, F), plain layout. Returns the output (N, K).
+  Tensor forward(const Tensor& x, bool training, uint64_t seed = 0);
+  // diff of the loss with respect to the output; fills parameter grads (+=).
+  // Returns the gradient with respect to the graph input when a hook asked
+  // for it (HookOptions::wants_input_grad) or when `want_input_grad` is set.
+  Tensor backward(const Tensor& diff_output, bool want_input_grad = false);
+  // Drops every activation and saved state (e.g. after an inference batch).
+  void release();
+  int64_t last_peak_bytes() const;
+
+  // Step counter reported in hook events.
+  void set_step(int64_t step);
+  int64_t step() const;
+
+  // --- hooks ----------------------------------------------------------------
+  HookHandle add_hook(HookPoint point, const std::string& pattern, HookFn fn,
+                      HookOptions options = {});
+  // Fires step-level hooks (kAfterOptimizerStep, kPhaseChange).
+  void fire(HookPoint point, const std::string& phase = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sparsetrain

@@ -1,0 +1,75 @@
+// The node interface every layer implements. A node computes its forward
+// pass, its backward pass by its own rule, and says what backward needs, so
+// the executor can free activations as soon as nothing needs them.
+//
+// Conventions (see STYLE.md):
+// - forward returns a new output tensor; the node picks the output layout
+//   (conv-domain nodes keep the layout of their input or the one they are
+//   configured for, see Graph::set_conv_layout).
+// - backward returns one diff_src per input (an undefined Tensor where
+//   need_diff_src is false) and ACCUMULATES (+=) weight gradients into
+//   Parameter::grad; the trainer zeroes them.
+// - shapes are logical: (N, C, H, W) for 4-D activations, (N, F) for 2-D.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sparsetrain/parameter.h"
+#include "sparsetrain/rng.h"
+#include "sparsetrain/tensor.h"
+
+namespace sparsetrain {
+
+struct ForwardArgs {
+  std::span<const Tensor> inputs;
+  bool training = true;
+  uint64_t seed = 0;  // per-step seed for stochastic nodes (dropout)
+};
+
+struct BackwardArgs {
+  std::span<const Tensor> inputs;  // the forward inputs if saves().inputs, else undefined
+  const Tensor* output = nullptr;  // the forward output if saves().output
+  const Tensor* diff_dst = nullptr;
+  std::span<const char> need_diff_src;  // one flag per input
+};
+
+struct Saves {
+  bool inputs = false;  // backward reads the forward inputs
+  bool output = false;  // backward reads the forward output
+};
+
+class Node {
+ public:
+  explicit Node(std::string name) : name_(std::move(name)) {}
+  virtual ~Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  const std::string& name() const { return name_; }
+  virtual const char* type() const = 0;
+
+  // Output shape for the given input shapes (batch dimension included).
+  // Throws Error naming the node when the inputs do not fit.
+  virtual Shape output_shape(const std::vector<Shape>& inputs) const = 0;
+
+  virtual Tensor forward(const ForwardArgs& args) = 0;
+  virtual std::vector<Tensor> backward(const BackwardArgs& args) = 0;
+  virtual Saves saves() const = 0;
+  // Drops whatever forward kept for backward (indices, statistics, masks).
+  virtual void clear_saved() {}
+
+  virtual std::vector<Parameter*> parameters() { return {}; }
+  // Draws fresh initial values for the parameters (He-normal weights, zero
+  // biases, unit BatchNorm scale).
+  virtual void reset_parameters(Rng& rng) {}
+  // A one-line description for summaries, e.g. "3x3 s1 p1, 16->16".
+  virtual std::string describe() const { return {}; }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace sparsetrain

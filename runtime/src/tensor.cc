@@ -1,0 +1,178 @@
+#include "sparsetrain/tensor.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+
+#include "sparsetrain/error.h"
+
+namespace sparsetrain {
+namespace {
+
+constexpr std::size_t kAlignment = 64;
+
+std::atomic<int64_t> g_current_bytes{0};
+std::atomic<int64_t> g_peak_bytes{0};
+
+void note_allocation(int64_t bytes) {
+  const int64_t now = g_current_bytes.fetch_add(bytes) + bytes;
+  int64_t peak = g_peak_bytes.load();
+  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+}
+
+std::shared_ptr<float> allocate(int64_t count) {
+  const int64_t bytes = std::max<int64_t>(count, 1) * static_cast<int64_t>(sizeof(float));
+  const std::size_t rounded = (static_cast<std::size_t>(bytes) + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+  note_allocation(bytes);
+  return std::shared_ptr<float>(static_cast<float*>(p), [bytes](float* q) {
+    g_current_bytes.fetch_sub(bytes);
+    std::free(q);
+  });
+}
+
+}  // namespace
+
+const char* layout_name(Layout layout) {
+  switch (layout) {
+    case Layout::kPlain: return "plain";
+    case Layout::kNCHW: return "NCHW";
+    case Layout::kNHWC: return "NHWC";
+    case Layout::kCN: return "CN";
+    case Layout::kCHWN: return "CHWN";
+  }
+  return "?";
+}
+
+MemoryStats memory_stats() { return {g_current_bytes.load(), g_peak_bytes.load()}; }
+void reset_peak_memory() { g_peak_bytes.store(g_current_bytes.load()); }
+
+int64_t Tensor::count(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) throw Error("tensor shape " + shape_to_string(shape) + " has a negative dimension");
+    n *= d;
+  }
+  return n;
+}
+
+Tensor::Tensor(Shape shape, Layout layout) : Tensor(empty(std::move(shape), layout)) { zero(); }
+
+Tensor Tensor::empty(Shape shape, Layout layout) {
+  Tensor t;
+  t.numel_ = count(shape);
+  t.shape_ = std::move(shape);
+  t.layout_ = layout;
+  t.storage_ = allocate(t.numel_);
+  t.data_ = t.storage_.get();
+  return t;
+}
+
+Tensor Tensor::zeros(Shape shape, Layout layout) { return Tensor(std::move(shape), layout); }
+
+Tensor Tensor::full(Shape shape, float value, Layout layout) {
+  Tensor t = empty(std::move(shape), layout);
+  t.fill(value);
+  return t;
+}
+
+Tensor Tensor::from(Shape shape, const std::vector<float>& values, Layout layout) {
+  Tensor t = empty(std::move(shape), layout);
+  if (static_cast<int64_t>(values.size()) != t.numel()) {
+    throw Error("Tensor::from: " + std::to_string(values.size()) + " values for shape " +
+                t.shape_string());
+  }
+  std::copy(values.begin(), values.end(), t.data());
+  return t;
+}
+
+int64_t Tensor::dim(int i) const {
+  const int r = rank();
+  const int k = i < 0 ? i + r : i;
+  SPARSETRAIN_ASSERT(k >= 0 && k < r);
+  return shape_[k];
+}
+
+Tensor Tensor::clone() const {
+  if (!defined()) return {};
+  Tensor t = empty(shape_, layout_);
+  std::memcpy(t.data_, data_, static_cast<std::size_t>(bytes()));
+  return t;
+}
+
+void Tensor::fill(float value) { std::fill(data_, data_ + numel_, value); }
+
+Tensor Tensor::reshaped(Shape shape, Layout layout) const {
+  if (count(shape) != numel_) {
+    throw Error("cannot reshape " + shape_string() + " to " + shape_to_string(shape));
+  }
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  t.layout_ = layout;
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& other) {
+  if (other.numel() != numel_) {
+    throw Error("copy_from: " + other.shape_string() + " into " + shape_string());
+  }
+  if (numel_ > 0) std::memcpy(data_, other.data_, static_cast<std::size_t>(bytes()));
+}
+
+bool Tensor::equals(const Tensor& other) const {
+  if (shape_ != other.shape_) return false;
+  return numel_ == 0 || std::memcmp(data_, other.data_, static_cast<std::size_t>(bytes())) == 0;
+}
+
+std::string shape_to_string(const Shape& shape) {
+  std::ostringstream os;
+  os << '(';
+  for (std::size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << ')';
+  return os.str();
+}
+
+std::string Tensor::shape_string() const { return shape_to_string(shape_); }
+
+namespace {
+bool is_nchw_like(Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; }
+}  // namespace
+
+Tensor to_layout(const Tensor& t, Layout layout) {
+  if (t.layout() == layout || (is_nchw_like(t.layout()) && is_nchw_like(layout))) {
+    if (t.layout() == layout) return t;
+    return t.reshaped(t.shape(), layout);
+  }
+  if (t.rank() == 2) {
+    // kPlain (N, F) <-> kCN (F x N): a transpose.
+    const int64_t n = t.dim(0), f = t.dim(1);
+    Tensor out = Tensor::empty(t.shape(), layout);
+    const bool to_cn = layout == Layout::kCN;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < f; ++j) {
+        if (to_cn) out[j * n + i] = t[i * f + j];
+        else out[i * f + j] = t[j * n + i];
+      }
+    return out;
+  }
+  if (t.rank() != 4) {
+    throw Error("to_layout: cannot reorder a rank-" + std::to_string(t.rank()) + " tensor to " +
+                layout_name(layout));
+  }
+  const Shape& s = t.shape();
+  Tensor out = Tensor::empty(s, layout);
+  const Layout from = t.layout();
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t c = 0; c < s[1]; ++c)
+      for (int64_t h = 0; h < s[2]; ++h)
+        for (int64_t w = 0; w < s[3]; ++w)
+          out[offset4(layout, s, n, c, h, w)] = t[offset4(from, s, n, c, h, w)];
+  return out;
+}
+
+}  // namespace sparsetrain
