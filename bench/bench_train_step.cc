@@ -1,0 +1,78 @@
+// One whole training step (forward, softmax cross-entropy, backward, SGD
+// with momentum and weight decay) of the model zoo's networks on synthetic
+// data, dense path. This is the baseline every sparse speed-up is measured
+// against; bench/compare_pytorch.py runs it side by side with PyTorch.
+//
+//   build/release/bench_train_step --benchmark_filter=resnet20 --threads=2
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/common/threads.h"
+#include "sparsetrain/loss.h"
+#include "sparsetrain/models.h"
+#include "sparsetrain/optim.h"
+#include "sparsetrain/rng.h"
+
+namespace {
+
+using namespace sparsetrain;
+
+int g_threads = 2;
+
+void train_step(benchmark::State& state, const char* model, ModelOptions shape) {
+  kernels::set_num_threads(g_threads);
+  const int64_t batch = state.range(0);
+  Graph g = build_model(model, shape);
+  g.initialize(0);
+  std::vector<Parameter*> params = g.parameters();
+  SGD sgd(0.9f, false, 5e-4f);
+  Tensor x = Tensor::empty({batch, shape.channels, shape.height, shape.width}, Layout::kNCHW);
+  Rng rng(1);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.normal();
+  std::vector<int32_t> labels(batch);
+  for (auto& l : labels) l = static_cast<int32_t>(rng.below(shape.num_classes));
+  Tensor diff;
+  auto step = [&]() {
+    Optimizer::zero_grad(params);
+    const Tensor logits = g.forward(x, true);
+    if (!diff.defined()) diff = Tensor::empty(logits.shape());
+    softmax_cross_entropy(logits, labels, &diff);
+    g.backward(diff);
+    sgd.step(params, 0.01f);
+  };
+  for (int i = 0; i < 3; ++i) step();  // warm-up: primitive creation, caches
+  for (auto _ : state) step();
+  state.counters["threads"] = static_cast<double>(kernels::num_threads());
+  state.counters["samples/s"] =
+      benchmark::Counter(static_cast<double>(batch), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_resnet20(benchmark::State& s) { train_step(s, "resnet20", {3, 32, 32, 10}); }
+void BM_lenet5(benchmark::State& s) { train_step(s, "lenet5", {1, 28, 28, 10}); }
+void BM_mlp(benchmark::State& s) { train_step(s, "mlp", {1, 28, 28, 10}); }
+
+BENCHMARK(BM_resnet20)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_lenet5)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_mlp)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // --threads=N (ours) is taken out before Google Benchmark sees the flags.
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--threads=", 10) == 0) {
+      g_threads = std::atoi(argv[i] + 10);
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

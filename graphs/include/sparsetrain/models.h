@@ -1,0 +1,32 @@
+// The model zoo, built with the public graph-builder API.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "sparsetrain/graph.h"
+
+namespace sparsetrain {
+
+struct ModelOptions {
+  // The input sample: channels x height x width (MNIST 1x28x28, CIFAR 3x32x32).
+  int64_t channels = 1;
+  int64_t height = 28;
+  int64_t width = 28;
+  int64_t num_classes = 10;
+};
+
+// "mlp" (LeNet-300-100), "lenet5", "resnet20", "resnet32", "resnet56".
+// Throws Error for an unknown name, listing the known ones. Parameters are
+// left zero: call Graph::initialize(seed).
+Graph build_model(const std::string& name, const ModelOptions& options);
+std::vector<std::string> model_names();
+
+Graph build_mlp(const ModelOptions& options, const std::vector<int64_t>& hidden = {300, 100});
+Graph build_lenet5(const ModelOptions& options);
+// CIFAR-style ResNet (He et al., CVPR 2016, section 4.2) with depth 6n+2:
+// three stages of n basic blocks at 16, 32 and 64 channels. Downsampling
+// shortcuts are 1x1 convolutions with BatchNorm (option B).
+Graph build_cifar_resnet(int depth, const ModelOptions& options);
+
+}  // namespace sparsetrain

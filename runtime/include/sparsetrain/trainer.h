@@ -1,0 +1,129 @@
+// The training loop: data -> graph forward -> loss -> backward -> optimizer
+// -> metrics, progress, checkpoints. Used by `sparsetrain train` and by apps
+// that embed the runtime.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparsetrain/graph.h"
+
+namespace sparsetrain {
+
+struct Dataset;
+
+struct TrainOptions {
+  std::string model = "lenet5";
+  std::string dataset = "mnist";
+  std::string data_dir = "../shared/data";
+  int64_t epochs = 1;
+  int64_t batch_size = 128;
+  std::string optimizer = "sgd";  // sgd | adamw
+  float lr = 0.05f;
+  float momentum = 0.9f;
+  bool nesterov = false;
+  float weight_decay = 5e-4f;
+  float beta1 = 0.9f, beta2 = 0.999f, adam_eps = 1e-8f;
+  std::string lr_schedule = "constant";  // constant | multistep | cosine | onecycle
+  std::vector<int64_t> milestones;       // epochs, for multistep
+  float lr_gamma = 0.1f;
+  int64_t warmup_epochs = 0;
+  float clip_grad_norm = 0.0f;  // 0: no clipping
+  int threads = 0;              // 0: all hardware threads
+  uint64_t seed = 0;
+  int augment = -1;  // -1: dataset default (crop + flip on CIFAR-10), 0 off, 1 on
+  int64_t train_limit = -1;  // use only the first N training images
+  int64_t test_limit = -1;
+  int64_t eval_batch_size = 500;
+  std::string out_dir;       // checkpoints; empty: none
+  std::string metrics_path;  // JSON lines; empty: none
+  std::string resume_dir;    // continue the run saved there
+  int64_t max_steps = -1;    // stop (and checkpoint) after this many steps in total
+  int64_t log_every = 0;     // also log the loss of every N-th step to the metrics file
+  std::vector<std::string> probes;  // "activation-stats"
+  bool progress = true;
+};
+
+// Throws Error naming the option when a value is out of range.
+void validate(const TrainOptions& options);
+std::string options_to_json(const TrainOptions& options);
+TrainOptions options_from_json(const std::string& json);
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = 0;
+  int64_t samples = 0;
+  std::vector<double> class_accuracy;
+  std::vector<int64_t> class_count;
+};
+
+struct EpochStats {
+  int64_t epoch = 0;  // 1-based
+  double loss = 0;
+  double train_accuracy = 0;
+  double test_accuracy = 0;
+  double test_loss = 0;
+  float lr = 0;
+  double seconds = 0;
+  double samples_per_second = 0;
+  int64_t peak_bytes = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochStats> epochs;
+  double test_accuracy = 0;
+  int64_t steps = 0;
+  bool interrupted = false;  // stopped by max_steps or a signal before the last epoch ended
+  std::vector<float> step_losses;  // losses of the steps run in this call
+};
+
+// Builds the model for the dataset's sample shape: (model name, channels,
+// height, width, classes) -> graph. The model zoo's build_model fits.
+using GraphFactory = std::function<Graph(const std::string& model, int64_t channels,
+                                         int64_t height, int64_t width, int64_t classes)>;
+
+class Trainer {
+ public:
+  // Loads the datasets, builds and initialises the model, and (with
+  // options.resume_dir) restores the saved run.
+  Trainer(TrainOptions options, GraphFactory factory);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  const TrainOptions& options() const;
+  Graph& graph();
+  const Dataset& train_data() const;
+  const Dataset& test_data() const;
+
+  // The whole run: epochs, table on `log`, metrics file, checkpoints.
+  TrainResult run(std::ostream& log);
+  // One optimizer step on a batch; returns the loss.
+  float step(const Tensor& images, const std::vector<int32_t>& labels);
+  EvalResult evaluate(const Dataset& data);
+
+  void save_checkpoint(const std::string& path) const;
+  void load_checkpoint(const std::string& path);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Evaluates a model on a dataset in batches (no gradients).
+EvalResult evaluate_graph(Graph& graph, const Dataset& data, int64_t batch_size);
+
+// Reads a checkpoint written by Trainer (its options and parameters) into a
+// freshly built graph; returns the options it was trained with.
+TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& factory,
+                                   Graph& graph_out);
+
+// Stops a running Trainer::run at the next step boundary (after saving a
+// checkpoint when out_dir is set); safe to call from a signal handler.
+void request_stop();
+
+}  // namespace sparsetrain

@@ -1,0 +1,140 @@
+#include "sparsetrain/probes.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "sparsetrain/error.h"
+
+namespace sparsetrain {
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  if (target.has_parent_path()) {
+    std::error_code ec;
+    fs::create_directories(target.parent_path(), ec);
+  }
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error(path + ": cannot write (" + std::strerror(errno) + ")");
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw Error(path + ": write failed (" + why + ")");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(path + ": could not flush to disk");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    throw Error(path + ": rename failed (" + why + ")");
+  }
+}
+
+void ActivationStatsProbe::attach(Graph& graph, const std::string& pattern) {
+  handle_ = graph.add_hook(HookPoint::kAfterForward, pattern, [this](HookEvent& ev) {
+    if (ev.output && ev.output->defined()) observe(ev.node, ev.node_type, *ev.output);
+  });
+}
+
+void ActivationStatsProbe::detach() { handle_.remove(); }
+void ActivationStatsProbe::reset() { acc_.clear(); }
+
+void ActivationStatsProbe::observe(const std::string& node, const std::string& type,
+                                   const Tensor& t) {
+  Accumulator* a = nullptr;
+  for (auto& x : acc_)
+    if (x.node == node) a = &x;
+  if (a == nullptr) {
+    acc_.emplace_back();
+    a = &acc_.back();
+    a->node = node;
+    a->type = type;
+  }
+  const int64_t units = t.rank() >= 2 ? t.dim(1) : 1;
+  if (a->alive.empty()) a->alive.assign(units, 0);
+  const float* d = t.data();
+  const int64_t n = t.numel();
+  // Unit (channel / feature) of element i for each layout.
+  const int64_t batch = t.rank() >= 1 ? t.dim(0) : 1;
+  const int64_t spatial = t.rank() == 4 ? t.dim(2) * t.dim(3) : 1;
+  double sum = 0, sum_sq = 0;
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = d[i];
+    sum += v;
+    sum_sq += v * v;
+    zeros += v == 0.0;
+  }
+  auto unit_of = [&](int64_t i) -> int64_t {
+    switch (t.layout()) {
+      case Layout::kNHWC: return i % units;
+      case Layout::kCN: return i / batch;
+      case Layout::kCHWN: return i / (batch * spatial);
+      default: return (i / spatial) % units;
+    }
+  };
+  for (int64_t i = 0; i < n; ++i)
+    if (d[i] != 0.0f) a->alive[unit_of(i)] = 1;
+  a->samples += batch;
+  a->elements += n;
+  a->zeros += zeros;
+  a->sum += sum;
+  a->sum_sq += sum_sq;
+}
+
+std::vector<ActivationStats> ActivationStatsProbe::results() const {
+  std::vector<ActivationStats> out;
+  for (const auto& a : acc_) {
+    ActivationStats s;
+    s.node = a.node;
+    s.type = a.type;
+    s.samples = a.samples;
+    s.elements = a.elements;
+    if (a.elements > 0) {
+      s.mean = a.sum / a.elements;
+      s.stddev = std::sqrt(std::max(0.0, a.sum_sq / a.elements - s.mean * s.mean));
+      s.zero_fraction = static_cast<double>(a.zeros) / a.elements;
+    }
+    s.units = static_cast<int64_t>(a.alive.size());
+    for (char alive : a.alive) s.dead_units += alive ? 0 : 1;
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::string ActivationStatsProbe::to_json() const {
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& s : results()) {
+    nodes.push_back({{"node", s.node},
+                     {"type", s.type},
+                     {"samples", s.samples},
+                     {"mean", s.mean},
+                     {"std", s.stddev},
+                     {"zero_fraction", s.zero_fraction},
+                     {"units", s.units},
+                     {"dead_units", s.dead_units}});
+  }
+  return nlohmann::json({{"probe", "activation-stats"}, {"nodes", nodes}}).dump(2) + "\n";
+}
+
+void ActivationStatsProbe::write_json(const std::string& path) const {
+  write_file_atomic(path, to_json());
+}
+
+}  // namespace sparsetrain

@@ -1,0 +1,628 @@
+#include "sparsetrain/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "kernels/common/threads.h"
+#include "sparsetrain/checkpoint.h"
+#include "sparsetrain/data.h"
+#include "sparsetrain/error.h"
+#include "sparsetrain/loss.h"
+#include "sparsetrain/optim.h"
+#include "sparsetrain/probes.h"
+#include "sparsetrain/schedule.h"
+
+namespace sparsetrain {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::atomic<bool> g_stop_requested{false};
+
+constexpr const char* kCheckpointFile = "checkpoint.safetensors";
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--";
+  const long total = static_cast<long>(s + 0.5);
+  char buf[32];
+  if (total >= 3600) {
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", total / 3600, (total / 60) % 60, total % 60);
+  } else {
+    std::snprintf(buf, sizeof buf, "%02ld:%02ld", total / 60, total % 60);
+  }
+  return buf;
+}
+
+// A progress bar on a terminal, a plain line every tenth of the epoch
+// otherwise (so logs stay readable when stdout is a file).
+class Progress {
+ public:
+  Progress(std::ostream& out, bool enabled, bool tty, int64_t epoch, int64_t total, int64_t first)
+      : out_(out), enabled_(enabled), tty_(tty), epoch_(epoch), total_(total), done_(first),
+        first_(first), t0_(Clock::now()) {}
+
+  void update(int64_t samples, double loss) {
+    ++done_;
+    samples_ += samples;
+    if (!enabled_) return;
+    const double elapsed = seconds_since(t0_);
+    const double rate = elapsed > 0 ? samples_ / elapsed : 0.0;
+    const double per_batch = (done_ - first_) > 0 ? elapsed / (done_ - first_) : 0.0;
+    const double eta = per_batch * (total_ - done_);
+    if (tty_) {
+      constexpr int kWidth = 30;
+      const int filled = total_ > 0 ? static_cast<int>(kWidth * done_ / total_) : kWidth;
+      std::string bar(filled, '=');
+      if (filled < kWidth) bar += '>' + std::string(kWidth - filled - 1, ' ');
+      char line[200];
+      std::snprintf(line, sizeof line, "\repoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s  ETA %s ",
+                    static_cast<long long>(epoch_), bar.c_str(), static_cast<long long>(done_),
+                    static_cast<long long>(total_), loss, rate, format_duration(eta).c_str());
+      out_ << line << std::flush;
+    } else {
+      const int64_t tenth = std::max<int64_t>(1, total_ / 10);
+      if (done_ % tenth == 0 || done_ == total_) {
+        char line[200];
+        std::snprintf(line, sizeof line, "epoch %lld: batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s\n",
+                      static_cast<long long>(epoch_), static_cast<long long>(done_),
+                      static_cast<long long>(total_), loss, rate, format_duration(eta).c_str());
+        out_ << line << std::flush;
+      }
+    }
+  }
+
+  void finish() {
+    if (enabled_ && tty_) out_ << "\r" << std::string(110, ' ') << "\r" << std::flush;
+  }
+
+ private:
+  std::ostream& out_;
+  bool enabled_, tty_;
+  int64_t epoch_, total_, done_, first_;
+  int64_t samples_ = 0;
+  Clock::time_point t0_;
+};
+
+json epoch_to_json(const EpochStats& e) {
+  return {{"epoch", e.epoch},
+          {"loss", e.loss},
+          {"train_accuracy", e.train_accuracy},
+          {"test_accuracy", e.test_accuracy},
+          {"test_loss", e.test_loss},
+          {"lr", e.lr},
+          {"seconds", e.seconds},
+          {"samples_per_second", e.samples_per_second},
+          {"peak_memory_bytes", e.peak_bytes}};
+}
+
+EpochStats epoch_from_json(const json& j) {
+  EpochStats e;
+  e.epoch = j.at("epoch").get<int64_t>();
+  e.loss = j.at("loss").get<double>();
+  e.train_accuracy = j.at("train_accuracy").get<double>();
+  e.test_accuracy = j.at("test_accuracy").get<double>();
+  e.test_loss = j.at("test_loss").get<double>();
+  e.lr = j.at("lr").get<float>();
+  e.seconds = j.at("seconds").get<double>();
+  e.samples_per_second = j.at("samples_per_second").get<double>();
+  e.peak_bytes = j.at("peak_memory_bytes").get<int64_t>();
+  return e;
+}
+
+std::string table_header() {
+  return "epoch      loss  train acc   test acc         lr   seconds  samples/s\n"
+         "-----  --------  ---------  ---------  ---------  --------  ---------\n";
+}
+
+std::string table_row(const EpochStats& e) {
+  char line[200];
+  std::snprintf(line, sizeof line, "%5lld  %8.4f  %8.2f%%  %8.2f%%  %9.5f  %8.1f  %9.0f\n",
+                static_cast<long long>(e.epoch), e.loss, 100.0 * e.train_accuracy,
+                100.0 * e.test_accuracy, static_cast<double>(e.lr), e.seconds, e.samples_per_second);
+  return line;
+}
+
+std::unique_ptr<Optimizer> optimizer_for(const TrainOptions& o) {
+  OptimizerOptions oo;
+  oo.kind = o.optimizer;
+  oo.momentum = o.momentum;
+  oo.nesterov = o.nesterov;
+  oo.weight_decay = o.weight_decay;
+  oo.beta1 = o.beta1;
+  oo.beta2 = o.beta2;
+  oo.eps = o.adam_eps;
+  return make_optimizer(oo);
+}
+
+// Seeds for per-step randomness (dropout) come from one generator whose
+// state is checkpointed, so a resumed run draws the same numbers.
+uint64_t mix(uint64_t a, uint64_t b) {
+  uint64_t z = a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+void request_stop() { g_stop_requested.store(true); }
+
+void validate(const TrainOptions& o) {
+  auto fail = [](const std::string& msg) { throw Error(msg); };
+  if (o.epochs < 1) fail("--epochs must be at least 1, got " + std::to_string(o.epochs));
+  if (o.batch_size < 1) fail("--batch-size must be at least 1, got " + std::to_string(o.batch_size));
+  if (o.eval_batch_size < 1) fail("--eval-batch-size must be at least 1");
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + std::to_string(o.lr));
+  if (o.momentum < 0 || o.momentum >= 1) fail("--momentum must be in [0, 1), got " + std::to_string(o.momentum));
+  if (o.weight_decay < 0) fail("--weight-decay must be >= 0, got " + std::to_string(o.weight_decay));
+  if (o.optimizer != "sgd" && o.optimizer != "adamw") {
+    fail("--optimizer: unknown optimizer '" + o.optimizer + "' (expected sgd or adamw)");
+  }
+  if (o.clip_grad_norm < 0) fail("--clip-grad-norm must be >= 0");
+  if (o.threads < 0) fail("--threads must be >= 0 (0: all cores), got " + std::to_string(o.threads));
+  if (o.warmup_epochs < 0 || o.warmup_epochs >= o.epochs + 1) {
+    if (o.warmup_epochs < 0) fail("--warmup-epochs must be >= 0");
+  }
+  for (const auto& p : o.probes) {
+    if (p != "activation-stats") fail("--probe: unknown probe '" + p + "' (expected activation-stats)");
+  }
+}
+
+std::string options_to_json(const TrainOptions& o) {
+  json j = {{"model", o.model},
+            {"dataset", o.dataset},
+            {"data_dir", o.data_dir},
+            {"epochs", o.epochs},
+            {"batch_size", o.batch_size},
+            {"optimizer", o.optimizer},
+            {"lr", o.lr},
+            {"momentum", o.momentum},
+            {"nesterov", o.nesterov},
+            {"weight_decay", o.weight_decay},
+            {"beta1", o.beta1},
+            {"beta2", o.beta2},
+            {"adam_eps", o.adam_eps},
+            {"lr_schedule", o.lr_schedule},
+            {"milestones", o.milestones},
+            {"lr_gamma", o.lr_gamma},
+            {"warmup_epochs", o.warmup_epochs},
+            {"clip_grad_norm", o.clip_grad_norm},
+            {"threads", o.threads},
+            {"seed", o.seed},
+            {"augment", o.augment},
+            {"train_limit", o.train_limit},
+            {"test_limit", o.test_limit},
+            {"eval_batch_size", o.eval_batch_size},
+            {"out_dir", o.out_dir},
+            {"metrics_path", o.metrics_path},
+            {"max_steps", o.max_steps},
+            {"log_every", o.log_every},
+            {"probes", o.probes}};
+  return j.dump();
+}
+
+TrainOptions options_from_json(const std::string& text) {
+  TrainOptions o;
+  try {
+    const json j = json::parse(text);
+    auto get = [&j](const char* key, auto& field) {
+      if (j.contains(key)) field = j.at(key).get<std::decay_t<decltype(field)>>();
+    };
+    get("model", o.model);
+    get("dataset", o.dataset);
+    get("data_dir", o.data_dir);
+    get("epochs", o.epochs);
+    get("batch_size", o.batch_size);
+    get("optimizer", o.optimizer);
+    get("lr", o.lr);
+    get("momentum", o.momentum);
+    get("nesterov", o.nesterov);
+    get("weight_decay", o.weight_decay);
+    get("beta1", o.beta1);
+    get("beta2", o.beta2);
+    get("adam_eps", o.adam_eps);
+    get("lr_schedule", o.lr_schedule);
+    get("milestones", o.milestones);
+    get("lr_gamma", o.lr_gamma);
+    get("warmup_epochs", o.warmup_epochs);
+    get("clip_grad_norm", o.clip_grad_norm);
+    get("threads", o.threads);
+    get("seed", o.seed);
+    get("augment", o.augment);
+    get("train_limit", o.train_limit);
+    get("test_limit", o.test_limit);
+    get("eval_batch_size", o.eval_batch_size);
+    get("out_dir", o.out_dir);
+    get("metrics_path", o.metrics_path);
+    get("max_steps", o.max_steps);
+    get("log_every", o.log_every);
+    get("probes", o.probes);
+  } catch (const json::exception& e) {
+    throw Error(std::string("run options: not valid JSON: ") + e.what());
+  }
+  return o;
+}
+
+EvalResult evaluate_graph(Graph& graph, const Dataset& data, int64_t batch_size) {
+  EvalResult r;
+  r.class_accuracy.assign(data.num_classes, 0.0);
+  r.class_count.assign(data.num_classes, 0);
+  std::vector<int64_t> class_correct(data.num_classes, 0);
+  Loader loader(data, batch_size, /*shuffle=*/false, AugmentOptions{}, /*seed=*/0);
+  loader.start_epoch(0);
+  Batch batch;
+  double loss_sum = 0;
+  while (loader.next(batch)) {
+    const Tensor logits = graph.forward(batch.images, /*training=*/false);
+    const LossResult lr = softmax_cross_entropy(logits, batch.labels, nullptr);
+    const int64_t n = static_cast<int64_t>(batch.labels.size());
+    loss_sum += static_cast<double>(lr.loss) * static_cast<double>(n);
+    const int64_t k = logits.dim(1);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = logits.data() + i * k;
+      int64_t best = 0;
+      for (int64_t c = 1; c < k; ++c)
+        if (row[c] > row[best]) best = c;
+      const int32_t label = batch.labels[i];
+      r.class_count[label]++;
+      if (best == label) class_correct[label]++;
+    }
+    r.samples += n;
+  }
+  graph.release();
+  int64_t correct = 0;
+  for (int c = 0; c < data.num_classes; ++c) {
+    correct += class_correct[c];
+    r.class_accuracy[c] = r.class_count[c] ? static_cast<double>(class_correct[c]) / r.class_count[c] : 0.0;
+  }
+  r.loss = r.samples ? loss_sum / r.samples : 0.0;
+  r.accuracy = r.samples ? static_cast<double>(correct) / r.samples : 0.0;
+  return r;
+}
+
+struct Trainer::Impl {
+  TrainOptions options;
+  GraphFactory factory;
+  Dataset train;
+  Dataset test;
+  Graph graph;
+  std::unique_ptr<Optimizer> optimizer;
+  std::unique_ptr<LrSchedule> schedule;
+  std::vector<Parameter*> params;
+  Rng rng;
+  int64_t steps_per_epoch = 0;
+
+  // Position in the run (what a checkpoint restores).
+  int64_t step = 0;
+  int64_t epoch = 0;           // 0-based epoch in progress
+  int64_t batch_in_epoch = 0;  // batches already done in that epoch
+  double epoch_loss_sum = 0;
+  int64_t epoch_correct = 0;
+  int64_t epoch_seen = 0;
+  double epoch_seconds = 0;  // time spent on the epoch in progress before a resume
+  std::vector<EpochStats> history;
+};
+
+Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  validate(options);
+  m.options = std::move(options);
+  m.factory = std::move(factory);
+  kernels::set_num_threads(m.options.threads);
+  m.train = load_dataset(m.options.dataset, m.options.data_dir, Split::kTrain, m.options.train_limit);
+  m.test = load_dataset(m.options.dataset, m.options.data_dir, Split::kTest, m.options.test_limit);
+  m.graph = m.factory(m.options.model, m.train.channels, m.train.height, m.train.width,
+                      m.train.num_classes);
+  m.graph.initialize(m.options.seed);
+  m.params = m.graph.parameters();
+  m.optimizer = optimizer_for(m.options);
+  m.steps_per_epoch = (m.train.size() + m.options.batch_size - 1) / m.options.batch_size;
+  LrScheduleOptions so;
+  so.kind = m.options.lr_schedule;
+  so.base_lr = m.options.lr;
+  so.steps_per_epoch = m.steps_per_epoch;
+  so.total_epochs = m.options.epochs;
+  so.milestones = m.options.milestones;
+  so.gamma = m.options.lr_gamma;
+  so.warmup_epochs = m.options.warmup_epochs;
+  m.schedule = make_lr_schedule(so);
+  m.rng.reseed(mix(m.options.seed, 0x5eed));
+  if (!m.options.resume_dir.empty()) {
+    namespace fs = std::filesystem;
+    fs::path p(m.options.resume_dir);
+    if (fs::is_directory(p)) p /= kCheckpointFile;
+    load_checkpoint(p.string());
+  }
+}
+
+Trainer::~Trainer() = default;
+
+const TrainOptions& Trainer::options() const { return impl_->options; }
+Graph& Trainer::graph() { return impl_->graph; }
+const Dataset& Trainer::train_data() const { return impl_->train; }
+const Dataset& Trainer::test_data() const { return impl_->test; }
+
+float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
+  Impl& m = *impl_;
+  const float lr = m.schedule->lr(m.step);
+  m.graph.set_step(m.step);
+  m.optimizer->zero_grad(m.params);
+  const uint64_t seed = m.rng.next();
+  const Tensor logits = m.graph.forward(images, /*training=*/true, seed);
+  Tensor diff = Tensor::empty(logits.shape());
+  const LossResult loss = softmax_cross_entropy(logits, labels, &diff);
+  if (!std::isfinite(loss.loss)) {
+    m.graph.release();
+    std::ostringstream os;
+    os << "step " << m.step << " (epoch " << m.epoch + 1 << ", batch " << m.batch_in_epoch + 1
+       << "): the loss is " << loss.loss << "; training diverged: lower --lr (now " << lr
+       << ") or set --clip-grad-norm";
+    if (!m.options.out_dir.empty()) os << "; the last checkpoint in " << m.options.out_dir << " is kept as it was";
+    throw Error(os.str());
+  }
+  m.graph.backward(diff);
+  if (m.options.clip_grad_norm > 0) clip_grad_norm(m.params, m.options.clip_grad_norm);
+  m.optimizer->step(m.params, lr);
+  m.graph.fire(HookPoint::kAfterOptimizerStep);
+  m.epoch_loss_sum += static_cast<double>(loss.loss) * static_cast<double>(labels.size());
+  m.epoch_correct += loss.correct;
+  m.epoch_seen += static_cast<int64_t>(labels.size());
+  ++m.step;
+  return loss.loss;
+}
+
+EvalResult Trainer::evaluate(const Dataset& data) {
+  return evaluate_graph(impl_->graph, data, impl_->options.eval_batch_size);
+}
+
+void Trainer::save_checkpoint(const std::string& path) const {
+  const Impl& m = *impl_;
+  Checkpoint ck;
+  save_parameters(ck, m.params);
+  save_optimizer_state(ck, *m.optimizer);
+  save_rng(ck, "rng/trainer", m.rng);
+  json state = {{"step", m.step},
+                {"epoch", m.epoch},
+                {"batch_in_epoch", m.batch_in_epoch},
+                {"epoch_loss_sum", m.epoch_loss_sum},
+                {"epoch_correct", m.epoch_correct},
+                {"epoch_seen", m.epoch_seen},
+                {"epoch_seconds", m.epoch_seconds},
+};
+  json history = json::array();
+  for (const auto& e : m.history) history.push_back(epoch_to_json(e));
+  auto& meta = ck.metadata();
+  meta["format"] = "sparsetrain-checkpoint-1";
+  meta["options"] = options_to_json(m.options);
+  meta["state"] = state.dump();
+  meta["history"] = history.dump();
+  meta["sample_shape"] = json({m.train.channels, m.train.height, m.train.width}).dump();
+  meta["num_classes"] = std::to_string(m.train.num_classes);
+  ck.save(path);
+}
+
+void Trainer::load_checkpoint(const std::string& path) {
+  Impl& m = *impl_;
+  const Checkpoint ck = Checkpoint::load(path);
+  const auto& meta = ck.metadata();
+  auto field = [&](const char* key) -> const std::string& {
+    auto it = meta.find(key);
+    if (it == meta.end()) throw Error(path + ": not a sparsetrain training checkpoint (no '" + key + "' metadata)");
+    return it->second;
+  };
+  const TrainOptions saved = options_from_json(field("options"));
+  if (saved.model != m.options.model) {
+    throw Error(path + ": the checkpoint holds model '" + saved.model + "', not '" + m.options.model + "'");
+  }
+  load_parameters(ck, m.params);
+  load_optimizer_state(ck, *m.optimizer, m.params);
+  load_rng(ck, "rng/trainer", m.rng);
+  try {
+    const json state = json::parse(field("state"));
+    m.step = state.at("step").get<int64_t>();
+    m.epoch = state.at("epoch").get<int64_t>();
+    m.batch_in_epoch = state.at("batch_in_epoch").get<int64_t>();
+    m.epoch_loss_sum = state.at("epoch_loss_sum").get<double>();
+    m.epoch_correct = state.at("epoch_correct").get<int64_t>();
+    m.epoch_seen = state.at("epoch_seen").get<int64_t>();
+    m.epoch_seconds = state.at("epoch_seconds").get<double>();
+    m.history.clear();
+    for (const auto& e : json::parse(field("history"))) m.history.push_back(epoch_from_json(e));
+  } catch (const json::exception& e) {
+    throw Error(path + ": bad training state in the checkpoint metadata: " + e.what());
+  }
+}
+
+TrainResult Trainer::run(std::ostream& log) {
+  Impl& m = *impl_;
+  namespace fs = std::filesystem;
+  const TrainOptions& o = m.options;
+  g_stop_requested.store(false);
+  TrainResult result;
+
+  std::ofstream metrics;
+  if (!o.metrics_path.empty()) {
+    const fs::path mp(o.metrics_path);
+    if (mp.has_parent_path()) fs::create_directories(mp.parent_path());
+    metrics.open(o.metrics_path, o.resume_dir.empty() ? std::ios::trunc : std::ios::app);
+    if (!metrics) throw Error("--metrics: cannot open '" + o.metrics_path + "' for writing");
+  }
+  auto emit = [&metrics](const json& j) {
+    if (metrics.is_open()) metrics << j.dump() << '\n' << std::flush;
+  };
+  fs::path ck_path;
+  if (!o.out_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(o.out_dir, ec);
+    if (ec) throw Error("--out: cannot create directory '" + o.out_dir + "': " + ec.message());
+    ck_path = fs::path(o.out_dir) / kCheckpointFile;
+  }
+
+  std::unique_ptr<ActivationStatsProbe> act_probe;
+  for (const auto& p : o.probes) {
+    if (p == "activation-stats") act_probe = std::make_unique<ActivationStatsProbe>();
+  }
+
+  AugmentOptions aug;
+  const bool augment = o.augment < 0 ? m.train.name == "cifar10" : o.augment == 1;
+  aug.random_crop = augment;
+  aug.hflip = augment;
+  Loader loader(m.train, o.batch_size, /*shuffle=*/true, aug, o.seed);
+
+  const int64_t params_total = m.graph.parameter_count();
+  emit({{"event", "start"},
+        {"options", json::parse(options_to_json(o))},
+        {"train_samples", m.train.size()},
+        {"test_samples", m.test.size()},
+        {"steps_per_epoch", m.steps_per_epoch},
+        {"params_total", params_total},
+        {"resumed_at_step", m.step}});
+  log << "model " << o.model << " (" << params_total << " parameters), dataset " << o.dataset
+      << " (" << m.train.size() << " train / " << m.test.size() << " test images), batch "
+      << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " (" << o.lr_schedule << "), "
+      << kernels::num_threads() << " threads\n";
+  if (m.step > 0) log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch " << m.batch_in_epoch << ")\n";
+  log << table_header();
+  for (const auto& e : m.history) log << table_row(e);
+  log << std::flush;
+  const bool tty = o.progress && ::isatty(STDOUT_FILENO) && &log == &std::cout;
+
+  while (m.epoch < o.epochs) {
+    loader.start_epoch(m.epoch);
+    if (m.batch_in_epoch > 0) loader.skip_to(m.batch_in_epoch);
+    Progress progress(log, o.progress, tty, m.epoch + 1, loader.batches_per_epoch(), m.batch_in_epoch);
+    const auto t0 = Clock::now();
+    reset_peak_memory();
+    int64_t peak = 0;
+    Batch batch;
+    bool stopped = false;
+    while (loader.next(batch)) {
+      const float lr = m.schedule->lr(m.step);
+      const float loss = step(batch.images, batch.labels);
+      peak = std::max(peak, m.graph.last_peak_bytes());
+      ++m.batch_in_epoch;
+      result.step_losses.push_back(loss);
+      progress.update(static_cast<int64_t>(batch.labels.size()), loss);
+      if (o.log_every > 0 && (m.step - 1) % o.log_every == 0) {
+        emit({{"event", "step"}, {"step", m.step - 1}, {"epoch", m.epoch + 1}, {"loss", loss}, {"lr", lr}});
+      }
+      if (g_stop_requested.load() || (o.max_steps >= 0 && m.step >= o.max_steps)) {
+        stopped = m.batch_in_epoch < loader.batches_per_epoch() || m.epoch + 1 < o.epochs;
+        if (stopped) break;
+      }
+    }
+    progress.finish();
+    if (stopped) {
+      m.epoch_seconds += seconds_since(t0);
+      if (!ck_path.empty()) save_checkpoint(ck_path.string());
+      result.interrupted = true;
+      log << "stopped at step " << m.step << " (epoch " << m.epoch + 1 << ", batch " << m.batch_in_epoch << ")";
+      if (!ck_path.empty()) log << "; resume with --resume " << o.out_dir;
+      log << "\n";
+      emit({{"event", "stopped"}, {"step", m.step}, {"epoch", m.epoch + 1}, {"batch", m.batch_in_epoch}});
+      break;
+    }
+    EpochStats e;
+    e.epoch = m.epoch + 1;
+    e.seconds = m.epoch_seconds + seconds_since(t0);
+    e.loss = m.epoch_seen ? m.epoch_loss_sum / m.epoch_seen : 0.0;
+    e.train_accuracy = m.epoch_seen ? static_cast<double>(m.epoch_correct) / m.epoch_seen : 0.0;
+    e.samples_per_second = e.seconds > 0 ? m.epoch_seen / e.seconds : 0.0;
+    e.lr = m.schedule->lr(m.step - 1);
+    e.peak_bytes = peak;
+    const bool last_epoch = m.epoch + 1 == o.epochs;
+    std::vector<HookHandle> probe_hooks;
+    if (act_probe && last_epoch) act_probe->attach(m.graph, "*");
+    const EvalResult ev = evaluate(m.test);
+    if (act_probe) act_probe->detach();
+    e.test_accuracy = ev.accuracy;
+    e.test_loss = ev.loss;
+    m.history.push_back(e);
+    log << table_row(e) << std::flush;
+    json ej = epoch_to_json(e);
+    ej["event"] = "epoch";
+    emit(ej);
+    ++m.epoch;
+    m.batch_in_epoch = 0;
+    m.epoch_loss_sum = 0;
+    m.epoch_correct = 0;
+    m.epoch_seen = 0;
+    m.epoch_seconds = 0;
+    if (!ck_path.empty()) save_checkpoint(ck_path.string());
+  }
+  result.epochs = m.history;
+  result.steps = m.step;
+  if (result.interrupted) return result;
+
+  result.test_accuracy = m.history.empty() ? 0.0 : m.history.back().test_accuracy;
+  int64_t nonzero = 0;
+  for (Parameter* p : m.params) {
+    if (!p->trainable()) continue;
+    for (int64_t i = 0; i < p->value.numel(); ++i) nonzero += p->value[i] != 0.0f;
+  }
+  json seconds = json::array();
+  for (const auto& e : m.history) seconds.push_back(e.seconds);
+  json end = {{"event", "end"},
+              {"test_accuracy", result.test_accuracy},
+              {"test_loss", m.history.empty() ? 0.0 : m.history.back().test_loss},
+              {"epoch_seconds", seconds},
+              {"params_total", params_total},
+              {"params_nonzero", nonzero},
+              {"steps", m.step},
+              {"model", o.model},
+              {"dataset", o.dataset}};
+  if (act_probe) {
+    const fs::path out = o.out_dir.empty() ? fs::path("activation-stats.json")
+                                           : fs::path(o.out_dir) / "activation-stats.json";
+    act_probe->write_json(out.string());
+    end["activation_stats"] = out.string();
+    log << "activation statistics written to " << out.string() << "\n";
+  }
+  emit(end);
+  log << "final test accuracy: " << std::fixed << std::setprecision(2) << 100.0 * result.test_accuracy
+      << "% (" << m.test.size() << " images";
+  if (o.dataset == "cifar10") log << ", CIFAR-10 data_batch_5 held out";
+  log << ")\n";
+  if (!ck_path.empty()) log << "checkpoint: " << ck_path.string() << "\n";
+  return result;
+}
+
+TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& factory,
+                                   Graph& graph_out) {
+  const Checkpoint ck = Checkpoint::load(path);
+  const auto& meta = ck.metadata();
+  auto field = [&](const char* key) -> const std::string& {
+    auto it = meta.find(key);
+    if (it == meta.end()) throw Error(path + ": not a sparsetrain checkpoint (no '" + key + "' metadata)");
+    return it->second;
+  };
+  TrainOptions o = options_from_json(field("options"));
+  std::array<int64_t, 3> shape{};
+  int64_t classes = 0;
+  try {
+    shape = json::parse(field("sample_shape")).get<std::array<int64_t, 3>>();
+    classes = std::stoll(field("num_classes"));
+  } catch (const std::exception& e) {
+    throw Error(path + ": bad sample_shape / num_classes metadata");
+  }
+  graph_out = factory(o.model, shape[0], shape[1], shape[2], classes);
+  load_parameters(ck, graph_out.parameters());
+  return o;
+}
+
+}  // namespace sparsetrain

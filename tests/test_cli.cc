@@ -1,0 +1,157 @@
+// The command-line program end to end: bad input of every kind gives a
+// one-line error naming the problem and a non-zero exit, never a crash.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code;
+  std::string out;  // stdout and stderr together
+};
+
+RunResult run(const std::string& args) {
+  const std::string cmd = std::string(SPARSETRAIN_BINARY) + " " + args + " 2>&1";
+  RunResult r{-1, {}};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("sparsetrain_cli_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::string data_dir() { return SPARSETRAIN_TEST_DATA_DIR; }
+
+// A trained MLP checkpoint shared by the tests below.
+class Cli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    run_dir_ = temp_dir("run");
+    const RunResult r = run("train --model mlp --dataset mnist --epochs 1 --train-limit 512 --test-limit 200"
+                            " --threads 2 --no-progress --data-dir " + data_dir() + " --out " + run_dir_.string() +
+                            " --metrics " + (run_dir_ / "m.jsonl").string());
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+  }
+  static fs::path checkpoint() { return run_dir_ / "checkpoint.safetensors"; }
+  static fs::path run_dir_;
+};
+fs::path Cli::run_dir_;
+
+void expect_error(const RunResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_LT(r.exit_code, 128) << "crashed: " << r.out;
+  EXPECT_NE(r.out.find(needle), std::string::npos) << "missing '" << needle << "' in: " << r.out;
+}
+
+TEST_F(Cli, TrainPrintsTableAndWritesMetrics) {
+  std::ifstream f(run_dir_ / "m.jsonl");
+  std::string last, line;
+  while (std::getline(f, line)) last = line;
+  EXPECT_NE(last.find("\"event\":\"end\""), std::string::npos) << last;
+  EXPECT_NE(last.find("\"test_accuracy\""), std::string::npos);
+  EXPECT_NE(last.find("\"params_nonzero\""), std::string::npos);
+  EXPECT_NE(last.find("\"epoch_seconds\""), std::string::npos);
+}
+
+TEST_F(Cli, EvalReportsPerClassAccuracy) {
+  const RunResult r = run("eval --checkpoint " + checkpoint().string() + " --limit 300 --data-dir " + data_dir());
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("accuracy"), std::string::npos);
+  EXPECT_NE(r.out.find("9"), std::string::npos);
+}
+
+TEST_F(Cli, UnknownOptionIsNamed) { expect_error(run("train --bogus-flag 3"), "--bogus-flag"); }
+
+TEST_F(Cli, UnknownModelIsNamed) {
+  expect_error(run("train --model vgg99 --data-dir " + data_dir()), "vgg99");
+}
+
+TEST_F(Cli, UnknownDatasetIsNamed) {
+  expect_error(run("train --dataset imagenet --data-dir " + data_dir()), "imagenet");
+}
+
+TEST_F(Cli, BadValueIsNamed) {
+  expect_error(run("train --epochs 0 --data-dir " + data_dir()), "--epochs");
+  expect_error(run("train --batch-size -3 --data-dir " + data_dir()), "--batch-size");
+}
+
+TEST_F(Cli, TruncatedDatasetNamesTheFile) {
+  const fs::path d = temp_dir("truncated") / "mnist";
+  fs::create_directories(d);
+  for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}) {
+    fs::copy_file(fs::path(data_dir()) / "mnist" / f, d / f);
+  }
+  fs::resize_file(d / "train-images-idx3-ubyte.gz", 100000);
+  expect_error(run("train --model mlp --data-dir " + d.parent_path().string()), "train-images-idx3-ubyte");
+}
+
+TEST_F(Cli, CorruptCheckpointNamesTheFile) {
+  const fs::path d = temp_dir("corrupt");
+  const fs::path bad = d / "garbage.safetensors";
+  std::ofstream(bad) << "this is not a checkpoint at all";
+  expect_error(run("eval --checkpoint " + bad.string() + " --data-dir " + data_dir()), "garbage.safetensors");
+
+  const fs::path cut = d / "cut.safetensors";
+  fs::copy_file(checkpoint(), cut);
+  fs::resize_file(cut, fs::file_size(cut) / 2);
+  expect_error(run("eval --checkpoint " + cut.string() + " --data-dir " + data_dir()), "cut.safetensors");
+
+  const fs::path missing = d / "nothing.safetensors";
+  expect_error(run("eval --checkpoint " + missing.string() + " --data-dir " + data_dir()), "nothing.safetensors");
+}
+
+TEST_F(Cli, ResumeFromCorruptCheckpointFails) {
+  const fs::path d = temp_dir("resume_corrupt");
+  std::ofstream(d / "checkpoint.safetensors") << std::string(64, '\xff');
+  expect_error(run("train --model mlp --data-dir " + data_dir() + " --resume " + d.string()), "checkpoint.safetensors");
+}
+
+TEST_F(Cli, DatasetThatDoesNotFitTheModel) {
+  expect_error(run("eval --checkpoint " + checkpoint().string() + " --dataset cifar10 --limit 10 --data-dir " +
+                   data_dir()),
+               "does not fit");
+}
+
+TEST_F(Cli, DivergingLossStopsWithAClearMessage) {
+  const fs::path d = temp_dir("nan");
+  fs::copy_file(checkpoint(), d / "checkpoint.safetensors");
+  const auto before = fs::file_size(d / "checkpoint.safetensors");
+  const RunResult r = run("train --model mlp --lr 100000 --train-limit 640 --test-limit 100 --no-progress --data-dir " +
+                          data_dir() + " --out " + d.string());
+  expect_error(r, "the loss is");
+  EXPECT_EQ(fs::file_size(d / "checkpoint.safetensors"), before);
+}
+
+TEST_F(Cli, InfoAndHelpWork) {
+  const RunResult info = run("info");
+  EXPECT_EQ(info.exit_code, 0) << info.out;
+  EXPECT_NE(info.out.find("oneDNN"), std::string::npos) << info.out;
+  for (const char* cmd : {"train --help", "eval --help", "info --help", "--help"}) {
+    const RunResult h = run(cmd);
+    EXPECT_EQ(h.exit_code, 0) << cmd << ": " << h.out;
+  }
+  expect_error(run(""), "");
+}
+
+}  // namespace
