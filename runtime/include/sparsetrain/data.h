@@ -1,0 +1,128 @@
+// Datasets and the batch loader.
+//
+// load_dataset() reads MNIST, Fashion-MNIST (IDX files) or CIFAR-10 (binary
+// batches) into memory as raw 8-bit pixels, validating every byte it reads:
+// any problem raises sparsetrain::Error naming the file and what is wrong.
+//
+// A Loader turns a Dataset into normalised float batches (B, C, H, W) in
+// Layout::kNCHW, with optional shuffling and augmentation, and prepares batch
+// i+1 on TBB while the caller trains on batch i. Every random choice is a
+// pure function of (seed, epoch, position in the epoch), so a run resumed
+// with start_epoch(e) + skip_to(b) sees exactly the batches it would have
+// seen, whatever the thread count.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sparsetrain/tensor.h"
+
+namespace sparsetrain {
+
+enum class Split : uint8_t {
+  kTrain,
+  kTest,  // CIFAR-10: data_batch_5 is the held-out set (see load_dataset)
+};
+
+const char* split_name(Split split);  // "train" | "test"
+
+struct Dataset {
+  std::string name;  // "mnist" | "fashion-mnist" | "cifar10" (or any name for a hand-made set)
+  int64_t channels = 0, height = 0, width = 0;
+  int num_classes = 0;
+  std::vector<uint8_t> pixels;           // (N, C, H, W), row-major, 0..255
+  std::vector<int32_t> labels;           // (N), each in [0, num_classes)
+  std::vector<std::string> class_names;  // (num_classes)
+  // Per-channel normalisation applied by the Loader:
+  // x = (pixel / 255 - mean[c]) / stddev[c].
+  std::vector<float> mean;    // (C)
+  std::vector<float> stddev;  // (C)
+
+  int64_t size() const { return static_cast<int64_t>(labels.size()); }
+  int64_t image_numel() const { return channels * height * width; }  // C * H * W
+};
+
+// The names load_dataset() accepts: {"mnist", "fashion-mnist", "cifar10"}.
+std::vector<std::string> dataset_names();
+
+// Reads a dataset into memory.
+//
+// data_dir is either the folder that holds the dataset folders (mnist/,
+// fashion-mnist/, cifar-10/) or a dataset folder itself. Each file is read as
+// the raw file if present, else as the same name + ".gz" (gzip).
+//
+//   mnist, fashion-mnist: {train,t10k}-{images-idx3,labels-idx1}-ubyte
+//   cifar10: train = data_batch_1..4.bin (40,000 images),
+//            test  = data_batch_5.bin (10,000 images, the held-out set;
+//            the official test_batch.bin is not used)
+//
+// limit >= 0 keeps only the first `limit` samples and stops reading there:
+// headers are still validated, but the rest of each file is not read, so its
+// length is not checked. limit < 0 reads and checks everything.
+Dataset load_dataset(const std::string& name, const std::string& data_dir, Split split,
+                     int64_t limit = -1);
+
+// Train-time augmentation, applied by the Loader before normalisation
+// (the order of torchvision's RandomCrop(size, padding) then
+// RandomHorizontalFlip()).
+struct AugmentOptions {
+  // Pad the image by crop_padding pixels on each side with pixel value 0
+  // (black, i.e. -mean/stddev after normalisation, as torchvision pads before
+  // ToTensor/Normalize) and take an H x W crop at a uniformly random offset
+  // in [0, 2 * crop_padding] along each axis.
+  bool random_crop = false;
+  int64_t crop_padding = 4;
+  bool hflip = false;  // mirror left-right with probability 1/2
+};
+
+// Random crop + flip for the CIFAR-10 training split; none otherwise.
+AugmentOptions default_augmentation(const std::string& dataset_name, Split split);
+
+// The order in which a shuffling Loader visits n samples in `epoch`: a
+// Fisher-Yates shuffle drawn with sparsetrain::Rng seeded from (seed, epoch).
+std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, int64_t epoch);
+
+struct Batch {
+  Tensor images;                        // (B, C, H, W) Layout::kNCHW, normalised
+  std::vector<int32_t> labels;          // (B)
+  std::vector<int64_t> sample_indices;  // (B) index of each row in the Dataset
+  int64_t index = -1;                   // batch index within the epoch
+};
+
+// Not thread-safe: one thread drives a Loader. The Dataset must outlive it
+// and stay unchanged while it exists.
+class Loader {
+ public:
+  // Throws Error for batch_size <= 0, crop_padding < 0, or a Dataset whose
+  // fields disagree (pixel count, mean/stddev per channel, stddev <= 0).
+  Loader(const Dataset& data, int64_t batch_size, bool shuffle, AugmentOptions aug, uint64_t seed,
+         bool drop_last = false);
+  ~Loader();
+  Loader(Loader&&) noexcept;
+  Loader& operator=(Loader&&) noexcept;
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Starts `epoch` (>= 0) at batch 0. Its sample order and augmentation
+  // depend only on (seed, epoch). next() before any start_epoch() starts
+  // epoch 0.
+  void start_epoch(int64_t epoch);
+  // Fills `out` with the next batch of the epoch; returns false (and leaves
+  // `out` alone) once the epoch is exhausted. `out` gets fresh storage each
+  // time, so earlier batches stay valid.
+  bool next(Batch& out);
+  // Continues the current epoch at batch_index in [0, batches_per_epoch()].
+  void skip_to(int64_t batch_index);
+
+  int64_t batches_per_epoch() const;
+  int64_t batch_size() const;
+  int64_t epoch() const;  // -1 before the first start_epoch()
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sparsetrain

@@ -1,0 +1,124 @@
+// load_dataset(): the dataset table (folders, classes, normalisation) and the
+// choice of the dataset folder.
+
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "data/readers.h"
+#include "sparsetrain/data.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+enum class Format { kIdx, kCifar };
+
+struct DatasetInfo {
+  const char* name;
+  // Folder names tried under data_dir, first match wins ("cifar-10-batches-bin"
+  // is what the official CIFAR-10 tarball unpacks to).
+  std::vector<const char*> folders;
+  Format format;
+  // Per-channel mean and standard deviation of the training pixels scaled to
+  // [0, 1], the values used throughout the literature (e.g. the PyTorch
+  // examples for MNIST, the Fashion-MNIST benchmarks, and the CIFAR-10
+  // ResNet recipes of He et al. 2016 as reproduced in torchvision).
+  std::vector<float> mean;
+  std::vector<float> stddev;
+  std::vector<std::string> class_names;
+};
+
+const std::vector<DatasetInfo>& dataset_table() {
+  static const std::vector<DatasetInfo> table = {
+      {"mnist",
+       {"mnist"},
+       Format::kIdx,
+       {0.1307f},
+       {0.3081f},
+       {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}},
+      {"fashion-mnist",
+       {"fashion-mnist"},
+       Format::kIdx,
+       {0.2860f},
+       {0.3530f},
+       {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+        "Ankle boot"}},
+      {"cifar10",
+       {"cifar-10", "cifar10", "cifar-10-batches-bin"},
+       Format::kCifar,
+       {0.4914f, 0.4822f, 0.4465f},
+       {0.2470f, 0.2435f, 0.2616f},
+       {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}},
+  };
+  return table;
+}
+
+const DatasetInfo& find_dataset(const std::string& name) {
+  for (const auto& info : dataset_table()) {
+    if (name == info.name) return info;
+  }
+  std::string known;
+  for (const auto& info : dataset_table())
+    known += (known.empty() ? "" : ", ") + std::string(info.name);
+  throw Error("unknown dataset '" + name + "' (expected " + known + ")");
+}
+
+bool is_directory_quietly(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec) && !ec;
+}
+
+// data_dir may hold the dataset folder or be that folder.
+fs::path dataset_folder(const DatasetInfo& info, const std::string& data_dir) {
+  const fs::path root(data_dir);
+  if (!is_directory_quietly(root)) {
+    throw Error(data_dir + ": no such directory (expected the folder that holds " +
+                info.folders.front() + "/, or that folder itself)");
+  }
+  for (const char* folder : info.folders) {
+    if (is_directory_quietly(root / folder)) return root / folder;
+  }
+  return root;
+}
+
+}  // namespace
+
+const char* split_name(Split split) { return split == Split::kTrain ? "train" : "test"; }
+
+std::vector<std::string> dataset_names() {
+  std::vector<std::string> names;
+  for (const auto& info : dataset_table()) names.emplace_back(info.name);
+  return names;
+}
+
+Dataset load_dataset(const std::string& name, const std::string& data_dir, Split split,
+                     int64_t limit) {
+  const DatasetInfo& info = find_dataset(name);
+  const fs::path dir = dataset_folder(info, data_dir);
+  Dataset out;
+  out.name = info.name;
+  if (info.format == Format::kIdx) {
+    data::read_mnist_family(dir, split, limit, out);
+  } else {
+    data::read_cifar10(dir, split, limit, out);
+  }
+  out.class_names = info.class_names;
+  out.mean = info.mean;
+  out.stddev = info.stddev;
+  return out;
+}
+
+AugmentOptions default_augmentation(const std::string& dataset_name, Split split) {
+  AugmentOptions aug;
+  if (dataset_name == "cifar10" && split == Split::kTrain) {
+    aug.random_crop = true;
+    aug.hflip = true;
+  }
+  return aug;
+}
+
+}  // namespace sparsetrain

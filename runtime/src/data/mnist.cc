@@ -1,0 +1,131 @@
+// IDX reader for MNIST and Fashion-MNIST (format: http://yann.lecun.com/exdb/mnist/):
+// big-endian u32 header fields, then u8 payload.
+//   images: magic 0x00000803, count, rows, cols, count * rows * cols pixels
+//   labels: magic 0x00000801, count, count labels
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "data/input_file.h"
+#include "data/readers.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kIdxImagesMagic = 0x00000803;  // u8 data, 3 dimensions
+constexpr uint32_t kIdxLabelsMagic = 0x00000801;  // u8 data, 1 dimension
+constexpr int64_t kIdxImagesHeaderBytes = 16;
+constexpr int64_t kIdxLabelsHeaderBytes = 8;
+constexpr int64_t kMnistSide = 28;
+constexpr uint32_t kGzipMagicPrefix = 0x1f8b0000;  // first two bytes of a gzip file
+
+uint32_t load_be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+std::string hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+void check_magic(const InputFile& f, uint32_t magic, uint32_t expected, const char* what) {
+  if (magic == expected) return;
+  std::string problem =
+      "bad magic " + hex32(magic) + " (expected " + hex32(expected) + " for " + what + ")";
+  if ((magic & 0xffff0000u) == kGzipMagicPrefix && !f.compressed()) {
+    problem += "; the file looks gzip-compressed: give it a .gz name";
+  }
+  f.fail(problem);
+}
+
+struct IdxImages {
+  std::string file;
+  int64_t count = 0;            // as declared in the header
+  std::vector<uint8_t> pixels;  // (kept, 28, 28)
+};
+
+struct IdxLabels {
+  std::string file;
+  int64_t count = 0;            // as declared in the header
+  std::vector<int32_t> labels;  // (kept)
+};
+
+IdxImages read_idx_images(const fs::path& path, int64_t limit) {
+  InputFile f(path);
+  IdxImages out;
+  out.file = f.name();
+  uint8_t header[kIdxImagesHeaderBytes];
+  f.read_exact(header, kIdxImagesHeaderBytes, kIdxImagesHeaderBytes, /*at_least=*/true);
+  check_magic(f, load_be32(header), kIdxImagesMagic, "IDX images");
+  out.count = load_be32(header + 4);
+  const int64_t rows = load_be32(header + 8);
+  const int64_t cols = load_be32(header + 12);
+  if (rows != kMnistSide || cols != kMnistSide) {
+    f.fail("unexpected image size " + std::to_string(rows) + "x" + std::to_string(cols) +
+           " (expected 28x28)");
+  }
+  if (out.count == 0) f.fail("no images (the header's count is 0)");
+  const int64_t image_bytes = rows * cols;
+  const int64_t total = kIdxImagesHeaderBytes + out.count * image_bytes;  // < 2^52: no overflow
+  if (total > kMaxFileBytes) {
+    f.fail("image count " + std::to_string(out.count) + " is too large (" + std::to_string(total) +
+           " bytes; the limit is " + std::to_string(kMaxFileBytes) + ")");
+  }
+  f.check_size(total);
+  const int64_t kept = limit >= 0 ? std::min(limit, out.count) : out.count;
+  f.append_exact(out.pixels, kept * image_bytes, total);
+  if (kept == out.count) f.expect_end(total);
+  return out;
+}
+
+IdxLabels read_idx_labels(const fs::path& path, int64_t limit) {
+  InputFile f(path);
+  IdxLabels out;
+  out.file = f.name();
+  uint8_t header[kIdxLabelsHeaderBytes];
+  f.read_exact(header, kIdxLabelsHeaderBytes, kIdxLabelsHeaderBytes, /*at_least=*/true);
+  check_magic(f, load_be32(header), kIdxLabelsMagic, "IDX labels");
+  out.count = load_be32(header + 4);
+  if (out.count == 0) f.fail("no labels (the header's count is 0)");
+  const int64_t total = kIdxLabelsHeaderBytes + out.count;
+  f.check_size(total);
+  const int64_t kept = limit >= 0 ? std::min(limit, out.count) : out.count;
+  std::vector<uint8_t> bytes;
+  f.append_exact(bytes, kept, total);
+  if (kept == out.count) f.expect_end(total);
+  out.labels.resize(bytes.size());
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] >= kNumClasses10) {
+      f.fail("label " + std::to_string(bytes[i]) + " of sample " + std::to_string(i) +
+             " is out of range (expected 0..9)");
+    }
+    out.labels[i] = bytes[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+void read_mnist_family(const fs::path& dir, Split split, int64_t limit, Dataset& out) {
+  const std::string prefix = split == Split::kTrain ? "train" : "t10k";
+  IdxImages images = read_idx_images(dir / (prefix + "-images-idx3-ubyte"), limit);
+  IdxLabels labels = read_idx_labels(dir / (prefix + "-labels-idx1-ubyte"), limit);
+  if (images.count != labels.count) {
+    throw Error(labels.file + ": holds " + std::to_string(labels.count) + " labels, but " +
+                images.file + " holds " + std::to_string(images.count) +
+                " images (label count mismatch)");
+  }
+  out.channels = 1;
+  out.height = kMnistSide;
+  out.width = kMnistSide;
+  out.num_classes = kNumClasses10;
+  out.pixels = std::move(images.pixels);
+  out.labels = std::move(labels.labels);
+}
+
+}  // namespace sparsetrain::data

@@ -1,0 +1,24 @@
+// File-format readers behind load_dataset(). Each validates what it reads
+// and throws sparsetrain::Error("<file>: <problem>").
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "sparsetrain/data.h"
+
+namespace sparsetrain::data {
+
+inline constexpr int kNumClasses10 = 10;  // MNIST, Fashion-MNIST and CIFAR-10
+
+// MNIST and Fashion-MNIST: IDX files in `dir`. Fills pixels, labels and the
+// image geometry of `out`.
+void read_mnist_family(const std::filesystem::path& dir, Split split, int64_t limit, Dataset& out);
+
+// CIFAR-10 binary batches in `dir`: data_batch_1..4 (train) or data_batch_5
+// (test). Fills pixels, labels and the image geometry of `out`.
+void read_cifar10(const std::filesystem::path& dir, Split split, int64_t limit, Dataset& out);
+
+}  // namespace sparsetrain::data
