@@ -28,3 +28,7 @@ endfunction()
 function(sparsetrain_target_defaults target)
   target_compile_options(${target} PRIVATE ${SPARSETRAIN_WARNINGS})
 endfunction()
+
+# No code here reads errno after a math call; without this GCC will not
+# vectorize loops that call sqrt (AdamW, BatchNorm).
+add_compile_options(-fno-math-errno)

@@ -65,7 +65,8 @@ void check_gradients(Graph& g, const Tensor& x, double tol) {
   g.forward(x, true);
   const Tensor dx = g.backward(r, /*want_input_grad=*/true);
   ASSERT_TRUE(dx.defined());
-  const float eps = 1e-2f;
+  // Small steps: a larger one crosses ReLU kinks and max-pool switches.
+  const float eps = 1e-3f;
   auto loss_at = [&]() { return weighted_sum(g.forward(x, true), r); };
   auto check = [&](float* v, const float* analytic, int64_t n, const std::string& what) {
     for (int64_t i = 0; i < n; i += std::max<int64_t>(1, n / 23)) {
@@ -185,8 +186,10 @@ TEST(Graph, InferenceFreesActivationsEarly) {
   g.release();
   g.forward(in, false);
   const int64_t eval_peak = g.last_peak_bytes();
-  // Training keeps ~16 activations of 512 KiB for backward; inference keeps two or three.
-  EXPECT_LT(eval_peak + 8 * 512 * 256 * 4, train_peak);
+  // Training keeps the eight ReLU outputs (512 KiB each) for backward;
+  // inference holds at most three activations at a time.
+  const int64_t activation = 512 * 256 * 4;
+  EXPECT_GE(train_peak - eval_peak, 4 * activation) << train_peak << " vs " << eval_peak;
 }
 
 TEST(Graph, ShapeErrorsNameTheNode) {

@@ -32,7 +32,7 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
   sub->add_option("--lr-schedule", o.lr_schedule, "constant | multistep | cosine | onecycle")
       ->capture_default_str();
-  sub->add_option("--milestones", o.milestones, "Epochs where multistep multiplies the lr by --lr-gamma")
+  sub->add_option("--lr-milestones", o.milestones, "Epochs (comma-separated) where multistep multiplies the lr by --lr-gamma")
       ->delimiter(',');
   sub->add_option("--lr-gamma", o.lr_gamma, "Multistep factor")->capture_default_str();
   sub->add_option("--warmup-epochs", o.warmup_epochs, "Linear warm-up epochs")->capture_default_str();

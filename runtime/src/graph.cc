@@ -39,12 +39,18 @@ struct Graph::Impl {
 
 namespace {
 
+// into = into + add, in fresh storage: a node's backward may return tensors
+// that alias its diff_dst or each other (Add passes its gradient through to
+// both inputs), so gradients are never summed in place.
 void accumulate(Tensor& into, const Tensor& add) {
   const Tensor same = to_layout(add, into.layout());
   SPARSETRAIN_ASSERT(same.numel() == into.numel());
-  float* d = into.data();
-  const float* s = same.data();
-  for (int64_t i = 0; i < into.numel(); ++i) d[i] += s[i];
+  Tensor sum = Tensor::empty(into.shape(), into.layout());
+  const float* a = into.data();
+  const float* b = same.data();
+  float* d = sum.data();
+  for (int64_t i = 0; i < sum.numel(); ++i) d[i] = a[i] + b[i];
+  into = std::move(sum);
 }
 
 HookEvent make_event(HookPoint point, const std::string& node, const char* type, int64_t step,
