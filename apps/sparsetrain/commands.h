@@ -11,6 +11,7 @@ namespace sparsetrain::cli {
 
 struct TrainCommand {
   TrainOptions options;
+  CLI::App* app = nullptr;
   std::string augment = "auto";
   bool no_progress = false;
 };

@@ -21,17 +21,16 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--data-dir", o.data_dir, "Folder holding mnist/, fashion-mnist/, cifar-10/")
       ->capture_default_str();
   sub->add_option("--epochs", o.epochs, "Training epochs")->capture_default_str();
-  sub->add_option("--batch-size", o.batch_size, "Samples per step")->capture_default_str();
+  sub->add_option("--batch-size", o.batch_size, "Samples per step (default: 50 for mlp/lenet5, 128 for resnets)");
   sub->add_option("--optimizer", o.optimizer, "sgd | adamw")->capture_default_str();
-  sub->add_option("--lr", o.lr, "Base learning rate")->capture_default_str();
+  sub->add_option("--lr", o.lr, "Peak learning rate (default: 0.05 for mlp/lenet5, 0.1 for resnets)");
   sub->add_option("--momentum", o.momentum, "SGD momentum")->capture_default_str();
-  sub->add_flag("--nesterov", o.nesterov, "Nesterov momentum");
+  sub->add_flag("--nesterov,!--no-nesterov", o.nesterov, "Nesterov momentum (default: on for mlp/lenet5)");
   sub->add_option("--weight-decay", o.weight_decay, "Weight decay (weights only)")
       ->capture_default_str();
   sub->add_option("--beta1", o.beta1, "AdamW beta1")->capture_default_str();
   sub->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
-  sub->add_option("--lr-schedule", o.lr_schedule, "constant | multistep | cosine | onecycle")
-      ->capture_default_str();
+  sub->add_option("--lr-schedule", o.lr_schedule, "constant | multistep | cosine | onecycle (default: onecycle)");
   sub->add_option("--lr-milestones", o.milestones, "Epochs (comma-separated) where multistep multiplies the lr by --lr-gamma")
       ->delimiter(',');
   sub->add_option("--lr-gamma", o.lr_gamma, "Multistep factor")->capture_default_str();
@@ -55,15 +54,75 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--log-every", o.log_every, "Also log every N-th step's loss to --metrics");
   sub->add_option("--probe", o.probes, "Probes to run on the final evaluation: activation-stats");
   sub->add_flag("--no-progress", cmd.no_progress, "No progress lines, only the table");
+  cmd.app = sub;
   return sub;
 }
 
-int run_train(TrainCommand& cmd) {
+namespace {
+
+// Flag -> field, for taking the fields the user did not set from a base
+// (the model's recommended options, or the options of a run being resumed).
+struct FieldCopy {
+  const char* flag;
+  void (*copy)(TrainOptions& to, const TrainOptions& from);
+};
+#define SPARSETRAIN_FIELD(flag, member) \
+  FieldCopy { flag, [](TrainOptions& to, const TrainOptions& from) { to.member = from.member; } }
+const FieldCopy kFields[] = {
+    SPARSETRAIN_FIELD("--model", model),
+    SPARSETRAIN_FIELD("--dataset", dataset),
+    SPARSETRAIN_FIELD("--data-dir", data_dir),
+    SPARSETRAIN_FIELD("--epochs", epochs),
+    SPARSETRAIN_FIELD("--batch-size", batch_size),
+    SPARSETRAIN_FIELD("--optimizer", optimizer),
+    SPARSETRAIN_FIELD("--lr", lr),
+    SPARSETRAIN_FIELD("--momentum", momentum),
+    SPARSETRAIN_FIELD("--nesterov", nesterov),
+    SPARSETRAIN_FIELD("--weight-decay", weight_decay),
+    SPARSETRAIN_FIELD("--beta1", beta1),
+    SPARSETRAIN_FIELD("--beta2", beta2),
+    SPARSETRAIN_FIELD("--lr-schedule", lr_schedule),
+    SPARSETRAIN_FIELD("--lr-milestones", milestones),
+    SPARSETRAIN_FIELD("--lr-gamma", lr_gamma),
+    SPARSETRAIN_FIELD("--warmup-epochs", warmup_epochs),
+    SPARSETRAIN_FIELD("--clip-grad-norm", clip_grad_norm),
+    SPARSETRAIN_FIELD("--threads", threads),
+    SPARSETRAIN_FIELD("--seed", seed),
+    SPARSETRAIN_FIELD("--augment", augment),
+    SPARSETRAIN_FIELD("--train-limit", train_limit),
+    SPARSETRAIN_FIELD("--test-limit", test_limit),
+    SPARSETRAIN_FIELD("--eval-batch-size", eval_batch_size),
+    SPARSETRAIN_FIELD("--metrics", metrics_path),
+    SPARSETRAIN_FIELD("--log-every", log_every),
+    SPARSETRAIN_FIELD("--probe", probes),
+};
+#undef SPARSETRAIN_FIELD
+
+// The options of the run: the user's flags over a base. The base is the
+// saved run's options when resuming (so `--resume DIR` alone continues the
+// same run, and e.g. `--epochs 5` extends it), else the model's
+// recommended options.
+void resolve_options(TrainCommand& cmd) {
   TrainOptions& o = cmd.options;
   o.augment = cmd.augment == "auto" ? -1 : (cmd.augment == "on" ? 1 : 0);
+  TrainOptions base;
+  if (!o.resume_dir.empty()) {
+    base = read_checkpoint_options(o.resume_dir);
+    if (o.out_dir.empty()) o.out_dir = o.resume_dir;
+  } else {
+    base = recommended_options(o.model);
+  }
+  for (const FieldCopy& f : kFields) {
+    if (cmd.app->count(f.flag) == 0) f.copy(o, base);
+  }
   o.progress = !cmd.no_progress;
-  if (!o.resume_dir.empty() && o.out_dir.empty()) o.out_dir = o.resume_dir;
-  Trainer trainer(o, model_factory());
+}
+
+}  // namespace
+
+int run_train(TrainCommand& cmd) {
+  resolve_options(cmd);
+  Trainer trainer(cmd.options, model_factory());
   const TrainResult r = trainer.run(std::cout);
   return r.interrupted ? 130 : 0;
 }

@@ -183,6 +183,25 @@ void validate(const TrainOptions& o) {
   }
 }
 
+TrainOptions recommended_options(const std::string& model) {
+  TrainOptions o;
+  o.model = model;
+  o.optimizer = "sgd";
+  o.momentum = 0.9f;
+  o.weight_decay = 5e-4f;
+  o.lr_schedule = "onecycle";
+  if (model.rfind("resnet", 0) == 0) {
+    o.batch_size = 128;
+    o.lr = 0.1f;
+    o.nesterov = false;
+  } else {
+    o.batch_size = 50;
+    o.lr = 0.05f;
+    o.nesterov = true;
+  }
+  return o;
+}
+
 std::string options_to_json(const TrainOptions& o) {
   json j = {{"model", o.model},
             {"dataset", o.dataset},
@@ -600,6 +619,17 @@ TrainResult Trainer::run(std::ostream& log) {
   log << ")\n";
   if (!ck_path.empty()) log << "checkpoint: " << ck_path.string() << "\n";
   return result;
+}
+
+TrainOptions read_checkpoint_options(const std::string& path) {
+  std::filesystem::path p(path);
+  if (std::filesystem::is_directory(p)) p /= kCheckpointFile;
+  const Checkpoint ck = Checkpoint::load(p.string());
+  auto it = ck.metadata().find("options");
+  if (it == ck.metadata().end()) {
+    throw Error(p.string() + ": not a sparsetrain training checkpoint (no 'options' metadata)");
+  }
+  return options_from_json(it->second);
 }
 
 TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& factory,

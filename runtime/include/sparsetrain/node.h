@@ -4,8 +4,8 @@
 //
 // Conventions (see STYLE.md):
 // - forward returns a new output tensor; the node picks the output layout
-//   (conv-domain nodes keep the layout of their input or the one they are
-//   configured for, see Graph::set_conv_layout).
+//   (dense convolutions produce nodes::dense_conv_layout(); BatchNorm, ReLU,
+//   pooling and Add keep the layout of their input).
 // - backward returns one diff_src per input (an undefined Tensor where
 //   need_diff_src is false) and ACCUMULATES (+=) weight gradients into
 //   Parameter::grad; the trainer zeroes them.

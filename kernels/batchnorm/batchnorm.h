@@ -1,0 +1,141 @@
+// BatchNorm2d over 4-D activations (N, C, H, W): per-channel statistics over
+// the N*H*W values of a channel (Ioffe & Szegedy 2015, "Batch Normalization",
+// Algorithm 1 for the forward pass, section 3 for the gradients).
+//
+//   xhat = (src - mean) * rstd,   rstd = 1 / sqrt(var + eps)
+//   dst  = gamma * xhat + beta
+//
+// Training uses the statistics of the batch (biased variance) and saves mean
+// and rstd for backward; inference uses fixed statistics (the running mean
+// and variance). Every pointer to an activation addresses a dense (N, C, H, W)
+// tensor in `desc.layout`; per-channel vectors are (C).
+//
+// Backward OVERWRITES diff_src and ACCUMULATES (+=) into diff_gamma and
+// diff_beta; the training loop zeroes parameter gradients.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "sparsetrain/tensor.h"
+
+namespace sparsetrain::kernels {
+
+struct BatchNormDesc {
+  int64_t n = 0, c = 0, h = 0, w = 0;  // src, dst, diff_src, diff_dst: (N, C, H, W)
+  Layout layout = Layout::kNCHW;       // kNCHW (or kPlain), kNHWC or kCHWN
+  float eps = 1e-5f;
+
+  int64_t per_channel() const { return n * h * w; }
+  int64_t numel() const { return n * c * h * w; }
+};
+
+// --- training: batch statistics ---------------------------------------------
+// dst (N, C, H, W); mean, rstd (C): saved for backward.
+using BatchNormForwardTrainingFn = void (*)(float* dst, float* mean, float* rstd, const float* src,
+                                            const float* gamma, const float* beta,
+                                            const BatchNormDesc& desc);
+// Gradient through the batch statistics:
+//   diff_beta  += sum(diff_dst)
+//   diff_gamma += sum(diff_dst * xhat)
+//   diff_src    = gamma * rstd * (diff_dst - mean(diff_dst) - xhat * mean(diff_dst * xhat))
+// diff_src may be null (only the parameter gradients are wanted).
+using BatchNormBackwardFn = void (*)(float* diff_src, float* diff_gamma, float* diff_beta,
+                                     const float* diff_dst, const float* src, const float* gamma,
+                                     const float* mean, const float* rstd,
+                                     const BatchNormDesc& desc);
+
+// --- inference: fixed statistics ---------------------------------------------
+// dst (N, C, H, W); mean, var (C): the running statistics.
+using BatchNormForwardInferenceFn = void (*)(float* dst, const float* src, const float* gamma,
+                                             const float* beta, const float* mean, const float* var,
+                                             const BatchNormDesc& desc);
+// Gradient when the statistics are constants (inference mode: saliency,
+// frozen BatchNorm):
+//   diff_beta  += sum(diff_dst),  diff_gamma += sum(diff_dst * xhat)
+//   diff_src    = gamma * rstd * diff_dst
+// diff_src may be null.
+using BatchNormBackwardInferenceFn = void (*)(float* diff_src, float* diff_gamma, float* diff_beta,
+                                              const float* diff_dst, const float* src,
+                                              const float* gamma, const float* mean,
+                                              const float* var, const BatchNormDesc& desc);
+
+// One implementation of the op.
+struct BatchNormKernel {
+  const char* name;  // "dnnl", "tbb", "ref"
+  // Whether this implementation handles (and is meant for) `desc`.
+  bool (*supports)(const BatchNormDesc& desc);
+  BatchNormForwardTrainingFn forward_training;
+  BatchNormBackwardFn backward;
+  BatchNormForwardInferenceFn forward_inference;
+  BatchNormBackwardInferenceFn backward_inference;
+};
+
+// Every implementation, most preferred first; the scalar reference is last
+// and supports everything. Tests and benchmarks iterate this list.
+std::span<const BatchNormKernel> batchnorm_kernels();
+// The first implementation that supports `desc`; the reference when the
+// environment sets SPARSETRAIN_ISA=ref.
+const BatchNormKernel& batchnorm_kernel(const BatchNormDesc& desc);
+const BatchNormKernel& batchnorm_ref_kernel();
+
+// PyTorch's running-statistics update, with the UNBIASED batch variance:
+//   running_mean = (1 - momentum) * running_mean + momentum * mean
+//   running_var  = (1 - momentum) * running_var  + momentum * var * count / (count - 1)
+// where var = 1 / rstd^2 - eps is the biased batch variance of `count` values
+// (count >= 2). running_mean, running_var, mean, rstd: (C).
+void batchnorm_update_running_stats(float* running_mean, float* running_var, const float* mean,
+                                    const float* rstd, int64_t channels, int64_t count,
+                                    float momentum, float eps);
+
+// --- implementations ------------------------------------------------------------
+// Scalar reference: plain loops over offset4, double accumulation.
+void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const float* src,
+                                    const float* gamma, const float* beta,
+                                    const BatchNormDesc& desc);
+void batchnorm_backward_ref(float* diff_src, float* diff_gamma, float* diff_beta,
+                            const float* diff_dst, const float* src, const float* gamma,
+                            const float* mean, const float* rstd, const BatchNormDesc& desc);
+void batchnorm_forward_inference_ref(float* dst, const float* src, const float* gamma,
+                                     const float* beta, const float* mean, const float* var,
+                                     const BatchNormDesc& desc);
+void batchnorm_backward_inference_ref(float* diff_src, float* diff_gamma, float* diff_beta,
+                                      const float* diff_dst, const float* src, const float* gamma,
+                                      const float* mean, const float* var,
+                                      const BatchNormDesc& desc);
+
+// Vectorisable C++ over TBB: one channel per task, so a channel's values are
+// still in L2 when the second pass reads them (channel-planar layouts), or
+// fixed pixel blocks with a deterministic reduction (channel-last layouts).
+void batchnorm_forward_training_tbb(float* dst, float* mean, float* rstd, const float* src,
+                                    const float* gamma, const float* beta,
+                                    const BatchNormDesc& desc);
+void batchnorm_backward_tbb(float* diff_src, float* diff_gamma, float* diff_beta,
+                            const float* diff_dst, const float* src, const float* gamma,
+                            const float* mean, const float* rstd, const BatchNormDesc& desc);
+void batchnorm_forward_inference_tbb(float* dst, const float* src, const float* gamma,
+                                     const float* beta, const float* mean, const float* var,
+                                     const BatchNormDesc& desc);
+void batchnorm_backward_inference_tbb(float* diff_src, float* diff_gamma, float* diff_beta,
+                                      const float* diff_dst, const float* src, const float* gamma,
+                                      const float* mean, const float* var,
+                                      const BatchNormDesc& desc);
+
+// oneDNN batch_normalization primitives, cached per shape (its JIT kernels
+// cover channel-last data; its channel-planar path is a slow generic loop).
+bool batchnorm_dnnl_supports(const BatchNormDesc& desc);
+void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const float* src,
+                                     const float* gamma, const float* beta,
+                                     const BatchNormDesc& desc);
+void batchnorm_backward_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,
+                             const float* diff_dst, const float* src, const float* gamma,
+                             const float* mean, const float* rstd, const BatchNormDesc& desc);
+void batchnorm_forward_inference_dnnl(float* dst, const float* src, const float* gamma,
+                                      const float* beta, const float* mean, const float* var,
+                                      const BatchNormDesc& desc);
+void batchnorm_backward_inference_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,
+                                       const float* diff_dst, const float* src, const float* gamma,
+                                       const float* mean, const float* var,
+                                       const BatchNormDesc& desc);
+
+}  // namespace sparsetrain::kernels

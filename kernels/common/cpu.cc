@@ -1,0 +1,203 @@
+#include "kernels/common/cpu.h"
+
+#include <cpuid.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::kernels {
+namespace {
+
+constexpr const char* kIsaEnv = "SPARSETRAIN_ISA";
+
+struct Regs {
+  uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+};
+
+// CPUID leaf/subleaf; all zero when the leaf is beyond the CPU's maximum.
+Regs cpuid(uint32_t leaf, uint32_t subleaf = 0) {
+  Regs r;
+  if (!__get_cpuid_count(leaf, subleaf, &r.eax, &r.ebx, &r.ecx, &r.edx)) return Regs{};
+  return r;
+}
+
+bool bit(uint32_t word, int b) { return ((word >> b) & 1u) != 0; }
+
+// XCR0: which register states the OS saves on a context switch. Inline asm so
+// this file needs no -mxsave (it is built for baseline x86-64).
+uint64_t xgetbv0() {
+  uint32_t lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (static_cast<uint64_t>(hi) << 32) | lo;
+}
+
+// XCR0 bits (Intel SDM vol. 1, 13.3).
+constexpr uint64_t kXcr0Sse = 1u << 1;
+constexpr uint64_t kXcr0Avx = 1u << 2;
+constexpr uint64_t kXcr0Opmask = 1u << 5;
+constexpr uint64_t kXcr0ZmmHi256 = 1u << 6;
+constexpr uint64_t kXcr0Hi16Zmm = 1u << 7;
+constexpr uint64_t kXcr0TileCfg = 1u << 17;
+constexpr uint64_t kXcr0TileData = 1u << 18;
+
+std::string trim(std::string s) {
+  const auto first = s.find_first_not_of(' ');
+  if (first == std::string::npos) return {};
+  const auto last = s.find_last_not_of(' ');
+  return s.substr(first, last - first + 1);
+}
+
+CpuInfo detect() {
+  CpuInfo info;
+  const Regs leaf0 = cpuid(0);
+  const uint32_t max_leaf = leaf0.eax;
+  char vendor[13] = {};
+  std::memcpy(vendor + 0, &leaf0.ebx, 4);
+  std::memcpy(vendor + 4, &leaf0.edx, 4);
+  std::memcpy(vendor + 8, &leaf0.ecx, 4);
+  info.vendor = vendor;
+
+  if (cpuid(0x80000000u).eax >= 0x80000004u) {
+    char brand[49] = {};
+    for (uint32_t i = 0; i < 3; ++i) {
+      const Regs r = cpuid(0x80000002u + i);
+      std::memcpy(brand + 16 * i + 0, &r.eax, 4);
+      std::memcpy(brand + 16 * i + 4, &r.ebx, 4);
+      std::memcpy(brand + 16 * i + 8, &r.ecx, 4);
+      std::memcpy(brand + 16 * i + 12, &r.edx, 4);
+    }
+    info.model = trim(brand);
+  }
+  if (max_leaf < 1) return info;
+
+  // Leaf 1 and leaf 7 feature bits (Intel SDM vol. 2A, CPUID).
+  const Regs l1 = cpuid(1);
+  const bool osxsave = bit(l1.ecx, 27);
+  const uint64_t xcr0 = osxsave ? xgetbv0() : 0;
+  const bool os_ymm = (xcr0 & (kXcr0Sse | kXcr0Avx)) == (kXcr0Sse | kXcr0Avx);
+  const uint64_t zmm_mask = kXcr0Opmask | kXcr0ZmmHi256 | kXcr0Hi16Zmm;
+  const bool os_zmm = os_ymm && (xcr0 & zmm_mask) == zmm_mask;
+  const bool os_tiles = (xcr0 & (kXcr0TileCfg | kXcr0TileData)) == (kXcr0TileCfg | kXcr0TileData);
+
+  info.sse42 = bit(l1.ecx, 20);
+  info.avx = bit(l1.ecx, 28) && os_ymm;
+  info.fma = bit(l1.ecx, 12) && os_ymm;
+  info.f16c = bit(l1.ecx, 29) && os_ymm;
+  if (max_leaf < 7) return info;
+
+  const Regs l7 = cpuid(7, 0);
+  const Regs l7s1 = l7.eax >= 1 ? cpuid(7, 1) : Regs{};
+  info.bmi2 = bit(l7.ebx, 8);
+  info.avx2 = bit(l7.ebx, 5) && os_ymm;
+  info.avx512f = bit(l7.ebx, 16) && os_zmm;
+  info.avx512dq = bit(l7.ebx, 17) && os_zmm;
+  info.avx512cd = bit(l7.ebx, 28) && os_zmm;
+  info.avx512bw = bit(l7.ebx, 30) && os_zmm;
+  info.avx512vl = bit(l7.ebx, 31) && os_zmm;
+  info.avx512_vbmi2 = bit(l7.ecx, 6) && os_zmm;
+  info.avx512_vnni = bit(l7.ecx, 11) && os_zmm;
+  info.avx512_bf16 = bit(l7s1.eax, 5) && os_zmm;
+  info.amx_bf16 = bit(l7.edx, 22) && os_tiles;
+  info.amx_tile = bit(l7.edx, 24) && os_tiles;
+  info.amx_int8 = bit(l7.edx, 25) && os_tiles;
+  return info;
+}
+
+}  // namespace
+
+const CpuInfo& cpu_info() {
+  static const CpuInfo info = detect();
+  return info;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return "ref";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+bool isa_supported(Isa isa, const CpuInfo& cpu) {
+  const bool avx2 = cpu.avx && cpu.avx2 && cpu.fma && cpu.f16c && cpu.bmi2;
+  switch (isa) {
+    case Isa::kRef: return true;
+    case Isa::kAvx2: return avx2;
+    case Isa::kAvx512:
+      return avx2 && cpu.avx512f && cpu.avx512cd && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl;
+  }
+  return false;
+}
+
+bool isa_supported(Isa isa) { return isa_supported(isa, cpu_info()); }
+
+Isa cpu_isa(const CpuInfo& cpu) {
+  if (isa_supported(Isa::kAvx512, cpu)) return Isa::kAvx512;
+  if (isa_supported(Isa::kAvx2, cpu)) return Isa::kAvx2;
+  return Isa::kRef;
+}
+
+namespace {
+
+// The ISA for SPARSETRAIN_ISA=env_value on `cpu`, or an empty result and the
+// message explaining why the value cannot be used.
+std::optional<Isa> parse_isa(const char* env_value, const CpuInfo& cpu, std::string* error) {
+  const Isa best = cpu_isa(cpu);
+  if (env_value == nullptr || *env_value == '\0') return best;
+  const std::string value = env_value;
+  Isa requested;
+  if (value == "ref") {
+    requested = Isa::kRef;
+  } else if (value == "avx2") {
+    requested = Isa::kAvx2;
+  } else if (value == "avx512") {
+    requested = Isa::kAvx512;
+  } else {
+    *error = std::string(kIsaEnv) + "='" + value +
+             "' is not an instruction set the kernels know; use one of ref, avx2, avx512, "
+             "or unset it to use the best this CPU supports (" + isa_name(best) + ")";
+    return std::nullopt;
+  }
+  if (!isa_supported(requested, cpu)) {
+    const std::string model =
+        cpu.model.empty() ? std::string("this CPU") : "this CPU (" + cpu.model + ")";
+    *error = std::string(kIsaEnv) + "=" + value + " asks for " + isa_name(requested) +
+             " kernels, but " + model + " or its OS supports at most " + isa_name(best) +
+             "; set " + kIsaEnv + " to " + isa_name(best) + " or lower, or unset it";
+    return std::nullopt;
+  }
+  return requested;
+}
+
+}  // namespace
+
+Isa resolve_isa(const char* env_value, const CpuInfo& cpu) {
+  std::string error;
+  const std::optional<Isa> isa = parse_isa(env_value, cpu, &error);
+  if (!isa) throw Error(error);
+  return *isa;
+}
+
+Isa active_isa() { return resolve_isa(std::getenv(kIsaEnv), cpu_info()); }
+
+Isa best_isa() {
+  std::string error;
+  const std::optional<Isa> isa = parse_isa(std::getenv(kIsaEnv), cpu_info(), &error);
+  if (isa) return *isa;
+  static std::once_flag reported;
+  std::call_once(reported, [&] {
+    std::fprintf(stderr, "sparsetrain: %s (using %s)\n", error.c_str(),
+                 isa_name(cpu_isa(cpu_info())));
+  });
+  return cpu_isa(cpu_info());
+}
+
+}  // namespace sparsetrain::kernels

@@ -1,0 +1,135 @@
+// Element-wise ops as vectorisable loops over TBB blocks. Inner loops carry
+// `omp simd` so they vectorise at any -O level; no OpenMP thread runs here.
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/eltwise/eltwise.h"
+#include "sparsetrain/rng.h"
+
+namespace sparsetrain::kernels {
+namespace {
+
+// Values per task: large enough to amortise scheduling (64 KiB of floats),
+// a multiple of 64 so that dropout tasks own whole mask words.
+constexpr int64_t kGrain = 16384;
+
+// Runs body(begin, end) over [0, count) in blocks of kGrain, in parallel.
+template <typename Body>
+void parallel_blocks(int64_t count, Body&& body) {
+  if (count <= kGrain) {
+    if (count > 0) body(int64_t{0}, count);
+    return;
+  }
+  const int64_t blocks = (count + kGrain - 1) / kGrain;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, blocks),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+                      body(r.begin() * kGrain, std::min(count, r.end() * kGrain));
+                    });
+}
+
+// y = x * (kept ? scale : 0) over the values [begin, end) (begin % 64 == 0).
+// Each nibble of the mask selects a row of 4 factors (0 or scale), so the
+// inner loop is a plain vector multiply.
+void masked_scale(float* __restrict y, const float* __restrict x, const uint64_t* mask,
+                  int64_t begin, int64_t end, float scale) {
+  alignas(64) float factors[16][4];
+  for (int nibble = 0; nibble < 16; ++nibble)
+    for (int j = 0; j < 4; ++j) factors[nibble][j] = (nibble >> j) & 1 ? scale : 0.0f;
+  int64_t i = begin;
+  for (; i + 4 <= end; i += 4) {
+    const unsigned nibble = static_cast<unsigned>(mask[i / 64] >> (i % 64)) & 15u;
+    const float* __restrict f = factors[nibble];
+#pragma omp simd
+    for (int j = 0; j < 4; ++j) y[i + j] = x[i + j] * f[j];
+  }
+  for (; i < end; ++i) y[i] = x[i] * ((mask[i / 64] >> (i % 64)) & 1 ? scale : 0.0f);
+}
+
+}  // namespace
+
+void relu_forward_tbb(float* dst, const float* src, int64_t count) {
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    float* __restrict y = dst;
+    const float* __restrict x = src;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+  });
+}
+
+void relu_backward_tbb(float* diff_src, const float* diff_dst, const float* dst, int64_t count) {
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    float* __restrict dx = diff_src;
+    const float* __restrict dy = diff_dst;
+    const float* __restrict y = dst;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = dy[i];  // an unconditional load keeps the loop branch-free
+      dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
+  });
+}
+
+void add_forward_tbb(float* dst, const float* a, const float* b, int64_t count) {
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    float* __restrict y = dst;
+    const float* __restrict x0 = a;
+    const float* __restrict x1 = b;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = x0[i] + x1[i];
+  });
+}
+
+void add_backward_tbb(float* diff_a, float* diff_b, const float* diff_dst, int64_t count) {
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    const size_t bytes = static_cast<size_t>(end - begin) * sizeof(float);
+    if (diff_a != nullptr) std::memcpy(diff_a + begin, diff_dst + begin, bytes);
+    if (diff_b != nullptr) std::memcpy(diff_b + begin, diff_dst + begin, bytes);
+  });
+}
+
+void dropout_mask_tbb(uint64_t* mask, int64_t count, float p, uint64_t seed) {
+  // half >= p * 2^32 for an integer half  <=>  half >= ceil(p * 2^32)
+  const uint64_t threshold =
+      static_cast<uint64_t>(std::ceil(static_cast<double>(p) * 4294967296.0));
+  constexpr int64_t kWordsPerBlock = kDropoutBlockValues / 64;
+  const int64_t words = dropout_mask_words(count);
+  const int64_t blocks = (count + kDropoutBlockValues - 1) / kDropoutBlockValues;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, blocks),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+                      for (int64_t b = r.begin(); b < r.end(); ++b) {
+                        Rng rng(dropout_block_seed(seed, b));
+                        const int64_t end = std::min(words, (b + 1) * kWordsPerBlock);
+                        for (int64_t w = b * kWordsPerBlock; w < end; ++w) {
+                          uint64_t bits = 0;
+                          for (int k = 0; k < 32; ++k) {
+                            const uint64_t draw = rng.next();
+                            bits |= uint64_t{(draw & 0xffffffffULL) >= threshold} << (2 * k);
+                            bits |= uint64_t{(draw >> 32) >= threshold} << (2 * k + 1);
+                          }
+                          mask[w] = bits;
+                        }
+                      }
+                    });
+  if (count % 64 != 0) mask[words - 1] &= (uint64_t{1} << (count % 64)) - 1;
+}
+
+void dropout_forward_tbb(float* dst, const float* src, const uint64_t* mask, int64_t count,
+                         float p) {
+  const float scale = 1.0f / (1.0f - p);
+  parallel_blocks(
+      count, [&](int64_t begin, int64_t end) { masked_scale(dst, src, mask, begin, end, scale); });
+}
+
+void dropout_backward_tbb(float* diff_src, const float* diff_dst, const uint64_t* mask,
+                          int64_t count, float p) {
+  const float scale = 1.0f / (1.0f - p);
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    masked_scale(diff_src, diff_dst, mask, begin, end, scale);
+  });
+}
+
+}  // namespace sparsetrain::kernels

@@ -1,0 +1,111 @@
+// 2-D pooling over 4-D activations (N, C, H, W) in any activation layout:
+// max pooling, average pooling (padding counts towards the divisor, PyTorch's
+// count_include_pad = true), and global average pooling to (N, C).
+//
+// Windows are square, kernel x kernel with the same stride and zero padding
+// on both axes; the output has
+//   OH = (H + 2 * padding - kernel) / stride + 1   (and OW likewise).
+// Callers guarantee kernel >= 1, stride >= 1, 0 <= padding <= kernel / 2 and
+// OH, OW >= 1, so every window holds at least one real value; padded values
+// never win a max.
+//
+// Max pooling saves nothing: backward recomputes each window's argmax from src
+// (the first maximum in window order), so a max pool whose input is kept
+// anyway (the output of a ReLU) costs no memory. In the ref and TBB kernels a
+// NaN counts as larger than any number (it propagates, as in PyTorch);
+// oneDNN's max skips NaNs.
+//
+// Backward OVERWRITES diff_src.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "sparsetrain/tensor.h"
+
+namespace sparsetrain::kernels {
+
+struct PoolDesc {
+  int64_t n = 0, c = 0, h = 0, w = 0;  // src, diff_src: (N, C, H, W)
+  int64_t kernel = 2, stride = 2, padding = 0;
+  Layout layout =
+      Layout::kNCHW;  // of src, dst, diff_src, diff_dst: kNCHW (or kPlain), kNHWC, kCHWN
+
+  int64_t out_h() const { return (h + 2 * padding - kernel) / stride + 1; }
+  int64_t out_w() const { return (w + 2 * padding - kernel) / stride + 1; }
+  int64_t src_numel() const { return n * c * h * w; }
+  int64_t dst_numel() const { return n * c * out_h() * out_w(); }
+};
+
+// dst (N, C, OH, OW) = max over each window of src (N, C, H, W).
+using MaxPoolForwardFn = void (*)(float* dst, const float* src, const PoolDesc& desc);
+// diff_src (N, C, H, W): diff_dst (N, C, OH, OW) routed to each window's argmax
+// in src (N, C, H, W); overlapping windows add up.
+using MaxPoolBackwardFn = void (*)(float* diff_src, const float* diff_dst, const float* src,
+                                   const PoolDesc& desc);
+// dst (N, C, OH, OW) = sum over each window of src / (kernel * kernel).
+using AvgPoolForwardFn = void (*)(float* dst, const float* src, const PoolDesc& desc);
+// diff_src (N, C, H, W) = sum over the windows holding each value of
+// diff_dst / (kernel * kernel).
+using AvgPoolBackwardFn = void (*)(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+// dst (N, C) plain = mean over H x W of src (N, C, H, W); kernel, stride and
+// padding are ignored.
+using GlobalAvgPoolForwardFn = void (*)(float* dst, const float* src, const PoolDesc& desc);
+// diff_src (N, C, H, W) = diff_dst (N, C) plain / (H * W), broadcast.
+using GlobalAvgPoolBackwardFn = void (*)(float* diff_src, const float* diff_dst,
+                                         const PoolDesc& desc);
+
+// One implementation of the op.
+struct PoolKernel {
+  const char* name;  // "dnnl", "tbb", "ref"
+  // Whether this implementation handles (and is meant for) `desc`.
+  bool (*supports)(const PoolDesc& desc);
+  MaxPoolForwardFn max_forward;
+  MaxPoolBackwardFn max_backward;
+  AvgPoolForwardFn avg_forward;
+  AvgPoolBackwardFn avg_backward;
+  GlobalAvgPoolForwardFn global_avg_forward;
+  GlobalAvgPoolBackwardFn global_avg_backward;
+};
+
+// Every implementation, most preferred first; the scalar reference is last
+// and supports everything. Tests and benchmarks iterate this list.
+std::span<const PoolKernel> pool_kernels();
+// The first implementation that supports `desc`; the reference when the
+// environment sets SPARSETRAIN_ISA=ref.
+const PoolKernel& pool_kernel(const PoolDesc& desc);
+const PoolKernel& pool_ref_kernel();
+
+// --- implementations ------------------------------------------------------------
+// Scalar reference: plain loops over offset4, double sums.
+void maxpool_forward_ref(float* dst, const float* src, const PoolDesc& desc);
+void maxpool_backward_ref(float* diff_src, const float* diff_dst, const float* src,
+                          const PoolDesc& desc);
+void avgpool_forward_ref(float* dst, const float* src, const PoolDesc& desc);
+void avgpool_backward_ref(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+void global_avgpool_forward_ref(float* dst, const float* src, const PoolDesc& desc);
+void global_avgpool_backward_ref(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+
+// Vectorisable C++ over TBB: rows of a plane (NCHW), or vectors over the
+// innermost dimension (C in NHWC, N in CHWN).
+void maxpool_forward_tbb(float* dst, const float* src, const PoolDesc& desc);
+void maxpool_backward_tbb(float* diff_src, const float* diff_dst, const float* src,
+                          const PoolDesc& desc);
+void avgpool_forward_tbb(float* dst, const float* src, const PoolDesc& desc);
+void avgpool_backward_tbb(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+void global_avgpool_forward_tbb(float* dst, const float* src, const PoolDesc& desc);
+void global_avgpool_backward_tbb(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+
+// oneDNN pooling_forward / pooling_backward primitives cached per problem,
+// for NCHW and NHWC. Max backward reruns the training forward for oneDNN's
+// workspace, since this op keeps no argmax between the passes. The "dnnl"
+// entry of pool_kernels() pairs these with the TBB global average pool
+// (faster than oneDNN's H x W pooling in every layout).
+bool pool_dnnl_supports(const PoolDesc& desc);
+void maxpool_forward_dnnl(float* dst, const float* src, const PoolDesc& desc);
+void maxpool_backward_dnnl(float* diff_src, const float* diff_dst, const float* src,
+                           const PoolDesc& desc);
+void avgpool_forward_dnnl(float* dst, const float* src, const PoolDesc& desc);
+void avgpool_backward_dnnl(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+
+}  // namespace sparsetrain::kernels

@@ -1,0 +1,78 @@
+// Element-wise sum of two inputs of the same shape (residual connections).
+// The output takes the layout of the first input; the second is reordered to
+// it when the layouts differ. Saves nothing.
+#include <string>
+
+#include "kernels/eltwise/eltwise.h"
+#include "nodes/nodes.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::nodes {
+namespace {
+
+// Whether two layouts put the elements of a tensor in the same memory order.
+bool same_order(Layout a, Layout b) {
+  const auto nchw_like = [](Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; };
+  return a == b || (nchw_like(a) && nchw_like(b));
+}
+
+class Add final : public Node {
+ public:
+  explicit Add(const std::string& name) : Node(name) {}
+
+  const char* type() const override { return "add"; }
+
+  Shape output_shape(const std::vector<Shape>& inputs) const override {
+    if (inputs.size() != 2) {
+      throw Error("add '" + name() + "' takes two inputs, got " + std::to_string(inputs.size()));
+    }
+    if (inputs[0] != inputs[1]) {
+      throw Error("add '" + name() + "': input shapes " + shape_to_string(inputs[0]) + " and " +
+                  shape_to_string(inputs[1]) + " differ");
+    }
+    return inputs[0];
+  }
+
+  Tensor forward(const ForwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.inputs.size() == 2);
+    const Tensor& a = args.inputs[0];
+    SPARSETRAIN_ASSERT(a.shape() == args.inputs[1].shape());
+    second_layout_ = args.inputs[1].layout();
+    const Tensor b = to_layout(args.inputs[1], a.layout());
+    Tensor y = Tensor::empty(a.shape(), a.layout());
+    kernels::eltwise_kernel().add_forward(y.data(), a.data(), b.data(), a.numel());
+    return y;
+  }
+
+  // diff_a is diff_dst itself (shared storage, no copy); diff_b is a copy in
+  // the second input's layout, so the two never share storage.
+  std::vector<Tensor> backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.diff_dst != nullptr);
+    const Tensor& dy = *args.diff_dst;
+    const auto need = [&](size_t i) {
+      return args.need_diff_src.size() <= i || args.need_diff_src[i] != 0;
+    };
+    std::vector<Tensor> diff(2);
+    if (need(0)) diff[0] = dy;
+    if (need(1)) {
+      if (same_order(dy.layout(), second_layout_)) {
+        diff[1] = Tensor::empty(dy.shape(), second_layout_);
+        kernels::eltwise_kernel().add_backward(nullptr, diff[1].data(), dy.data(), dy.numel());
+      } else {
+        diff[1] = to_layout(dy, second_layout_);
+      }
+    }
+    return diff;
+  }
+
+  Saves saves() const override { return {}; }
+
+ private:
+  Layout second_layout_ = Layout::kPlain;  // of the last forward
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_add(const std::string& name) { return std::make_unique<Add>(name); }
+
+}  // namespace sparsetrain::nodes

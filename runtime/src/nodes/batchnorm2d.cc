@@ -1,0 +1,159 @@
+// BatchNorm2d: batch statistics when training (and the running statistics
+// updated, PyTorch's convention), running statistics otherwise. Output in the
+// layout of the input.
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "kernels/batchnorm/batchnorm.h"
+#include "nodes/nodes.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::nodes {
+namespace {
+
+class BatchNorm2d final : public Node {
+ public:
+  BatchNorm2d(const std::string& name, int64_t channels, const BatchNormOptions& options)
+      : Node(name), channels_(channels), options_(options) {
+    if (channels < 1) {
+      throw Error("batchnorm2d '" + name + "': channels must be >= 1, got " +
+                  std::to_string(channels));
+    }
+    if (!(options.momentum >= 0.0f && options.momentum <= 1.0f)) {
+      throw Error("batchnorm2d '" + name + "': momentum must be in [0, 1], got " +
+                  std::to_string(options.momentum));
+    }
+    if (!(options.eps > 0.0f) || !std::isfinite(options.eps)) {
+      throw Error("batchnorm2d '" + name + "': eps must be a positive number, got " +
+                  std::to_string(options.eps));
+    }
+    const auto make = [&](const char* field, ParamKind kind, float value) {
+      Parameter p;
+      p.name = name + "." + field;
+      p.kind = kind;
+      p.value = Tensor::full({channels}, value);
+      p.grad = Tensor::zeros({channels});
+      return p;
+    };
+    weight_ = make("weight", ParamKind::kNorm, 1.0f);
+    bias_ = make("bias", ParamKind::kNorm, 0.0f);
+    running_mean_ = make("running_mean", ParamKind::kBuffer, 0.0f);
+    running_var_ = make("running_var", ParamKind::kBuffer, 1.0f);
+  }
+
+  const char* type() const override { return "batchnorm2d"; }
+
+  Shape output_shape(const std::vector<Shape>& inputs) const override {
+    if (inputs.size() != 1) {
+      throw Error("batchnorm2d '" + name() + "' takes one input, got " +
+                  std::to_string(inputs.size()));
+    }
+    const Shape& x = inputs[0];
+    if (x.size() != 4 || x[1] != channels_) {
+      throw Error("batchnorm2d '" + name() + "' expects a 4-D input (N, " +
+                  std::to_string(channels_) + ", H, W), got " + shape_to_string(x));
+    }
+    return x;
+  }
+
+  Tensor forward(const ForwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
+    const Tensor& x = args.inputs[0];
+    SPARSETRAIN_ASSERT(x.rank() == 4 && x.dim(1) == channels_);
+    const kernels::BatchNormDesc desc = describe_input(x);
+    const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernel(desc);
+    Tensor y = Tensor::empty(x.shape(), x.layout());
+    saved_mean_ = Tensor::empty({channels_});
+    saved_stat_ = Tensor::empty({channels_});
+    saved_training_ = args.training;
+    if (args.training) {
+      if (desc.per_channel() < 2) {
+        throw Error("batchnorm2d '" + name() + "': training needs more than one value per " +
+                    "channel, got input " + x.shape_string() +
+                    " (use a batch of at least 2 or run in evaluation mode)");
+      }
+      kernel.forward_training(y.data(), saved_mean_.data(), saved_stat_.data(), x.data(),
+                              weight_.value.data(), bias_.value.data(), desc);
+      kernels::batchnorm_update_running_stats(running_mean_.value.data(), running_var_.value.data(),
+                                              saved_mean_.data(), saved_stat_.data(), channels_,
+                                              desc.per_channel(), options_.momentum, options_.eps);
+    } else {
+      // The statistics used, kept for backward (saliency through an
+      // evaluation-mode network).
+      saved_mean_.copy_from(running_mean_.value);
+      saved_stat_.copy_from(running_var_.value);
+      kernel.forward_inference(y.data(), x.data(), weight_.value.data(), bias_.value.data(),
+                               saved_mean_.data(), saved_stat_.data(), desc);
+    }
+    return y;
+  }
+
+  std::vector<Tensor> backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.diff_dst != nullptr);
+    SPARSETRAIN_ASSERT(saved_mean_.defined());
+    const Tensor& x = args.inputs[0];
+    const Tensor dy = to_layout(*args.diff_dst, x.layout());
+    SPARSETRAIN_ASSERT(dy.shape() == x.shape());
+    const kernels::BatchNormDesc desc = describe_input(x);
+    const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernel(desc);
+    const bool need = args.need_diff_src.empty() || args.need_diff_src[0] != 0;
+    Tensor dx = need ? Tensor::empty(x.shape(), x.layout()) : Tensor();
+    float* dx_data = need ? dx.data() : nullptr;
+    if (saved_training_) {
+      kernel.backward(dx_data, weight_.grad.data(), bias_.grad.data(), dy.data(), x.data(),
+                      weight_.value.data(), saved_mean_.data(), saved_stat_.data(), desc);
+    } else {
+      kernel.backward_inference(dx_data, weight_.grad.data(), bias_.grad.data(), dy.data(),
+                                x.data(), weight_.value.data(), saved_mean_.data(),
+                                saved_stat_.data(), desc);
+    }
+    return {dx};
+  }
+
+  Saves saves() const override { return {.inputs = true, .output = false}; }
+
+  void clear_saved() override {
+    saved_mean_ = Tensor();
+    saved_stat_ = Tensor();
+  }
+
+  std::vector<Parameter*> parameters() override {
+    return {&weight_, &bias_, &running_mean_, &running_var_};
+  }
+
+  void reset_parameters(Rng&) override {
+    weight_.value.fill(1.0f);
+    bias_.value.fill(0.0f);
+    running_mean_.value.fill(0.0f);
+    running_var_.value.fill(1.0f);
+  }
+
+  std::string describe() const override {
+    std::ostringstream os;
+    os << channels_ << " channels, momentum " << options_.momentum << ", eps " << options_.eps;
+    return os.str();
+  }
+
+ private:
+  kernels::BatchNormDesc describe_input(const Tensor& x) const {
+    return {x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.layout(), options_.eps};
+  }
+
+  int64_t channels_;
+  BatchNormOptions options_;
+  Parameter weight_, bias_, running_mean_, running_var_;
+  // From the last forward: the batch mean and rstd when training, the
+  // running mean and variance otherwise.
+  Tensor saved_mean_, saved_stat_;
+  bool saved_training_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_batchnorm2d(const std::string& name, int64_t channels,
+                                       const BatchNormOptions& options) {
+  return std::make_unique<BatchNorm2d>(name, channels, options);
+}
+
+}  // namespace sparsetrain::nodes

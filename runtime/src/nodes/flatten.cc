@@ -1,0 +1,65 @@
+// Flatten: (N, C, H, W) in any layout, or (N, ...) plain, to (N, C*H*W)
+// plain with the features in NCHW order (what a linear layer after it, and a
+// checkpoint from another framework, expect). NCHW input is a view (no
+// copy); other layouts are reordered. Backward returns the gradient in the
+// input's layout.
+#include <string>
+
+#include "nodes/nodes.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::nodes {
+namespace {
+
+class Flatten final : public Node {
+ public:
+  explicit Flatten(const std::string& name) : Node(name) {}
+
+  const char* type() const override { return "flatten"; }
+
+  Shape output_shape(const std::vector<Shape>& inputs) const override {
+    if (inputs.size() != 1) {
+      throw Error("flatten '" + name() + "' takes one input, got " + std::to_string(inputs.size()));
+    }
+    const Shape& x = inputs[0];
+    if (x.size() < 2) {
+      throw Error("flatten '" + name() + "' expects an input (N, ...) of rank >= 2, got " +
+                  shape_to_string(x));
+    }
+    return {x[0], Tensor::count(Shape(x.begin() + 1, x.end()))};
+  }
+
+  Tensor forward(const ForwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
+    const Tensor& x = args.inputs[0];
+    SPARSETRAIN_ASSERT(x.rank() >= 2);
+    input_shape_ = x.shape();
+    input_layout_ = x.layout();
+    const Shape out = output_shape({x.shape()});
+    // to_layout returns x itself (a view) when it is already in NCHW order.
+    const Layout order = x.rank() == 4 ? Layout::kNCHW : Layout::kPlain;
+    return to_layout(x, order).reshaped(out, Layout::kPlain);
+  }
+
+  std::vector<Tensor> backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.diff_dst != nullptr && !input_shape_.empty());
+    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+    const Tensor dy = to_layout(*args.diff_dst, Layout::kPlain);
+    const Layout order = input_shape_.size() == 4 ? Layout::kNCHW : Layout::kPlain;
+    return {to_layout(dy.reshaped(input_shape_, order), input_layout_)};
+  }
+
+  Saves saves() const override { return {}; }
+
+ private:
+  Shape input_shape_;  // of the last forward
+  Layout input_layout_ = Layout::kPlain;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_flatten(const std::string& name) {
+  return std::make_unique<Flatten>(name);
+}
+
+}  // namespace sparsetrain::nodes

@@ -1,0 +1,71 @@
+// Global average pooling: (N, C, H, W) in any layout -> (N, C) plain.
+#include <string>
+
+#include "kernels/pooling/pooling.h"
+#include "nodes/nodes.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::nodes {
+namespace {
+
+class GlobalAvgPool final : public Node {
+ public:
+  explicit GlobalAvgPool(const std::string& name) : Node(name) {}
+
+  const char* type() const override { return "global_avgpool"; }
+
+  Shape output_shape(const std::vector<Shape>& inputs) const override {
+    if (inputs.size() != 1) {
+      throw Error("global_avgpool '" + name() + "' takes one input, got " +
+                  std::to_string(inputs.size()));
+    }
+    const Shape& x = inputs[0];
+    if (x.size() != 4 || x[2] < 1 || x[3] < 1) {
+      throw Error("global_avgpool '" + name() + "' expects a 4-D input (N, C, H, W), got " +
+                  shape_to_string(x));
+    }
+    return {x[0], x[1]};
+  }
+
+  Tensor forward(const ForwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
+    const Tensor& x = args.inputs[0];
+    SPARSETRAIN_ASSERT(x.rank() == 4);
+    input_shape_ = x.shape();
+    input_layout_ = x.layout();
+    const kernels::PoolDesc d = make_desc();
+    Tensor y = Tensor::empty({d.n, d.c});
+    kernels::pool_kernel(d).global_avg_forward(y.data(), x.data(), d);
+    return y;
+  }
+
+  std::vector<Tensor> backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.diff_dst != nullptr && input_shape_.size() == 4);
+    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+    const Tensor dy = to_layout(*args.diff_dst, Layout::kPlain);
+    const kernels::PoolDesc d = make_desc();
+    SPARSETRAIN_ASSERT(dy.numel() == d.n * d.c);
+    Tensor dx = Tensor::empty(input_shape_, input_layout_);
+    kernels::pool_kernel(d).global_avg_backward(dx.data(), dy.data(), d);
+    return {dx};
+  }
+
+  Saves saves() const override { return {}; }
+
+ private:
+  kernels::PoolDesc make_desc() const {
+    const Shape& x = input_shape_;
+    return {x[0], x[1], x[2], x[3], 1, 1, 0, input_layout_};
+  }
+
+  Shape input_shape_;  // of the last forward
+  Layout input_layout_ = Layout::kNCHW;
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_global_avgpool(const std::string& name) {
+  return std::make_unique<GlobalAvgPool>(name);
+}
+
+}  // namespace sparsetrain::nodes

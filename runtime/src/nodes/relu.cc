@@ -1,0 +1,50 @@
+// ReLU: any shape and layout; backward reads the saved output only.
+#include <string>
+
+#include "kernels/eltwise/eltwise.h"
+#include "nodes/nodes.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::nodes {
+namespace {
+
+class Relu final : public Node {
+ public:
+  explicit Relu(const std::string& name) : Node(name) {}
+
+  const char* type() const override { return "relu"; }
+
+  Shape output_shape(const std::vector<Shape>& inputs) const override {
+    if (inputs.size() != 1) {
+      throw Error("relu '" + name() + "' takes one input, got " + std::to_string(inputs.size()));
+    }
+    return inputs[0];
+  }
+
+  Tensor forward(const ForwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
+    const Tensor& x = args.inputs[0];
+    Tensor y = Tensor::empty(x.shape(), x.layout());
+    kernels::eltwise_kernel().relu_forward(y.data(), x.data(), x.numel());
+    return y;
+  }
+
+  std::vector<Tensor> backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.output != nullptr && args.diff_dst != nullptr);
+    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+    const Tensor& y = *args.output;
+    const Tensor dy = to_layout(*args.diff_dst, y.layout());
+    SPARSETRAIN_ASSERT(dy.shape() == y.shape());
+    Tensor dx = Tensor::empty(y.shape(), y.layout());
+    kernels::eltwise_kernel().relu_backward(dx.data(), dy.data(), y.data(), y.numel());
+    return {dx};
+  }
+
+  Saves saves() const override { return {.inputs = false, .output = true}; }
+};
+
+}  // namespace
+
+std::unique_ptr<Node> make_relu(const std::string& name) { return std::make_unique<Relu>(name); }
+
+}  // namespace sparsetrain::nodes
