@@ -10,7 +10,8 @@ constexpr int64_t kResNetStageWidths[3] = {16, 32, 64};
 // conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the shortcut, then ReLU.
 NodeId basic_block(Graph& g, const std::string& prefix, NodeId x, int64_t in_ch, int64_t out_ch,
                    int64_t stride) {
-  Conv2dOptions c1{.out_channels = out_ch, .kernel = 3, .stride = stride, .padding = 1, .bias = false};
+  Conv2dOptions c1{
+      .out_channels = out_ch, .kernel = 3, .stride = stride, .padding = 1, .bias = false};
   NodeId y = g.conv2d(prefix + ".conv1", x, c1);
   y = g.batchnorm2d(prefix + ".bn1", y);
   y = g.relu(prefix + ".relu1", y);
@@ -19,7 +20,8 @@ NodeId basic_block(Graph& g, const std::string& prefix, NodeId x, int64_t in_ch,
   y = g.batchnorm2d(prefix + ".bn2", y);
   NodeId shortcut = x;
   if (stride != 1 || in_ch != out_ch) {
-    Conv2dOptions proj{.out_channels = out_ch, .kernel = 1, .stride = stride, .padding = 0, .bias = false};
+    Conv2dOptions proj{
+        .out_channels = out_ch, .kernel = 1, .stride = stride, .padding = 0, .bias = false};
     shortcut = g.conv2d(prefix + ".shortcut.conv", x, proj);
     shortcut = g.batchnorm2d(prefix + ".shortcut.bn", shortcut);
   }
@@ -29,7 +31,9 @@ NodeId basic_block(Graph& g, const std::string& prefix, NodeId x, int64_t in_ch,
 
 }  // namespace
 
-std::vector<std::string> model_names() { return {"mlp", "lenet5", "resnet20", "resnet32", "resnet56"}; }
+std::vector<std::string> model_names() {
+  return {"mlp", "lenet5", "resnet20", "resnet32", "resnet56"};
+}
 
 Graph build_model(const std::string& name, const ModelOptions& options) {
   if (name == "mlp") return build_mlp(options);
@@ -90,7 +94,11 @@ Graph build_cifar_resnet(int depth, const ModelOptions& options) {
   Graph g;
   NodeId x = g.input("input", {options.channels, options.height, options.width});
   x = g.conv2d("conv1", x,
-               {.out_channels = kResNetStageWidths[0], .kernel = 3, .stride = 1, .padding = 1, .bias = false});
+               {.out_channels = kResNetStageWidths[0],
+                .kernel = 3,
+                .stride = 1,
+                .padding = 1,
+                .bias = false});
   x = g.batchnorm2d("bn1", x);
   x = g.relu("relu1", x);
   int64_t in_ch = kResNetStageWidths[0];

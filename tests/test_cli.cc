@@ -34,7 +34,8 @@ RunResult run(const std::string& args) {
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("sparsetrain_cli_" + name + "_" + std::to_string(::getpid()));
+  fs::path p =
+      fs::temp_directory_path() / ("sparsetrain_cli_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
@@ -47,9 +48,11 @@ class Cli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     run_dir_ = temp_dir("run");
-    const RunResult r = run("train --model mlp --dataset mnist --epochs 1 --train-limit 512 --test-limit 200"
-                            " --threads 2 --no-progress --data-dir " + data_dir() + " --out " + run_dir_.string() +
-                            " --metrics " + (run_dir_ / "m.jsonl").string());
+    const RunResult r =
+        run("train --model mlp --dataset mnist --epochs 1 --train-limit 512 --test-limit 200"
+            " --threads 2 --no-progress --data-dir " +
+            data_dir() + " --out " + run_dir_.string() + " --metrics " +
+            (run_dir_ / "m.jsonl").string());
     ASSERT_EQ(r.exit_code, 0) << r.out;
   }
   static fs::path checkpoint() { return run_dir_ / "checkpoint.safetensors"; }
@@ -74,7 +77,8 @@ TEST_F(Cli, TrainPrintsTableAndWritesMetrics) {
 }
 
 TEST_F(Cli, EvalReportsPerClassAccuracy) {
-  const RunResult r = run("eval --checkpoint " + checkpoint().string() + " --limit 300 --data-dir " + data_dir());
+  const RunResult r =
+      run("eval --checkpoint " + checkpoint().string() + " --limit 300 --data-dir " + data_dir());
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("accuracy"), std::string::npos);
   EXPECT_NE(r.out.find("9"), std::string::npos);
@@ -103,33 +107,38 @@ TEST_F(Cli, TruncatedDatasetNamesTheFile) {
     fs::copy_file(fs::path(data_dir()) / "mnist" / f, d / f);
   }
   fs::resize_file(d / "train-images-idx3-ubyte.gz", 100000);
-  expect_error(run("train --model mlp --data-dir " + d.parent_path().string()), "train-images-idx3-ubyte");
+  expect_error(run("train --model mlp --data-dir " + d.parent_path().string()),
+               "train-images-idx3-ubyte");
 }
 
 TEST_F(Cli, CorruptCheckpointNamesTheFile) {
   const fs::path d = temp_dir("corrupt");
   const fs::path bad = d / "garbage.safetensors";
   std::ofstream(bad) << "this is not a checkpoint at all";
-  expect_error(run("eval --checkpoint " + bad.string() + " --data-dir " + data_dir()), "garbage.safetensors");
+  expect_error(run("eval --checkpoint " + bad.string() + " --data-dir " + data_dir()),
+               "garbage.safetensors");
 
   const fs::path cut = d / "cut.safetensors";
   fs::copy_file(checkpoint(), cut);
   fs::resize_file(cut, fs::file_size(cut) / 2);
-  expect_error(run("eval --checkpoint " + cut.string() + " --data-dir " + data_dir()), "cut.safetensors");
+  expect_error(run("eval --checkpoint " + cut.string() + " --data-dir " + data_dir()),
+               "cut.safetensors");
 
   const fs::path missing = d / "nothing.safetensors";
-  expect_error(run("eval --checkpoint " + missing.string() + " --data-dir " + data_dir()), "nothing.safetensors");
+  expect_error(run("eval --checkpoint " + missing.string() + " --data-dir " + data_dir()),
+               "nothing.safetensors");
 }
 
 TEST_F(Cli, ResumeFromCorruptCheckpointFails) {
   const fs::path d = temp_dir("resume_corrupt");
   std::ofstream(d / "checkpoint.safetensors") << std::string(64, '\xff');
-  expect_error(run("train --model mlp --data-dir " + data_dir() + " --resume " + d.string()), "checkpoint.safetensors");
+  expect_error(run("train --model mlp --data-dir " + data_dir() + " --resume " + d.string()),
+               "checkpoint.safetensors");
 }
 
 TEST_F(Cli, DatasetThatDoesNotFitTheModel) {
-  expect_error(run("eval --checkpoint " + checkpoint().string() + " --dataset cifar10 --limit 10 --data-dir " +
-                   data_dir()),
+  expect_error(run("eval --checkpoint " + checkpoint().string() +
+                   " --dataset cifar10 --limit 10 --data-dir " + data_dir()),
                "does not fit");
 }
 
@@ -137,8 +146,9 @@ TEST_F(Cli, DivergingLossStopsWithAClearMessage) {
   const fs::path d = temp_dir("nan");
   fs::copy_file(checkpoint(), d / "checkpoint.safetensors");
   const auto before = fs::file_size(d / "checkpoint.safetensors");
-  const RunResult r = run("train --model mlp --lr 100000 --train-limit 640 --test-limit 100 --no-progress --data-dir " +
-                          data_dir() + " --out " + d.string());
+  const RunResult r = run(
+      "train --model mlp --lr 100000 --train-limit 640 --test-limit 100 --no-progress --data-dir " +
+      data_dir() + " --out " + d.string());
   expect_error(r, "the loss is");
   EXPECT_EQ(fs::file_size(d / "checkpoint.safetensors"), before);
 }

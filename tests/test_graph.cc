@@ -45,7 +45,8 @@ Graph small_convnet() {
   NodeId c = g.conv2d("conv", x, {.out_channels = 3, .kernel = 3, .stride = 1, .padding = 1});
   NodeId n = g.batchnorm2d("bn", c);
   NodeId r = g.relu("relu", n);
-  NodeId c2 = g.conv2d("conv2", r, {.out_channels = 3, .kernel = 3, .stride = 1, .padding = 1, .bias = false});
+  NodeId c2 = g.conv2d("conv2", r,
+                       {.out_channels = 3, .kernel = 3, .stride = 1, .padding = 1, .bias = false});
   NodeId s = g.add("add", r, c2);
   NodeId p = g.maxpool2d("pool", s, {.kernel = 2, .stride = 2});
   NodeId gp = g.global_avgpool("gap", p);
@@ -77,7 +78,8 @@ void check_gradients(Graph& g, const Tensor& x, double tol) {
       const double down = loss_at();
       v[i] = keep;
       const double numeric = (up - down) / (2 * eps);
-      EXPECT_NEAR(analytic[i], numeric, tol * std::max(1.0, std::fabs(numeric))) << what << "[" << i << "]";
+      EXPECT_NEAR(analytic[i], numeric, tol * std::max(1.0, std::fabs(numeric)))
+          << what << "[" << i << "]";
     }
   };
   for (Parameter* p : g.parameters()) {
@@ -177,7 +179,9 @@ TEST(Graph, InputGradientOnlyWhenAsked) {
 TEST(Graph, InferenceFreesActivationsEarly) {
   Graph g;
   NodeId x = g.input("x", {256});
-  for (int i = 0; i < 8; ++i) x = g.relu("relu" + std::to_string(i), g.linear("fc" + std::to_string(i), x, {.out_features = 256}));
+  for (int i = 0; i < 8; ++i)
+    x = g.relu("relu" + std::to_string(i),
+               g.linear("fc" + std::to_string(i), x, {.out_features = 256}));
   g.set_output(x);
   g.initialize(1);
   const Tensor in = random_tensor({512, 256}, 1);

@@ -1,7 +1,6 @@
 // The training loop on real data: it learns, it resumes bit-identically, it
 // refuses a diverged loss without touching the checkpoint on disk.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -25,7 +24,8 @@ GraphFactory zoo() {
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() / ("sparsetrain_test_" + name + "_" + std::to_string(::getpid()));
+  fs::path p =
+      fs::temp_directory_path() / ("sparsetrain_test_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(p);
   fs::create_directories(p);
   return p;
@@ -151,8 +151,8 @@ TEST(Trainer, CheckpointRoundTripGivesTheSameModel) {
   std::ostringstream log;
   const TrainResult r = t.run(log);
   Graph g;
-  const TrainOptions saved = load_model_checkpoint(
-      (fs::path(o.out_dir) / "checkpoint.safetensors").string(), zoo(), g);
+  const TrainOptions saved =
+      load_model_checkpoint((fs::path(o.out_dir) / "checkpoint.safetensors").string(), zoo(), g);
   EXPECT_EQ(saved.model, "mlp");
   const EvalResult ev = evaluate_graph(g, t.test_data(), 100);
   EXPECT_EQ(ev.accuracy, r.test_accuracy);

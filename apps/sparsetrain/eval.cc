@@ -13,7 +13,8 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& cmd) {
   CLI::App* sub = app.add_subcommand("eval", "Evaluate a checkpoint on a dataset's test split");
   sub->add_option("--checkpoint", cmd.checkpoint, "checkpoint.safetensors (or its run folder)")
       ->required();
-  sub->add_option("--dataset", cmd.dataset, "mnist | fashion-mnist | cifar10 (default: the training one)");
+  sub->add_option("--dataset", cmd.dataset,
+                  "mnist | fashion-mnist | cifar10 (default: the training one)");
   sub->add_option("--data-dir", cmd.data_dir, "Folder holding the datasets")->capture_default_str();
   sub->add_option("--batch-size", cmd.batch_size, "Evaluation batch size")->capture_default_str();
   sub->add_option("--limit", cmd.limit, "Use only the first N test images");
@@ -36,9 +37,10 @@ int run_eval(EvalCommand& cmd) {
   if (cmd.json) {
     nlohmann::json per_class = nlohmann::json::array();
     for (std::size_t c = 0; c < r.class_accuracy.size(); ++c) {
-      per_class.push_back({{"class", c < data.class_names.size() ? data.class_names[c] : std::to_string(c)},
-                           {"accuracy", r.class_accuracy[c]},
-                           {"count", r.class_count[c]}});
+      per_class.push_back(
+          {{"class", c < data.class_names.size() ? data.class_names[c] : std::to_string(c)},
+           {"accuracy", r.class_accuracy[c]},
+           {"count", r.class_count[c]}});
     }
     std::cout << nlohmann::json({{"checkpoint", path},
                                  {"model", trained.model},

@@ -1,9 +1,10 @@
-#include <oneapi/dnnl/dnnl.hpp>
+#include <oneapi/tbb/version.h>
+
 #include <Eigen/Core>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <oneapi/tbb/version.h>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <thread>
 
 #include "commands.h"
@@ -14,8 +15,10 @@
 namespace sparsetrain::cli {
 
 CLI::App* add_info(CLI::App& app, InfoCommand& cmd) {
-  CLI::App* sub = app.add_subcommand("info", "CPU, ISA features, kernel choices, threads and library versions");
-  sub->add_option("--threads", cmd.threads, "Thread count to report (0: all cores)")->capture_default_str();
+  CLI::App* sub =
+      app.add_subcommand("info", "CPU, ISA features, kernel choices, threads and library versions");
+  sub->add_option("--threads", cmd.threads, "Thread count to report (0: all cores)")
+      ->capture_default_str();
   sub->add_flag("--json", cmd.json, "Print one JSON object");
   return sub;
 }
@@ -31,16 +34,23 @@ int run_info(InfoCommand& cmd) {
   char eigen_ver[32];
   std::snprintf(eigen_ver, sizeof eigen_ver, "%d.%d.%d", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION,
                 EIGEN_MINOR_VERSION);
-  const std::vector<std::pair<const char*, bool>> features = {
-      {"sse4.2", cpu.sse42},       {"avx", cpu.avx},
-      {"avx2", cpu.avx2},          {"fma", cpu.fma},
-      {"f16c", cpu.f16c},          {"bmi2", cpu.bmi2},
-      {"avx512f", cpu.avx512f},    {"avx512cd", cpu.avx512cd},
-      {"avx512bw", cpu.avx512bw},  {"avx512dq", cpu.avx512dq},
-      {"avx512vl", cpu.avx512vl},  {"avx512_vnni", cpu.avx512_vnni},
-      {"avx512_bf16", cpu.avx512_bf16}, {"avx512_vbmi2", cpu.avx512_vbmi2},
-      {"amx_tile", cpu.amx_tile},  {"amx_bf16", cpu.amx_bf16},
-      {"amx_int8", cpu.amx_int8}};
+  const std::vector<std::pair<const char*, bool>> features = {{"sse4.2", cpu.sse42},
+                                                              {"avx", cpu.avx},
+                                                              {"avx2", cpu.avx2},
+                                                              {"fma", cpu.fma},
+                                                              {"f16c", cpu.f16c},
+                                                              {"bmi2", cpu.bmi2},
+                                                              {"avx512f", cpu.avx512f},
+                                                              {"avx512cd", cpu.avx512cd},
+                                                              {"avx512bw", cpu.avx512bw},
+                                                              {"avx512dq", cpu.avx512dq},
+                                                              {"avx512vl", cpu.avx512vl},
+                                                              {"avx512_vnni", cpu.avx512_vnni},
+                                                              {"avx512_bf16", cpu.avx512_bf16},
+                                                              {"avx512_vbmi2", cpu.avx512_vbmi2},
+                                                              {"amx_tile", cpu.amx_tile},
+                                                              {"amx_bf16", cpu.amx_bf16},
+                                                              {"amx_int8", cpu.amx_int8}};
   std::string present;
   for (const auto& [name, on] : features)
     if (on) present += (present.empty() ? "" : " ") + std::string(name);
@@ -69,13 +79,14 @@ int run_info(InfoCommand& cmd) {
   std::printf("sparsetrain %s\n\n", SPARSETRAIN_VERSION_STRING);
   std::printf("CPU               %s (%s)\n", cpu.model.c_str(), cpu.vendor.c_str());
   std::printf("ISA features      %s\n", present.c_str());
-  std::printf("kernel ISA        %s (best this CPU runs: %s; SPARSETRAIN_ISA=ref|avx2|avx512 caps it)\n",
-              kernels::isa_name(active), kernels::isa_name(kernels::cpu_isa(cpu)));
+  std::printf(
+      "kernel ISA        %s (best this CPU runs: %s; SPARSETRAIN_ISA=ref|avx2|avx512 caps it)\n",
+      kernels::isa_name(active), kernels::isa_name(kernels::cpu_isa(cpu)));
   std::printf("dense kernels     oneDNN (conv activations in %s)\n", conv_layout.c_str());
   std::printf("threads           %d (hardware: %u; TBB and OpenMP kept equal)\n", threads,
               std::thread::hardware_concurrency());
-  std::printf("libraries         oneDNN %s, TBB %s, Eigen %s, compiler %s\n", dnnl_ver, TBB_VERSION_STRING,
-              eigen_ver, __VERSION__);
+  std::printf("libraries         oneDNN %s, TBB %s, Eigen %s, compiler %s\n", dnnl_ver,
+              TBB_VERSION_STRING, eigen_ver, __VERSION__);
   return 0;
 }
 

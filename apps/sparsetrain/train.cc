@@ -21,20 +21,26 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--data-dir", o.data_dir, "Folder holding mnist/, fashion-mnist/, cifar-10/")
       ->capture_default_str();
   sub->add_option("--epochs", o.epochs, "Training epochs")->capture_default_str();
-  sub->add_option("--batch-size", o.batch_size, "Samples per step (default: 50 for mlp/lenet5, 128 for resnets)");
+  sub->add_option("--batch-size", o.batch_size,
+                  "Samples per step (default: 50 for mlp/lenet5, 128 for resnets)");
   sub->add_option("--optimizer", o.optimizer, "sgd | adamw")->capture_default_str();
-  sub->add_option("--lr", o.lr, "Peak learning rate (default: 0.05 for mlp/lenet5, 0.1 for resnets)");
+  sub->add_option("--lr", o.lr,
+                  "Peak learning rate (default: 0.05 for mlp/lenet5, 0.1 for resnets)");
   sub->add_option("--momentum", o.momentum, "SGD momentum")->capture_default_str();
-  sub->add_flag("--nesterov,!--no-nesterov", o.nesterov, "Nesterov momentum (default: on for mlp/lenet5)");
+  sub->add_flag("--nesterov,!--no-nesterov", o.nesterov,
+                "Nesterov momentum (default: on for mlp/lenet5)");
   sub->add_option("--weight-decay", o.weight_decay, "Weight decay (weights only)")
       ->capture_default_str();
   sub->add_option("--beta1", o.beta1, "AdamW beta1")->capture_default_str();
   sub->add_option("--beta2", o.beta2, "AdamW beta2")->capture_default_str();
-  sub->add_option("--lr-schedule", o.lr_schedule, "constant | multistep | cosine | onecycle (default: onecycle)");
-  sub->add_option("--lr-milestones", o.milestones, "Epochs (comma-separated) where multistep multiplies the lr by --lr-gamma")
+  sub->add_option("--lr-schedule", o.lr_schedule,
+                  "constant | multistep | cosine | onecycle (default: onecycle)");
+  sub->add_option("--lr-milestones", o.milestones,
+                  "Epochs (comma-separated) where multistep multiplies the lr by --lr-gamma")
       ->delimiter(',');
   sub->add_option("--lr-gamma", o.lr_gamma, "Multistep factor")->capture_default_str();
-  sub->add_option("--warmup-epochs", o.warmup_epochs, "Linear warm-up epochs")->capture_default_str();
+  sub->add_option("--warmup-epochs", o.warmup_epochs, "Linear warm-up epochs")
+      ->capture_default_str();
   sub->add_option("--clip-grad-norm", o.clip_grad_norm, "Clip the global gradient norm (0: off)")
       ->capture_default_str();
   sub->add_option("--threads", o.threads, "Worker threads (0: all cores)")->capture_default_str();
@@ -47,9 +53,12 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--test-limit", o.test_limit, "Use only the first N test images");
   sub->add_option("--eval-batch-size", o.eval_batch_size, "Batch size of evaluation")
       ->capture_default_str();
-  sub->add_option("--out", o.out_dir, "Run folder: checkpoints (checkpoint.safetensors) and probe output");
-  sub->add_option("--metrics", o.metrics_path, "Write JSON lines (start, epoch, end events) to this file");
-  sub->add_option("--resume", o.resume_dir, "Continue the run saved in this folder (or checkpoint file)");
+  sub->add_option("--out", o.out_dir,
+                  "Run folder: checkpoints (checkpoint.safetensors) and probe output");
+  sub->add_option("--metrics", o.metrics_path,
+                  "Write JSON lines (start, epoch, end events) to this file");
+  sub->add_option("--resume", o.resume_dir,
+                  "Continue the run saved in this folder (or checkpoint file)");
   sub->add_option("--max-steps", o.max_steps, "Stop after this many steps in total (checkpointed)");
   sub->add_option("--log-every", o.log_every, "Also log every N-th step's loss to --metrics");
   sub->add_option("--probe", o.probes, "Probes to run on the final evaluation: activation-stats");
@@ -66,8 +75,10 @@ struct FieldCopy {
   const char* flag;
   void (*copy)(TrainOptions& to, const TrainOptions& from);
 };
-#define SPARSETRAIN_FIELD(flag, member) \
-  FieldCopy { flag, [](TrainOptions& to, const TrainOptions& from) { to.member = from.member; } }
+#define SPARSETRAIN_FIELD(flag, member)                                               \
+  FieldCopy {                                                                         \
+    flag, [](TrainOptions& to, const TrainOptions& from) { to.member = from.member; } \
+  }
 const FieldCopy kFields[] = {
     SPARSETRAIN_FIELD("--model", model),
     SPARSETRAIN_FIELD("--dataset", dataset),

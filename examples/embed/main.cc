@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
       g.backward(diff);
       sgd.step(params, /*lr=*/0.05f);
       if (batch.index % 40 == 0) {
-        std::printf("step %3lld  loss %.4f  relu zeros %.1f%%\n", static_cast<long long>(batch.index),
-                    loss.loss, 100.0 * zero_fraction);
+        std::printf("step %3lld  loss %.4f  relu zeros %.1f%%\n",
+                    static_cast<long long>(batch.index), loss.loss, 100.0 * zero_fraction);
       }
     }
     watch.remove();

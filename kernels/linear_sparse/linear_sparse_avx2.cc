@@ -61,7 +61,8 @@ struct Quad {
 // Rows [row_begin, row_end) of one panel; alternate groups of four nonzeros
 // go to two sets of accumulators so that the FMA latency is covered.
 template <int NV, SpmmInit kInit>
-void spmm_rows(const SpmmArgs& a) {
+void spmm_rows(const SpmmArgs& args) {
+  const SpmmArgs a = args;  // a local copy: the stores to `out` cannot alias it
   const __m256i last = tail_mask(a.n - kLanes * (NV - 1));
   const Quad<NV> quad{reinterpret_cast<const char*>(a.b),
                       a.ldb * static_cast<int64_t>(sizeof(float))};
@@ -69,6 +70,8 @@ void spmm_rows(const SpmmArgs& a) {
   uint32_t k = row_ptr[a.row_begin];
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {
     const uint32_t end = row_ptr[r + 1];
+    // Nothing to add to a row that already holds its partial sum.
+    if (kInit == SpmmInit::kAccumulate && end == k) continue;
     float* out = a.out + r * a.ldo;
     __m256 acc[NV], acc2[NV];
     const __m256 init = kInit == SpmmInit::kBias ? _mm256_set1_ps(a.bias[r]) : _mm256_setzero_ps();

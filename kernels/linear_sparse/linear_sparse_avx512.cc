@@ -84,7 +84,8 @@ struct Quad {
 // FMA pipes, would set the pace: alternate groups of four go to two sets of
 // accumulators (8 independent chains), summed at the end of the row.
 template <int NV, SpmmInit kInit>
-void spmm_rows(const SpmmArgs& a) {
+void spmm_rows(const SpmmArgs& args) {
+  const SpmmArgs a = args;  // a local copy: the stores to `out` cannot alias it
   const __mmask16 last = tail_mask(a.n - kLanes * (NV - 1));
   const Quad<NV> quad{reinterpret_cast<const char*>(a.b),
                       a.ldb * static_cast<int64_t>(sizeof(float)),
@@ -94,6 +95,8 @@ void spmm_rows(const SpmmArgs& a) {
   uint32_t k = row_ptr[a.row_begin];
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {
     const uint32_t end = row_ptr[r + 1];
+    // Nothing to add to a row that already holds its partial sum.
+    if (kInit == SpmmInit::kAccumulate && end == k) continue;
     float* out = a.out + r * a.ldo;
     __m512 acc[NV], acc2[NV];
     const __m512 init = kInit == SpmmInit::kBias ? _mm512_set1_ps(a.bias[r]) : _mm512_setzero_ps();

@@ -134,7 +134,9 @@ NodeId Graph::batchnorm2d(const std::string& name, NodeId x, const BatchNormOpti
   return add_node(nodes::make_batchnorm2d(name, s[1], options), {x});
 }
 
-NodeId Graph::relu(const std::string& name, NodeId x) { return add_node(nodes::make_relu(name), {x}); }
+NodeId Graph::relu(const std::string& name, NodeId x) {
+  return add_node(nodes::make_relu(name), {x});
+}
 
 NodeId Graph::maxpool2d(const std::string& name, NodeId x, const PoolOptions& options) {
   return add_node(nodes::make_maxpool2d(name, options), {x});
@@ -266,13 +268,14 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
   for (int i = 0; i < n; ++i) {
     Node& node = *g.nodes[i];
     if (i == g.input) {
-      g.outs[i] = x.rank() == 4 && x.layout() == Layout::kPlain ? x.reshaped(x.shape(), Layout::kNCHW)
-                                                               : x;
+      g.outs[i] =
+          x.rank() == 4 && x.layout() == Layout::kPlain ? x.reshaped(x.shape(), Layout::kNCHW) : x;
     } else {
       in.clear();
       for (NodeId id : g.inputs[i]) in.push_back(g.outs[id.index]);
       if (have_hooks && g.hooks->any(HookPoint::kBeforeForward, node.name())) {
-        HookEvent ev = make_event(HookPoint::kBeforeForward, node.name(), node.type(), g.step, training);
+        HookEvent ev =
+            make_event(HookPoint::kBeforeForward, node.name(), node.type(), g.step, training);
         ev.inputs = in;
         ev.parameters = node.parameters();
         g.hooks->fire(ev);
@@ -285,7 +288,8 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
       if (!training) node.clear_saved();
     }
     if (have_hooks && g.hooks->any(HookPoint::kAfterForward, node.name())) {
-      HookEvent ev = make_event(HookPoint::kAfterForward, node.name(), node.type(), g.step, training);
+      HookEvent ev =
+          make_event(HookPoint::kAfterForward, node.name(), node.type(), g.step, training);
       if (i != g.input) ev.inputs = in;
       ev.output = &g.outs[i];
       ev.parameters = node.parameters();

@@ -5,8 +5,8 @@
 
 #include <cerrno>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -83,10 +83,14 @@ void ActivationStatsProbe::observe(const std::string& node, const std::string& t
   }
   auto unit_of = [&](int64_t i) -> int64_t {
     switch (t.layout()) {
-      case Layout::kNHWC: return i % units;
-      case Layout::kCN: return i / batch;
-      case Layout::kCHWN: return i / (batch * spatial);
-      default: return (i / spatial) % units;
+      case Layout::kNHWC:
+        return i % units;
+      case Layout::kCN:
+        return i / batch;
+      case Layout::kCHWN:
+        return i / (batch * spatial);
+      default:
+        return (i / spatial) % units;
     }
   };
   for (int64_t i = 0; i < n; ++i)

@@ -26,7 +26,8 @@ void note_allocation(int64_t bytes) {
 
 std::shared_ptr<float> allocate(int64_t count) {
   const int64_t bytes = std::max<int64_t>(count, 1) * static_cast<int64_t>(sizeof(float));
-  const std::size_t rounded = (static_cast<std::size_t>(bytes) + kAlignment - 1) / kAlignment * kAlignment;
+  const std::size_t rounded =
+      (static_cast<std::size_t>(bytes) + kAlignment - 1) / kAlignment * kAlignment;
   void* p = std::aligned_alloc(kAlignment, rounded);
   if (p == nullptr) throw std::bad_alloc();
   note_allocation(bytes);
@@ -40,11 +41,16 @@ std::shared_ptr<float> allocate(int64_t count) {
 
 const char* layout_name(Layout layout) {
   switch (layout) {
-    case Layout::kPlain: return "plain";
-    case Layout::kNCHW: return "NCHW";
-    case Layout::kNHWC: return "NHWC";
-    case Layout::kCN: return "CN";
-    case Layout::kCHWN: return "CHWN";
+    case Layout::kPlain:
+      return "plain";
+    case Layout::kNCHW:
+      return "NCHW";
+    case Layout::kNHWC:
+      return "NHWC";
+    case Layout::kCN:
+      return "CN";
+    case Layout::kCHWN:
+      return "CHWN";
   }
   return "?";
 }
@@ -155,8 +161,10 @@ Tensor to_layout(const Tensor& t, Layout layout) {
     const bool to_cn = layout == Layout::kCN;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < f; ++j) {
-        if (to_cn) out[j * n + i] = t[i * f + j];
-        else out[i * f + j] = t[j * n + i];
+        if (to_cn)
+          out[j * n + i] = t[i * f + j];
+        else
+          out[i * f + j] = t[j * n + i];
       }
     return out;
   }

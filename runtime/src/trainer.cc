@@ -53,8 +53,14 @@ std::string format_duration(double s) {
 class Progress {
  public:
   Progress(std::ostream& out, bool enabled, bool tty, int64_t epoch, int64_t total, int64_t first)
-      : out_(out), enabled_(enabled), tty_(tty), epoch_(epoch), total_(total), done_(first),
-        first_(first), t0_(Clock::now()) {}
+      : out_(out),
+        enabled_(enabled),
+        tty_(tty),
+        epoch_(epoch),
+        total_(total),
+        done_(first),
+        first_(first),
+        t0_(Clock::now()) {}
 
   void update(int64_t samples, double loss) {
     ++done_;
@@ -70,7 +76,8 @@ class Progress {
       std::string bar(filled, '=');
       if (filled < kWidth) bar += '>' + std::string(kWidth - filled - 1, ' ');
       char line[200];
-      std::snprintf(line, sizeof line, "\repoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s  ETA %s ",
+      std::snprintf(line, sizeof line,
+                    "\repoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s  ETA %s ",
                     static_cast<long long>(epoch_), bar.c_str(), static_cast<long long>(done_),
                     static_cast<long long>(total_), loss, rate, format_duration(eta).c_str());
       out_ << line << std::flush;
@@ -78,7 +85,8 @@ class Progress {
       const int64_t tenth = std::max<int64_t>(1, total_ / 10);
       if (done_ % tenth == 0 || done_ == total_) {
         char line[200];
-        std::snprintf(line, sizeof line, "epoch %lld: batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s\n",
+        std::snprintf(line, sizeof line,
+                      "epoch %lld: batch %lld/%lld  loss %.4f  %.0f samples/s  ETA %s\n",
                       static_cast<long long>(epoch_), static_cast<long long>(done_),
                       static_cast<long long>(total_), loss, rate, format_duration(eta).c_str());
         out_ << line << std::flush;
@@ -133,7 +141,8 @@ std::string table_row(const EpochStats& e) {
   char line[200];
   std::snprintf(line, sizeof line, "%5lld  %8.4f  %8.2f%%  %8.2f%%  %9.5f  %8.1f  %9.0f\n",
                 static_cast<long long>(e.epoch), e.loss, 100.0 * e.train_accuracy,
-                100.0 * e.test_accuracy, static_cast<double>(e.lr), e.seconds, e.samples_per_second);
+                100.0 * e.test_accuracy, static_cast<double>(e.lr), e.seconds,
+                e.samples_per_second);
   return line;
 }
 
@@ -165,21 +174,27 @@ void request_stop() { g_stop_requested.store(true); }
 void validate(const TrainOptions& o) {
   auto fail = [](const std::string& msg) { throw Error(msg); };
   if (o.epochs < 1) fail("--epochs must be at least 1, got " + std::to_string(o.epochs));
-  if (o.batch_size < 1) fail("--batch-size must be at least 1, got " + std::to_string(o.batch_size));
+  if (o.batch_size < 1)
+    fail("--batch-size must be at least 1, got " + std::to_string(o.batch_size));
   if (o.eval_batch_size < 1) fail("--eval-batch-size must be at least 1");
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) fail("--lr must be a positive number, got " + std::to_string(o.lr));
-  if (o.momentum < 0 || o.momentum >= 1) fail("--momentum must be in [0, 1), got " + std::to_string(o.momentum));
-  if (o.weight_decay < 0) fail("--weight-decay must be >= 0, got " + std::to_string(o.weight_decay));
+  if (!(o.lr > 0) || !std::isfinite(o.lr))
+    fail("--lr must be a positive number, got " + std::to_string(o.lr));
+  if (o.momentum < 0 || o.momentum >= 1)
+    fail("--momentum must be in [0, 1), got " + std::to_string(o.momentum));
+  if (o.weight_decay < 0)
+    fail("--weight-decay must be >= 0, got " + std::to_string(o.weight_decay));
   if (o.optimizer != "sgd" && o.optimizer != "adamw") {
     fail("--optimizer: unknown optimizer '" + o.optimizer + "' (expected sgd or adamw)");
   }
   if (o.clip_grad_norm < 0) fail("--clip-grad-norm must be >= 0");
-  if (o.threads < 0) fail("--threads must be >= 0 (0: all cores), got " + std::to_string(o.threads));
+  if (o.threads < 0)
+    fail("--threads must be >= 0 (0: all cores), got " + std::to_string(o.threads));
   if (o.warmup_epochs < 0 || o.warmup_epochs >= o.epochs + 1) {
     if (o.warmup_epochs < 0) fail("--warmup-epochs must be >= 0");
   }
   for (const auto& p : o.probes) {
-    if (p != "activation-stats") fail("--probe: unknown probe '" + p + "' (expected activation-stats)");
+    if (p != "activation-stats")
+      fail("--probe: unknown probe '" + p + "' (expected activation-stats)");
   }
 }
 
@@ -307,7 +322,8 @@ EvalResult evaluate_graph(Graph& graph, const Dataset& data, int64_t batch_size)
   int64_t correct = 0;
   for (int c = 0; c < data.num_classes; ++c) {
     correct += class_correct[c];
-    r.class_accuracy[c] = r.class_count[c] ? static_cast<double>(class_correct[c]) / r.class_count[c] : 0.0;
+    r.class_accuracy[c] =
+        r.class_count[c] ? static_cast<double>(class_correct[c]) / r.class_count[c] : 0.0;
   }
   r.loss = r.samples ? loss_sum / r.samples : 0.0;
   r.accuracy = r.samples ? static_cast<double>(correct) / r.samples : 0.0;
@@ -343,7 +359,8 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
   m.options = std::move(options);
   m.factory = std::move(factory);
   kernels::set_num_threads(m.options.threads);
-  m.train = load_dataset(m.options.dataset, m.options.data_dir, Split::kTrain, m.options.train_limit);
+  m.train =
+      load_dataset(m.options.dataset, m.options.data_dir, Split::kTrain, m.options.train_limit);
   m.test = load_dataset(m.options.dataset, m.options.data_dir, Split::kTest, m.options.test_limit);
   m.graph = m.factory(m.options.model, m.train.channels, m.train.height, m.train.width,
                       m.train.num_classes);
@@ -391,7 +408,8 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
     os << "step " << m.step << " (epoch " << m.epoch + 1 << ", batch " << m.batch_in_epoch + 1
        << "): the loss is " << loss.loss << "; training diverged: lower --lr (now " << lr
        << ") or set --clip-grad-norm";
-    if (!m.options.out_dir.empty()) os << "; the last checkpoint in " << m.options.out_dir << " is kept as it was";
+    if (!m.options.out_dir.empty())
+      os << "; the last checkpoint in " << m.options.out_dir << " is kept as it was";
     throw Error(os.str());
   }
   m.graph.backward(diff);
@@ -415,14 +433,15 @@ void Trainer::save_checkpoint(const std::string& path) const {
   save_parameters(ck, m.params);
   save_optimizer_state(ck, *m.optimizer);
   save_rng(ck, "rng/trainer", m.rng);
-  json state = {{"step", m.step},
-                {"epoch", m.epoch},
-                {"batch_in_epoch", m.batch_in_epoch},
-                {"epoch_loss_sum", m.epoch_loss_sum},
-                {"epoch_correct", m.epoch_correct},
-                {"epoch_seen", m.epoch_seen},
-                {"epoch_seconds", m.epoch_seconds},
-};
+  json state = {
+      {"step", m.step},
+      {"epoch", m.epoch},
+      {"batch_in_epoch", m.batch_in_epoch},
+      {"epoch_loss_sum", m.epoch_loss_sum},
+      {"epoch_correct", m.epoch_correct},
+      {"epoch_seen", m.epoch_seen},
+      {"epoch_seconds", m.epoch_seconds},
+  };
   json history = json::array();
   for (const auto& e : m.history) history.push_back(epoch_to_json(e));
   auto& meta = ck.metadata();
@@ -441,12 +460,14 @@ void Trainer::load_checkpoint(const std::string& path) {
   const auto& meta = ck.metadata();
   auto field = [&](const char* key) -> const std::string& {
     auto it = meta.find(key);
-    if (it == meta.end()) throw Error(path + ": not a sparsetrain training checkpoint (no '" + key + "' metadata)");
+    if (it == meta.end())
+      throw Error(path + ": not a sparsetrain training checkpoint (no '" + key + "' metadata)");
     return it->second;
   };
   const TrainOptions saved = options_from_json(field("options"));
   if (saved.model != m.options.model) {
-    throw Error(path + ": the checkpoint holds model '" + saved.model + "', not '" + m.options.model + "'");
+    throw Error(path + ": the checkpoint holds model '" + saved.model + "', not '" +
+                m.options.model + "'");
   }
   load_parameters(ck, m.params);
   load_optimizer_state(ck, *m.optimizer, m.params);
@@ -515,7 +536,9 @@ TrainResult Trainer::run(std::ostream& log) {
       << " (" << m.train.size() << " train / " << m.test.size() << " test images), batch "
       << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " (" << o.lr_schedule << "), "
       << kernels::num_threads() << " threads\n";
-  if (m.step > 0) log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch " << m.batch_in_epoch << ")\n";
+  if (m.step > 0)
+    log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
+        << m.batch_in_epoch << ")\n";
   log << table_header();
   for (const auto& e : m.history) log << table_row(e);
   log << std::flush;
@@ -524,7 +547,8 @@ TrainResult Trainer::run(std::ostream& log) {
   while (m.epoch < o.epochs) {
     loader.start_epoch(m.epoch);
     if (m.batch_in_epoch > 0) loader.skip_to(m.batch_in_epoch);
-    Progress progress(log, o.progress, tty, m.epoch + 1, loader.batches_per_epoch(), m.batch_in_epoch);
+    Progress progress(log, o.progress, tty, m.epoch + 1, loader.batches_per_epoch(),
+                      m.batch_in_epoch);
     const auto t0 = Clock::now();
     reset_peak_memory();
     int64_t peak = 0;
@@ -538,7 +562,11 @@ TrainResult Trainer::run(std::ostream& log) {
       result.step_losses.push_back(loss);
       progress.update(static_cast<int64_t>(batch.labels.size()), loss);
       if (o.log_every > 0 && (m.step - 1) % o.log_every == 0) {
-        emit({{"event", "step"}, {"step", m.step - 1}, {"epoch", m.epoch + 1}, {"loss", loss}, {"lr", lr}});
+        emit({{"event", "step"},
+              {"step", m.step - 1},
+              {"epoch", m.epoch + 1},
+              {"loss", loss},
+              {"lr", lr}});
       }
       if (g_stop_requested.load() || (o.max_steps >= 0 && m.step >= o.max_steps)) {
         stopped = m.batch_in_epoch < loader.batches_per_epoch() || m.epoch + 1 < o.epochs;
@@ -550,10 +578,14 @@ TrainResult Trainer::run(std::ostream& log) {
       m.epoch_seconds += seconds_since(t0);
       if (!ck_path.empty()) save_checkpoint(ck_path.string());
       result.interrupted = true;
-      log << "stopped at step " << m.step << " (epoch " << m.epoch + 1 << ", batch " << m.batch_in_epoch << ")";
+      log << "stopped at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
+          << m.batch_in_epoch << ")";
       if (!ck_path.empty()) log << "; resume with --resume " << o.out_dir;
       log << "\n";
-      emit({{"event", "stopped"}, {"step", m.step}, {"epoch", m.epoch + 1}, {"batch", m.batch_in_epoch}});
+      emit({{"event", "stopped"},
+            {"step", m.step},
+            {"epoch", m.epoch + 1},
+            {"batch", m.batch_in_epoch}});
       break;
     }
     EpochStats e;
@@ -613,8 +645,8 @@ TrainResult Trainer::run(std::ostream& log) {
     log << "activation statistics written to " << out.string() << "\n";
   }
   emit(end);
-  log << "final test accuracy: " << std::fixed << std::setprecision(2) << 100.0 * result.test_accuracy
-      << "% (" << m.test.size() << " images";
+  log << "final test accuracy: " << std::fixed << std::setprecision(2)
+      << 100.0 * result.test_accuracy << "% (" << m.test.size() << " images";
   if (o.dataset == "cifar10") log << ", CIFAR-10 data_batch_5 held out";
   log << ")\n";
   if (!ck_path.empty()) log << "checkpoint: " << ck_path.string() << "\n";
@@ -638,7 +670,8 @@ TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& 
   const auto& meta = ck.metadata();
   auto field = [&](const char* key) -> const std::string& {
     auto it = meta.find(key);
-    if (it == meta.end()) throw Error(path + ": not a sparsetrain checkpoint (no '" + key + "' metadata)");
+    if (it == meta.end())
+      throw Error(path + ": not a sparsetrain checkpoint (no '" + key + "' metadata)");
     return it->second;
   };
   TrainOptions o = options_from_json(field("options"));

@@ -33,12 +33,12 @@ struct HookEvent {
   std::string node_type;  // "conv2d", "linear", ...
   int64_t step = 0;
   bool training = false;
-  std::span<Tensor> inputs;     // forward inputs (kBeforeForward may replace them)
-  Tensor* output = nullptr;     // kAfterForward: may be replaced
-  const Tensor* diff_dst = nullptr;  // kAfterBackward
-  std::span<Tensor> diff_src;   // kAfterBackward: may be replaced
+  std::span<Tensor> inputs;            // forward inputs (kBeforeForward may replace them)
+  Tensor* output = nullptr;            // kAfterForward: may be replaced
+  const Tensor* diff_dst = nullptr;    // kAfterBackward
+  std::span<Tensor> diff_src;          // kAfterBackward: may be replaced
   std::vector<Parameter*> parameters;  // the node's parameters (all, for step events)
-  std::string phase;            // kPhaseChange
+  std::string phase;                   // kPhaseChange
 };
 
 using HookFn = std::function<void(HookEvent&)>;

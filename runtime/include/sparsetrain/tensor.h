@@ -45,8 +45,7 @@ class Tensor {
   // Uninitialised storage, for outputs that a kernel overwrites entirely.
   static Tensor empty(Shape shape, Layout layout = Layout::kPlain);
   static Tensor full(Shape shape, float value, Layout layout = Layout::kPlain);
-  static Tensor from(Shape shape, const std::vector<float>& values,
-                     Layout layout = Layout::kPlain);
+  static Tensor from(Shape shape, const std::vector<float>& values, Layout layout = Layout::kPlain);
 
   bool defined() const { return storage_ != nullptr; }
   const Shape& shape() const { return shape_; }
@@ -83,8 +82,7 @@ class Tensor {
 };
 
 // 4-D activations: index of (n, c, h, w) in memory for the given layout.
-inline int64_t offset4(Layout layout, const Shape& s, int64_t n, int64_t c, int64_t h,
-                       int64_t w) {
+inline int64_t offset4(Layout layout, const Shape& s, int64_t n, int64_t c, int64_t h, int64_t w) {
   const int64_t N = s[0], C = s[1], H = s[2], W = s[3];
   switch (layout) {
     case Layout::kNHWC:

@@ -35,15 +35,15 @@ struct TrainOptions {
   float clip_grad_norm = 0.0f;  // 0: no clipping
   int threads = 0;              // 0: all hardware threads
   uint64_t seed = 0;
-  int augment = -1;  // -1: dataset default (crop + flip on CIFAR-10), 0 off, 1 on
+  int augment = -1;          // -1: dataset default (crop + flip on CIFAR-10), 0 off, 1 on
   int64_t train_limit = -1;  // use only the first N training images
   int64_t test_limit = -1;
   int64_t eval_batch_size = 500;
-  std::string out_dir;       // checkpoints; empty: none
-  std::string metrics_path;  // JSON lines; empty: none
-  std::string resume_dir;    // continue the run saved there
-  int64_t max_steps = -1;    // stop (and checkpoint) after this many steps in total
-  int64_t log_every = 0;     // also log the loss of every N-th step to the metrics file
+  std::string out_dir;              // checkpoints; empty: none
+  std::string metrics_path;         // JSON lines; empty: none
+  std::string resume_dir;           // continue the run saved there
+  int64_t max_steps = -1;           // stop (and checkpoint) after this many steps in total
+  int64_t log_every = 0;            // also log the loss of every N-th step to the metrics file
   std::vector<std::string> probes;  // "activation-stats"
   bool progress = true;
 };
@@ -87,14 +87,14 @@ struct TrainResult {
   std::vector<EpochStats> epochs;
   double test_accuracy = 0;
   int64_t steps = 0;
-  bool interrupted = false;  // stopped by max_steps or a signal before the last epoch ended
+  bool interrupted = false;        // stopped by max_steps or a signal before the last epoch ended
   std::vector<float> step_losses;  // losses of the steps run in this call
 };
 
 // Builds the model for the dataset's sample shape: (model name, channels,
 // height, width, classes) -> graph. The model zoo's build_model fits.
-using GraphFactory = std::function<Graph(const std::string& model, int64_t channels,
-                                         int64_t height, int64_t width, int64_t classes)>;
+using GraphFactory = std::function<Graph(const std::string& model, int64_t channels, int64_t height,
+                                         int64_t width, int64_t classes)>;
 
 class Trainer {
  public:
