@@ -89,7 +89,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=10, help="steps per round and side")
-    ap.add_argument("--binary", default=str(Path(__file__).resolve().parent.parent / "build/release/bench_train_step"))
+    ap.add_argument("--binary", default=str(Path(__file__).resolve().parent.parent / "build/release/bench/bench_train_step"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.batch != 128:

@@ -4,7 +4,8 @@
 // nonzeros four at a time into two sets of accumulators; SDDMM takes 8
 // nonzeros at a time and reduces their 8 accumulators with a horizontal-add
 // tree.
-// GCC 12 reports its own _mm512_undefined_* placeholders (self-initialised
+
+// GCC 12 reports its own _mm*_undefined_* placeholders (self-initialised
 // on purpose) as uninitialized once inlined (GCC bug 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"

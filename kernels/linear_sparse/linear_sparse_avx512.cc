@@ -1,11 +1,11 @@
 // AVX-512 micro-kernels of the sparse linear layer (16 floats per vector).
 //
-// Measured on the 2-core AMD EPYC (Zen 5) this was tuned on: with the batch
-// tile of B in L1, a loop that streams one B row per nonzero is bound by
-// loads (two per cycle, whatever their width) and by the FMA latency, not by
-// the two FMA pipes; from L2 it is bound by the L2 -> L1 bandwidth (about 48
-// bytes per cycle, i.e. 0.75 FMA per cycle). Hence the panelled index (B
-// panels sized for L1), and in the kernels:
+// Measured on the 2-core AMD EPYC (Zen 5) this was tuned on: a loop that
+// streams one random 256-byte B row per nonzero through the FMA units runs at
+// about 1.6 FMA per cycle when B sits in L1 and about 0.9 from L2 (the
+// L2 -> L1 bandwidth), against 2 for dense code; in L1 it is bound by the
+// loads (two per cycle, whatever their width) and by the FMA latency. Hence
+// the panelled index (panels of B sized for L1), and in the kernels:
 //
 // SpMM (forward, backward-data): an output row tile of up to 4 vectors (a
 // batch tile of 64) lives in registers while the row's nonzeros stream their
@@ -21,6 +21,7 @@
 // 128-bit lane shuffles): about three instructions per nonzero instead of a
 // full horizontal sum each, and one vector read-modify-write of diff_values
 // per group.
+
 // GCC 12 reports its own _mm512_undefined_* placeholders (self-initialised
 // on purpose) as uninitialized once inlined (GCC bug 105593).
 #pragma GCC diagnostic push

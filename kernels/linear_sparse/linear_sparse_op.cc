@@ -9,16 +9,20 @@
 // few cache sets. A kBlocked operand is stored that way; a kPlain one is
 // packed per call into a scratch buffer.
 //
-// Rows. The rows of the sparse matrix are cut into a few chunks of about
-// equal work; one task owns a chunk and walks batch tiles, then panels in
-// order, then its rows. Each output element is thus produced by exactly one
-// task in an order that depends neither on the thread count nor on the
-// schedule: results are bit-identical from run to run and across thread
-// counts, with no atomics.
+// Tasks. The rows of the sparse matrix are cut into chunks of about equal
+// work, and for SpMM (where each output element belongs to one batch tile) a
+// task takes one batch tile of one chunk; SDDMM sums over the tiles into each
+// diff_values entry, so its tasks take every tile of their chunk. A task walks
+// its tiles, then the panels in order, then its rows. Each output element is
+// thus produced by exactly one task in an order that depends neither on the
+// thread count nor on the schedule: results are bit-identical from run to run
+// and across thread counts, with no atomics.
 //
-// Tuning (2-core Zen 5, 768 -> 3072, batch 256, one thread): fewer, larger
-// chunks are faster (each chunk re-reads every panel of B), two per thread
-// keep a late thread from holding up the pass; see the panel widths in
+// Tuning (2-core Zen 5, 768 <-> 3072, batch 256): splitting SpMM by batch
+// tile lets each core read only its tiles of B (backward-data's B, diff_dst,
+// is 3 MiB, more than an L2); about two tasks per thread, each as large as
+// that allows, keep every panel of B in cache for many rows and still let a
+// thread that starts late catch up. See the panel widths in
 // linear_sparse_format.cc.
 #include <algorithm>
 #include <cstdlib>
@@ -52,6 +56,9 @@ constexpr int64_t kChunksPerThread = 2;
 constexpr int64_t kRowCost = 4;
 // Rows of B packed per task.
 constexpr int64_t kPackChunkRows = 64;
+// Bytes of output rows (of one batch tile) a row chunk may span: a quarter
+// of a 1 MiB L2, the rest left to the panels of B.
+constexpr int64_t kChunkBytesInL2 = int64_t{256} << 10;
 // Below this many multiply-adds (nonzeros x batch) a pass runs on the calling
 // thread: starting TBB tasks would cost more than they save.
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
@@ -204,20 +211,34 @@ class PackedOperand {
   std::unique_ptr<ScratchPool::Buffer> buffer_;
 };
 
-// Runs body(row_begin, row_end) over chunks of [0, s.rows) on TBB. Chunks
-// carry about equal work (nonzeros plus a per-row, per-panel cost), so that a
-// weight with uneven rows still splits evenly; few, large chunks keep each
-// panel of B in cache for many rows.
+// Runs body(tile_begin, tile_end, row_begin, row_end) over tasks on TBB.
+// Rows are cut into chunks of about equal work (nonzeros plus a per-row,
+// per-panel cost), so that a weight with uneven rows still splits evenly.
+// With `split_tiles` (SpMM: each output element belongs to one tile) a task
+// also takes one batch tile only: then a thread reads only its tiles of B,
+// which halves what each core pulls from L3 when B exceeds its L2 (the 3072
+// rows of diff_dst in backward-data), and fewer, larger row chunks keep each
+// panel of B in cache for more rows. SDDMM sums over the tiles into each
+// diff_values entry, so its tasks take all tiles of a row chunk.
 template <class Body>
-void for_row_chunks(const SparsePanels& s, int64_t batch, Body body) {
+void for_tasks(const SparsePanels& s, int64_t batch, int64_t num_tiles, int64_t tile_bytes,
+               bool split_tiles, Body body) {
   const int64_t rows = s.rows;
-  const int64_t threads = std::max(1, oneapi::tbb::this_task_arena::max_concurrency());
   const int64_t work = (static_cast<int64_t>(s.nnz_before.back()) + rows) * batch;
-  const int64_t chunks = work < kMinParallelWork ? 1 : std::min(rows, threads * kChunksPerThread);
-  if (chunks <= 1) {
-    body(0, rows);
+  const int64_t threads = std::max(1, oneapi::tbb::this_task_arena::max_concurrency());
+  if (work < kMinParallelWork || rows == 0) {
+    body(0, num_tiles, 0, rows);
     return;
   }
+  const int64_t target = threads * kChunksPerThread;
+  const int64_t tile_groups = split_tiles ? num_tiles : 1;
+  // Also enough chunks that one chunk's rows of a batch tile (the output
+  // tiles that every panel reads and writes back, or diff_dst's for SDDMM)
+  // stay in L2.
+  const int64_t for_l2 = (rows * tile_bytes + kChunkBytesInL2 - 1) / kChunkBytesInL2;
+  const int64_t chunks =
+      std::min(rows, std::max((target + tile_groups - 1) / tile_groups, for_l2));
+
   const int64_t per_row = kRowCost * s.num_panels;
   const auto cost = [&](int64_t r) {
     return static_cast<int64_t>(s.nnz_before[static_cast<std::size_t>(r)]) + r * per_row;
@@ -225,23 +246,31 @@ void for_row_chunks(const SparsePanels& s, int64_t batch, Body body) {
   std::vector<int64_t> bounds(static_cast<std::size_t>(chunks + 1), rows);
   bounds[0] = 0;
   for (int64_t c = 1; c < chunks; ++c) {
-    const int64_t target = cost(rows) * c / chunks;
+    const int64_t target_cost = cost(rows) * c / chunks;
     int64_t lo = bounds[static_cast<std::size_t>(c - 1)], hi = rows;
     while (lo < hi) {  // first row whose cost reaches the target
       const int64_t mid = lo + (hi - lo) / 2;
-      if (cost(mid) < target) lo = mid + 1;
+      if (cost(mid) < target_cost) lo = mid + 1;
       else hi = mid;
     }
     bounds[static_cast<std::size_t>(c)] = lo;
   }
+  const auto run = [&](int64_t task) {
+    const int64_t group = task / chunks, c = task % chunks;
+    const int64_t t0 = split_tiles ? group : 0, t1 = split_tiles ? group + 1 : num_tiles;
+    const int64_t r0 = bounds[static_cast<std::size_t>(c)];
+    const int64_t r1 = bounds[static_cast<std::size_t>(c + 1)];
+    if (r0 < r1) body(t0, t1, r0, r1);
+  };
+  const int64_t tasks = tile_groups * chunks;
+  if (tasks == 1) {
+    run(0);
+    return;
+  }
   oneapi::tbb::parallel_for(
-      oneapi::tbb::blocked_range<int64_t>(0, chunks, 1),
+      oneapi::tbb::blocked_range<int64_t>(0, tasks, 1),
       [&](const oneapi::tbb::blocked_range<int64_t>& range) {
-        for (int64_t c = range.begin(); c != range.end(); ++c) {
-          const int64_t r0 = bounds[static_cast<std::size_t>(c)];
-          const int64_t r1 = bounds[static_cast<std::size_t>(c + 1)];
-          if (r0 < r1) body(r0, r1);
-        }
+        for (int64_t task = range.begin(); task != range.end(); ++task) run(task);
       },
       oneapi::tbb::simple_partitioner());
 }
@@ -252,8 +281,11 @@ void run_spmm(const SparsePanels& s, const float* values, View<const float> b, V
   if (s.rows == 0 || b.batch == 0) return;
   const std::vector<Tile> tiles = make_tiles(b.batch, b.layout, kernel.tile_n);
   const PackedOperand packed(b, tiles, kernel.vec);
-  for_row_chunks(s, b.batch, [&](int64_t r0, int64_t r1) {
-    for (std::size_t i = 0; i < tiles.size(); ++i) {
+  const auto num_tiles = static_cast<int64_t>(tiles.size());
+  const int64_t tile_bytes = kernel.tile_n * static_cast<int64_t>(sizeof(float));
+  for_tasks(s, b.batch, num_tiles, tile_bytes, true, [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const auto i = static_cast<std::size_t>(t);
       const float* bt = packed.tile(i, tiles[i]);
       const int64_t ldb = packed.ld(i);
       for (int64_t p = 0; p < s.num_panels; ++p) {
@@ -341,8 +373,11 @@ void linear_sparse_backward_weights(float* diff_values, float* diff_bias, const 
   const View<const float> b{src, w.in_features, batch, layout};
   const std::vector<Tile> tiles = make_tiles(batch, layout, k.tile_n);
   const PackedOperand packed(b, tiles, k.vec);
-  for_row_chunks(s, batch, [&](int64_t r0, int64_t r1) {
-    for (std::size_t i = 0; i < tiles.size(); ++i) {
+  const auto num_tiles = static_cast<int64_t>(tiles.size());
+  const int64_t tile_bytes = k.tile_n * static_cast<int64_t>(sizeof(float));
+  for_tasks(s, batch, num_tiles, tile_bytes, false, [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const auto i = static_cast<std::size_t>(t);
       const float* bt = packed.tile(i, tiles[i]);
       const int64_t ldb = packed.ld(i);
       for (int64_t p = 0; p < s.num_panels; ++p) {
