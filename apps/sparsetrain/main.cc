@@ -1,8 +1,11 @@
 // sparsetrain: the command-line program.
-//   sparsetrain train | eval | info   (each with --help)
+//   sparsetrain train | eval | info | bench   (each with --help)
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -12,9 +15,23 @@ namespace {
 
 void on_interrupt(int) { sparsetrain::request_stop(); }
 
+// oneDNN (Debian's build) runs on OpenMP, whose idle threads spin by default.
+// With TBB's workers also wanting the cores, a spinning OpenMP thread holds a
+// core that the next parallel region needs, and on a busy machine every
+// oneDNN call can stall for a scheduler time slice: a LeNet-5 epoch measured
+// 28 s with spinning threads against 5 s with OMP_WAIT_POLICY=passive. The
+// policy is read when libgomp loads, before main, so the program restarts
+// itself once with it set, unless the user chose a policy.
+void prefer_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  ::execv("/proc/self/exe", argv);  // returns only on failure: carry on as is
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  prefer_passive_openmp(argv);
   CLI::App app{"sparsetrain: train sparse neural networks on CPUs"};
   app.require_subcommand(1, 1);
   app.set_help_all_flag("--help-all", "Show the help of every command");
@@ -22,9 +39,11 @@ int main(int argc, char** argv) {
   sparsetrain::cli::TrainCommand train;
   sparsetrain::cli::EvalCommand eval;
   sparsetrain::cli::InfoCommand info;
+  sparsetrain::cli::BenchCommand bench;
   CLI::App* train_cmd = sparsetrain::cli::add_train(app, train);
   CLI::App* eval_cmd = sparsetrain::cli::add_eval(app, eval);
   CLI::App* info_cmd = sparsetrain::cli::add_info(app, info);
+  CLI::App* bench_cmd = sparsetrain::cli::add_bench(app, bench);
 
   try {
     app.parse(argc, argv);
@@ -40,6 +59,7 @@ int main(int argc, char** argv) {
     }
     if (eval_cmd->parsed()) return sparsetrain::cli::run_eval(eval);
     if (info_cmd->parsed()) return sparsetrain::cli::run_info(info);
+    if (bench_cmd->parsed()) return sparsetrain::cli::run_bench(bench);
   } catch (const sparsetrain::Error& e) {
     std::cout << std::flush;
     std::fprintf(stderr, "sparsetrain: error: %s\n", e.what());
