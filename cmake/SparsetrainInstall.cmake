@@ -1,5 +1,10 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
+# Installed as sparsetrain::runtime, sparsetrain::kernels, sparsetrain::graphs
+# (the same names as the in-tree aliases).
+set_target_properties(sparsetrain_runtime PROPERTIES EXPORT_NAME runtime)
+set_target_properties(sparsetrain_kernels PROPERTIES EXPORT_NAME kernels)
+set_target_properties(sparsetrain_graphs PROPERTIES EXPORT_NAME graphs)
 install(TARGETS sparsetrain DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS sparsetrain_runtime sparsetrain_kernels sparsetrain_graphs
   EXPORT sparsetrainTargets

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh release
+scripts/build.sh release sparsetrain
 exec build/release/sparsetrain train --model lenet5 --dataset mnist --epochs 1 \
   --data-dir "${SPARSETRAIN_DATA_DIR:-../shared/data}" --out runs/lenet5-mnist \
   --metrics runs/lenet5-mnist/metrics.jsonl "$@"

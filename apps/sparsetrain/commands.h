@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cstdint>
 #include <string>
 
 #include "sparsetrain/trainer.h"
@@ -36,6 +37,26 @@ struct InfoCommand {
 };
 CLI::App* add_info(CLI::App& app, InfoCommand& cmd);
 int run_info(InfoCommand& cmd);
+
+struct BenchLinearCommand {
+  int64_t in = 768;
+  int64_t out = 3072;
+  int64_t batch = 256;
+  double sparsity = 0.9;
+  int threads = 0;
+  int reps = 20;
+  int warmup = 3;
+  uint32_t seed = 0;
+  bool json = false;
+  bool sweep = false;
+  std::string plot;  // default: bench-linear-<in>x<out>-b<batch>.png
+};
+struct BenchCommand {
+  BenchLinearCommand linear;
+  CLI::App* linear_app = nullptr;
+};
+CLI::App* add_bench(CLI::App& app, BenchCommand& cmd);
+int run_bench(BenchCommand& cmd);
 
 // The model zoo as a GraphFactory for the trainer.
 GraphFactory model_factory();

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "kernels/common/cpu.h"
 #include "kernels/common/threads.h"
+#include "kernels/linear_sparse/linear_sparse.h"
 #include "nodes/nodes.h"
 
 namespace sparsetrain::cli {
@@ -56,6 +57,7 @@ int run_info(InfoCommand& cmd) {
     if (on) present += (present.empty() ? "" : " ") + std::string(name);
   const std::string conv_layout = layout_name(nodes::dense_conv_layout());
   const int threads = kernels::num_threads();
+  const kernels::LinearSparseKernels sparse = kernels::linear_sparse_kernels(active);
 
   if (cmd.json) {
     nlohmann::json j = {{"cpu", cpu.model},
@@ -65,6 +67,10 @@ int run_info(InfoCommand& cmd) {
                         {"active_isa", kernels::isa_name(active)},
                         {"dense_kernels", "oneDNN"},
                         {"dense_conv_layout", conv_layout},
+                        {"sparse_linear_kernels",
+                         {{"fwd", sparse.fwd->name},
+                          {"bwd_data", sparse.bwd_data->name},
+                          {"bwd_weights", sparse.bwd_weights->name}}},
                         {"threads", threads},
                         {"hardware_threads", std::thread::hardware_concurrency()},
                         {"versions",
@@ -83,6 +89,8 @@ int run_info(InfoCommand& cmd) {
       "kernel ISA        %s (best this CPU runs: %s; SPARSETRAIN_ISA=ref|avx2|avx512 caps it)\n",
       kernels::isa_name(active), kernels::isa_name(kernels::cpu_isa(cpu)));
   std::printf("dense kernels     oneDNN (conv activations in %s)\n", conv_layout.c_str());
+  std::printf("sparse linear     %s, %s, %s\n", sparse.fwd->name, sparse.bwd_data->name,
+              sparse.bwd_weights->name);
   std::printf("threads           %d (hardware: %u; TBB and OpenMP kept equal)\n", threads,
               std::thread::hardware_concurrency());
   std::printf("libraries         oneDNN %s, TBB %s, Eigen %s, compiler %s\n", dnnl_ver,

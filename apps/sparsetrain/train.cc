@@ -62,6 +62,15 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--max-steps", o.max_steps, "Stop after this many steps in total (checkpointed)");
   sub->add_option("--log-every", o.log_every, "Also log every N-th step's loss to --metrics");
   sub->add_option("--probe", o.probes, "Probes to run on the final evaluation: activation-stats");
+  sub->add_option("--sparsity", o.sparsity,
+                  "Prune every linear layer's weight to this sparsity by magnitude after "
+                  "initialisation and train it compressed (0: dense)")
+      ->capture_default_str();
+  sub->add_option("--kernels", o.kernels,
+                  "Kernels of compressed linear layers: sparse | dense | auto (timed once per "
+                  "shape and density)")
+      ->check(CLI::IsMember({"auto", "sparse", "dense"}))
+      ->capture_default_str();
   sub->add_flag("--no-progress", cmd.no_progress, "No progress lines, only the table");
   cmd.app = sub;
   return sub;
@@ -106,6 +115,8 @@ const FieldCopy kFields[] = {
     SPARSETRAIN_FIELD("--metrics", metrics_path),
     SPARSETRAIN_FIELD("--log-every", log_every),
     SPARSETRAIN_FIELD("--probe", probes),
+    SPARSETRAIN_FIELD("--sparsity", sparsity),
+    SPARSETRAIN_FIELD("--kernels", kernels),
 };
 #undef SPARSETRAIN_FIELD
 
@@ -135,7 +146,9 @@ int run_train(TrainCommand& cmd) {
   resolve_options(cmd);
   Trainer trainer(cmd.options, model_factory());
   const TrainResult r = trainer.run(std::cout);
-  return r.interrupted ? 130 : 0;
+  // Reaching --max-steps is a planned stop; a signal is not.
+  const bool planned = cmd.options.max_steps >= 0 && r.steps >= cmd.options.max_steps;
+  return r.interrupted && !planned ? 130 : 0;
 }
 
 }  // namespace sparsetrain::cli

@@ -1,12 +1,14 @@
 #include "sparsetrain/graph.h"
 
 #include <algorithm>
+#include <cmath>
 #include <sstream>
 #include <unordered_map>
 
 #include "hooks_internal.h"
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/optim.h"
 
 namespace sparsetrain {
 
@@ -218,7 +220,7 @@ Parameter& Graph::parameter(const std::string& name) {
 int64_t Graph::parameter_count(bool include_buffers) {
   int64_t n = 0;
   for (Parameter* p : parameters())
-    if (include_buffers || p->trainable()) n += p->value.numel();
+    if (include_buffers || p->trainable()) n += p->dense_numel();
   return n;
 }
 
@@ -302,7 +304,8 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
     }
   }
   g.last_peak = memory_stats().peak_bytes;
-  return g.outs[g.output];
+  const Tensor& out = g.outs[g.output];
+  return out.layout() == Layout::kCN ? to_layout(out, Layout::kPlain) : out;
 }
 
 Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
@@ -396,6 +399,92 @@ void Graph::fire(HookPoint point, const std::string& phase) {
   ev.parameters = parameters();
   ev.phase = phase;
   impl_->hooks->fire(ev);
+}
+
+// --- sparse linear layers ----------------------------------------------------
+
+void Graph::compress(const std::string& node_name, const Tensor& mask, Optimizer* optimizer) {
+  Node& n = node(node_name);
+  const std::string param = node_name + ".weight";
+  if (n.type() == std::string("linear")) {
+    for (Parameter* p : n.parameters()) {
+      if (p->name == param && p->compressed()) decompress(node_name, optimizer);
+    }
+  }
+  nodes::linear_compress(n, mask);
+  if (optimizer != nullptr) optimizer->gather_state(param, parameter(param).dense_index);
+}
+
+void Graph::decompress(const std::string& node_name, Optimizer* optimizer) {
+  Node& n = node(node_name);
+  const std::string param = node_name + ".weight";
+  bool was_compressed = false;
+  for (Parameter* p : n.parameters())
+    if (p->name == param && p->compressed()) was_compressed = true;
+  nodes::linear_decompress(n);
+  if (was_compressed && optimizer != nullptr) optimizer->reset_state(param);
+}
+
+void Graph::set_linear_kernels(const std::string& mode) {
+  const nodes::LinearKernels kernels = nodes::parse_linear_kernels(mode);
+  for (auto& n : impl_->nodes)
+    if (n->type() == std::string("linear")) nodes::linear_set_kernels(*n, kernels);
+}
+
+int Graph::sparse_layer_count() {
+  int count = 0;
+  for (auto& n : impl_->nodes)
+    if (n->type() == std::string("linear") && nodes::linear_runs_sparse(*n)) ++count;
+  return count;
+}
+
+int Graph::linear_layer_count() const {
+  int count = 0;
+  for (const auto& n : impl_->nodes)
+    if (n->type() == std::string("linear")) ++count;
+  return count;
+}
+
+Tensor magnitude_mask(const Tensor& weight, float sparsity) {
+  if (!(sparsity >= 0.0f && sparsity < 1.0f)) {
+    throw Error("--sparsity must be in [0, 1), got " + std::to_string(sparsity));
+  }
+  const Tensor w = to_layout(weight, Layout::kPlain);
+  const int64_t n = w.numel();
+  const int64_t keep =
+      std::clamp<int64_t>(std::llround((1.0 - static_cast<double>(sparsity)) * n), 0, n);
+  std::vector<int64_t> order(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  auto larger = [&w](int64_t a, int64_t b) {
+    const float ma = std::fabs(w[a]), mb = std::fabs(w[b]);
+    return ma > mb || (ma == mb && a < b);
+  };
+  if (keep < n) std::nth_element(order.begin(), order.begin() + keep, order.end(), larger);
+  Tensor mask = Tensor::zeros(weight.shape());
+  for (int64_t k = 0; k < keep; ++k) mask[order[k]] = 1.0f;
+  return mask;
+}
+
+int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer) {
+  if (!(sparsity >= 0.0f && sparsity < 1.0f)) {
+    throw Error("--sparsity must be in [0, 1), got " + std::to_string(sparsity));
+  }
+  if (sparsity == 0.0f) return 0;
+  int count = 0;
+  for (int i = 0; i < graph.size(); ++i) {
+    Node& n = graph.node(NodeId{i});
+    if (n.type() != std::string("linear")) continue;
+    const std::string param = n.name() + ".weight";
+    Parameter& p = graph.parameter(param);
+    Tensor dense = p.value;
+    if (p.compressed()) {
+      dense = Tensor::zeros(p.dense_shape);
+      for (std::size_t k = 0; k < p.dense_index.size(); ++k) dense[p.dense_index[k]] = p.value[k];
+    }
+    graph.compress(n.name(), magnitude_mask(dense, sparsity), optimizer);
+    ++count;
+  }
+  return count;
 }
 
 }  // namespace sparsetrain

@@ -115,7 +115,9 @@ json epoch_to_json(const EpochStats& e) {
           {"lr", e.lr},
           {"seconds", e.seconds},
           {"samples_per_second", e.samples_per_second},
-          {"peak_memory_bytes", e.peak_bytes}};
+          {"peak_memory_bytes", e.peak_bytes},
+          {"sparse_layers", e.sparse_layers},
+          {"linear_layers", e.linear_layers}};
 }
 
 EpochStats epoch_from_json(const json& j) {
@@ -129,20 +131,24 @@ EpochStats epoch_from_json(const json& j) {
   e.seconds = j.at("seconds").get<double>();
   e.samples_per_second = j.at("samples_per_second").get<double>();
   e.peak_bytes = j.at("peak_memory_bytes").get<int64_t>();
+  e.sparse_layers = j.value("sparse_layers", 0);
+  e.linear_layers = j.value("linear_layers", 0);
   return e;
 }
 
 std::string table_header() {
-  return "epoch      loss  train acc   test acc         lr   seconds  samples/s\n"
-         "-----  --------  ---------  ---------  ---------  --------  ---------\n";
+  return "epoch      loss  train acc   test acc         lr   seconds  samples/s  sparse\n"
+         "-----  --------  ---------  ---------  ---------  --------  ---------  ------\n";
 }
 
 std::string table_row(const EpochStats& e) {
   char line[200];
-  std::snprintf(line, sizeof line, "%5lld  %8.4f  %8.2f%%  %8.2f%%  %9.5f  %8.1f  %9.0f\n",
+  const std::string sparse =
+      std::to_string(e.sparse_layers) + "/" + std::to_string(e.linear_layers);
+  std::snprintf(line, sizeof line, "%5lld  %8.4f  %8.2f%%  %8.2f%%  %9.3g  %8.1f  %9.0f  %6s\n",
                 static_cast<long long>(e.epoch), e.loss, 100.0 * e.train_accuracy,
-                100.0 * e.test_accuracy, static_cast<double>(e.lr), e.seconds,
-                e.samples_per_second);
+                100.0 * e.test_accuracy, static_cast<double>(e.lr), e.seconds, e.samples_per_second,
+                sparse.c_str());
   return line;
 }
 
@@ -167,6 +173,56 @@ uint64_t mix(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
+// Compressed linear weights in checkpoints: the parameter is saved dense
+// (pruned positions zero) under its own name, plus "mask/<param>" (U8, the
+// dense shape, 1 = stored). Loading decompresses, loads the dense values and
+// re-compresses with the saved masks, so the stored order and the optimizer
+// state (saved per stored entry) line up again.
+std::string node_of(const std::string& param_name) {
+  const std::string suffix = ".weight";
+  return param_name.substr(0, param_name.size() - suffix.size());
+}
+
+void save_parameters_dense(Checkpoint& ck, const std::vector<Parameter*>& params) {
+  std::vector<Parameter> copies;
+  copies.reserve(params.size());
+  for (const Parameter* p : params) {
+    Parameter c = *p;
+    if (p->compressed()) {
+      Tensor dense = Tensor::zeros(p->dense_shape);
+      std::vector<uint8_t> mask(static_cast<std::size_t>(dense.numel()), 0);
+      for (std::size_t k = 0; k < p->dense_index.size(); ++k) {
+        dense[p->dense_index[k]] = p->value[static_cast<int64_t>(k)];
+        mask[p->dense_index[k]] = 1;
+      }
+      ck.put_u8("mask/" + p->name, p->dense_shape, mask);
+      c.value = dense;
+      c.grad = Tensor::zeros(p->dense_shape);
+      c.dense_shape.clear();
+      c.dense_index.clear();
+    }
+    copies.push_back(std::move(c));
+  }
+  std::vector<Parameter*> pointers;
+  for (Parameter& c : copies) pointers.push_back(&c);
+  save_parameters(ck, pointers);
+}
+
+void load_parameters_sparse(const Checkpoint& ck, Graph& graph) {
+  for (Parameter* p : graph.parameters()) {
+    if (p->compressed()) graph.decompress(node_of(p->name));
+  }
+  load_parameters(ck, graph.parameters());
+  for (Parameter* p : graph.parameters()) {
+    const std::string mask_name = "mask/" + p->name;
+    if (!ck.has(mask_name)) continue;
+    const std::vector<uint8_t> bytes = ck.get_u8(mask_name, p->value.shape());
+    Tensor mask = Tensor::zeros(p->value.shape());
+    for (std::size_t i = 0; i < bytes.size(); ++i) mask[static_cast<int64_t>(i)] = bytes[i];
+    graph.compress(node_of(p->name), mask);
+  }
+}
+
 }  // namespace
 
 void request_stop() { g_stop_requested.store(true); }
@@ -187,6 +243,10 @@ void validate(const TrainOptions& o) {
     fail("--optimizer: unknown optimizer '" + o.optimizer + "' (expected sgd or adamw)");
   }
   if (o.clip_grad_norm < 0) fail("--clip-grad-norm must be >= 0");
+  if (!(o.sparsity >= 0.0f && o.sparsity < 1.0f))
+    fail("--sparsity must be in [0, 1), got " + std::to_string(o.sparsity));
+  if (o.kernels != "auto" && o.kernels != "sparse" && o.kernels != "dense")
+    fail("--kernels: unknown kernels '" + o.kernels + "' (expected sparse, dense or auto)");
   if (o.threads < 0)
     fail("--threads must be >= 0 (0: all cores), got " + std::to_string(o.threads));
   if (o.warmup_epochs < 0 || o.warmup_epochs >= o.epochs + 1) {
@@ -246,7 +306,9 @@ std::string options_to_json(const TrainOptions& o) {
             {"metrics_path", o.metrics_path},
             {"max_steps", o.max_steps},
             {"log_every", o.log_every},
-            {"probes", o.probes}};
+            {"probes", o.probes},
+            {"sparsity", o.sparsity},
+            {"kernels", o.kernels}};
   return j.dump();
 }
 
@@ -286,6 +348,8 @@ TrainOptions options_from_json(const std::string& text) {
     get("max_steps", o.max_steps);
     get("log_every", o.log_every);
     get("probes", o.probes);
+    get("sparsity", o.sparsity);
+    get("kernels", o.kernels);
   } catch (const json::exception& e) {
     throw Error(std::string("run options: not valid JSON: ") + e.what());
   }
@@ -365,6 +429,8 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
   m.graph = m.factory(m.options.model, m.train.channels, m.train.height, m.train.width,
                       m.train.num_classes);
   m.graph.initialize(m.options.seed);
+  m.graph.set_linear_kernels(m.options.kernels);
+  prune_linear_layers(m.graph, m.options.sparsity);
   m.params = m.graph.parameters();
   m.optimizer = optimizer_for(m.options);
   m.steps_per_epoch = (m.train.size() + m.options.batch_size - 1) / m.options.batch_size;
@@ -406,8 +472,8 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
     m.graph.release();
     std::ostringstream os;
     os << "step " << m.step << " (epoch " << m.epoch + 1 << ", batch " << m.batch_in_epoch + 1
-       << "): the loss is " << loss.loss << "; training diverged: lower --lr (now " << lr
-       << ") or set --clip-grad-norm";
+       << "): the loss is " << (std::isnan(loss.loss) ? "NaN" : "infinite")
+       << "; training diverged: lower --lr (now " << lr << ") or set --clip-grad-norm";
     if (!m.options.out_dir.empty())
       os << "; the last checkpoint in " << m.options.out_dir << " is kept as it was";
     throw Error(os.str());
@@ -430,7 +496,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
 void Trainer::save_checkpoint(const std::string& path) const {
   const Impl& m = *impl_;
   Checkpoint ck;
-  save_parameters(ck, m.params);
+  save_parameters_dense(ck, m.params);
   save_optimizer_state(ck, *m.optimizer);
   save_rng(ck, "rng/trainer", m.rng);
   json state = {
@@ -469,7 +535,8 @@ void Trainer::load_checkpoint(const std::string& path) {
     throw Error(path + ": the checkpoint holds model '" + saved.model + "', not '" +
                 m.options.model + "'");
   }
-  load_parameters(ck, m.params);
+  load_parameters_sparse(ck, m.graph);
+  m.params = m.graph.parameters();
   load_optimizer_state(ck, *m.optimizer, m.params);
   load_rng(ck, "rng/trainer", m.rng);
   try {
@@ -536,6 +603,21 @@ TrainResult Trainer::run(std::ostream& log) {
       << " (" << m.train.size() << " train / " << m.test.size() << " test images), batch "
       << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " (" << o.lr_schedule << "), "
       << kernels::num_threads() << " threads\n";
+  {
+    std::string compressed;
+    for (const Parameter* p : m.params) {
+      if (!p->compressed()) continue;
+      char item[128];
+      std::snprintf(item, sizeof item, "%s%s %.3f", compressed.empty() ? "" : ", ",
+                    node_of(p->name).c_str(),
+                    static_cast<double>(p->value.numel()) / static_cast<double>(p->dense_numel()));
+      compressed += item;
+    }
+    if (!compressed.empty()) {
+      log << "compressed linear layers (density): " << compressed << "; kernels " << o.kernels
+          << "\n";
+    }
+  }
   if (m.step > 0)
     log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
         << m.batch_in_epoch << ")\n";
@@ -596,6 +678,8 @@ TrainResult Trainer::run(std::ostream& log) {
     e.samples_per_second = e.seconds > 0 ? m.epoch_seen / e.seconds : 0.0;
     e.lr = m.schedule->lr(m.step - 1);
     e.peak_bytes = peak;
+    e.sparse_layers = m.graph.sparse_layer_count();
+    e.linear_layers = m.graph.linear_layer_count();
     const bool last_epoch = m.epoch + 1 == o.epochs;
     std::vector<HookHandle> probe_hooks;
     if (act_probe && last_epoch) act_probe->attach(m.graph, "*");
@@ -627,7 +711,11 @@ TrainResult Trainer::run(std::ostream& log) {
     for (int64_t i = 0; i < p->value.numel(); ++i) nonzero += p->value[i] != 0.0f;
   }
   json seconds = json::array();
-  for (const auto& e : m.history) seconds.push_back(e.seconds);
+  int64_t peak_bytes = 0;
+  for (const auto& e : m.history) {
+    seconds.push_back(e.seconds);
+    peak_bytes = std::max(peak_bytes, e.peak_bytes);
+  }
   json end = {{"event", "end"},
               {"test_accuracy", result.test_accuracy},
               {"test_loss", m.history.empty() ? 0.0 : m.history.back().test_loss},
@@ -635,6 +723,7 @@ TrainResult Trainer::run(std::ostream& log) {
               {"params_total", params_total},
               {"params_nonzero", nonzero},
               {"steps", m.step},
+              {"peak_memory_bytes", peak_bytes},
               {"model", o.model},
               {"dataset", o.dataset}};
   if (act_probe) {
@@ -684,7 +773,7 @@ TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& 
     throw Error(path + ": bad sample_shape / num_classes metadata");
   }
   graph_out = factory(o.model, shape[0], shape[1], shape[2], classes);
-  load_parameters(ck, graph_out.parameters());
+  load_parameters_sparse(ck, graph_out);
   return o;
 }
 

@@ -49,6 +49,7 @@ struct PoolOptions {
 };
 
 class HookRegistry;
+class Optimizer;
 
 class Graph {
  public:
@@ -91,8 +92,34 @@ class Graph {
   int64_t parameter_count(bool include_buffers = false);
   std::string summary();
 
+  // --- sparse linear layers ------------------------------------------------
+  // Compresses the weight of linear node `node_name` to the positions where
+  // `mask` ((O, I), any layout; nonzero = kept) is nonzero: the parameter
+  // "<node>.weight" then holds only those entries (Parameter::compressed()),
+  // pruned weights are gone for good (no momentum or weight decay reaches
+  // them), and the node runs the sparse kernels (set_linear_kernels). With
+  // an optimizer, its state for the weight is gathered to the kept entries
+  // (Optimizer::gather_state). A node that is already compressed is
+  // decompressed first (its optimizer state reset). Throws Error naming the
+  // node when it is not a linear node or the mask has the wrong size.
+  void compress(const std::string& node_name, const Tensor& mask, Optimizer* optimizer = nullptr);
+  // Back to a dense (O, I) weight, pruned positions zero; with an optimizer,
+  // the weight's state is reset. No-op on a dense node.
+  void decompress(const std::string& node_name, Optimizer* optimizer = nullptr);
+  // Kernels of compressed linear layers: "sparse", "dense" (the nonzeros
+  // scattered into a dense weight for oneDNN) or "auto" (default: timed once
+  // per shape, batch and density in the process, the faster one cached and
+  // logged on std::clog). Throws Error naming --kernels on another value.
+  void set_linear_kernels(const std::string& mode);
+  // Linear nodes whose last forward ran on the sparse kernels (before the
+  // first forward: the compressed ones not forced dense), and all linear
+  // nodes.
+  int sparse_layer_count();
+  int linear_layer_count() const;
+
   // --- running ------------------------------------------------------------
-  // x: (N, C, H, W) or (N, F), plain layout. Returns the output (N, K).
+  // x: (N, C, H, W) or (N, F), plain layout. Returns the output (N, K) in
+  // plain layout (a kCN output of a sparse linear node is reordered).
   Tensor forward(const Tensor& x, bool training, uint64_t seed = 0);
   // diff of the loss with respect to the output; fills parameter grads (+=).
   // Returns the gradient with respect to the graph input when a hook asked
@@ -116,5 +143,14 @@ class Graph {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Keeps the largest-magnitude (1 - sparsity) fraction of the entries of a
+// weight (ties: the lower flat index wins): returns the (O, I) 0/1 mask.
+// Throws Error when sparsity is outside [0, 1).
+Tensor magnitude_mask(const Tensor& weight, float sparsity);
+// Compresses every linear layer with its own magnitude mask at `sparsity`
+// (uniform); sparsity 0 leaves the graph as it is. Returns the number of
+// layers compressed.
+int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer = nullptr);
 
 }  // namespace sparsetrain

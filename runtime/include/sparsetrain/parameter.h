@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "sparsetrain/tensor.h"
 
@@ -20,6 +21,16 @@ struct Parameter {
   ParamKind kind = ParamKind::kWeight;
   Tensor value;
   Tensor grad;  // same shape; backward accumulates (+=), the trainer zeroes
+  // Compressed state (DESIGN.md "Parameters and sparsity"): value and grad
+  // hold only the stored entries, shape {nnz}, in the sparse format's order;
+  // dense_shape is the logical shape and dense_index[k] the row-major flat
+  // position in it of entry k. Both are empty for a dense parameter.
+  Shape dense_shape;
+  std::vector<int64_t> dense_index;
+
+  bool compressed() const { return !dense_shape.empty(); }
+  // Elements of the logical (dense) parameter.
+  int64_t dense_numel() const { return compressed() ? Tensor::count(dense_shape) : value.numel(); }
 
   bool trainable() const { return kind != ParamKind::kBuffer; }
   bool prunable() const { return kind == ParamKind::kWeight; }

@@ -45,6 +45,10 @@ struct TrainOptions {
   int64_t max_steps = -1;           // stop (and checkpoint) after this many steps in total
   int64_t log_every = 0;            // also log the loss of every N-th step to the metrics file
   std::vector<std::string> probes;  // "activation-stats"
+  // Prunes every linear layer's weight to this sparsity by magnitude right
+  // after initialisation and compresses it (Graph::compress); 0: dense.
+  float sparsity = 0.0f;
+  std::string kernels = "auto";  // compressed linear layers: sparse | dense | auto
   bool progress = true;
 };
 
@@ -81,6 +85,8 @@ struct EpochStats {
   double seconds = 0;
   double samples_per_second = 0;
   int64_t peak_bytes = 0;
+  int sparse_layers = 0;  // linear layers that ran on the sparse kernels
+  int linear_layers = 0;  // all (prunable) linear layers
 };
 
 struct TrainResult {

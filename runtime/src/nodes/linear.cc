@@ -1,11 +1,35 @@
-// The dense linear node: y = x W^T + b over plain (N, F) activations with
-// oneDNN matmuls; weights stored plain (O, I).
+// The linear node: y = x W^T + b.
+//
+// Dense weight: plain (N, F) activations, oneDNN matmuls, weights plain (O, I).
+//
+// Compressed weight (Graph::compress): the Parameter holds only the nonzeros
+// in the order of kernels/linear_sparse (its `values`), and the node keeps the
+// packed index. Each forward first copies the parameter into the packed
+// values (the optimizer updated the parameter in place) and syncs the
+// transposed copy: one pass over nnz floats, small next to the nnz x batch
+// FMAs of a pass. On the sparse kernels the node takes its input in kPlain or
+// kCN, produces kCN (features x batch) and returns diff_src in the input's
+// layout, so a chain of sparse linears and ReLUs never transposes. In dense
+// mode the nonzeros are scattered into a dense weight for the oneDNN kernels
+// and the weight gradient is gathered back at the nonzeros.
+//
+// Auto mode times the sparse passes against the dense ones once per (shape,
+// batch, density) in the process and caches the faster choice.
 #include "kernels/linear/linear.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "kernels/linear_sparse/linear_sparse.h"
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"
 
@@ -52,6 +76,7 @@ class LinearNode final : public Node {
 
   Tensor forward(const ForwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1);
+    if (packed_) return forward_compressed(args.inputs[0], args.training);
     const Tensor src = to_layout(args.inputs[0], Layout::kPlain);
     const Shape dst_shape = output_shape({src.shape()});
     Tensor dst = Tensor::empty(dst_shape);
@@ -67,6 +92,7 @@ class LinearNode final : public Node {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.inputs[0].defined());
     SPARSETRAIN_ASSERT(args.diff_dst != nullptr && args.diff_dst->defined());
     const Tensor& input = args.inputs[0];
+    if (packed_) return backward_compressed(args);
     const Tensor src = to_layout(input, Layout::kPlain);
     const Tensor diff_dst = to_layout(*args.diff_dst, Layout::kPlain);
     const kernels::LinearShape s = kernel_shape(src.dim(0));
@@ -85,6 +111,7 @@ class LinearNode final : public Node {
   }
 
   Saves saves() const override { return {.inputs = true, .output = false}; }
+  void clear_saved() override { saved_src_ = Tensor(); }
 
   std::vector<Parameter*> parameters() override {
     if (options_.bias) return {&weight_, &bias_};
@@ -94,18 +121,178 @@ class LinearNode final : public Node {
   // He-normal (He et al. 2015, sec. 2.2): std = sqrt(2 / fan_in), fan_in = I.
   void reset_parameters(Rng& rng) override {
     const float stddev = static_cast<float>(std::sqrt(2.0 / static_cast<double>(in_features_)));
+    if (packed_) decompress();
     float* w = weight_.value.data();
     for (int64_t i = 0; i < weight_.value.numel(); ++i) w[i] = stddev * rng.normal();
     if (options_.bias) bias_.value.zero();
   }
 
+  void compress(const Tensor& mask) {
+    const int64_t O = options_.out_features, I = in_features_;
+    if (mask.numel() != O * I) {
+      throw Error("linear '" + name() + "': compress: the mask has shape " + mask.shape_string() +
+                  ", expected (" + std::to_string(O) + ", " + std::to_string(I) + ")");
+    }
+    const Tensor dense = dense_weight();
+    const Tensor m = to_layout(mask, Layout::kPlain);
+    std::vector<uint8_t> keep(static_cast<std::size_t>(O * I));
+    for (int64_t i = 0; i < O * I; ++i) keep[i] = m[i] != 0.0f ? 1 : 0;
+    auto packed = std::make_unique<kernels::LinearSparseWeights>(
+        kernels::linear_sparse_pack(dense.data(), keep.data(), O, I));
+    const int64_t nnz = packed->nnz;
+    std::vector<int64_t> index(static_cast<std::size_t>(nnz));
+    const kernels::SparsePanels& f = packed->fwd;
+    for (int64_t p = 0; p < f.num_panels; ++p) {
+      const uint32_t* ptr = f.row_ptr(p);
+      for (int64_t r = 0; r < f.rows; ++r) {
+        for (uint32_t k = ptr[r]; k < ptr[r + 1]; ++k) {
+          index[k] = r * I + f.panel_begin(p) + f.col[k];
+        }
+      }
+    }
+    Tensor value = Tensor::empty({nnz});
+    for (int64_t k = 0; k < nnz; ++k) value[k] = packed->values[k];
+    weight_.value = value;
+    weight_.grad = Tensor::zeros({nnz});
+    weight_.dense_shape = {O, I};
+    weight_.dense_index = std::move(index);
+    packed_ = std::move(packed);
+    choices_.clear();
+    dense_scratch_ = Tensor();
+    dense_grad_scratch_ = Tensor();
+  }
+
+  void decompress() {
+    if (!packed_) return;
+    weight_.value = dense_weight();
+    weight_.grad = Tensor::zeros({options_.out_features, in_features_});
+    weight_.dense_shape.clear();
+    weight_.dense_index.clear();
+    packed_.reset();
+    choices_.clear();
+    dense_scratch_ = Tensor();
+    dense_grad_scratch_ = Tensor();
+  }
+
+  void set_kernels(LinearKernels kernels) {
+    kernels_ = kernels;
+    choices_.clear();
+  }
+
+  bool runs_sparse() const {
+    if (!packed_ || kernels_ == LinearKernels::kDense) return false;
+    if (kernels_ == LinearKernels::kSparse) return true;
+    return last_sparse_;
+  }
+
   std::string describe() const override {
     std::string text = std::to_string(in_features_) + "->" + std::to_string(options_.out_features);
     if (!options_.bias) text += " no-bias";
+    if (packed_) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " sparse density %.3f", packed_->density());
+      text += buf;
+    }
     return text;
   }
 
  private:
+  // The (O, I) weight: the parameter itself when dense, else the nonzeros
+  // scattered into zeros (a new tensor).
+  Tensor dense_weight() const {
+    if (!packed_) return weight_.value;
+    Tensor dense = Tensor::zeros({options_.out_features, in_features_});
+    const float* v = weight_.value.data();
+    for (std::size_t k = 0; k < weight_.dense_index.size(); ++k)
+      dense[weight_.dense_index[k]] = v[k];
+    return dense;
+  }
+
+  // Copies the parameter (updated in place by the optimizer) into the packed
+  // values and the transposed copy.
+  void refresh_packed() {
+    std::memcpy(packed_->values.data(), weight_.value.data(),
+                static_cast<std::size_t>(packed_->nnz) * sizeof(float));
+    kernels::linear_sparse_sync_transposed(*packed_);
+  }
+
+  bool use_sparse(int64_t batch) {
+    if (kernels_ != LinearKernels::kAuto) return kernels_ == LinearKernels::kSparse;
+    auto it = choices_.find(batch);
+    if (it == choices_.end()) it = choices_.emplace(batch, choose_sparse(batch)).first;
+    return it->second;
+  }
+
+  bool choose_sparse(int64_t batch) const;
+
+  Tensor forward_compressed(const Tensor& x, bool training) {
+    const Shape dst_shape = output_shape({x.shape()});
+    const int64_t batch = x.dim(0);
+    refresh_packed();
+    sparse_step_ = use_sparse(batch);
+    last_sparse_ = sparse_step_;
+    const float* bias = options_.bias ? bias_.value.data() : nullptr;
+    if (sparse_step_) {
+      const Tensor src = to_layout(x, Layout::kCN);
+      Tensor dst = Tensor::empty(dst_shape, Layout::kCN);
+      kernels::linear_sparse_forward(dst.data(), src.data(), *packed_, bias, batch);
+      if (training) saved_src_ = src;
+      return dst;
+    }
+    if (!dense_scratch_.defined()) {
+      dense_scratch_ = Tensor::zeros({options_.out_features, in_features_});
+    }
+    kernels::linear_sparse_scatter(*packed_, packed_->values.data(), dense_scratch_.data());
+    const Tensor src = to_layout(x, Layout::kPlain);
+    Tensor dst = Tensor::empty(dst_shape);
+    kernels::linear_forward_dnnl(dst.data(), src.data(), dense_scratch_.data(), bias,
+                                 kernel_shape(batch));
+    if (training) saved_src_ = src;
+    return dst;
+  }
+
+  std::vector<Tensor> backward_compressed(const BackwardArgs& args) {
+    const Tensor& input = args.inputs[0];
+    const int64_t batch = input.dim(0);
+    const bool need = args.need_diff_src.empty() || args.need_diff_src[0];
+    float* diff_bias = options_.bias ? bias_.grad.data() : nullptr;
+    std::vector<Tensor> diff_src(1);
+    const Layout layout = sparse_step_ ? Layout::kCN : Layout::kPlain;
+    const Tensor src = saved_src_.defined() && saved_src_.layout() == layout
+                           ? saved_src_
+                           : to_layout(input, layout);
+    const Tensor diff_dst = to_layout(*args.diff_dst, layout);
+    if (sparse_step_) {
+      kernels::linear_sparse_backward_weights(weight_.grad.data(), diff_bias, diff_dst.data(),
+                                              src.data(), *packed_, batch);
+      if (need) {
+        Tensor grad = Tensor::empty(input.shape(), Layout::kCN);
+        kernels::linear_sparse_backward_data(grad.data(), diff_dst.data(), *packed_, batch);
+        diff_src[0] = to_layout(grad, input.layout());
+      }
+    } else {
+      const kernels::LinearShape s = kernel_shape(batch);
+      if (!dense_grad_scratch_.defined()) {
+        dense_grad_scratch_ = Tensor::empty({options_.out_features, in_features_});
+      }
+      dense_grad_scratch_.zero();
+      kernels::linear_backward_weights_dnnl(dense_grad_scratch_.data(), diff_bias, diff_dst.data(),
+                                            src.data(), s);
+      float* g = weight_.grad.data();
+      const float* dense = dense_grad_scratch_.data();
+      for (std::size_t k = 0; k < weight_.dense_index.size(); ++k) {
+        g[k] += dense[weight_.dense_index[k]];
+      }
+      if (need) {
+        Tensor grad = Tensor::empty(input.shape());
+        kernels::linear_backward_data_dnnl(grad.data(), diff_dst.data(), dense_scratch_.data(), s);
+        diff_src[0] = to_layout(grad, input.layout());
+      }
+    }
+    saved_src_ = Tensor();
+    return diff_src;
+  }
+
   kernels::LinearShape kernel_shape(int64_t batch) const {
     return {.batch = batch, .in_features = in_features_, .out_features = options_.out_features};
   }
@@ -114,7 +301,85 @@ class LinearNode final : public Node {
   LinearOptions options_;
   Parameter weight_;
   Parameter bias_;  // unused without a bias
+
+  // Compressed state (null when dense).
+  std::unique_ptr<kernels::LinearSparseWeights> packed_;
+  LinearKernels kernels_ = LinearKernels::kAuto;
+  std::map<int64_t, bool> choices_;  // batch -> sparse, in auto mode
+  bool sparse_step_ = true;          // what the last forward ran
+  bool last_sparse_ = true;
+  Tensor saved_src_;           // the input in the layout of the last forward
+  Tensor dense_scratch_;       // dense mode: the scattered weight
+  Tensor dense_grad_scratch_;  // dense mode: the dense weight gradient
 };
+
+// Auto mode: the forward + backward-data + backward-weights time of the sparse
+// kernels against oneDNN, measured once per (O, I, batch, density) in the
+// process (the best of a few repetitions after a warm-up) and logged.
+struct ChoiceKey {
+  int64_t out_features, in_features, batch, nnz;
+  auto operator<=>(const ChoiceKey&) const = default;
+};
+
+std::mutex g_choice_mutex;
+std::map<ChoiceKey, bool> g_choices;
+
+bool LinearNode::choose_sparse(int64_t batch) const {
+  const kernels::LinearSparseWeights& w = *packed_;
+  const ChoiceKey key{w.out_features, w.in_features, batch, w.nnz};
+  std::lock_guard<std::mutex> lock(g_choice_mutex);
+  if (auto it = g_choices.find(key); it != g_choices.end()) return it->second;
+
+  const int64_t O = w.out_features, I = w.in_features;
+  Tensor src = Tensor::full({I, batch}, 0.5f);
+  Tensor dst = Tensor::empty({O, batch});
+  Tensor dsrc = Tensor::empty({I, batch});
+  Tensor dvalues = Tensor::zeros({std::max<int64_t>(w.nnz, 1)});
+  Tensor dense = Tensor::empty({O, I});
+  Tensor ddense = Tensor::zeros({O, I});
+  kernels::linear_sparse_unpack(w, dense.data());
+  const kernels::LinearShape s = kernel_shape(batch);
+  auto time_best = [](auto&& fn) {
+    fn();  // warm-up
+    double best = 1e30;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      fn();
+      best = std::min(best,
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  const double sparse_s = time_best([&] {
+    kernels::linear_sparse_forward(dst.data(), src.data(), w, nullptr, batch);
+    kernels::linear_sparse_backward_data(dsrc.data(), dst.data(), w, batch);
+    kernels::linear_sparse_backward_weights(dvalues.data(), nullptr, dst.data(), src.data(), w,
+                                            batch);
+  });
+  const double dense_s = time_best([&] {
+    kernels::linear_forward_dnnl(dst.data(), src.data(), dense.data(), nullptr, s);
+    kernels::linear_backward_data_dnnl(dsrc.data(), dst.data(), dense.data(), s);
+    kernels::linear_backward_weights_dnnl(ddense.data(), nullptr, dst.data(), src.data(), s);
+  });
+  const bool sparse = sparse_s <= dense_s;
+  g_choices.emplace(key, sparse);
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "linear %lld->%lld batch %lld density %.3f: %s kernels (sparse %.3f ms, dense "
+                "%.3f ms per step)\n",
+                static_cast<long long>(I), static_cast<long long>(O), static_cast<long long>(batch),
+                w.density(), sparse ? "sparse" : "dense", 1e3 * sparse_s, 1e3 * dense_s);
+  std::clog << line << std::flush;
+  return sparse;
+}
+
+LinearNode& as_linear(Node& node) {
+  auto* linear = dynamic_cast<LinearNode*>(&node);
+  if (linear == nullptr) {
+    throw Error("node '" + node.name() + "' is a " + node.type() + ", not a linear node");
+  }
+  return *linear;
+}
 
 }  // namespace
 
@@ -130,5 +395,17 @@ std::unique_ptr<Node> make_linear(const std::string& name, int64_t in_features,
   }
   return std::make_unique<LinearNode>(name, in_features, options);
 }
+
+LinearKernels parse_linear_kernels(const std::string& mode) {
+  if (mode == "auto") return LinearKernels::kAuto;
+  if (mode == "sparse") return LinearKernels::kSparse;
+  if (mode == "dense") return LinearKernels::kDense;
+  throw Error("--kernels: unknown kernels '" + mode + "' (expected sparse, dense or auto)");
+}
+
+void linear_compress(Node& node, const Tensor& mask) { as_linear(node).compress(mask); }
+void linear_decompress(Node& node) { as_linear(node).decompress(); }
+void linear_set_kernels(Node& node, LinearKernels kernels) { as_linear(node).set_kernels(kernels); }
+bool linear_runs_sparse(Node& node) { return as_linear(node).runs_sparse(); }
 
 }  // namespace sparsetrain::nodes

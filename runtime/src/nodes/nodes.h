@@ -26,6 +26,17 @@ std::unique_ptr<Node> make_add(const std::string& name);
 std::unique_ptr<Node> make_flatten(const std::string& name);
 std::unique_ptr<Node> make_dropout(const std::string& name, float p);
 
+// Sparse state of linear nodes (linear.cc). `node` must be a linear node
+// (type() == "linear"); see Graph::compress for the semantics.
+enum class LinearKernels : uint8_t { kAuto, kSparse, kDense };
+LinearKernels parse_linear_kernels(const std::string& mode);  // throws Error naming --kernels
+void linear_compress(Node& node, const Tensor& mask);         // mask (O, I), nonzero = kept
+void linear_decompress(Node& node);
+void linear_set_kernels(Node& node, LinearKernels kernels);
+// Whether the node is compressed and its last forward (or, before any,
+// its next one, when not forced dense) runs the sparse kernels.
+bool linear_runs_sparse(Node& node);
+
 // The memory layout of dense 4-D activations between conv-domain nodes
 // (conv, BatchNorm, ReLU, pooling, Add). Graph inputs arrive as kNCHW; the
 // first conv reorders once and the run stays in this layout until Flatten.
