@@ -29,6 +29,7 @@
 //       --benchmark_report_aggregates_only=true --benchmark_filter=step
 #include <benchmark/benchmark.h>
 #include <omp.h>
+#include <oneapi/tbb/global_control.h>
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -37,7 +38,6 @@
 #include <functional>
 #include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
-#include <oneapi/tbb/global_control.h>
 #include <random>
 #include <string>
 #include <vector>
@@ -135,10 +135,14 @@ const char* layout_name(sk::BatchLayout layout) {
 enum class Pass { kFwd, kBwdData, kBwdWeights, kStep };
 const char* pass_name(Pass p) {
   switch (p) {
-    case Pass::kFwd: return "fwd";
-    case Pass::kBwdData: return "bwd_data";
-    case Pass::kBwdWeights: return "bwd_weights";
-    case Pass::kStep: return "step";
+    case Pass::kFwd:
+      return "fwd";
+    case Pass::kBwdData:
+      return "bwd_data";
+    case Pass::kBwdWeights:
+      return "bwd_weights";
+    case Pass::kStep:
+      return "step";
   }
   return "?";
 }
@@ -237,8 +241,8 @@ struct Matmul {
   }
   void run(dnnl::stream& s) {
     if (bias) {
-      prim.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_BIAS, bias},
-                       {DNNL_ARG_DST, c}});
+      prim.execute(
+          s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_BIAS, bias}, {DNNL_ARG_DST, c}});
     } else {
       prim.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
     }
@@ -266,9 +270,9 @@ struct DnnlPasses {
       // (O, 1) bias and would fall back to its reference code.
       fwd = std::make_unique<Matmul>(eng, memory::dims{o, i}, tag::ab, w, memory::dims{i, n},
                                      tag::ab, d.src.data(), memory::dims{o, n}, d.dst.data());
-      bwd_data = std::make_unique<Matmul>(eng, memory::dims{i, o}, tag::ba, w, memory::dims{o, n},
-                                          tag::ab, d.diff_dst.data(), memory::dims{i, n},
-                                          d.diff_src.data());
+      bwd_data =
+          std::make_unique<Matmul>(eng, memory::dims{i, o}, tag::ba, w, memory::dims{o, n}, tag::ab,
+                                   d.diff_dst.data(), memory::dims{i, n}, d.diff_src.data());
       bwd_weights = std::make_unique<Matmul>(eng, memory::dims{o, n}, tag::ab, d.diff_dst.data(),
                                              memory::dims{n, i}, tag::ba, d.src.data(),
                                              memory::dims{o, i}, d.diff_w.data());
@@ -295,9 +299,10 @@ void dnnl_case(benchmark::State& state, Pass pass, bool nc, Shape s) {
   // the problem falls off the optimised paths).
   std::string impl;
   for (const auto* mm : {m.fwd.get(), m.bwd_data.get(), m.bwd_weights.get()}) {
-    const bool used = (mm == m.fwd.get() && (pass == Pass::kFwd || pass == Pass::kStep)) ||
-                      (mm == m.bwd_data.get() && (pass == Pass::kBwdData || pass == Pass::kStep)) ||
-                      (mm == m.bwd_weights.get() && (pass == Pass::kBwdWeights || pass == Pass::kStep));
+    const bool used =
+        (mm == m.fwd.get() && (pass == Pass::kFwd || pass == Pass::kStep)) ||
+        (mm == m.bwd_data.get() && (pass == Pass::kBwdData || pass == Pass::kStep)) ||
+        (mm == m.bwd_weights.get() && (pass == Pass::kBwdWeights || pass == Pass::kStep));
     if (used) impl += (impl.empty() ? "" : " ") + mm->impl;
   }
   state.SetLabel(impl);

@@ -4,6 +4,7 @@
 // value refresh, backward-weights accumulation at the nonzeros only, and the
 // SPARSETRAIN_ISA switch.
 #include <gtest/gtest.h>
+#include <oneapi/tbb/global_control.h>
 
 #include <algorithm>
 #include <cmath>
@@ -11,7 +12,6 @@
 #include <cstdlib>
 #include <limits>
 #include <numeric>
-#include <oneapi/tbb/global_control.h>
 #include <optional>
 #include <random>
 #include <string>
@@ -113,9 +113,8 @@ LinearSparseWeights abs_of(const LinearSparseWeights& w) {
     const float tol = tolerance_scale ? kRelTolerance * ((*tolerance_scale)[k] + 1.0f) : 0.0f;
     const bool ok = tolerance_scale ? std::fabs(got[k] - want[k]) <= tol : got[k] == want[k];
     if (!ok) {
-      return ::testing::AssertionFailure()
-             << "element " << k << ": got " << got[k] << ", want " << want[k] << " (tolerance "
-             << tol << ")";
+      return ::testing::AssertionFailure() << "element " << k << ": got " << got[k] << ", want "
+                                           << want[k] << " (tolerance " << tol << ")";
     }
   }
   return ::testing::AssertionSuccess();
@@ -152,7 +151,8 @@ std::vector<float> dense_backward_weights(const Problem& p) {
   for (int64_t o = 0; o < p.out; ++o)
     for (int64_t i = 0; i < p.in; ++i) {
       float s = 0.0f;
-      for (int64_t n = 0; n < p.batch; ++n) s += p.diff_dst[o * p.batch + n] * p.src[i * p.batch + n];
+      for (int64_t n = 0; n < p.batch; ++n)
+        s += p.diff_dst[o * p.batch + n] * p.src[i * p.batch + n];
       dw[o * p.in + i] = s;
     }
   return dw;
@@ -178,8 +178,8 @@ Outputs run_oracle(const Problem& p) {
   r.diff_bias.assign(static_cast<std::size_t>(p.out), 0.0f);
   linear_sparse_forward_oracle(r.dst.data(), p.src.data(), p.w, p.bias.data(), p.batch);
   linear_sparse_backward_data_oracle(r.diff_src.data(), p.diff_dst.data(), p.w, p.batch);
-  linear_sparse_backward_weights_oracle(r.diff_values.data(), r.diff_bias.data(),
-                                        p.diff_dst.data(), p.src.data(), p.w, p.batch);
+  linear_sparse_backward_weights_oracle(r.diff_values.data(), r.diff_bias.data(), p.diff_dst.data(),
+                                        p.src.data(), p.w, p.batch);
   return r;
 }
 
@@ -225,7 +225,8 @@ Outputs run_plain(const Problem& p, const Kernels& k) {
 template <class Fn>
 void for_each_padding(int64_t features, int64_t batch, Fn fn) {
   const int64_t width = linear_sparse_block_width(batch);
-  const int64_t blocks = linear_sparse_blocked_size(features, batch) / std::max<int64_t>(features * width, 1);
+  const int64_t blocks =
+      linear_sparse_blocked_size(features, batch) / std::max<int64_t>(features * width, 1);
   for (int64_t t = 0; t < blocks; ++t)
     for (int64_t f = 0; f < features; ++f)
       for (int64_t j = std::max<int64_t>(batch - t * width, 0); j < width; ++j)
@@ -236,12 +237,11 @@ void for_each_padding(int64_t features, int64_t batch, Fn fn) {
 // reach a result); outputs pre-filled with the sentinel, whose padding must
 // come back untouched.
 std::vector<float> blocked_input(const std::vector<float>& plain, int64_t features, int64_t batch) {
-  std::vector<float> b(static_cast<std::size_t>(linear_sparse_blocked_size(features, batch)) + kGuard,
-                       kSentinel);
+  std::vector<float> b(
+      static_cast<std::size_t>(linear_sparse_blocked_size(features, batch)) + kGuard, kSentinel);
   linear_sparse_to_blocked(b.data(), plain.data(), features, batch);
-  for_each_padding(features, batch, [&](std::size_t i) {
-    b[i] = std::numeric_limits<float>::quiet_NaN();
-  });
+  for_each_padding(features, batch,
+                   [&](std::size_t i) { b[i] = std::numeric_limits<float>::quiet_NaN(); });
   return b;
 }
 
@@ -271,8 +271,8 @@ Outputs run_blocked(const Problem& p, const Kernels& k) {
   r.diff_bias = guarded(p.out, 0.0f);
   linear_sparse_forward(dst.data(), src.data(), p.w, p.bias.data(), p.batch, BatchLayout::kBlocked,
                         k.fwd);
-  linear_sparse_backward_data(diff_src.data(), diff_dst.data(), p.w, p.batch,
-                              BatchLayout::kBlocked, false, k.bwd_data);
+  linear_sparse_backward_data(diff_src.data(), diff_dst.data(), p.w, p.batch, BatchLayout::kBlocked,
+                              false, k.bwd_data);
   linear_sparse_backward_weights(r.diff_values.data(), r.diff_bias.data(), diff_dst.data(),
                                  src.data(), p.w, p.batch, BatchLayout::kBlocked, k.bwd_weights);
   r.dst = unblock_output(dst, p.out, p.batch, "forward");
@@ -410,7 +410,8 @@ TEST(LinearSparseLayout, BlockWidthsAndRoundTrip) {
   for (int64_t batch : kBatches) {
     const int64_t features = 7;
     const std::vector<float> plain = random_values(features * batch, Values::kFloat, 0, rng);
-    std::vector<float> blocked(static_cast<std::size_t>(linear_sparse_blocked_size(features, batch)));
+    std::vector<float> blocked(
+        static_cast<std::size_t>(linear_sparse_blocked_size(features, batch)));
     linear_sparse_to_blocked(blocked.data(), plain.data(), features, batch);
     std::vector<float> back(plain.size());
     linear_sparse_from_blocked(back.data(), blocked.data(), features, batch);
@@ -578,8 +579,8 @@ TEST_P(LinearSparseKernelTest, RerunsAreBitIdentical) {
 TEST_P(LinearSparseKernelTest, BackwardDataCanAccumulate) {
   const Problem p = make_problem(40, 30, 33, 0.5, Values::kExact, 9, kSmallPanels);
   std::vector<float> diff_src(static_cast<std::size_t>(p.in * p.batch), 2.0f);
-  linear_sparse_backward_data(diff_src.data(), p.diff_dst.data(), p.w, p.batch,
-                              BatchLayout::kPlain, true, kernels_.bwd_data);
+  linear_sparse_backward_data(diff_src.data(), p.diff_dst.data(), p.w, p.batch, BatchLayout::kPlain,
+                              true, kernels_.bwd_data);
   std::vector<float> want = dense_backward_data(p);
   for (float& x : want) x += 2.0f;
   EXPECT_TRUE(close(diff_src, want, nullptr));
@@ -612,8 +613,8 @@ TEST_P(LinearSparseKernelTest, NullBiasAndNullBiasGradient) {
   std::fill(p.bias.begin(), p.bias.end(), 0.0f);
   EXPECT_TRUE(close(dst, dense_forward(p), nullptr));
   std::vector<float> diff_values(static_cast<std::size_t>(p.w.nnz), 0.0f);
-  linear_sparse_backward_weights(diff_values.data(), nullptr, p.diff_dst.data(), p.src.data(),
-                                 p.w, p.batch, BatchLayout::kPlain, kernels_.bwd_weights);
+  linear_sparse_backward_weights(diff_values.data(), nullptr, p.diff_dst.data(), p.src.data(), p.w,
+                                 p.batch, BatchLayout::kPlain, kernels_.bwd_weights);
   EXPECT_TRUE(close(diff_values, run_oracle(p).diff_values, nullptr));
 }
 
@@ -645,7 +646,8 @@ TEST_P(LinearSparseKernelTest, RefreshReplacesValuesWithoutRebuildingTheIndex) {
   const std::vector<float> w1 = random_values(out * in, Values::kExact, kExactWeightMax, rng);
   const std::vector<float> w2 = random_values(out * in, Values::kExact, kExactWeightMax, rng);
   LinearSparseWeights w = linear_sparse_pack(w1.data(), mask.data(), out, in, kSmallPanels);
-  const LinearSparseWeights fresh = linear_sparse_pack(w2.data(), mask.data(), out, in, kSmallPanels);
+  const LinearSparseWeights fresh =
+      linear_sparse_pack(w2.data(), mask.data(), out, in, kSmallPanels);
   const std::vector<uint16_t> col = w.fwd.col;
   const std::vector<uint16_t> bwd_col = w.bwd.col;
   const uint16_t* col_storage = w.fwd.col.data();
@@ -773,8 +775,10 @@ class ScopedIsaEnv {
     setenv("SPARSETRAIN_ISA", value, 1);
   }
   ~ScopedIsaEnv() {
-    if (old_) setenv("SPARSETRAIN_ISA", old_->c_str(), 1);
-    else unsetenv("SPARSETRAIN_ISA");
+    if (old_)
+      setenv("SPARSETRAIN_ISA", old_->c_str(), 1);
+    else
+      unsetenv("SPARSETRAIN_ISA");
   }
 
  private:

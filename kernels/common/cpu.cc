@@ -119,9 +119,12 @@ const CpuInfo& cpu_info() {
 
 const char* isa_name(Isa isa) {
   switch (isa) {
-    case Isa::kRef: return "ref";
-    case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kRef:
+      return "ref";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kAvx512:
+      return "avx512";
   }
   return "?";
 }
@@ -129,8 +132,10 @@ const char* isa_name(Isa isa) {
 bool isa_supported(Isa isa, const CpuInfo& cpu) {
   const bool avx2 = cpu.avx && cpu.avx2 && cpu.fma && cpu.f16c && cpu.bmi2;
   switch (isa) {
-    case Isa::kRef: return true;
-    case Isa::kAvx2: return avx2;
+    case Isa::kRef:
+      return true;
+    case Isa::kAvx2:
+      return avx2;
     case Isa::kAvx512:
       return avx2 && cpu.avx512f && cpu.avx512cd && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl;
   }
@@ -163,15 +168,16 @@ std::optional<Isa> parse_isa(const char* env_value, const CpuInfo& cpu, std::str
   } else {
     *error = std::string(kIsaEnv) + "='" + value +
              "' is not an instruction set the kernels know; use one of ref, avx2, avx512, "
-             "or unset it to use the best this CPU supports (" + isa_name(best) + ")";
+             "or unset it to use the best this CPU supports (" +
+             isa_name(best) + ")";
     return std::nullopt;
   }
   if (!isa_supported(requested, cpu)) {
     const std::string model =
         cpu.model.empty() ? std::string("this CPU") : "this CPU (" + cpu.model + ")";
     *error = std::string(kIsaEnv) + "=" + value + " asks for " + isa_name(requested) +
-             " kernels, but " + model + " or its OS supports at most " + isa_name(best) +
-             "; set " + kIsaEnv + " to " + isa_name(best) + " or lower, or unset it";
+             " kernels, but " + model + " or its OS supports at most " + isa_name(best) + "; set " +
+             kIsaEnv + " to " + isa_name(best) + " or lower, or unset it";
     return std::nullopt;
   }
   return requested;

@@ -253,8 +253,7 @@ int64_t linear_sparse_block_width(int64_t batch);
 // Floats a kBlocked (features, batch) activation occupies.
 int64_t linear_sparse_blocked_size(int64_t features, int64_t batch);
 // Reorders between the layouts (padding written as zeros).
-void linear_sparse_to_blocked(float* blocked, const float* plain, int64_t features,
-                              int64_t batch);
+void linear_sparse_to_blocked(float* blocked, const float* plain, int64_t features, int64_t batch);
 void linear_sparse_from_blocked(float* plain, const float* blocked, int64_t features,
                                 int64_t batch);
 
@@ -282,8 +281,8 @@ void linear_sparse_backward_data(float* diff_src,        // (I, N), overwritten 
                                  BatchLayout layout = BatchLayout::kPlain, bool accumulate = false,
                                  const SpmmKernel* kernel = nullptr);
 
-void linear_sparse_backward_weights(float* diff_values,    // (nnz) fwd order, +=
-                                    float* diff_bias,      // (O) or null, +=
+void linear_sparse_backward_weights(float* diff_values,     // (nnz) fwd order, +=
+                                    float* diff_bias,       // (O) or null, +=
                                     const float* diff_dst,  // (O, N)
                                     const float* src,       // (I, N)
                                     const LinearSparseWeights& w, int64_t batch,

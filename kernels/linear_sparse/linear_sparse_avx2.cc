@@ -5,7 +5,7 @@
 // nonzeros at a time and reduces their 8 accumulators with a horizontal-add
 // tree.
 
-// GCC 12 reports its own _mm*_undefined_* placeholders (self-initialised
+// GCC 12 reports its own _mm*_undefined_* values (self-initialised
 // on purpose) as uninitialized once inlined (GCC bug 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -100,7 +100,8 @@ void spmm_rows(const SpmmArgs& args) {
     for (int v = 0; v < NV; ++v) acc[v] = _mm256_add_ps(acc[v], acc2[v]);
     if (kInit == SpmmInit::kAccumulate) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV - 1; ++v) acc[v] = _mm256_add_ps(acc[v], _mm256_loadu_ps(out + kLanes * v));
+      for (int v = 0; v < NV - 1; ++v)
+        acc[v] = _mm256_add_ps(acc[v], _mm256_loadu_ps(out + kLanes * v));
       acc[NV - 1] = _mm256_add_ps(acc[NV - 1], _mm256_maskload_ps(out + kLanes * (NV - 1), last));
     }
 #pragma GCC unroll 4
@@ -112,9 +113,12 @@ void spmm_rows(const SpmmArgs& args) {
 template <int NV>
 void spmm_init(const SpmmArgs& a) {
   switch (a.init) {
-    case SpmmInit::kZero: return spmm_rows<NV, SpmmInit::kZero>(a);
-    case SpmmInit::kBias: return spmm_rows<NV, SpmmInit::kBias>(a);
-    case SpmmInit::kAccumulate: return spmm_rows<NV, SpmmInit::kAccumulate>(a);
+    case SpmmInit::kZero:
+      return spmm_rows<NV, SpmmInit::kZero>(a);
+    case SpmmInit::kBias:
+      return spmm_rows<NV, SpmmInit::kBias>(a);
+    case SpmmInit::kAccumulate:
+      return spmm_rows<NV, SpmmInit::kAccumulate>(a);
   }
 }
 
@@ -147,7 +151,8 @@ inline void sddmm_group8(const __m256* g, const float* b, int64_t ldb, __m256i l
     const float* bj = b + static_cast<int64_t>(col[j]) * ldb;
     acc[j] = _mm256_mul_ps(g[NV - 1], _mm256_maskload_ps(bj + kLanes * (NV - 1), last));
 #pragma GCC unroll 4
-    for (int v = 0; v < NV - 1; ++v) acc[j] = _mm256_fmadd_ps(g[v], _mm256_loadu_ps(bj + kLanes * v), acc[j]);
+    for (int v = 0; v < NV - 1; ++v)
+      acc[j] = _mm256_fmadd_ps(g[v], _mm256_loadu_ps(bj + kLanes * v), acc[j]);
   }
   const __m256 sums = transpose_sum8(acc);
   if (kFull) {

@@ -22,7 +22,7 @@
 // full horizontal sum each, and one vector read-modify-write of diff_values
 // per group.
 
-// GCC 12 reports its own _mm512_undefined_* placeholders (self-initialised
+// GCC 12 reports its own _mm512_undefined_* values (self-initialised
 // on purpose) as uninitialized once inlined (GCC bug 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -88,10 +88,10 @@ template <int NV, SpmmInit kInit>
 void spmm_rows(const SpmmArgs& args) {
   const SpmmArgs a = args;  // a local copy: the stores to `out` cannot alias it
   const __mmask16 last = tail_mask(a.n - kLanes * (NV - 1));
-  const Quad<NV> quad{reinterpret_cast<const char*>(a.b),
-                      a.ldb * static_cast<int64_t>(sizeof(float)),
-                      {_mm512_set1_epi32(0), _mm512_set1_epi32(1), _mm512_set1_epi32(2),
-                       _mm512_set1_epi32(3)}};
+  const Quad<NV> quad{
+      reinterpret_cast<const char*>(a.b),
+      a.ldb * static_cast<int64_t>(sizeof(float)),
+      {_mm512_set1_epi32(0), _mm512_set1_epi32(1), _mm512_set1_epi32(2), _mm512_set1_epi32(3)}};
   const uint32_t* row_ptr = a.row_ptr;
   uint32_t k = row_ptr[a.row_begin];
   for (int64_t r = a.row_begin; r < a.row_end; ++r) {
@@ -127,8 +127,10 @@ void spmm_rows(const SpmmArgs& args) {
     // Added after the row's sum so the loads of `out` are off its FMA chain.
     if (kInit == SpmmInit::kAccumulate) {
 #pragma GCC unroll 4
-      for (int v = 0; v < NV - 1; ++v) acc[v] = _mm512_add_ps(acc[v], _mm512_loadu_ps(out + kLanes * v));
-      acc[NV - 1] = _mm512_add_ps(acc[NV - 1], _mm512_maskz_loadu_ps(last, out + kLanes * (NV - 1)));
+      for (int v = 0; v < NV - 1; ++v)
+        acc[v] = _mm512_add_ps(acc[v], _mm512_loadu_ps(out + kLanes * v));
+      acc[NV - 1] =
+          _mm512_add_ps(acc[NV - 1], _mm512_maskz_loadu_ps(last, out + kLanes * (NV - 1)));
     }
 #pragma GCC unroll 4
     for (int v = 0; v < NV - 1; ++v) _mm512_storeu_ps(out + kLanes * v, acc[v]);
@@ -139,9 +141,12 @@ void spmm_rows(const SpmmArgs& args) {
 template <int NV>
 void spmm_init(const SpmmArgs& a) {
   switch (a.init) {
-    case SpmmInit::kZero: return spmm_rows<NV, SpmmInit::kZero>(a);
-    case SpmmInit::kBias: return spmm_rows<NV, SpmmInit::kBias>(a);
-    case SpmmInit::kAccumulate: return spmm_rows<NV, SpmmInit::kAccumulate>(a);
+    case SpmmInit::kZero:
+      return spmm_rows<NV, SpmmInit::kZero>(a);
+    case SpmmInit::kBias:
+      return spmm_rows<NV, SpmmInit::kBias>(a);
+    case SpmmInit::kAccumulate:
+      return spmm_rows<NV, SpmmInit::kAccumulate>(a);
   }
 }
 
@@ -221,20 +226,24 @@ inline void sddmm_group(const __m512 (&g)[NV], const char* b, int64_t row_bytes,
         acc[j] = _mm512_setzero_ps();
         continue;
       }
-      const auto* bj =
-          reinterpret_cast<const float*>(b + static_cast<int64_t>((c4 >> (16 * i)) & 0xFFFF) * row_bytes);
+      const auto* bj = reinterpret_cast<const float*>(
+          b + static_cast<int64_t>((c4 >> (16 * i)) & 0xFFFF) * row_bytes);
       acc[j] = _mm512_mul_ps(g[NV - 1], _mm512_maskz_loadu_ps(last, bj + kLanes * (NV - 1)));
 #pragma GCC unroll 4
-      for (int v = 0; v < NV - 1; ++v) acc[j] = _mm512_fmadd_ps(g[v], _mm512_loadu_ps(bj + kLanes * v), acc[j]);
+      for (int v = 0; v < NV - 1; ++v)
+        acc[j] = _mm512_fmadd_ps(g[v], _mm512_loadu_ps(bj + kLanes * v), acc[j]);
     }
   }
   if constexpr (G == 16) {
-    _mm512_storeu_ps(diff_values, _mm512_add_ps(_mm512_loadu_ps(diff_values), LaneSums<16>::of(acc)));
+    _mm512_storeu_ps(diff_values,
+                     _mm512_add_ps(_mm512_loadu_ps(diff_values), LaneSums<16>::of(acc)));
   } else if constexpr (G == 8) {
-    _mm256_storeu_ps(diff_values, _mm256_add_ps(_mm256_loadu_ps(diff_values), LaneSums<8>::of(acc)));
+    _mm256_storeu_ps(diff_values,
+                     _mm256_add_ps(_mm256_loadu_ps(diff_values), LaneSums<8>::of(acc)));
   } else {
     const __mmask8 m = static_cast<__mmask8>((1u << count) - 1u);
-    _mm_mask_storeu_ps(diff_values, m, _mm_add_ps(_mm_maskz_loadu_ps(m, diff_values), LaneSums<4>::of(acc)));
+    _mm_mask_storeu_ps(diff_values, m,
+                       _mm_add_ps(_mm_maskz_loadu_ps(m, diff_values), LaneSums<4>::of(acc)));
   }
 }
 

@@ -28,8 +28,7 @@ constexpr std::array kBwdData = {
 constexpr std::array kBwdWeights = {
     SddmmKernel{"f32_sddmm_bwd_weights_4x16__avx512", Isa::kAvx512, 64, 16,
                 ukernel::f32_sddmm_4x16__avx512},
-    SddmmKernel{"f32_sddmm_bwd_weights_4x8__avx2", Isa::kAvx2, 32, 8,
-                ukernel::f32_sddmm_4x8__avx2},
+    SddmmKernel{"f32_sddmm_bwd_weights_4x8__avx2", Isa::kAvx2, 32, 8, ukernel::f32_sddmm_4x8__avx2},
     SddmmKernel{"f32_sddmm_bwd_weights__ref", Isa::kRef, kRefTile, 1, ukernel::f32_sddmm__ref},
 };
 

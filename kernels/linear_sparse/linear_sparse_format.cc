@@ -61,7 +61,8 @@ void count_rows(SparsePanels& s) {
   s.nnz_before.assign(static_cast<std::size_t>(s.rows + 1), 0);
   for (int64_t p = 0; p < s.num_panels; ++p) {
     const uint32_t* ptr = s.row_ptr(p);
-    for (int64_t r = 0; r < s.rows; ++r) s.nnz_before[static_cast<std::size_t>(r + 1)] += ptr[r + 1] - ptr[r];
+    for (int64_t r = 0; r < s.rows; ++r)
+      s.nnz_before[static_cast<std::size_t>(r + 1)] += ptr[r + 1] - ptr[r];
   }
   for (int64_t r = 0; r < s.rows; ++r)
     s.nnz_before[static_cast<std::size_t>(r + 1)] += s.nnz_before[static_cast<std::size_t>(r)];
@@ -230,7 +231,8 @@ void linear_sparse_sync_transposed(LinearSparseWeights& w) {
 void linear_sparse_scatter(const LinearSparseWeights& w, const float* per_nonzero, float* dense) {
   const int64_t in = w.in_features;
   std::fill(dense, dense + w.out_features * in, 0.0f);
-  for_each_nonzero(w, [&](int64_t o, int64_t i, uint32_t k) { dense[o * in + i] = per_nonzero[k]; });
+  for_each_nonzero(w,
+                   [&](int64_t o, int64_t i, uint32_t k) { dense[o * in + i] = per_nonzero[k]; });
 }
 
 void linear_sparse_unpack(const LinearSparseWeights& w, float* weights) {

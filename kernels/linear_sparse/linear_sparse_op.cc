@@ -24,16 +24,17 @@
 // that allows, keep every panel of B in cache for many rows and still let a
 // thread that starts late catch up. See the panel widths in
 // linear_sparse_format.cc.
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_arena.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
-#include <oneapi/tbb/blocked_range.h>
-#include <oneapi/tbb/parallel_for.h>
-#include <oneapi/tbb/partitioner.h>
-#include <oneapi/tbb/task_arena.h>
 #include <vector>
 
 #include "kernels/linear_sparse/linear_sparse.h"
@@ -236,8 +237,7 @@ void for_tasks(const SparsePanels& s, int64_t batch, int64_t num_tiles, int64_t 
   // tiles that every panel reads and writes back, or diff_dst's for SDDMM)
   // stay in L2.
   const int64_t for_l2 = (rows * tile_bytes + kChunkBytesInL2 - 1) / kChunkBytesInL2;
-  const int64_t chunks =
-      std::min(rows, std::max((target + tile_groups - 1) / tile_groups, for_l2));
+  const int64_t chunks = std::min(rows, std::max((target + tile_groups - 1) / tile_groups, for_l2));
 
   const int64_t per_row = kRowCost * s.num_panels;
   const auto cost = [&](int64_t r) {
@@ -250,8 +250,10 @@ void for_tasks(const SparsePanels& s, int64_t batch, int64_t num_tiles, int64_t 
     int64_t lo = bounds[static_cast<std::size_t>(c - 1)], hi = rows;
     while (lo < hi) {  // first row whose cost reaches the target
       const int64_t mid = lo + (hi - lo) / 2;
-      if (cost(mid) < target_cost) lo = mid + 1;
-      else hi = mid;
+      if (cost(mid) < target_cost)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     bounds[static_cast<std::size_t>(c)] = lo;
   }
@@ -283,29 +285,30 @@ void run_spmm(const SparsePanels& s, const float* values, View<const float> b, V
   const PackedOperand packed(b, tiles, kernel.vec);
   const auto num_tiles = static_cast<int64_t>(tiles.size());
   const int64_t tile_bytes = kernel.tile_n * static_cast<int64_t>(sizeof(float));
-  for_tasks(s, b.batch, num_tiles, tile_bytes, true, [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const auto i = static_cast<std::size_t>(t);
-      const float* bt = packed.tile(i, tiles[i]);
-      const int64_t ldb = packed.ld(i);
-      for (int64_t p = 0; p < s.num_panels; ++p) {
-        SpmmArgs args;
-        args.row_ptr = s.row_ptr(p);
-        args.col = s.col.data();
-        args.values = values;
-        args.b = bt + s.panel_begin(p) * ldb;
-        args.ldb = ldb;
-        args.out = out.tile(tiles[i]);
-        args.ldo = out.ld();
-        args.bias = bias;
-        args.row_begin = r0;
-        args.row_end = r1;
-        args.n = tiles[i].n;
-        args.init = p == 0 ? init0 : SpmmInit::kAccumulate;
-        kernel.fn(args);
-      }
-    }
-  });
+  for_tasks(s, b.batch, num_tiles, tile_bytes, true,
+            [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+              for (int64_t t = t0; t < t1; ++t) {
+                const auto i = static_cast<std::size_t>(t);
+                const float* bt = packed.tile(i, tiles[i]);
+                const int64_t ldb = packed.ld(i);
+                for (int64_t p = 0; p < s.num_panels; ++p) {
+                  SpmmArgs args;
+                  args.row_ptr = s.row_ptr(p);
+                  args.col = s.col.data();
+                  args.values = values;
+                  args.b = bt + s.panel_begin(p) * ldb;
+                  args.ldb = ldb;
+                  args.out = out.tile(tiles[i]);
+                  args.ldo = out.ld();
+                  args.bias = bias;
+                  args.row_begin = r0;
+                  args.row_end = r1;
+                  args.n = tiles[i].n;
+                  args.init = p == 0 ? init0 : SpmmInit::kAccumulate;
+                  kernel.fn(args);
+                }
+              }
+            });
 }
 
 }  // namespace
@@ -319,8 +322,7 @@ int64_t linear_sparse_blocked_size(int64_t features, int64_t batch) {
   return features * round_up(batch, width);
 }
 
-void linear_sparse_to_blocked(float* blocked, const float* plain, int64_t features,
-                              int64_t batch) {
+void linear_sparse_to_blocked(float* blocked, const float* plain, int64_t features, int64_t batch) {
   const int64_t width = linear_sparse_block_width(batch);
   for (int64_t b0 = 0, t = 0; b0 < batch; b0 += width, ++t) {
     const int64_t bn = std::min(width, batch - b0);
@@ -362,11 +364,9 @@ void linear_sparse_backward_data(float* diff_src, const float* diff_dst,
 }
 
 void linear_sparse_backward_weights(float* diff_values, float* diff_bias, const float* diff_dst,
-                                    const float* src, const LinearSparseWeights& w,
-                                    int64_t batch, BatchLayout layout,
-                                    const SddmmKernel* kernel) {
-  const SddmmKernel& k =
-      kernel != nullptr ? *kernel : *linear_sparse_default_kernels().bwd_weights;
+                                    const float* src, const LinearSparseWeights& w, int64_t batch,
+                                    BatchLayout layout, const SddmmKernel* kernel) {
+  const SddmmKernel& k = kernel != nullptr ? *kernel : *linear_sparse_default_kernels().bwd_weights;
   const SparsePanels& s = w.fwd;
   if (s.rows == 0 || batch == 0) return;
   const View<const float> a{diff_dst, w.out_features, batch, layout};
@@ -375,28 +375,29 @@ void linear_sparse_backward_weights(float* diff_values, float* diff_bias, const 
   const PackedOperand packed(b, tiles, k.vec);
   const auto num_tiles = static_cast<int64_t>(tiles.size());
   const int64_t tile_bytes = k.tile_n * static_cast<int64_t>(sizeof(float));
-  for_tasks(s, batch, num_tiles, tile_bytes, false, [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const auto i = static_cast<std::size_t>(t);
-      const float* bt = packed.tile(i, tiles[i]);
-      const int64_t ldb = packed.ld(i);
-      for (int64_t p = 0; p < s.num_panels; ++p) {
-        SddmmArgs args;
-        args.row_ptr = s.row_ptr(p);
-        args.col = s.col.data();
-        args.b = bt + s.panel_begin(p) * ldb;
-        args.ldb = ldb;
-        args.a = a.tile(tiles[i]);
-        args.lda = a.ld();
-        args.diff_values = diff_values;
-        args.diff_bias = p == 0 ? diff_bias : nullptr;
-        args.row_begin = r0;
-        args.row_end = r1;
-        args.n = tiles[i].n;
-        k.fn(args);
-      }
-    }
-  });
+  for_tasks(s, batch, num_tiles, tile_bytes, false,
+            [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
+              for (int64_t t = t0; t < t1; ++t) {
+                const auto i = static_cast<std::size_t>(t);
+                const float* bt = packed.tile(i, tiles[i]);
+                const int64_t ldb = packed.ld(i);
+                for (int64_t p = 0; p < s.num_panels; ++p) {
+                  SddmmArgs args;
+                  args.row_ptr = s.row_ptr(p);
+                  args.col = s.col.data();
+                  args.b = bt + s.panel_begin(p) * ldb;
+                  args.ldb = ldb;
+                  args.a = a.tile(tiles[i]);
+                  args.lda = a.ld();
+                  args.diff_values = diff_values;
+                  args.diff_bias = p == 0 ? diff_bias : nullptr;
+                  args.row_begin = r0;
+                  args.row_end = r1;
+                  args.n = tiles[i].n;
+                  k.fn(args);
+                }
+              }
+            });
 }
 
 }  // namespace sparsetrain::kernels
