@@ -71,6 +71,11 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
                   "shape and density)")
       ->check(CLI::IsMember({"auto", "sparse", "dense"}))
       ->capture_default_str();
+  sub->add_option("--sparse-storage", o.sparse_storage,
+                  "How --sparsity layers are held: compressed (nonzeros only, sparse kernels) | "
+                  "masked (dense weight + mask, dense kernels)")
+      ->check(CLI::IsMember({"compressed", "masked"}))
+      ->capture_default_str();
   sub->add_flag("--no-progress", cmd.no_progress, "No progress lines, only the table");
   cmd.app = sub;
   return sub;
@@ -117,6 +122,7 @@ const FieldCopy kFields[] = {
     SPARSETRAIN_FIELD("--probe", probes),
     SPARSETRAIN_FIELD("--sparsity", sparsity),
     SPARSETRAIN_FIELD("--kernels", kernels),
+    SPARSETRAIN_FIELD("--sparse-storage", sparse_storage),
 };
 #undef SPARSETRAIN_FIELD
 

@@ -465,7 +465,29 @@ Tensor magnitude_mask(const Tensor& weight, float sparsity) {
   return mask;
 }
 
-int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer) {
+void Graph::mask(const std::string& node_name, const Tensor& mask) {
+  Node& n = node(node_name);
+  if (n.type() != std::string("linear")) {
+    throw Error("mask: node '" + node_name + "' is a " + n.type() + ", not a linear layer");
+  }
+  Parameter& p = parameter(node_name + ".weight");
+  if (p.compressed()) {
+    throw Error("mask: the weight of '" + node_name + "' is compressed; decompress it first");
+  }
+  if (mask.shape() != p.value.shape()) {
+    throw Error("mask: '" + node_name + "' has a weight of shape " + p.value.shape_string() +
+                ", the mask is " + mask.shape_string());
+  }
+  p.mask = to_layout(mask, Layout::kPlain).clone();
+  for (int64_t i = 0; i < p.mask.numel(); ++i) p.mask[i] = p.mask[i] != 0.0f ? 1.0f : 0.0f;
+  apply_mask(p, /*grads=*/true);
+}
+
+void Graph::unmask(const std::string& node_name) {
+  parameter(node_name + ".weight").mask = Tensor();
+}
+
+int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer, bool compressed) {
   if (!(sparsity >= 0.0f && sparsity < 1.0f)) {
     throw Error("--sparsity must be in [0, 1), got " + std::to_string(sparsity));
   }
@@ -481,7 +503,11 @@ int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer) {
       dense = Tensor::zeros(p.dense_shape);
       for (std::size_t k = 0; k < p.dense_index.size(); ++k) dense[p.dense_index[k]] = p.value[k];
     }
-    graph.compress(n.name(), magnitude_mask(dense, sparsity), optimizer);
+    if (compressed) {
+      graph.compress(n.name(), magnitude_mask(dense, sparsity), optimizer);
+    } else {
+      graph.mask(n.name(), magnitude_mask(dense, sparsity));
+    }
     ++count;
   }
   return count;

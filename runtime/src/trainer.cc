@@ -188,6 +188,12 @@ void save_parameters_dense(Checkpoint& ck, const std::vector<Parameter*>& params
   copies.reserve(params.size());
   for (const Parameter* p : params) {
     Parameter c = *p;
+    if (p->masked()) {
+      std::vector<uint8_t> mask(static_cast<std::size_t>(p->mask.numel()));
+      for (std::size_t i = 0; i < mask.size(); ++i)
+        mask[i] = p->mask[static_cast<int64_t>(i)] != 0.0f;
+      ck.put_u8("mask/" + p->name, p->value.shape(), mask);
+    }
     if (p->compressed()) {
       Tensor dense = Tensor::zeros(p->dense_shape);
       std::vector<uint8_t> mask(static_cast<std::size_t>(dense.numel()), 0);
@@ -208,7 +214,9 @@ void save_parameters_dense(Checkpoint& ck, const std::vector<Parameter*>& params
   save_parameters(ck, pointers);
 }
 
-void load_parameters_sparse(const Checkpoint& ck, Graph& graph) {
+// `masked`: saved masks become masks of dense weights (masked state)
+// instead of compressing them.
+void load_parameters_sparse(const Checkpoint& ck, Graph& graph, bool masked) {
   for (Parameter* p : graph.parameters()) {
     if (p->compressed()) graph.decompress(node_of(p->name));
   }
@@ -219,7 +227,11 @@ void load_parameters_sparse(const Checkpoint& ck, Graph& graph) {
     const std::vector<uint8_t> bytes = ck.get_u8(mask_name, p->value.shape());
     Tensor mask = Tensor::zeros(p->value.shape());
     for (std::size_t i = 0; i < bytes.size(); ++i) mask[static_cast<int64_t>(i)] = bytes[i];
-    graph.compress(node_of(p->name), mask);
+    if (masked) {
+      graph.mask(node_of(p->name), mask);
+    } else {
+      graph.compress(node_of(p->name), mask);
+    }
   }
 }
 
@@ -245,6 +257,9 @@ void validate(const TrainOptions& o) {
   if (o.clip_grad_norm < 0) fail("--clip-grad-norm must be >= 0");
   if (!(o.sparsity >= 0.0f && o.sparsity < 1.0f))
     fail("--sparsity must be in [0, 1), got " + std::to_string(o.sparsity));
+  if (o.sparse_storage != "compressed" && o.sparse_storage != "masked")
+    fail("--sparse-storage: unknown storage '" + o.sparse_storage +
+         "' (expected compressed or masked)");
   if (o.kernels != "auto" && o.kernels != "sparse" && o.kernels != "dense")
     fail("--kernels: unknown kernels '" + o.kernels + "' (expected sparse, dense or auto)");
   if (o.threads < 0)
@@ -308,7 +323,8 @@ std::string options_to_json(const TrainOptions& o) {
             {"log_every", o.log_every},
             {"probes", o.probes},
             {"sparsity", o.sparsity},
-            {"kernels", o.kernels}};
+            {"kernels", o.kernels},
+            {"sparse_storage", o.sparse_storage}};
   return j.dump();
 }
 
@@ -350,6 +366,7 @@ TrainOptions options_from_json(const std::string& text) {
     get("probes", o.probes);
     get("sparsity", o.sparsity);
     get("kernels", o.kernels);
+    get("sparse_storage", o.sparse_storage);
   } catch (const json::exception& e) {
     throw Error(std::string("run options: not valid JSON: ") + e.what());
   }
@@ -430,7 +447,8 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
                       m.train.num_classes);
   m.graph.initialize(m.options.seed);
   m.graph.set_linear_kernels(m.options.kernels);
-  prune_linear_layers(m.graph, m.options.sparsity);
+  prune_linear_layers(m.graph, m.options.sparsity, nullptr,
+                      m.options.sparse_storage == "compressed");
   m.params = m.graph.parameters();
   m.optimizer = optimizer_for(m.options);
   m.steps_per_epoch = (m.train.size() + m.options.batch_size - 1) / m.options.batch_size;
@@ -479,8 +497,10 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
     throw Error(os.str());
   }
   m.graph.backward(diff);
+  for (Parameter* p : m.params) apply_mask(*p, /*grads=*/true);
   if (m.options.clip_grad_norm > 0) clip_grad_norm(m.params, m.options.clip_grad_norm);
   m.optimizer->step(m.params, lr);
+  for (Parameter* p : m.params) apply_mask(*p, /*grads=*/false);
   m.graph.fire(HookPoint::kAfterOptimizerStep);
   m.epoch_loss_sum += static_cast<double>(loss.loss) * static_cast<double>(labels.size());
   m.epoch_correct += loss.correct;
@@ -535,7 +555,7 @@ void Trainer::load_checkpoint(const std::string& path) {
     throw Error(path + ": the checkpoint holds model '" + saved.model + "', not '" +
                 m.options.model + "'");
   }
-  load_parameters_sparse(ck, m.graph);
+  load_parameters_sparse(ck, m.graph, m.options.sparse_storage == "masked");
   m.params = m.graph.parameters();
   load_optimizer_state(ck, *m.optimizer, m.params);
   load_rng(ck, "rng/trainer", m.rng);
@@ -617,6 +637,17 @@ TrainResult Trainer::run(std::ostream& log) {
       log << "compressed linear layers (density): " << compressed << "; kernels " << o.kernels
           << "\n";
     }
+    std::string masked;
+    for (const Parameter* p : m.params) {
+      if (!p->masked()) continue;
+      double kept = 0;
+      for (int64_t i = 0; i < p->mask.numel(); ++i) kept += p->mask[i];
+      char item[128];
+      std::snprintf(item, sizeof item, "%s%s %.3f", masked.empty() ? "" : ", ",
+                    node_of(p->name).c_str(), kept / static_cast<double>(p->mask.numel()));
+      masked += item;
+    }
+    if (!masked.empty()) log << "masked linear layers (density, dense kernels): " << masked << "\n";
   }
   if (m.step > 0)
     log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
@@ -773,7 +804,7 @@ TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& 
     throw Error(path + ": bad sample_shape / num_classes metadata");
   }
   graph_out = factory(o.model, shape[0], shape[1], shape[2], classes);
-  load_parameters_sparse(ck, graph_out);
+  load_parameters_sparse(ck, graph_out, o.sparse_storage == "masked");
   return o;
 }
 

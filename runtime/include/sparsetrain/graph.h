@@ -106,6 +106,13 @@ class Graph {
   // Back to a dense (O, I) weight, pruned positions zero; with an optimizer,
   // the weight's state is reset. No-op on a dense node.
   void decompress(const std::string& node_name, Optimizer* optimizer = nullptr);
+  // Masked state: the weight of linear node `node_name` stays dense, its
+  // pruned entries (mask 0) are zeroed now and kept at zero by apply_mask()
+  // around every optimizer step (the trainer does this). The node runs the
+  // dense kernels. Throws Error naming the node on a compressed weight or a
+  // mask of the wrong shape. unmask() drops the mask (values stay).
+  void mask(const std::string& node_name, const Tensor& mask);
+  void unmask(const std::string& node_name);
   // Kernels of compressed linear layers: "sparse", "dense" (the nonzeros
   // scattered into a dense weight for oneDNN) or "auto" (default: timed once
   // per shape, batch and density in the process, the faster one cached and
@@ -151,6 +158,8 @@ Tensor magnitude_mask(const Tensor& weight, float sparsity);
 // Compresses every linear layer with its own magnitude mask at `sparsity`
 // (uniform); sparsity 0 leaves the graph as it is. Returns the number of
 // layers compressed.
-int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer = nullptr);
+// With `compressed` false the layers are masked instead (Graph::mask).
+int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer = nullptr,
+                        bool compressed = true);
 
 }  // namespace sparsetrain

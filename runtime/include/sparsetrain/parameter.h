@@ -28,7 +28,14 @@ struct Parameter {
   Shape dense_shape;
   std::vector<int64_t> dense_index;
 
+  // Masked state: dense storage plus a mask of the same shape (1 keep,
+  // 0 pruned), re-applied to the gradient before every optimizer step and to
+  // the value after it, so a pruned weight stays exactly zero whatever the
+  // momentum or weight decay. Undefined when not masked.
+  Tensor mask;
+
   bool compressed() const { return !dense_shape.empty(); }
+  bool masked() const { return mask.defined(); }
   // Elements of the logical (dense) parameter.
   int64_t dense_numel() const { return compressed() ? Tensor::count(dense_shape) : value.numel(); }
 
@@ -37,5 +44,18 @@ struct Parameter {
   // Weight decay applies to weights only (not biases, BatchNorm or buffers).
   bool decays() const { return kind == ParamKind::kWeight; }
 };
+
+// Zeroes the pruned entries of a masked parameter's value (and grad, when
+// `grads` is set); no-op for others.
+inline void apply_mask(Parameter& p, bool grads) {
+  if (!p.masked()) return;
+  const float* m = p.mask.data();
+  float* v = p.value.data();
+  for (int64_t i = 0; i < p.value.numel(); ++i) v[i] *= m[i];
+  if (grads && p.grad.defined()) {
+    float* g = p.grad.data();
+    for (int64_t i = 0; i < p.grad.numel(); ++i) g[i] *= m[i];
+  }
+}
 
 }  // namespace sparsetrain

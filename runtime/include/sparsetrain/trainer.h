@@ -39,12 +39,13 @@ struct TrainOptions {
   int64_t train_limit = -1;  // use only the first N training images
   int64_t test_limit = -1;
   int64_t eval_batch_size = 500;
-  std::string out_dir;              // checkpoints; empty: none
-  std::string metrics_path;         // JSON lines; empty: none
-  std::string resume_dir;           // continue the run saved there
-  int64_t max_steps = -1;           // stop (and checkpoint) after this many steps in total
-  int64_t log_every = 0;            // also log the loss of every N-th step to the metrics file
-  std::vector<std::string> probes;  // "activation-stats"
+  std::string out_dir;       // checkpoints; empty: none
+  std::string metrics_path;  // JSON lines; empty: none
+  std::string resume_dir;    // continue the run saved there
+  int64_t max_steps = -1;    // stop (and checkpoint) after this many steps in total
+  int64_t log_every = 0;     // also log the loss of every N-th step to the metrics file
+  std::string sparse_storage = "compressed";  // compressed | masked (dense storage + mask)
+  std::vector<std::string> probes;            // "activation-stats"
   // Prunes every linear layer's weight to this sparsity by magnitude right
   // after initialisation and compresses it (Graph::compress); 0: dense.
   float sparsity = 0.0f;
