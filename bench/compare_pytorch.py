@@ -2,16 +2,21 @@
 """Dense ResNet-20 training step (batch 128, forward + backward + SGD):
 sparsetrain against PyTorch on this machine, measured side by side.
 
-Rounds alternate between the two (each round: sparsetrain's Google Benchmark
-for the step, then the same number of PyTorch steps after a warm-up), so load
-from elsewhere on the machine hits both alike. Reports the median step time
-of each and the ratio.
+Rounds alternate between the two, each side in its own process so that one
+side's idle OpenMP threads never compete with the other (each round:
+sparsetrain's Google Benchmark for the step, then a PyTorch process that warms
+up and times the same number of steps), so load from elsewhere on the machine
+hits both alike. Each side runs with its own default OpenMP wait policy
+(sparsetrain's program: passive; PyTorch: the OpenMP default), which
+--ours-policy / --torch-policy change. Reports the median step time of each
+and the ratio.
 
     /usr/bin/python3 bench/compare_pytorch.py --threads 2 --rounds 5
 (needs Debian's python3-torch: apt-get install python3-torch)
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -73,12 +78,41 @@ def torch_steps(model, opt, x, y, steps):
     return times
 
 
-def ours_steps(binary, threads, steps):
+def torch_worker(threads, batch, steps):
+    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+    model = ResNet20()
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+    torch_steps(model, opt, x, y, 5)  # warm-up
+    print(json.dumps(torch_steps(model, opt, x, y, steps)))
+
+
+def env_with(policy):
+    env = dict(os.environ)
+    if policy != "default":
+        env["OMP_WAIT_POLICY"] = policy
+    else:
+        env.pop("OMP_WAIT_POLICY", None)
+    return env
+
+
+def theirs_steps(threads, batch, steps, policy):
+    out = subprocess.run(
+        [sys.executable, __file__, "--torch-worker", f"--threads={threads}", f"--batch={batch}",
+         f"--steps={steps}"],
+        check=True, capture_output=True, text=True, env=env_with(policy)).stdout
+    return json.loads(out)
+
+
+def ours_steps(binary, threads, steps, policy):
     out = subprocess.run(
         [str(binary), f"--threads={threads}", "--benchmark_filter=BM_resnet20",
          f"--benchmark_repetitions={steps}", "--benchmark_min_time=0",
          "--benchmark_format=json"],
-        check=True, capture_output=True, text=True).stdout
+        check=True, capture_output=True, text=True, env=env_with(policy)).stdout
     runs = json.loads(out)["benchmarks"]
     return [r["real_time"] / 1e3 for r in runs if r.get("run_type") == "iteration"]
 
@@ -91,35 +125,35 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="steps per round and side")
     ap.add_argument("--binary", default=str(Path(__file__).resolve().parent.parent / "build/release/bench/bench_train_step"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--ours-policy", choices=["passive", "active", "default"], default="passive",
+                    help="OMP_WAIT_POLICY of sparsetrain (default: passive, as its program runs)")
+    ap.add_argument("--torch-policy", choices=["passive", "active", "default"], default="default",
+                    help="OMP_WAIT_POLICY of PyTorch (default: unset, OpenMP's default)")
+    ap.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.torch_worker:
+        torch_worker(args.threads, args.batch, args.steps)
+        return
     if args.batch != 128:
         sys.exit("bench_train_step measures batch 128; --batch must be 128")
 
-    torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    model = ResNet20()
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(args.batch, 3, 32, 32)
-    y = torch.randint(0, 10, (args.batch,))
-    torch_steps(model, opt, x, y, 5)  # warm-up
-
     ours, theirs = [], []
     for r in range(args.rounds):
-        ours += ours_steps(args.binary, args.threads, args.steps)
-        theirs += torch_steps(model, opt, x, y, args.steps)
+        ours += ours_steps(args.binary, args.threads, args.steps, args.ours_policy)
+        theirs += theirs_steps(args.threads, args.batch, args.steps, args.torch_policy)
     o, t = statistics.median(ours), statistics.median(theirs)
     result = {"model": "resnet20", "batch": args.batch, "threads": args.threads,
               "sparsetrain_step_ms": round(o * 1e3, 2), "pytorch_step_ms": round(t * 1e3, 2),
               "pytorch_version": torch.__version__, "speedup_vs_pytorch": round(t / o, 3),
-              "steps_each": len(ours)}
+              "steps_each": len(ours), "ours_omp_wait_policy": args.ours_policy,
+              "torch_omp_wait_policy": args.torch_policy}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"ResNet-20 training step, batch {args.batch}, {args.threads} threads, "
               f"median of {len(ours)} steps each, interleaved in {args.rounds} rounds")
-        print(f"  sparsetrain  {o * 1e3:8.1f} ms")
-        print(f"  PyTorch {torch.__version__}  {t * 1e3:8.1f} ms")
+        print(f"  sparsetrain        {o * 1e3:8.1f} ms   (OMP_WAIT_POLICY {args.ours_policy})")
+        print(f"  PyTorch {torch.__version__}  {t * 1e3:8.1f} ms   (OMP_WAIT_POLICY {args.torch_policy})")
         print(f"  sparsetrain is {t / o:.2f}x the speed of PyTorch")
 
 

@@ -1,5 +1,7 @@
 #include "sparsetrain/tensor.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -24,7 +26,22 @@ void note_allocation(int64_t bytes) {
   }
 }
 
+// Activations of a training step are allocated and freed every step. With
+// glibc's defaults every block above 128 KiB is a fresh mmap, and each step
+// pays a page fault per 4 KiB of activations (about 5% of a ResNet-20 step).
+// Raising the thresholds once keeps freed blocks in the heap for reuse.
+void keep_large_blocks_in_heap() {
+  static const bool once = [] {
+    constexpr int kMmapThreshold = 512 << 20;
+    mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
+    mallopt(M_TRIM_THRESHOLD, 2 * kMmapThreshold);
+    return true;
+  }();
+  (void)once;
+}
+
 std::shared_ptr<float> allocate(int64_t count) {
+  keep_large_blocks_in_heap();
   const int64_t bytes = std::max<int64_t>(count, 1) * static_cast<int64_t>(sizeof(float));
   const std::size_t rounded =
       (static_cast<std::size_t>(bytes) + kAlignment - 1) / kAlignment * kAlignment;
