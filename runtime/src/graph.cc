@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "hooks_internal.h"
+#include "kernels/eltwise/eltwise.h"
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/optim.h"
@@ -48,10 +49,7 @@ void accumulate(Tensor& into, const Tensor& add) {
   const Tensor same = to_layout(add, into.layout());
   SPARSETRAIN_ASSERT(same.numel() == into.numel());
   Tensor sum = Tensor::empty(into.shape(), into.layout());
-  const float* a = into.data();
-  const float* b = same.data();
-  float* d = sum.data();
-  for (int64_t i = 0; i < sum.numel(); ++i) d[i] = a[i] + b[i];
+  kernels::eltwise_kernel().add_forward(sum.data(), into.data(), same.data(), sum.numel());
   into = std::move(sum);
 }
 
