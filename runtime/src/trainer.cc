@@ -264,9 +264,7 @@ void validate(const TrainOptions& o) {
     fail("--kernels: unknown kernels '" + o.kernels + "' (expected sparse, dense or auto)");
   if (o.threads < 0)
     fail("--threads must be >= 0 (0: all cores), got " + std::to_string(o.threads));
-  if (o.warmup_epochs < 0 || o.warmup_epochs >= o.epochs + 1) {
-    if (o.warmup_epochs < 0) fail("--warmup-epochs must be >= 0");
-  }
+  if (o.warmup_epochs < 0) fail("--warmup-epochs must be >= 0");
   for (const auto& p : o.probes) {
     if (p != "activation-stats")
       fail("--probe: unknown probe '" + p + "' (expected activation-stats)");
