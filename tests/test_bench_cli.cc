@@ -12,36 +12,20 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/cli_runner.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code;
-  std::string out;
-};
+using sparsetrain::testing::RunResult;
 
-// stdout alone (`merge_stderr` false) so it parses as JSON, or both streams.
 RunResult run(const std::string& args, bool merge_stderr = false) {
-  const std::string cmd =
-      std::string(SPARSETRAIN_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
-  RunResult r{-1, {}};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
+  return sparsetrain::testing::run_cli(args, merge_stderr);
 }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path p = fs::temp_directory_path() /
-               ("sparsetrain_bench_cli_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
+  return sparsetrain::testing::fresh_temp_dir("sparsetrain_bench_cli_", name);
 }
 
 constexpr const char* kTiny = "bench linear --in 37 --out 19 --batch 21 --threads 2 --reps 2";

@@ -11,34 +11,19 @@
 #include <iterator>
 #include <string>
 
+#include "tests/cli_runner.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
+using sparsetrain::testing::RunResult;
 
-RunResult run(const std::string& args) {
-  const std::string cmd = std::string(SPARSETRAIN_BINARY) + " " + args + " 2>&1";
-  RunResult r{-1, {}};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
+// stdout and stderr together.
+RunResult run(const std::string& args) { return sparsetrain::testing::run_cli(args, true); }
 
 fs::path temp_dir(const std::string& name) {
-  fs::path p =
-      fs::temp_directory_path() / ("sparsetrain_cli_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
+  return sparsetrain::testing::fresh_temp_dir("sparsetrain_cli_", name);
 }
 
 std::string data_dir() { return SPARSETRAIN_TEST_DATA_DIR; }

@@ -1,5 +1,8 @@
-// Average pooling 2d, padding counted in the divisor (PyTorch's default
-// count_include_pad = true). Saves nothing: backward needs only the shape.
+// Max and average pooling 2d: one node, two rules.
+// - max: saves its input; backward recomputes each window's argmax, which
+//   costs no memory when the input is kept anyway (the output of a ReLU).
+// - average: padding counted in the divisor (PyTorch's default
+//   count_include_pad = true); saves nothing, backward needs only the shape.
 #include <string>
 
 #include "kernels/pooling/pooling.h"
@@ -9,35 +12,36 @@
 namespace sparsetrain::nodes {
 namespace {
 
-class AvgPool2d final : public Node {
+enum class PoolKind { kMax, kAvg };
+
+class Pool2d final : public Node {
  public:
-  AvgPool2d(const std::string& name, const PoolOptions& options) : Node(name), options_(options) {
+  Pool2d(const std::string& name, PoolKind kind, const PoolOptions& options)
+      : Node(name), kind_(kind), options_(options) {
     if (options.kernel < 1 || options.stride < 1 || options.padding < 0 ||
         options.padding > options.kernel / 2) {
-      throw Error("avgpool2d '" + name + "': kernel " + std::to_string(options.kernel) +
-                  ", stride " + std::to_string(options.stride) + ", padding " +
-                  std::to_string(options.padding) +
+      throw Error(std::string(type()) + " '" + name + "': kernel " +
+                  std::to_string(options.kernel) + ", stride " + std::to_string(options.stride) +
+                  ", padding " + std::to_string(options.padding) +
                   " is invalid: need kernel >= 1, stride >= 1, 0 <= padding <= kernel / 2");
     }
   }
 
-  const char* type() const override { return "avgpool2d"; }
+  const char* type() const override { return kind_ == PoolKind::kMax ? "maxpool2d" : "avgpool2d"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
+    const std::string where = std::string(type()) + " '" + name() + "'";
     if (inputs.size() != 1) {
-      throw Error("avgpool2d '" + name() + "' takes one input, got " +
-                  std::to_string(inputs.size()));
+      throw Error(where + " takes one input, got " + std::to_string(inputs.size()));
     }
     const Shape& x = inputs[0];
     if (x.size() != 4) {
-      throw Error("avgpool2d '" + name() + "' expects a 4-D input (N, C, H, W), got " +
-                  shape_to_string(x));
+      throw Error(where + " expects a 4-D input (N, C, H, W), got " + shape_to_string(x));
     }
     const kernels::PoolDesc d = make_desc(x, Layout::kNCHW);
     if (x[2] + 2 * d.padding < d.kernel || x[3] + 2 * d.padding < d.kernel) {
-      throw Error("avgpool2d '" + name() + "': input " + shape_to_string(x) +
-                  " is smaller than the " + std::to_string(d.kernel) + "x" +
-                  std::to_string(d.kernel) + " window");
+      throw Error(where + ": input " + shape_to_string(x) + " is smaller than the " +
+                  std::to_string(d.kernel) + "x" + std::to_string(d.kernel) + " window");
     }
     return {x[0], x[1], d.out_h(), d.out_w()};
   }
@@ -50,7 +54,11 @@ class AvgPool2d final : public Node {
     input_layout_ = x.layout();
     const kernels::PoolDesc d = make_desc(x.shape(), x.layout());
     Tensor y = Tensor::empty({d.n, d.c, d.out_h(), d.out_w()}, x.layout());
-    kernels::pool_kernel(d).avg_forward(y.data(), x.data(), d);
+    if (kind_ == PoolKind::kMax) {
+      kernels::pool_kernel(d).max_forward(y.data(), x.data(), d);
+    } else {
+      kernels::pool_kernel(d).avg_forward(y.data(), x.data(), d);
+    }
     return y;
   }
 
@@ -61,11 +69,16 @@ class AvgPool2d final : public Node {
     const kernels::PoolDesc d = make_desc(input_shape_, input_layout_);
     SPARSETRAIN_ASSERT(dy.numel() == d.dst_numel());
     Tensor dx = Tensor::empty(input_shape_, input_layout_);
-    kernels::pool_kernel(d).avg_backward(dx.data(), dy.data(), d);
+    if (kind_ == PoolKind::kMax) {
+      SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.inputs[0].defined());
+      kernels::pool_kernel(d).max_backward(dx.data(), dy.data(), args.inputs[0].data(), d);
+    } else {
+      kernels::pool_kernel(d).avg_backward(dx.data(), dy.data(), d);
+    }
     return {dx};
   }
 
-  Saves saves() const override { return {}; }
+  Saves saves() const override { return {.inputs = kind_ == PoolKind::kMax, .output = false}; }
 
   std::string describe() const override {
     return std::to_string(options_.kernel) + "x" + std::to_string(options_.kernel) + " s" +
@@ -77,6 +90,7 @@ class AvgPool2d final : public Node {
     return {x[0], x[1], x[2], x[3], options_.kernel, options_.stride, options_.padding, layout};
   }
 
+  PoolKind kind_;
   PoolOptions options_;
   Shape input_shape_;  // of the last forward
   Layout input_layout_ = Layout::kNCHW;
@@ -84,8 +98,12 @@ class AvgPool2d final : public Node {
 
 }  // namespace
 
+std::unique_ptr<Node> make_maxpool2d(const std::string& name, const PoolOptions& options) {
+  return std::make_unique<Pool2d>(name, PoolKind::kMax, options);
+}
+
 std::unique_ptr<Node> make_avgpool2d(const std::string& name, const PoolOptions& options) {
-  return std::make_unique<AvgPool2d>(name, options);
+  return std::make_unique<Pool2d>(name, PoolKind::kAvg, options);
 }
 
 }  // namespace sparsetrain::nodes
