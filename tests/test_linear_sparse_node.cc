@@ -59,7 +59,7 @@ TEST(LinearSparseNode, GradientsMatchCentralDifferences) {
     Graph g = two_layers(kIn, kHidden, kOut, 3);
     g.compress("fc1", half_mask(kHidden, kIn, 11));
     g.compress("fc2", half_mask(kOut, kHidden, 12));
-    g.set_linear_kernels(kernels);
+    g.set_sparse_kernels(kernels);
     Tensor x = normals({kBatch, kIn}, 4);
     const Tensor r = normals({kBatch, kOut}, 5);
     auto loss = [&] {
@@ -127,14 +127,14 @@ TEST(LinearSparseNode, ForwardEqualsDenseWithMaskedWeight) {
   for (int64_t i = 0; i < x.numel(); ++i)
     x[i] = static_cast<float>(static_cast<int>(rng.uniform() * 5) - 2);
   for (const char* kernels : {"sparse", "dense", "auto"}) {
-    sparse.set_linear_kernels(kernels);
+    sparse.set_sparse_kernels(kernels);
     EXPECT_TRUE(sparse.forward(x, false).equals(dense.forward(x, false))) << kernels;
   }
   // Decompression brings the masked dense weight back.
   sparse.decompress("fc1");
   EXPECT_FALSE(sparse.parameter("fc1.weight").compressed());
   EXPECT_TRUE(sparse.parameter("fc1.weight").value.equals(dense.parameter("fc1.weight").value));
-  EXPECT_THROW(sparse.set_linear_kernels("fast"), Error);
+  EXPECT_THROW(sparse.set_sparse_kernels("fast"), Error);
   EXPECT_THROW(sparse.compress("fc2", Tensor::zeros({3, 3})), Error);
 }
 

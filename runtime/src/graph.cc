@@ -423,7 +423,7 @@ void Graph::decompress(const std::string& node_name, Optimizer* optimizer) {
   if (was_compressed && optimizer != nullptr) optimizer->reset_state(param);
 }
 
-void Graph::set_linear_kernels(const std::string& mode) {
+void Graph::set_sparse_kernels(const std::string& mode) {
   const nodes::LinearKernels kernels = nodes::parse_linear_kernels(mode);
   for (auto& n : impl_->nodes)
     if (n->type() == std::string("linear")) nodes::linear_set_kernels(*n, kernels);
@@ -436,7 +436,7 @@ int Graph::sparse_layer_count() {
   return count;
 }
 
-int Graph::linear_layer_count() const {
+int Graph::prunable_layer_count() const {
   int count = 0;
   for (const auto& n : impl_->nodes)
     if (n->type() == std::string("linear")) ++count;

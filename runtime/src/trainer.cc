@@ -117,7 +117,7 @@ json epoch_to_json(const EpochStats& e) {
           {"samples_per_second", e.samples_per_second},
           {"peak_memory_bytes", e.peak_bytes},
           {"sparse_layers", e.sparse_layers},
-          {"linear_layers", e.linear_layers}};
+          {"prunable_layers", e.prunable_layers}};
 }
 
 EpochStats epoch_from_json(const json& j) {
@@ -132,7 +132,7 @@ EpochStats epoch_from_json(const json& j) {
   e.samples_per_second = j.at("samples_per_second").get<double>();
   e.peak_bytes = j.at("peak_memory_bytes").get<int64_t>();
   e.sparse_layers = j.value("sparse_layers", 0);
-  e.linear_layers = j.value("linear_layers", 0);
+  e.prunable_layers = j.value("prunable_layers", 0);
   return e;
 }
 
@@ -144,7 +144,7 @@ std::string table_header() {
 std::string table_row(const EpochStats& e) {
   char line[200];
   const std::string sparse =
-      std::to_string(e.sparse_layers) + "/" + std::to_string(e.linear_layers);
+      std::to_string(e.sparse_layers) + "/" + std::to_string(e.prunable_layers);
   std::snprintf(line, sizeof line, "%5lld  %8.4f  %8.2f%%  %8.2f%%  %9.3g  %8.1f  %9.0f  %6s\n",
                 static_cast<long long>(e.epoch), e.loss, 100.0 * e.train_accuracy,
                 100.0 * e.test_accuracy, static_cast<double>(e.lr), e.seconds, e.samples_per_second,
@@ -444,7 +444,7 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
   m.graph = m.factory(m.options.model, m.train.channels, m.train.height, m.train.width,
                       m.train.num_classes);
   m.graph.initialize(m.options.seed);
-  m.graph.set_linear_kernels(m.options.kernels);
+  m.graph.set_sparse_kernels(m.options.kernels);
   prune_linear_layers(m.graph, m.options.sparsity, nullptr,
                       m.options.sparse_storage == "compressed");
   m.params = m.graph.parameters();
@@ -708,7 +708,7 @@ TrainResult Trainer::run(std::ostream& log) {
     e.lr = m.schedule->lr(m.step - 1);
     e.peak_bytes = peak;
     e.sparse_layers = m.graph.sparse_layer_count();
-    e.linear_layers = m.graph.linear_layer_count();
+    e.prunable_layers = m.graph.prunable_layer_count();
     const bool last_epoch = m.epoch + 1 == o.epochs;
     std::vector<HookHandle> probe_hooks;
     if (act_probe && last_epoch) act_probe->attach(m.graph, "*");

@@ -97,7 +97,7 @@ class Graph {
   // `mask` ((O, I), any layout; nonzero = kept) is nonzero: the parameter
   // "<node>.weight" then holds only those entries (Parameter::compressed()),
   // pruned weights are gone for good (no momentum or weight decay reaches
-  // them), and the node runs the sparse kernels (set_linear_kernels). With
+  // them), and the node runs the sparse kernels (set_sparse_kernels). With
   // an optimizer, its state for the weight is gathered to the kept entries
   // (Optimizer::gather_state). A node that is already compressed is
   // decompressed first (its optimizer state reset). Throws Error naming the
@@ -117,12 +117,12 @@ class Graph {
   // scattered into a dense weight for oneDNN) or "auto" (default: timed once
   // per shape, batch and density in the process, the faster one cached and
   // logged on std::clog). Throws Error naming --kernels on another value.
-  void set_linear_kernels(const std::string& mode);
+  void set_sparse_kernels(const std::string& mode);
   // Linear nodes whose last forward ran on the sparse kernels (before the
   // first forward: the compressed ones not forced dense), and all linear
   // nodes.
   int sparse_layer_count();
-  int linear_layer_count() const;
+  int prunable_layer_count() const;
 
   // --- running ------------------------------------------------------------
   // x: (N, C, H, W) or (N, F), plain layout. Returns the output (N, K) in

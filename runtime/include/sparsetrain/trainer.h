@@ -46,10 +46,42 @@ struct TrainOptions {
   int64_t log_every = 0;     // also log the loss of every N-th step to the metrics file
   std::string sparse_storage = "compressed";  // compressed | masked (dense storage + mask)
   std::vector<std::string> probes;            // "activation-stats"
-  // Prunes every linear layer's weight to this sparsity by magnitude right
-  // after initialisation and compresses it (Graph::compress); 0: dense.
+  // --- sparsity (DESIGN.md "Sparsity methods", sparsetrain/sparsity.h) ----
+  // Target sparsity over the prunable weights (conv and linear weights of
+  // the layers chosen below); 0: a dense run.
   float sparsity = 0.0f;
-  std::string kernels = "auto";  // compressed linear layers: sparse | dense | auto
+  // static: magnitude masks right after initialisation, fixed for the run;
+  // acdc: alternating compressed / decompressed phases;
+  // gmp: gradual magnitude pruning on the cubic schedule;
+  // rigl: ERK masks at initialisation, drop by magnitude, grow by gradient.
+  std::string sparsity_method = "static";
+  // global | uniform | erk; empty: the method's default (static: uniform,
+  // acdc and gmp: global, rigl: erk).
+  std::string distribution;
+  // Leave the first and the last prunable layer dense: -1 when the model
+  // has convolutions (the stem conv and the classifier are tiny and
+  // sensitive), 0 never, 1 always.
+  int dense_first_last = -1;
+  // acdc: epochs (fractions allowed, counted from 0) at which compressed and
+  // decompressed phases begin; the run is dense before the first compressed
+  // phase. Empty: the paper's proportions scaled to `epochs` (dense warm-up
+  // to 5%, compressed phases from 5, 25, 45, 65 and 85%, decompressed ones
+  // from 15, 35, 55 and 75%).
+  std::vector<double> compress_epochs;
+  std::vector<double> decompress_epochs;
+  // gmp: s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3, pruning every
+  // `prune_every_steps` steps (dt) from `prune_start_epoch` (t0) to
+  // `prune_end_epoch` (t0 + n dt), s_f = sparsity. -1: the method's default
+  // (gmp: from 10% to 60% of the run; rigl: updates from the start until
+  // 75% of the run).
+  float initial_sparsity = 0.0f;    // s_i
+  double prune_start_epoch = -1;    // t0
+  double prune_end_epoch = -1;      // t0 + n dt
+  int64_t prune_every_steps = 100;  // dt; gmp and rigl
+  // rigl: fraction of each layer's stored weights dropped and regrown at the
+  // first update, cosine-decayed to zero at prune_end_epoch.
+  float drop_fraction = 0.3f;
+  std::string kernels = "auto";  // compressed layers: sparse | dense | auto
   bool progress = true;
 };
 
@@ -86,8 +118,8 @@ struct EpochStats {
   double seconds = 0;
   double samples_per_second = 0;
   int64_t peak_bytes = 0;
-  int sparse_layers = 0;  // linear layers that ran on the sparse kernels
-  int linear_layers = 0;  // all (prunable) linear layers
+  int sparse_layers = 0;  // prunable layers that ran on the sparse kernels
+  int prunable_layers = 0;  // all prunable (conv and linear) layers
 };
 
 struct TrainResult {

@@ -1,0 +1,127 @@
+// Sparse 2-D convolution in fp32 with an unstructured-sparse weight:
+// forward, backward-data and backward-weights.
+//
+// Activations are (C, H, W, N), the batch innermost (Layout::kCHWN): every
+// stored weight of the forward pass multiplies a strip of whole batch vectors
+// along an image row, and so does every stored weight of the backward-data
+// pass over a transposed copy of the index. With the weight W of shape
+// (O, C/G, KH, KW) (the dense convolution's OIHW, see kernels/conv2d) and only
+// its stored entries kept, for an output channel o of group g(o):
+//
+//   forward           dst[o, y, x, n] = bias[o] + sum_{stored (o, c, i, j)}
+//                         W[o, c, i, j] * src[g(o)*C/G + c, y*SH - PH + i, x*SW - PW + j, n]
+//   backward-data     diff_src is the adjoint of that sum (zero where no tap reaches)
+//   backward-weights  diff_W[o, c, i, j] += sum_{y, x, n} diff_dst[o, y, x, n] * src[...]
+//                         at the stored entries only; diff_bias[o] += sum diff_dst[o]
+//
+// src is read as zero outside the image (zero padding). Any kernel size,
+// stride, padding, groups (depthwise included) and batch size; the batch need
+// not be a multiple of the vector width.
+//
+// Passes: forward and backward-data OVERWRITE dst / diff_src (backward-data
+// can accumulate on request); backward-weights ACCUMULATES (+=) into
+// diff_values and diff_bias (the trainer zeroes gradients).
+//
+// The compressed weight (ConvSparseWeights): `values` holds the stored
+// entries in the row-major (OIHW) order of their dense positions, so the
+// parameter's dense_index is simply the sorted list of stored flat positions;
+// the optimizer updates `values` in place and backward-weights writes its
+// gradient in the same order. Whatever extra index or transposed copy the
+// kernels want is derived from the positions when packing, and any copy of
+// the values is refreshed by conv_sparse_sync_transposed() after every change
+// of `values`.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/common/cpu.h"
+#include "kernels/conv2d/conv2d.h"
+
+namespace sparsetrain::kernels {
+
+struct ConvSparseWeights {
+  // Geometry of the weight (the batch and the image size come with each call).
+  int64_t out_channels = 0;  // O
+  int64_t in_channels = 0;   // C (all groups)
+  int64_t kernel_h = 0;      // KH
+  int64_t kernel_w = 0;      // KW
+  int64_t groups = 1;        // G
+  int64_t nnz = 0;
+
+  std::vector<uint32_t> position;  // (nnz) flat OIHW position, ascending
+  std::vector<float> values;       // (nnz) in the order of `position`
+
+  // Kernel-private index and copies (per-output-channel taps, the transposed
+  // index for backward-data, values in that order), built by the pack
+  // functions; see conv_sparse_format.cc.
+  std::vector<uint32_t> fwd_ptr;    // (O + 1) stored entries of output channel o
+  std::vector<uint32_t> bwd_ptr;    // (C + 1) stored entries reading input channel c
+  std::vector<uint32_t> bwd_entry;  // (nnz) bwd position -> index into values
+  std::vector<float> bwd_values;    // (nnz) values[bwd_entry[k]]
+
+  int64_t dense_size() const { return out_channels * (in_channels / groups) * kernel_h * kernel_w; }
+  double density() const;
+  // Bytes held by the index and the values (what replaces dense_size() * 4).
+  int64_t bytes() const;
+};
+
+// Builds the compressed weight from a dense (O, C/G, KH, KW) weight and a mask
+// of the same size: position p is stored when mask[p] != 0 (an explicit zero
+// weight there stays a trainable entry). Throws sparsetrain::Error naming the
+// problem on an invalid geometry (groups not dividing the channels) or more
+// than 2^32 - 1 entries.
+ConvSparseWeights conv_sparse_pack(const float* weights, const uint8_t* mask, int64_t out_channels,
+                                   int64_t in_channels, int64_t kernel_h, int64_t kernel_w,
+                                   int64_t groups);
+// Keeps the positions with |weights| > threshold.
+ConvSparseWeights conv_sparse_pack_threshold(const float* weights, int64_t out_channels,
+                                             int64_t in_channels, int64_t kernel_h,
+                                             int64_t kernel_w, int64_t groups, float threshold);
+// Reloads the values at the stored positions from a dense weight (index
+// unchanged) and syncs the kernel copies.
+void conv_sparse_refresh(ConvSparseWeights& w, const float* weights);
+// Recomputes the kernel copies of the values after `values` changed.
+void conv_sparse_sync_transposed(ConvSparseWeights& w);
+// per_nonzero (nnz, the order of `values`) scattered into a dense weight,
+// zeros elsewhere; the dense weight; the 0/1 mask of stored positions.
+void conv_sparse_scatter(const ConvSparseWeights& w, const float* per_nonzero, float* dense);
+void conv_sparse_unpack(const ConvSparseWeights& w, float* weights);
+void conv_sparse_mask(const ConvSparseWeights& w, uint8_t* mask);
+
+// ---------------------------------------------------------------------------
+// Operators. Activations in Layout::kCHWN: src (C, H, W, N), dst (O, OH, OW, N).
+// `shape` gives batch, image size, stride and padding and must agree with the
+// weight's geometry (checked with SPARSETRAIN_ASSERT). Work runs on TBB (as
+// many threads as the arena allows); each output element is computed by one
+// task in a fixed order, so results are bit-identical from run to run for a
+// given thread count. `isa` picks the kernel variant (default: the best this
+// CPU runs, capped by SPARSETRAIN_ISA). Never throw.
+// ---------------------------------------------------------------------------
+
+void conv_sparse_forward(float* dst, const float* src, const ConvSparseWeights& w,
+                         const float* bias,  // (O) or null
+                         const Conv2dShape& shape, Isa isa = best_isa());
+
+void conv_sparse_backward_data(float* diff_src,        // (C, H, W, N), overwritten or +=
+                               const float* diff_dst,  // (O, OH, OW, N)
+                               const ConvSparseWeights& w, const Conv2dShape& shape,
+                               bool accumulate = false, Isa isa = best_isa());
+
+void conv_sparse_backward_weights(float* diff_values,     // (nnz), +=
+                                  float* diff_bias,       // (O) or null, +=
+                                  const float* diff_dst,  // (O, OH, OW, N)
+                                  const float* src,       // (C, H, W, N)
+                                  const ConvSparseWeights& w, const Conv2dShape& shape,
+                                  Isa isa = best_isa());
+
+// Names of the kernels each pass runs for `isa` (for `sparsetrain info` and
+// benchmark labels), e.g. "f32_conv_sparse_fwd__avx512".
+struct ConvSparseKernelNames {
+  const char* fwd;
+  const char* bwd_data;
+  const char* bwd_weights;
+};
+ConvSparseKernelNames conv_sparse_kernel_names(Isa isa = best_isa());
+
+}  // namespace sparsetrain::kernels
