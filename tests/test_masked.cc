@@ -64,7 +64,8 @@ TEST(Masked, PrunedWeightsStayExactlyZero) {
     EXPECT_EQ(nonzero, kept) << p->name;
   }
   EXPECT_EQ(layers, 3);
-  EXPECT_NE(log.str().find("masked linear layers"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("masked layers (density, dense kernels): fc1 0.100"), std::string::npos)
+      << log.str();
 }
 
 TEST(Masked, TrainsLikeTheCompressedState) {

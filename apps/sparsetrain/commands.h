@@ -15,6 +15,8 @@ struct TrainCommand {
   CLI::App* app = nullptr;
   std::string augment = "auto";
   bool no_progress = false;
+  std::string recipe;         // YAML recipe under the flags (sparsetrain/recipe.h)
+  bool print_recipe = false;  // print the resolved recipe and exit
 };
 CLI::App* add_train(CLI::App& app, TrainCommand& cmd);
 int run_train(TrainCommand& cmd);
@@ -31,6 +33,22 @@ struct EvalCommand {
 CLI::App* add_eval(CLI::App& app, EvalCommand& cmd);
 int run_eval(EvalCommand& cmd);
 
+struct PruneCommand {
+  std::string checkpoint;
+  float sparsity = 0.9f;
+  std::string distribution = "global";
+  int dense_first_last = -1;  // -1 auto, 0 off, 1 on
+  std::string out;
+  std::string data_dir = "../shared/data";
+  int64_t test_limit = -1;
+  int64_t batch_size = 500;
+  int threads = 0;
+  bool no_eval = false;
+  bool json = false;
+};
+CLI::App* add_prune(CLI::App& app, PruneCommand& cmd);
+int run_prune(PruneCommand& cmd);
+
 struct InfoCommand {
   int threads = 0;
   bool json = false;
@@ -38,10 +56,9 @@ struct InfoCommand {
 CLI::App* add_info(CLI::App& app, InfoCommand& cmd);
 int run_info(InfoCommand& cmd);
 
-struct BenchLinearCommand {
-  int64_t in = 768;
-  int64_t out = 3072;
-  int64_t batch = 256;
+// What every layer benchmark (bench linear, bench conv) takes besides its shape.
+struct BenchLayerOptions {
+  int64_t batch = 0;  // each benchmark sets its default
   double sparsity = 0.9;
   int threads = 0;
   int reps = 20;
@@ -49,14 +66,48 @@ struct BenchLinearCommand {
   uint32_t seed = 0;
   bool json = false;
   bool sweep = false;
-  std::string plot;  // default: bench-linear-<in>x<out>-b<batch>.png
+  std::string plot;  // default: named after the shape
+};
+struct BenchLinearCommand : BenchLayerOptions {
+  BenchLinearCommand() { batch = 256; }
+  int64_t in = 768;
+  int64_t out = 3072;
+};
+struct BenchConvCommand : BenchLayerOptions {
+  BenchConvCommand() { batch = 32; }
+  int64_t cin = 64;
+  int64_t cout = 64;
+  int64_t hw = 32;  // input height = width
+  int64_t k = 3;    // kernel height = width
+  int64_t stride = 1;
+  int64_t padding = -1;  // -1: k / 2
+  int64_t groups = 1;
+};
+struct BenchModelCommand {
+  std::string model = "resnet20";
+  int64_t batch = 128;
+  double sparsity = 0.9;
+  int threads = 0;
+  int steps = 20;
+  int warmup = 3;
+  std::string distribution = "uniform";
+  std::string kernels = "sparse";
+  uint64_t seed = 0;
+  bool json = false;
 };
 struct BenchCommand {
   BenchLinearCommand linear;
+  BenchConvCommand conv;
+  BenchModelCommand model;
   CLI::App* linear_app = nullptr;
+  CLI::App* conv_app = nullptr;
+  CLI::App* model_app = nullptr;
 };
 CLI::App* add_bench(CLI::App& app, BenchCommand& cmd);
 int run_bench(BenchCommand& cmd);
+int run_bench_linear(BenchLinearCommand& cmd);
+int run_bench_conv(BenchConvCommand& cmd);
+int run_bench_model(BenchModelCommand& cmd);
 
 // The model zoo as a GraphFactory for the trainer.
 GraphFactory model_factory();

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "kernels/common/cpu.h"
 #include "kernels/common/threads.h"
+#include "kernels/conv_sparse/conv_sparse.h"
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "nodes/nodes.h"
 
@@ -58,6 +59,7 @@ int run_info(InfoCommand& cmd) {
   const std::string conv_layout = layout_name(nodes::dense_conv_layout());
   const int threads = kernels::num_threads();
   const kernels::LinearSparseKernels sparse = kernels::linear_sparse_kernels(active);
+  const kernels::ConvSparseKernelNames conv_sparse = kernels::conv_sparse_kernel_names(active);
 
   if (cmd.json) {
     nlohmann::json j = {{"cpu", cpu.model},
@@ -71,6 +73,10 @@ int run_info(InfoCommand& cmd) {
                          {{"fwd", sparse.fwd->name},
                           {"bwd_data", sparse.bwd_data->name},
                           {"bwd_weights", sparse.bwd_weights->name}}},
+                        {"sparse_conv_kernels",
+                         {{"fwd", conv_sparse.fwd},
+                          {"bwd_data", conv_sparse.bwd_data},
+                          {"bwd_weights", conv_sparse.bwd_weights}}},
                         {"threads", threads},
                         {"hardware_threads", std::thread::hardware_concurrency()},
                         {"versions",
@@ -91,6 +97,8 @@ int run_info(InfoCommand& cmd) {
   std::printf("dense kernels     oneDNN (conv activations in %s)\n", conv_layout.c_str());
   std::printf("sparse linear     %s, %s, %s\n", sparse.fwd->name, sparse.bwd_data->name,
               sparse.bwd_weights->name);
+  std::printf("sparse conv       %s, %s, %s\n", conv_sparse.fwd, conv_sparse.bwd_data,
+              conv_sparse.bwd_weights);
   std::printf("threads           %d (hardware: %u; TBB and OpenMP kept equal)\n", threads,
               std::thread::hardware_concurrency());
   std::printf("libraries         oneDNN %s, TBB %s, Eigen %s, compiler %s\n", dnnl_ver,

@@ -1,5 +1,5 @@
 // sparsetrain: the command-line program.
-//   sparsetrain train | eval | info | bench   (each with --help)
+//   sparsetrain train | eval | prune | info | bench   (each with --help)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -38,10 +38,12 @@ int main(int argc, char** argv) {
 
   sparsetrain::cli::TrainCommand train;
   sparsetrain::cli::EvalCommand eval;
+  sparsetrain::cli::PruneCommand prune;
   sparsetrain::cli::InfoCommand info;
   sparsetrain::cli::BenchCommand bench;
   CLI::App* train_cmd = sparsetrain::cli::add_train(app, train);
   CLI::App* eval_cmd = sparsetrain::cli::add_eval(app, eval);
+  CLI::App* prune_cmd = sparsetrain::cli::add_prune(app, prune);
   CLI::App* info_cmd = sparsetrain::cli::add_info(app, info);
   CLI::App* bench_cmd = sparsetrain::cli::add_bench(app, bench);
 
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
       return sparsetrain::cli::run_train(train);
     }
     if (eval_cmd->parsed()) return sparsetrain::cli::run_eval(eval);
+    if (prune_cmd->parsed()) return sparsetrain::cli::run_prune(prune);
     if (info_cmd->parsed()) return sparsetrain::cli::run_info(info);
     if (bench_cmd->parsed()) return sparsetrain::cli::run_bench(bench);
   } catch (const sparsetrain::Error& e) {

@@ -1,8 +1,11 @@
+#include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include "commands.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/models.h"
+#include "sparsetrain/recipe.h"
 
 namespace sparsetrain::cli {
 
@@ -63,8 +66,49 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--log-every", o.log_every, "Also log every N-th step's loss to --metrics");
   sub->add_option("--probe", o.probes, "Probes to run on the final evaluation: activation-stats");
   sub->add_option("--sparsity", o.sparsity,
-                  "Prune every linear layer's weight to this sparsity by magnitude after "
-                  "initialisation and train it compressed (0: dense)")
+                  "Target sparsity over the pruned conv and linear weights (0: dense)")
+      ->capture_default_str();
+  sub->add_option("--sparsity-method", o.sparsity_method,
+                  "static (masks fixed after initialisation) | acdc (alternating compressed and "
+                  "decompressed phases) | gmp (gradual magnitude pruning, cubic) | rigl (drop by "
+                  "magnitude, grow by gradient)")
+      ->check(CLI::IsMember({"static", "acdc", "gmp", "rigl"}))
+      ->capture_default_str();
+  sub->add_option("--distribution", o.distribution,
+                  "How the sparsity spreads over layers: global | uniform | erk (default: uniform "
+                  "for static, global for acdc and gmp, erk for rigl)")
+      ->check(CLI::IsMember({"global", "uniform", "erk"}));
+  sub->add_option("--dense-first-last", o.dense_first_last,
+                  "Keep the first and last prunable layer dense: auto (when the model has "
+                  "convolutions) | on | off")
+      ->transform(
+          CLI::CheckedTransformer(std::map<std::string, int>{{"auto", -1}, {"on", 1}, {"off", 0}}))
+      ->default_str("auto");
+  sub->add_option("--compress-epochs", o.compress_epochs,
+                  "acdc: epochs (comma-separated, fractions allowed) where compressed phases "
+                  "begin (default: 5,25,45,65,85% of the run)")
+      ->delimiter(',');
+  sub->add_option("--decompress-epochs", o.decompress_epochs,
+                  "acdc: epochs where decompressed phases begin, one fewer than "
+                  "--compress-epochs (default: 15,35,55,75% of the run)")
+      ->delimiter(',');
+  sub->add_option("--initial-sparsity", o.initial_sparsity,
+                  "gmp: sparsity of the first pruning step")
+      ->capture_default_str();
+  sub->add_option("--prune-start-epoch", o.prune_start_epoch,
+                  "gmp: first pruning step; rigl: first mask update after it (epochs, -1: "
+                  "gmp 10% of the run, rigl 0)")
+      ->capture_default_str();
+  sub->add_option("--prune-end-epoch", o.prune_end_epoch,
+                  "gmp: the final sparsity is reached here, then compressed; rigl: no mask "
+                  "updates after it (epochs, -1: gmp 60%, rigl 75% of the run)")
+      ->capture_default_str();
+  sub->add_option("--prune-every-steps", o.prune_every_steps,
+                  "gmp: steps between pruning steps; rigl: steps between mask updates")
+      ->capture_default_str();
+  sub->add_option("--drop-fraction", o.drop_fraction,
+                  "rigl: fraction of each layer's weights dropped and regrown at the first "
+                  "update, cosine-decayed to 0 at --prune-end-epoch")
       ->capture_default_str();
   sub->add_option("--kernels", o.kernels,
                   "Kernels of compressed linear layers: sparse | dense | auto (timed once per "
@@ -72,10 +116,33 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
       ->check(CLI::IsMember({"auto", "sparse", "dense"}))
       ->capture_default_str();
   sub->add_option("--sparse-storage", o.sparse_storage,
-                  "How --sparsity layers are held: compressed (nonzeros only, sparse kernels) | "
+                  "How pruned layers are held: compressed (nonzeros only, sparse kernels) | "
                   "masked (dense weight + mask, dense kernels)")
       ->check(CLI::IsMember({"compressed", "masked"}))
       ->capture_default_str();
+  sub->add_option("--recipe", cmd.recipe,
+                  "YAML recipe of the run (model, data, optimizer, lr and sparsity schedules); "
+                  "flags given with it override its fields");
+  sub->add_flag("--print-recipe", cmd.print_recipe,
+                "Print the resolved recipe (recipe, then flags) as YAML and exit");
+  sub->add_option("--save-epochs", o.save_epochs,
+                  "Also save the training state after these epochs (comma-separated, 0: before "
+                  "the first step) in <out>/epoch-<E>/, for --retrain weight-rewind")
+      ->delimiter(',');
+  sub->add_option("--init-from", o.init_from,
+                  "Start from this checkpoint's weights (file or run folder); its pruned weights "
+                  "keep their masks for the whole run");
+  sub->add_option("--retrain", o.retrain,
+                  "With --init-from a pruned checkpoint: finetune (the original run's final lr) | "
+                  "lr-rewind (the original lr schedule from --rewind-epoch) | weight-rewind "
+                  "(also the weights of epoch --rewind-epoch)")
+      ->check(CLI::IsMember({"finetune", "lr-rewind", "weight-rewind"}));
+  sub->add_option("--rewind-epoch", o.rewind_epoch,
+                  "lr-rewind, weight-rewind: the original run's epoch to rewind to (default: its "
+                  "epochs minus --epochs)");
+  sub->add_option("--rewind-from", o.rewind_from,
+                  "weight-rewind: the snapshot to rewind to (default: epoch-<E>/ of the run the "
+                  "pruned checkpoint came from)");
   sub->add_flag("--no-progress", cmd.no_progress, "No progress lines, only the table");
   cmd.app = sub;
   return sub;
@@ -121,22 +188,97 @@ const FieldCopy kFields[] = {
     SPARSETRAIN_FIELD("--log-every", log_every),
     SPARSETRAIN_FIELD("--probe", probes),
     SPARSETRAIN_FIELD("--sparsity", sparsity),
+    SPARSETRAIN_FIELD("--sparsity-method", sparsity_method),
+    SPARSETRAIN_FIELD("--distribution", distribution),
+    SPARSETRAIN_FIELD("--dense-first-last", dense_first_last),
+    SPARSETRAIN_FIELD("--compress-epochs", compress_epochs),
+    SPARSETRAIN_FIELD("--decompress-epochs", decompress_epochs),
+    SPARSETRAIN_FIELD("--initial-sparsity", initial_sparsity),
+    SPARSETRAIN_FIELD("--prune-start-epoch", prune_start_epoch),
+    SPARSETRAIN_FIELD("--prune-end-epoch", prune_end_epoch),
+    SPARSETRAIN_FIELD("--prune-every-steps", prune_every_steps),
+    SPARSETRAIN_FIELD("--drop-fraction", drop_fraction),
     SPARSETRAIN_FIELD("--kernels", kernels),
     SPARSETRAIN_FIELD("--sparse-storage", sparse_storage),
+    SPARSETRAIN_FIELD("--save-epochs", save_epochs),
+    SPARSETRAIN_FIELD("--init-from", init_from),
+    SPARSETRAIN_FIELD("--retrain", retrain),
+    SPARSETRAIN_FIELD("--rewind-epoch", rewind_epoch),
+    SPARSETRAIN_FIELD("--rewind-from", rewind_from),
 };
 #undef SPARSETRAIN_FIELD
+
+// The base of a run started from a checkpoint (--init-from): the options
+// that trained it (model, data, batch, optimizer, lr schedule, epochs),
+// without its sparsity schedule, snapshots, retraining and run folders.
+TrainOptions init_base(const std::string& path) {
+  TrainOptions o = read_checkpoint_options(path);
+  const TrainOptions d;
+  o.out_dir = d.out_dir;
+  o.metrics_path = d.metrics_path;
+  o.resume_dir = d.resume_dir;
+  o.max_steps = d.max_steps;
+  o.log_every = d.log_every;
+  o.probes = d.probes;
+  o.sparsity = d.sparsity;
+  o.sparsity_method = d.sparsity_method;
+  o.distribution = d.distribution;
+  o.dense_first_last = d.dense_first_last;
+  o.compress_epochs = d.compress_epochs;
+  o.decompress_epochs = d.decompress_epochs;
+  o.initial_sparsity = d.initial_sparsity;
+  o.prune_start_epoch = d.prune_start_epoch;
+  o.prune_end_epoch = d.prune_end_epoch;
+  o.prune_every_steps = d.prune_every_steps;
+  o.drop_fraction = d.drop_fraction;
+  o.save_epochs = d.save_epochs;
+  o.init_from = d.init_from;
+  o.retrain = d.retrain;
+  o.rewind_epoch = d.rewind_epoch;
+  o.rewind_from = d.rewind_from;
+  o.lr_schedule_epochs = d.lr_schedule_epochs;
+  o.lr_schedule_offset_epochs = d.lr_schedule_offset_epochs;
+  return o;
+}
+
+// The lr flags that --retrain replaces by the original run's schedule.
+constexpr const char* kRetrainLrFlags[] = {"--lr", "--lr-schedule", "--lr-milestones", "--lr-gamma",
+                                           "--warmup-epochs"};
 
 // The options of the run: the user's flags over a base. The base is the
 // saved run's options when resuming (so `--resume DIR` alone continues the
 // same run, and e.g. `--epochs 5` extends it), else the model's
-// recommended options.
+// recommended options with the recipe (--recipe) applied over them, else
+// the options of the --init-from checkpoint's run (init_base), else the
+// model's recommended options.
 void resolve_options(TrainCommand& cmd) {
   TrainOptions& o = cmd.options;
   o.augment = cmd.augment == "auto" ? -1 : (cmd.augment == "on" ? 1 : 0);
   TrainOptions base;
+  std::optional<Recipe> recipe;
   if (!o.resume_dir.empty()) {
+    if (!cmd.recipe.empty()) {
+      throw Error("--recipe with --resume: the run's resolved recipe is saved with it (" +
+                  o.resume_dir + "/recipe.yaml); give flags to change it");
+    }
     base = read_checkpoint_options(o.resume_dir);
     if (o.out_dir.empty()) o.out_dir = o.resume_dir;
+  } else if (!cmd.recipe.empty()) {
+    recipe = Recipe::load(cmd.recipe);
+    const bool model_flag = cmd.app->count("--model") != 0;
+    if (!model_flag && !recipe->model().empty()) {
+      const std::vector<std::string> known = model_names();
+      if (std::find(known.begin(), known.end(), recipe->model()) == known.end()) {
+        std::string list;
+        for (const std::string& m : known) list += (list.empty() ? "" : ", ") + m;
+        throw Error(recipe->where("model") + ": unknown model '" + recipe->model() +
+                    "' (expected one of: " + list + ")");
+      }
+    }
+    base = recommended_options(model_flag || recipe->model().empty() ? o.model : recipe->model());
+    recipe->apply(base);
+  } else if (!o.init_from.empty()) {
+    base = init_base(o.init_from);
   } else {
     base = recommended_options(o.model);
   }
@@ -144,12 +286,33 @@ void resolve_options(TrainCommand& cmd) {
     if (cmd.app->count(f.flag) == 0) f.copy(o, base);
   }
   o.progress = !cmd.no_progress;
+  if (!o.retrain.empty() && o.resume_dir.empty()) {
+    for (const char* flag : kRetrainLrFlags) {
+      if (cmd.app->count(flag) != 0) {
+        throw Error(std::string(flag) + " with --retrain " + o.retrain +
+                    ": retraining takes its learning rate from the original run; use "
+                    "--init-from without --retrain for a schedule of your own");
+      }
+    }
+  }
+  if (recipe) {
+    try {
+      validate(o);
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (options from recipe '" + recipe->source() +
+                  "' and the flags)");
+    }
+  }
 }
 
 }  // namespace
 
 int run_train(TrainCommand& cmd) {
   resolve_options(cmd);
+  if (cmd.print_recipe) {
+    std::cout << recipe_to_yaml(cmd.options);
+    return 0;
+  }
   Trainer trainer(cmd.options, model_factory());
   const TrainResult r = trainer.run(std::cout);
   // Reaching --max-steps is a planned stop; a signal is not.

@@ -52,12 +52,35 @@ struct ConvSparseWeights {
   std::vector<uint32_t> position;  // (nnz) flat OIHW position, ascending
   std::vector<float> values;       // (nnz) in the order of `position`
 
-  // Kernel-private index and copies (per-output-channel taps, the transposed
-  // index for backward-data, values in that order), built by the pack
-  // functions; see conv_sparse_format.cc.
-  std::vector<uint32_t> fwd_ptr;    // (O + 1) stored entries of output channel o
-  std::vector<uint32_t> bwd_ptr;    // (C + 1) stored entries reading input channel c
+  // Kernel-private index and copies, built by the pack functions (see
+  // conv_sparse_format.cc). Two orders of the stored entries, each with its
+  // own copy of the values (refreshed by conv_sparse_sync_transposed):
+  //
+  //   fwd: by output channel o, then panel of input channels, then kernel
+  //        position (i, j), then input channel c ascending. Drives forward
+  //        and backward-weights.
+  //   bwd: by input channel c (all groups), then panel of output channels,
+  //        then (i, j), then o ascending. Drives backward-data: each diff_src
+  //        row gathers the taps that read it instead of scattering into it.
+  //
+  // A run is the entries of one (row, panel, i, j). Where a kernel position
+  // falls into the padding its whole run is left out, so the kernels never
+  // test a tap; a panel bounds the channels a register tile reads before the
+  // next one (so they stay in L1). A tap index names a tap within one filter
+  // (fwd) or within one input channel's group of filters (bwd); each pass
+  // turns it into an address offset through a small table built from the
+  // call's geometry.
+  int64_t fwd_panel = 1;            // input channels per fwd panel
+  int64_t fwd_panels = 1;           // panels per output channel
+  std::vector<uint32_t> fwd_ptr;    // (O * fwd_panels * KH * KW + 1) run starts
+  std::vector<uint32_t> fwd_entry;  // (nnz) fwd position -> index into values
+  std::vector<uint32_t> fwd_tap;    // (nnz) (c * KH + i) * KW + j, c within the group
+  std::vector<float> fwd_values;    // (nnz) values[fwd_entry[k]]
+  int64_t bwd_panel = 1;            // output channels per bwd panel
+  int64_t bwd_panels = 1;           // panels per input channel
+  std::vector<uint32_t> bwd_ptr;    // (C * bwd_panels * KH * KW + 1) run starts
   std::vector<uint32_t> bwd_entry;  // (nnz) bwd position -> index into values
+  std::vector<uint32_t> bwd_tap;    // (nnz) (o * KH + i) * KW + j, o within the group
   std::vector<float> bwd_values;    // (nnz) values[bwd_entry[k]]
 
   int64_t dense_size() const { return out_channels * (in_channels / groups) * kernel_h * kernel_w; }

@@ -1,6 +1,7 @@
 #include "sparsetrain/graph.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <sstream>
 #include <unordered_map>
@@ -24,6 +25,11 @@ struct Graph::Impl {
 
   // Per-step state.
   std::vector<Tensor> outs;
+  // Copies of outs[j] in other layouts, made for consumers that read it so
+  // (nodes::preferred_input_layout) and shared among them; freed with outs[j].
+  std::vector<std::vector<Tensor>> reordered;
+  // The layout node i was fed each input in, for its backward.
+  std::vector<std::vector<Layout>> fed;
   std::vector<Tensor> diffs;
   std::vector<char> keep_for_backward;
   bool forward_was_training = false;
@@ -31,6 +37,34 @@ struct Graph::Impl {
   int64_t step = 0;
 
   std::shared_ptr<HookRegistry> hooks = std::make_shared<HookRegistry>();
+
+  // Profiling (Graph::set_profiling): per node, indexed like `nodes`.
+  struct Timing {
+    double forward_s = 0, backward_s = 0;
+    int64_t forward_calls = 0, backward_calls = 0, reorders = 0;
+  };
+  bool profiling = false;
+  std::vector<Timing> timings;
+
+  // outs[j] in `layout`: itself, or a shared reordered copy.
+  Tensor output_in(int j, Layout layout) {
+    const Tensor& t = outs[j];
+    if (to_layout_is_view(t.layout(), layout)) return to_layout(t, layout);
+    for (const Tensor& r : reordered[j])
+      if (r.layout() == layout) return r;
+    reordered[j].push_back(to_layout(t, layout));
+    return reordered[j].back();
+  }
+
+  void free_output(int j) {
+    outs[j] = Tensor();
+    reordered[j].clear();
+  }
+
+  static bool to_layout_is_view(Layout a, Layout b) {
+    const auto nchw_like = [](Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; };
+    return a == b || (nchw_like(a) && nchw_like(b));
+  }
 
   int check(NodeId id) const {
     if (id.index < 0 || id.index >= static_cast<int>(nodes.size())) {
@@ -249,7 +283,10 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
   reset_peak_memory();
 
   g.outs.assign(n, Tensor());
+  g.reordered.assign(n, {});
+  g.fed.assign(n, {});
   g.diffs.assign(n, Tensor());
+  if (g.profiling) g.timings.resize(n);
   g.keep_for_backward.assign(n, 0);
   g.forward_was_training = training;
   if (training) {
@@ -280,12 +317,31 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
         ev.parameters = node.parameters();
         g.hooks->fire(ev);
       }
+      const auto t0 =
+          g.profiling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+      const int64_t reorders0 = g.profiling ? reorder_count() : 0;
+      // Feed each input in the layout the node reads it in, reordering each
+      // producer's output at most once per layout (inputs a hook replaced are
+      // left to the node).
+      for (std::size_t k = 0; k < in.size(); ++k) {
+        const Layout want = nodes::preferred_input_layout(node, in, k);
+        const int j = g.inputs[i][k].index;
+        if (in[k].data() == g.outs[j].data() && in[k].layout() != want)
+          in[k] = g.output_in(j, want);
+        g.fed[i].push_back(in[k].layout());
+      }
       ForwardArgs args;
       args.inputs = in;
       args.training = training;
       args.seed = seed;
       g.outs[i] = node.forward(args);
       if (!training) node.clear_saved();
+      if (g.profiling) {
+        Impl::Timing& t = g.timings[i];
+        t.forward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        t.reorders += reorder_count() - reorders0;
+        ++t.forward_calls;
+      }
     }
     if (have_hooks && g.hooks->any(HookPoint::kAfterForward, node.name())) {
       HookEvent ev =
@@ -298,12 +354,13 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
     in.clear();
     for (NodeId id : g.inputs[i]) {
       const int j = id.index;
-      if (--remaining[j] == 0 && !g.keep_for_backward[j] && j != g.output) g.outs[j] = Tensor();
+      if (--remaining[j] == 0 && !g.keep_for_backward[j] && j != g.output) g.free_output(j);
     }
   }
   g.last_peak = memory_stats().peak_bytes;
+  // Graph outputs are plain (N, K) or NCHW, whatever the last node produced.
   const Tensor& out = g.outs[g.output];
-  return out.layout() == Layout::kCN ? to_layout(out, Layout::kPlain) : out;
+  return to_layout(out, out.rank() == 4 ? Layout::kNCHW : Layout::kPlain);
 }
 
 Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
@@ -320,6 +377,7 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
   const bool input_grad = want_input_grad || g.hooks->wants_input_grad();
   const bool have_hooks = !g.hooks->empty();
   g.diffs[g.output] = diff_output;
+  if (g.profiling) g.timings.resize(n);
 
   std::vector<Tensor> in;
   std::vector<char> need;
@@ -333,10 +391,16 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
     const Saves saves = node.saves();
     in.clear();
     need.clear();
-    for (NodeId id : g.inputs[i]) {
-      in.push_back(saves.inputs ? g.outs[id.index] : Tensor());
-      need.push_back(id.index != g.input || input_grad);
+    for (std::size_t k = 0; k < g.inputs[i].size(); ++k) {
+      const int j = g.inputs[i][k].index;
+      Tensor saved;
+      if (saves.inputs) saved = k < g.fed[i].size() ? g.output_in(j, g.fed[i][k]) : g.outs[j];
+      in.push_back(std::move(saved));
+      need.push_back(j != g.input || input_grad);
     }
+    const auto t0 =
+        g.profiling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    const int64_t reorders0 = g.profiling ? reorder_count() : 0;
     BackwardArgs args;
     args.inputs = in;
     args.output = saves.output ? &g.outs[i] : nullptr;
@@ -344,6 +408,10 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
     args.need_diff_src = need;
     std::vector<Tensor> diff_src = node.backward(args);
     SPARSETRAIN_ASSERT(diff_src.size() == g.inputs[i].size());
+    double backward_s = 0;
+    if (g.profiling) {
+      backward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     if (have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name())) {
       HookEvent ev = make_event(HookPoint::kAfterBackward, node.name(), node.type(), g.step, true);
       ev.inputs = in;
@@ -353,6 +421,8 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
       ev.parameters = node.parameters();
       g.hooks->fire(ev);
     }
+    const auto t1 =
+        g.profiling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     for (std::size_t k = 0; k < diff_src.size(); ++k) {
       if (!need[k] || !diff_src[k].defined()) continue;
       Tensor& into = g.diffs[g.inputs[i][k].index];
@@ -364,10 +434,22 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
     }
     node.clear_saved();
     g.diffs[i] = Tensor();
-    if (i != g.output) g.outs[i] = Tensor();
+    if (i != g.output) g.free_output(i);
+    if (g.profiling) {
+      Impl::Timing& t = g.timings[i];
+      t.backward_s +=
+          backward_s + std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      t.reorders += reorder_count() - reorders0;
+      ++t.backward_calls;
+    }
   }
   g.last_peak = std::max(g.last_peak, memory_stats().peak_bytes);
-  Tensor result = input_grad ? g.diffs[g.input] : Tensor();
+  // In the layout of the graph input (NCHW or plain), like the output.
+  Tensor result;
+  if (input_grad && g.diffs[g.input].defined()) {
+    const Tensor& d = g.diffs[g.input];
+    result = to_layout(d, d.rank() == 4 ? Layout::kNCHW : Layout::kPlain);
+  }
   release();
   return result;
 }
@@ -376,11 +458,41 @@ void Graph::release() {
   Impl& g = *impl_;
   for (auto& node : g.nodes) node->clear_saved();
   g.outs.clear();
+  g.reordered.clear();
+  g.fed.clear();
   g.diffs.clear();
   g.forward_was_training = false;
 }
 
 int64_t Graph::last_peak_bytes() const { return impl_->last_peak; }
+
+void Graph::set_profiling(bool on) { impl_->profiling = on; }
+bool Graph::profiling() const { return impl_->profiling; }
+void Graph::reset_profile() { impl_->timings.assign(impl_->nodes.size(), Impl::Timing{}); }
+
+std::vector<NodeTiming> Graph::profile() const {
+  const Impl& g = *impl_;
+  std::vector<NodeTiming> out;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    if (static_cast<int>(i) == g.input) continue;
+    Node& node = *g.nodes[i];
+    NodeTiming t;
+    t.name = node.name();
+    t.type = node.type();
+    if (i < g.timings.size()) {
+      const Impl::Timing& s = g.timings[i];
+      t.forward_ms = 1e3 * s.forward_s;
+      t.backward_ms = 1e3 * s.backward_s;
+      t.forward_calls = s.forward_calls;
+      t.backward_calls = s.backward_calls;
+      t.reorders = s.reorders;
+    }
+    if (const nodes::PrunableNode* p = nodes::as_prunable(node)) t.sparse = p->runs_sparse();
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 void Graph::set_step(int64_t step) { impl_->step = step; }
 int64_t Graph::step() const { return impl_->step; }
 
@@ -399,47 +511,91 @@ void Graph::fire(HookPoint point, const std::string& phase) {
   impl_->hooks->fire(ev);
 }
 
-// --- sparse linear layers ----------------------------------------------------
+// --- sparse layers -------------------------------------------------------------
+
+namespace {
+
+nodes::PrunableNode& prunable_node(Graph& graph, const std::string& node_name, const char* what) {
+  Node& n = graph.node(node_name);
+  nodes::PrunableNode* p = nodes::as_prunable(n);
+  if (p == nullptr) {
+    throw Error(std::string(what) + ": node '" + node_name + "' is a " + n.type() +
+                ", not a prunable layer (conv2d or linear)");
+  }
+  return *p;
+}
+
+// The optimizer state of a compressed weight carried from its old stored
+// positions to its new ones: kept positions keep their state, new positions
+// start at zero (RigL's grown weights, Evci et al. 2020, sec. 3: "initialized
+// to zero"). Works for any order of either index; costs O(nnz log nnz), no
+// dense-sized buffer.
+void carry_state(Optimizer& optimizer, const std::string& param,
+                 const std::vector<int64_t>& old_index, const std::vector<int64_t>& new_index) {
+  Optimizer::ParamState* state = optimizer.state_of(param);
+  if (state == nullptr) return;
+  std::vector<std::pair<int64_t, int64_t>> old_at;  // (position, old entry), sorted
+  old_at.reserve(old_index.size());
+  for (std::size_t k = 0; k < old_index.size(); ++k) {
+    old_at.emplace_back(old_index[k], static_cast<int64_t>(k));
+  }
+  std::sort(old_at.begin(), old_at.end());
+  std::vector<int64_t> from(new_index.size(), -1);  // new entry -> old entry or -1
+  for (std::size_t k = 0; k < new_index.size(); ++k) {
+    const auto it =
+        std::lower_bound(old_at.begin(), old_at.end(), std::make_pair(new_index[k], int64_t{-1}));
+    if (it != old_at.end() && it->first == new_index[k]) from[k] = it->second;
+  }
+  for (Tensor& slot : state->slot) {
+    if (!slot.defined()) continue;
+    SPARSETRAIN_ASSERT(slot.numel() == static_cast<int64_t>(old_index.size()));
+    Tensor moved = Tensor::empty({static_cast<int64_t>(new_index.size())});
+    for (std::size_t k = 0; k < from.size(); ++k) moved[k] = from[k] < 0 ? 0.0f : slot[from[k]];
+    slot = moved;
+  }
+}
+
+}  // namespace
 
 void Graph::compress(const std::string& node_name, const Tensor& mask, Optimizer* optimizer) {
-  Node& n = node(node_name);
-  const std::string param = node_name + ".weight";
-  if (n.type() == std::string("linear")) {
-    for (Parameter* p : n.parameters()) {
-      if (p->name == param && p->compressed()) decompress(node_name, optimizer);
-    }
+  nodes::PrunableNode& n = prunable_node(*this, node_name, "compress");
+  Parameter& p = n.weight();
+  const bool was_compressed = p.compressed();
+  const std::vector<int64_t> old_index = was_compressed ? p.dense_index : std::vector<int64_t>{};
+  n.compress(mask);
+  p.mask = Tensor();  // a masked weight becomes compressed: the mask is the stored set now
+  if (optimizer == nullptr) return;
+  if (was_compressed) {
+    carry_state(*optimizer, p.name, old_index, p.dense_index);
+  } else {
+    optimizer->gather_state(p.name, p.dense_index);
   }
-  nodes::linear_compress(n, mask);
-  if (optimizer != nullptr) optimizer->gather_state(param, parameter(param).dense_index);
 }
 
 void Graph::decompress(const std::string& node_name, Optimizer* optimizer) {
-  Node& n = node(node_name);
-  const std::string param = node_name + ".weight";
-  bool was_compressed = false;
-  for (Parameter* p : n.parameters())
-    if (p->name == param && p->compressed()) was_compressed = true;
-  nodes::linear_decompress(n);
-  if (was_compressed && optimizer != nullptr) optimizer->reset_state(param);
+  nodes::PrunableNode& n = prunable_node(*this, node_name, "decompress");
+  const bool was_compressed = n.weight().compressed();
+  n.decompress();
+  if (was_compressed && optimizer != nullptr) optimizer->reset_state(n.weight().name);
 }
 
 void Graph::set_sparse_kernels(const std::string& mode) {
-  const nodes::LinearKernels kernels = nodes::parse_linear_kernels(mode);
+  const nodes::SparseKernels kernels = nodes::parse_sparse_kernels(mode);
   for (auto& n : impl_->nodes)
-    if (n->type() == std::string("linear")) nodes::linear_set_kernels(*n, kernels);
+    if (nodes::PrunableNode* p = nodes::as_prunable(*n)) p->set_kernels(kernels);
 }
 
 int Graph::sparse_layer_count() {
   int count = 0;
   for (auto& n : impl_->nodes)
-    if (n->type() == std::string("linear") && nodes::linear_runs_sparse(*n)) ++count;
+    if (nodes::PrunableNode* p = nodes::as_prunable(*n); p != nullptr && p->runs_sparse()) ++count;
   return count;
 }
 
 int Graph::prunable_layer_count() const {
   int count = 0;
   for (const auto& n : impl_->nodes)
-    if (n->type() == std::string("linear")) ++count;
+    if (nodes::as_prunable(*n) != nullptr) ++count;
   return count;
 }
 
@@ -464,11 +620,7 @@ Tensor magnitude_mask(const Tensor& weight, float sparsity) {
 }
 
 void Graph::mask(const std::string& node_name, const Tensor& mask) {
-  Node& n = node(node_name);
-  if (n.type() != std::string("linear")) {
-    throw Error("mask: node '" + node_name + "' is a " + n.type() + ", not a linear layer");
-  }
-  Parameter& p = parameter(node_name + ".weight");
+  Parameter& p = prunable_node(*this, node_name, "mask").weight();
   if (p.compressed()) {
     throw Error("mask: the weight of '" + node_name + "' is compressed; decompress it first");
   }
@@ -476,13 +628,15 @@ void Graph::mask(const std::string& node_name, const Tensor& mask) {
     throw Error("mask: '" + node_name + "' has a weight of shape " + p.value.shape_string() +
                 ", the mask is " + mask.shape_string());
   }
-  p.mask = to_layout(mask, Layout::kPlain).clone();
+  p.mask = to_layout(mask, mask.rank() == 4 ? Layout::kNCHW : Layout::kPlain)
+               .reshaped(p.value.shape())
+               .clone();
   for (int64_t i = 0; i < p.mask.numel(); ++i) p.mask[i] = p.mask[i] != 0.0f ? 1.0f : 0.0f;
   apply_mask(p, /*grads=*/true);
 }
 
 void Graph::unmask(const std::string& node_name) {
-  parameter(node_name + ".weight").mask = Tensor();
+  prunable_node(*this, node_name, "unmask").weight().mask = Tensor();
 }
 
 int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer, bool compressed) {

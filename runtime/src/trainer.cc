@@ -14,13 +14,16 @@
 #include <sstream>
 
 #include "kernels/common/threads.h"
+#include "retrain.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/loss.h"
 #include "sparsetrain/optim.h"
 #include "sparsetrain/probes.h"
+#include "sparsetrain/recipe.h"
 #include "sparsetrain/schedule.h"
+#include "sparsetrain/sparsity.h"
 
 namespace sparsetrain {
 namespace {
@@ -117,7 +120,10 @@ json epoch_to_json(const EpochStats& e) {
           {"samples_per_second", e.samples_per_second},
           {"peak_memory_bytes", e.peak_bytes},
           {"sparse_layers", e.sparse_layers},
-          {"prunable_layers", e.prunable_layers}};
+          {"prunable_layers", e.prunable_layers},
+          {"phase", e.phase},
+          {"sparsity", e.sparsity},
+          {"param_memory_bytes", e.param_bytes}};
 }
 
 EpochStats epoch_from_json(const json& j) {
@@ -133,22 +139,43 @@ EpochStats epoch_from_json(const json& j) {
   e.peak_bytes = j.at("peak_memory_bytes").get<int64_t>();
   e.sparse_layers = j.value("sparse_layers", 0);
   e.prunable_layers = j.value("prunable_layers", 0);
+  e.phase = j.value("phase", std::string("dense"));
+  e.sparsity = j.value("sparsity", 0.0);
+  e.param_bytes = j.value("param_memory_bytes", int64_t{0});
   return e;
 }
 
+std::string format_bytes(int64_t bytes) {
+  constexpr double kKiB = 1024.0, kMiB = 1024.0 * 1024.0;
+  char text[32];
+  const double b = static_cast<double>(bytes);
+  if (b >= kMiB) {
+    std::snprintf(text, sizeof text, "%.2f MiB", b / kMiB);
+  } else {
+    std::snprintf(text, sizeof text, "%.1f KiB", b / kKiB);
+  }
+  return text;
+}
+
+// `sparse`: prunable layers that ran on the sparse kernels; `sparsity`: over
+// all prunable weights; `param mem`: parameters plus optimizer state.
 std::string table_header() {
-  return "epoch      loss  train acc   test acc         lr   seconds  samples/s  sparse\n"
-         "-----  --------  ---------  ---------  ---------  --------  ---------  ------\n";
+  return "epoch      loss  train acc   test acc         lr   seconds  samples/s  sparse  sparsity"
+         "  phase          param mem\n"
+         "-----  --------  ---------  ---------  ---------  --------  ---------  ------  --------"
+         "  ------------  ----------\n";
 }
 
 std::string table_row(const EpochStats& e) {
-  char line[200];
+  char line[256];
   const std::string sparse =
       std::to_string(e.sparse_layers) + "/" + std::to_string(e.prunable_layers);
-  std::snprintf(line, sizeof line, "%5lld  %8.4f  %8.2f%%  %8.2f%%  %9.3g  %8.1f  %9.0f  %6s\n",
+  std::snprintf(line, sizeof line,
+                "%5lld  %8.4f  %8.2f%%  %8.2f%%  %9.3g  %8.1f  %9.0f  %6s  %7.2f%%  %-12s  %10s\n",
                 static_cast<long long>(e.epoch), e.loss, 100.0 * e.train_accuracy,
                 100.0 * e.test_accuracy, static_cast<double>(e.lr), e.seconds, e.samples_per_second,
-                sparse.c_str());
+                sparse.c_str(), 100.0 * e.sparsity, e.phase.c_str(),
+                format_bytes(e.param_bytes).c_str());
   return line;
 }
 
@@ -173,66 +200,18 @@ uint64_t mix(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
-// Compressed linear weights in checkpoints: the parameter is saved dense
-// (pruned positions zero) under its own name, plus "mask/<param>" (U8, the
-// dense shape, 1 = stored). Loading decompresses, loads the dense values and
-// re-compresses with the saved masks, so the stored order and the optimizer
-// state (saved per stored entry) line up again.
-std::string node_of(const std::string& param_name) {
-  const std::string suffix = ".weight";
-  return param_name.substr(0, param_name.size() - suffix.size());
-}
-
+// Prunable weights in checkpoints keep their state (checkpoint.h, format 2):
+// compressed ones as their stored values plus a bitmask, masked ones dense
+// plus a bitmask.
 void save_parameters_dense(Checkpoint& ck, const std::vector<Parameter*>& params) {
-  std::vector<Parameter> copies;
-  copies.reserve(params.size());
-  for (const Parameter* p : params) {
-    Parameter c = *p;
-    if (p->masked()) {
-      std::vector<uint8_t> mask(static_cast<std::size_t>(p->mask.numel()));
-      for (std::size_t i = 0; i < mask.size(); ++i)
-        mask[i] = p->mask[static_cast<int64_t>(i)] != 0.0f;
-      ck.put_u8("mask/" + p->name, p->value.shape(), mask);
-    }
-    if (p->compressed()) {
-      Tensor dense = Tensor::zeros(p->dense_shape);
-      std::vector<uint8_t> mask(static_cast<std::size_t>(dense.numel()), 0);
-      for (std::size_t k = 0; k < p->dense_index.size(); ++k) {
-        dense[p->dense_index[k]] = p->value[static_cast<int64_t>(k)];
-        mask[p->dense_index[k]] = 1;
-      }
-      ck.put_u8("mask/" + p->name, p->dense_shape, mask);
-      c.value = dense;
-      c.grad = Tensor::zeros(p->dense_shape);
-      c.dense_shape.clear();
-      c.dense_index.clear();
-    }
-    copies.push_back(std::move(c));
-  }
-  std::vector<Parameter*> pointers;
-  for (Parameter& c : copies) pointers.push_back(&c);
-  save_parameters(ck, pointers);
+  save_parameters(ck, params);
 }
 
-// `masked`: saved masks become masks of dense weights (masked state)
-// instead of compressing them.
+// `masked`: saved masks become masks of dense weights (masked state) even
+// where they were saved compressed; otherwise every weight comes back in
+// the state it was saved in (format-1 files: compressed).
 void load_parameters_sparse(const Checkpoint& ck, Graph& graph, bool masked) {
-  for (Parameter* p : graph.parameters()) {
-    if (p->compressed()) graph.decompress(node_of(p->name));
-  }
-  load_parameters(ck, graph.parameters());
-  for (Parameter* p : graph.parameters()) {
-    const std::string mask_name = "mask/" + p->name;
-    if (!ck.has(mask_name)) continue;
-    const std::vector<uint8_t> bytes = ck.get_u8(mask_name, p->value.shape());
-    Tensor mask = Tensor::zeros(p->value.shape());
-    for (std::size_t i = 0; i < bytes.size(); ++i) mask[static_cast<int64_t>(i)] = bytes[i];
-    if (masked) {
-      graph.mask(node_of(p->name), mask);
-    } else {
-      graph.compress(node_of(p->name), mask);
-    }
-  }
+  load_graph_parameters(ck, graph, masked ? SparseLoad::kMasked : SparseLoad::kAsSaved);
 }
 
 }  // namespace
@@ -257,6 +236,8 @@ void validate(const TrainOptions& o) {
   if (o.clip_grad_norm < 0) fail("--clip-grad-norm must be >= 0");
   if (!(o.sparsity >= 0.0f && o.sparsity < 1.0f))
     fail("--sparsity must be in [0, 1), got " + std::to_string(o.sparsity));
+  validate_sparsity_options(o);
+  detail::validate_retrain_options(o);
   if (o.sparse_storage != "compressed" && o.sparse_storage != "masked")
     fail("--sparse-storage: unknown storage '" + o.sparse_storage +
          "' (expected compressed or masked)");
@@ -321,8 +302,26 @@ std::string options_to_json(const TrainOptions& o) {
             {"log_every", o.log_every},
             {"probes", o.probes},
             {"sparsity", o.sparsity},
+            {"sparsity_method", o.sparsity_method},
+            {"distribution", o.distribution},
+            {"dense_first_last", o.dense_first_last},
+            {"compress_epochs", o.compress_epochs},
+            {"decompress_epochs", o.decompress_epochs},
+            {"initial_sparsity", o.initial_sparsity},
+            {"prune_start_epoch", o.prune_start_epoch},
+            {"prune_end_epoch", o.prune_end_epoch},
+            {"prune_every_steps", o.prune_every_steps},
+            {"drop_fraction", o.drop_fraction},
             {"kernels", o.kernels},
             {"sparse_storage", o.sparse_storage}};
+  // Snapshots and retraining (retrain.h).
+  j["save_epochs"] = o.save_epochs;
+  j["init_from"] = o.init_from;
+  j["retrain"] = o.retrain;
+  j["rewind_epoch"] = o.rewind_epoch;
+  j["rewind_from"] = o.rewind_from;
+  j["lr_schedule_epochs"] = o.lr_schedule_epochs;
+  j["lr_schedule_offset_epochs"] = o.lr_schedule_offset_epochs;
   return j.dump();
 }
 
@@ -363,8 +362,25 @@ TrainOptions options_from_json(const std::string& text) {
     get("log_every", o.log_every);
     get("probes", o.probes);
     get("sparsity", o.sparsity);
+    get("sparsity_method", o.sparsity_method);
+    get("distribution", o.distribution);
+    get("dense_first_last", o.dense_first_last);
+    get("compress_epochs", o.compress_epochs);
+    get("decompress_epochs", o.decompress_epochs);
+    get("initial_sparsity", o.initial_sparsity);
+    get("prune_start_epoch", o.prune_start_epoch);
+    get("prune_end_epoch", o.prune_end_epoch);
+    get("prune_every_steps", o.prune_every_steps);
+    get("drop_fraction", o.drop_fraction);
     get("kernels", o.kernels);
     get("sparse_storage", o.sparse_storage);
+    get("save_epochs", o.save_epochs);
+    get("init_from", o.init_from);
+    get("retrain", o.retrain);
+    get("rewind_epoch", o.rewind_epoch);
+    get("rewind_from", o.rewind_from);
+    get("lr_schedule_epochs", o.lr_schedule_epochs);
+    get("lr_schedule_offset_epochs", o.lr_schedule_offset_epochs);
   } catch (const json::exception& e) {
     throw Error(std::string("run options: not valid JSON: ") + e.what());
   }
@@ -420,6 +436,8 @@ struct Trainer::Impl {
   std::vector<Parameter*> params;
   Rng rng;
   int64_t steps_per_epoch = 0;
+  // Applies the sparsity schedule around every step (sparsity.h).
+  std::unique_ptr<SparsityController> sparsity;
 
   // Position in the run (what a checkpoint restores).
   int64_t step = 0;
@@ -430,6 +448,7 @@ struct Trainer::Impl {
   int64_t epoch_seen = 0;
   double epoch_seconds = 0;  // time spent on the epoch in progress before a resume
   std::vector<EpochStats> history;
+  std::string init_note;  // what init_from / retrain did, for the run log
 };
 
 Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_unique<Impl>()) {
@@ -445,32 +464,32 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
                       m.train.num_classes);
   m.graph.initialize(m.options.seed);
   m.graph.set_sparse_kernels(m.options.kernels);
-  prune_linear_layers(m.graph, m.options.sparsity, nullptr,
-                      m.options.sparse_storage == "compressed");
+  if (!m.options.init_from.empty() && m.options.resume_dir.empty()) {
+    // Weights and fixed masks of a checkpoint (retrain.h); a resumed run has
+    // its own and its options already resolved.
+    const int64_t steps_per_epoch =
+        (m.train.size() + m.options.batch_size - 1) / m.options.batch_size;
+    m.init_note = detail::apply_init_from(m.options, m.graph, steps_per_epoch);
+    validate(m.options);
+  }
   m.params = m.graph.parameters();
   m.optimizer = optimizer_for(m.options);
   m.steps_per_epoch = (m.train.size() + m.options.batch_size - 1) / m.options.batch_size;
-  LrScheduleOptions so;
-  so.kind = m.options.lr_schedule;
-  so.base_lr = m.options.lr;
-  so.steps_per_epoch = m.steps_per_epoch;
-  so.total_epochs = m.options.epochs;
-  so.milestones = m.options.milestones;
-  so.gamma = m.options.lr_gamma;
-  so.warmup_epochs = m.options.warmup_epochs;
-  m.schedule = make_lr_schedule(so);
+  m.sparsity = std::make_unique<SparsityController>(
+      make_sparsity_schedule(m.options, m.steps_per_epoch), m.graph, m.optimizer.get());
+  m.sparsity->start();
+  m.schedule = detail::make_run_lr_schedule(m.options, m.steps_per_epoch);
   m.rng.reseed(mix(m.options.seed, 0x5eed));
   if (!m.options.resume_dir.empty()) {
-    namespace fs = std::filesystem;
-    fs::path p(m.options.resume_dir);
-    if (fs::is_directory(p)) p /= kCheckpointFile;
-    load_checkpoint(p.string());
+    load_checkpoint(checkpoint_file(m.options.resume_dir));
   }
 }
 
 Trainer::~Trainer() = default;
 
 const TrainOptions& Trainer::options() const { return impl_->options; }
+float Trainer::lr_at(int64_t step) const { return impl_->schedule->lr(step); }
+int64_t Trainer::steps_done() const { return impl_->step; }
 Graph& Trainer::graph() { return impl_->graph; }
 const Dataset& Trainer::train_data() const { return impl_->train; }
 const Dataset& Trainer::test_data() const { return impl_->test; }
@@ -479,6 +498,7 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
   Impl& m = *impl_;
   const float lr = m.schedule->lr(m.step);
   m.graph.set_step(m.step);
+  m.sparsity->before_step(m.step);
   m.optimizer->zero_grad(m.params);
   const uint64_t seed = m.rng.next();
   const Tensor logits = m.graph.forward(images, /*training=*/true, seed);
@@ -495,10 +515,12 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
     throw Error(os.str());
   }
   m.graph.backward(diff);
+  m.sparsity->after_backward(m.step);
   for (Parameter* p : m.params) apply_mask(*p, /*grads=*/true);
   if (m.options.clip_grad_norm > 0) clip_grad_norm(m.params, m.options.clip_grad_norm);
   m.optimizer->step(m.params, lr);
   for (Parameter* p : m.params) apply_mask(*p, /*grads=*/false);
+  m.sparsity->after_step(m.step);
   m.graph.fire(HookPoint::kAfterOptimizerStep);
   m.epoch_loss_sum += static_cast<double>(loss.loss) * static_cast<double>(labels.size());
   m.epoch_correct += loss.correct;
@@ -515,7 +537,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   const Impl& m = *impl_;
   Checkpoint ck;
   save_parameters_dense(ck, m.params);
-  save_optimizer_state(ck, *m.optimizer);
+  save_optimizer_state(ck, *m.optimizer, m.params);
   save_rng(ck, "rng/trainer", m.rng);
   json state = {
       {"step", m.step},
@@ -529,12 +551,13 @@ void Trainer::save_checkpoint(const std::string& path) const {
   json history = json::array();
   for (const auto& e : m.history) history.push_back(epoch_to_json(e));
   auto& meta = ck.metadata();
-  meta["format"] = "sparsetrain-checkpoint-1";
+  meta["format"] = "sparsetrain-checkpoint-2";
   meta["options"] = options_to_json(m.options);
   meta["state"] = state.dump();
   meta["history"] = history.dump();
   meta["sample_shape"] = json({m.train.channels, m.train.height, m.train.width}).dump();
   meta["num_classes"] = std::to_string(m.train.num_classes);
+  meta["recipe"] = recipe_to_yaml(m.options);
   ck.save(path);
 }
 
@@ -571,7 +594,97 @@ void Trainer::load_checkpoint(const std::string& path) {
   } catch (const json::exception& e) {
     throw Error(path + ": bad training state in the checkpoint metadata: " + e.what());
   }
+  // The masks came back with the parameters; the phase follows from the step.
+  m.sparsity->resume(m.step);
 }
+
+namespace {
+
+std::string densities_text(const std::vector<PrunableLayer>& layers,
+                           const std::vector<double>& densities) {
+  std::string text;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    char item[160];
+    std::snprintf(item, sizeof item, "%s%s %.3f", text.empty() ? "" : ", ", layers[l].node.c_str(),
+                  densities[l]);
+    text += item;
+  }
+  return text;
+}
+
+json pruned_layer_names(const SparsityController& c) {
+  json names = json::array();
+  if (c.schedule().active())
+    for (const PrunableLayer& l : c.layers()) names.push_back(l.node);
+  return names;
+}
+
+// The run header's sparsity lines: the schedule, then the density of every
+// pruned layer (as it is now; before the first pruning the planned one, or
+// the layer names when the global distribution decides at each pruning).
+void log_sparsity_header(std::ostream& log, SparsityController& c, Graph& graph,
+                         const std::string& kernels) {
+  const SparsitySchedule& s = c.schedule();
+  if (!s.active()) return;
+  log << "sparsity: " << s.describe() << "\n";
+  std::string dense;
+  if (c.dense_first_last()) {
+    const std::vector<PrunableLayer> all = prunable_layers(graph, /*dense_first_last=*/false);
+    if (all.size() > 2) dense = "; dense: " + all.front().node + ", " + all.back().node;
+  }
+  switch (c.phase()) {
+    case SparsityPhase::kCompressed:
+      log << "compressed layers (density): " << densities_text(c.layers(), c.densities()) << dense
+          << "; kernels " << kernels << "\n";
+      break;
+    case SparsityPhase::kMasked:
+      log << "masked layers (density, dense kernels): "
+          << densities_text(c.layers(), c.densities()) << dense << "\n";
+      break;
+    default:
+      if (s.distribution == Distribution::kGlobal) {
+        std::string names;
+        for (const PrunableLayer& l : c.layers()) names += (names.empty() ? "" : ", ") + l.node;
+        log << "pruned layers (densities by global magnitude at each pruning): " << names << dense
+            << "\n";
+      } else {
+        log << "pruned layers (density at the target): "
+            << densities_text(c.layers(), layer_densities(c.layers(), s.sparsity, s.distribution))
+            << dense << "\n";
+      }
+  }
+}
+
+json sparsity_event_json(const SparsityEvent& ev, const SparsityController& c,
+                         int64_t steps_per_epoch) {
+  json densities = json::object();
+  for (std::size_t l = 0; l < c.layers().size(); ++l)
+    densities[c.layers()[l].node] = ev.densities[l];
+  json j = {{"event", "sparsity"},
+            {"kind", ev.kind},
+            {"step", ev.step},
+            {"epoch", static_cast<double>(ev.step) / static_cast<double>(steps_per_epoch)},
+            {"phase", phase_name(ev.phase)},
+            {"sparsity", ev.sparsity},
+            {"densities", densities}};
+  if (ev.kind == "update") {
+    j["drop_fraction"] = ev.drop_fraction;
+    j["regrown"] = ev.regrown;
+  }
+  return j;
+}
+
+std::string sparsity_event_line(const SparsityEvent& ev, const SparsityController& c,
+                                int64_t steps_per_epoch) {
+  char head[160];
+  std::snprintf(head, sizeof head, "step %lld (epoch %.2f): %s, sparsity %.3f (",
+                static_cast<long long>(ev.step),
+                static_cast<double>(ev.step) / static_cast<double>(steps_per_epoch),
+                phase_name(ev.phase), ev.sparsity);
+  return head + densities_text(c.layers(), ev.densities) + ")\n";
+}
+
+}  // namespace
 
 TrainResult Trainer::run(std::ostream& log) {
   Impl& m = *impl_;
@@ -596,7 +709,22 @@ TrainResult Trainer::run(std::ostream& log) {
     fs::create_directories(o.out_dir, ec);
     if (ec) throw Error("--out: cannot create directory '" + o.out_dir + "': " + ec.message());
     ck_path = fs::path(o.out_dir) / kCheckpointFile;
+    // The resolved recipe: `train --recipe <out>/recipe.yaml` repeats the run.
+    const fs::path recipe_path = fs::path(o.out_dir) / "recipe.yaml";
+    std::ofstream recipe(recipe_path, std::ios::trunc);
+    recipe << recipe_to_yaml(o);
+    if (!recipe.flush()) throw Error("--out: cannot write '" + recipe_path.string() + "'");
   }
+  // Snapshots for weight rewinding: the state after `epoch` epochs.
+  auto save_snapshot = [&](int64_t epoch) {
+    if (std::find(o.save_epochs.begin(), o.save_epochs.end(), epoch) == o.save_epochs.end()) return;
+    const std::string path = detail::snapshot_path(o.out_dir, epoch);
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    if (ec) throw Error("--save-epochs: cannot create '" + path + "': " + ec.message());
+    save_checkpoint(path);
+    emit({{"event", "snapshot"}, {"epoch", epoch}, {"step", m.step}, {"path", path}});
+  };
 
   std::unique_ptr<ActivationStatsProbe> act_probe;
   for (const auto& p : o.probes) {
@@ -616,37 +744,18 @@ TrainResult Trainer::run(std::ostream& log) {
         {"test_samples", m.test.size()},
         {"steps_per_epoch", m.steps_per_epoch},
         {"params_total", params_total},
-        {"resumed_at_step", m.step}});
+        {"resumed_at_step", m.step},
+        {"sparsity_schedule",
+         m.sparsity->schedule().active() ? m.sparsity->schedule().describe() : "dense"},
+        {"pruned_layers", pruned_layer_names(*m.sparsity)}});
   log << "model " << o.model << " (" << params_total << " parameters), dataset " << o.dataset
       << " (" << m.train.size() << " train / " << m.test.size() << " test images), batch "
       << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " (" << o.lr_schedule << "), "
       << kernels::num_threads() << " threads\n";
-  {
-    std::string compressed;
-    for (const Parameter* p : m.params) {
-      if (!p->compressed()) continue;
-      char item[128];
-      std::snprintf(item, sizeof item, "%s%s %.3f", compressed.empty() ? "" : ", ",
-                    node_of(p->name).c_str(),
-                    static_cast<double>(p->value.numel()) / static_cast<double>(p->dense_numel()));
-      compressed += item;
-    }
-    if (!compressed.empty()) {
-      log << "compressed linear layers (density): " << compressed << "; kernels " << o.kernels
-          << "\n";
-    }
-    std::string masked;
-    for (const Parameter* p : m.params) {
-      if (!p->masked()) continue;
-      double kept = 0;
-      for (int64_t i = 0; i < p->mask.numel(); ++i) kept += p->mask[i];
-      char item[128];
-      std::snprintf(item, sizeof item, "%s%s %.3f", masked.empty() ? "" : ", ",
-                    node_of(p->name).c_str(), kept / static_cast<double>(p->mask.numel()));
-      masked += item;
-    }
-    if (!masked.empty()) log << "masked linear layers (density, dense kernels): " << masked << "\n";
-  }
+  if (!m.init_note.empty()) log << m.init_note << "\n";
+  log_sparsity_header(log, *m.sparsity, m.graph, o.kernels);
+  for (const SparsityEvent& ev : m.sparsity->take_events())
+    emit(sparsity_event_json(ev, *m.sparsity, m.steps_per_epoch));
   if (m.step > 0)
     log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
         << m.batch_in_epoch << ")\n";
@@ -654,6 +763,7 @@ TrainResult Trainer::run(std::ostream& log) {
   for (const auto& e : m.history) log << table_row(e);
   log << std::flush;
   const bool tty = o.progress && ::isatty(STDOUT_FILENO) && &log == &std::cout;
+  if (m.step == 0) save_snapshot(0);
 
   while (m.epoch < o.epochs) {
     loader.start_epoch(m.epoch);
@@ -672,6 +782,12 @@ TrainResult Trainer::run(std::ostream& log) {
       ++m.batch_in_epoch;
       result.step_losses.push_back(loss);
       progress.update(static_cast<int64_t>(batch.labels.size()), loss);
+      for (const SparsityEvent& ev : m.sparsity->take_events()) {
+        emit(sparsity_event_json(ev, *m.sparsity, m.steps_per_epoch));
+        if (ev.kind != "phase") continue;
+        if (tty) progress.finish();
+        log << sparsity_event_line(ev, *m.sparsity, m.steps_per_epoch) << std::flush;
+      }
       if (o.log_every > 0 && (m.step - 1) % o.log_every == 0) {
         emit({{"event", "step"},
               {"step", m.step - 1},
@@ -709,6 +825,9 @@ TrainResult Trainer::run(std::ostream& log) {
     e.peak_bytes = peak;
     e.sparse_layers = m.graph.sparse_layer_count();
     e.prunable_layers = m.graph.prunable_layer_count();
+    e.phase = phase_name(m.sparsity->phase());
+    e.sparsity = sparsity_report(m.graph).prunable_sparsity();
+    e.param_bytes = parameter_memory_bytes(m.graph, m.optimizer.get());
     const bool last_epoch = m.epoch + 1 == o.epochs;
     std::vector<HookHandle> probe_hooks;
     if (act_probe && last_epoch) act_probe->attach(m.graph, "*");
@@ -728,6 +847,7 @@ TrainResult Trainer::run(std::ostream& log) {
     m.epoch_seen = 0;
     m.epoch_seconds = 0;
     if (!ck_path.empty()) save_checkpoint(ck_path.string());
+    save_snapshot(m.epoch);
   }
   result.epochs = m.history;
   result.steps = m.step;
@@ -751,6 +871,10 @@ TrainResult Trainer::run(std::ostream& log) {
               {"epoch_seconds", seconds},
               {"params_total", params_total},
               {"params_nonzero", nonzero},
+              {"sparsity", sparsity_report(m.graph).prunable_sparsity()},
+              {"params_sparsity", sparsity_report(m.graph).params_sparsity()},
+              {"phase", phase_name(m.sparsity->phase())},
+              {"param_memory_bytes", parameter_memory_bytes(m.graph, m.optimizer.get())},
               {"steps", m.step},
               {"peak_memory_bytes", peak_bytes},
               {"model", o.model},
@@ -771,9 +895,14 @@ TrainResult Trainer::run(std::ostream& log) {
   return result;
 }
 
-TrainOptions read_checkpoint_options(const std::string& path) {
+std::string checkpoint_file(const std::string& path) {
   std::filesystem::path p(path);
   if (std::filesystem::is_directory(p)) p /= kCheckpointFile;
+  return p.string();
+}
+
+TrainOptions read_checkpoint_options(const std::string& path) {
+  const std::filesystem::path p(checkpoint_file(path));
   const Checkpoint ck = Checkpoint::load(p.string());
   auto it = ck.metadata().find("options");
   if (it == ck.metadata().end()) {

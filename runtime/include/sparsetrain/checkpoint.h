@@ -29,6 +29,7 @@
 
 namespace sparsetrain {
 
+class Graph;
 class Optimizer;
 
 // One stored tensor: dtype name ("F32", "I32", "I64", "U8", ... see
@@ -99,19 +100,68 @@ class Checkpoint {
   std::string source_;
 };
 
-// Puts every parameter's value (trainable ones and buffers) as
-// "param/<name>".
+// --- parameters -----------------------------------------------------------
+//
+// A parameter is stored according to its state (DESIGN.md "Parameters and
+// sparsity"):
+//
+//   dense       "param/<name>"           F32, its shape
+//   masked      "param/<name>"           F32, its shape (pruned entries zero)
+//               "sparse/<name>/bitmask"  U8 (ceil(numel / 8))
+//   compressed  "sparse/<name>/values"   F32 (nnz)
+//               "sparse/<name>/bitmask"  U8 (ceil(numel / 8))
+//
+// The bitmask covers the dense (logical, row-major) shape: flat position i
+// is stored when bit (i mod 8) of byte i / 8 is set, least significant bit
+// first (numpy: np.unpackbits(b, bitorder="little")[:numel]); the unused
+// bits of the last byte are zero. "values" holds the stored entries in
+// increasing flat position, whatever order the sparse kernels keep them in,
+// so the file does not depend on a kernel's packing. The metadata entry
+// "sparse" describes every masked or compressed parameter as JSON:
+//   {"<name>": {"state": "compressed" | "masked", "shape": [..], "nnz": k}}
+// A bitmask costs 1/8 byte per dense entry; at 90% sparsity a compressed
+// weight with its momentum takes (0.1 x 4 x 2 + 1/8) / 8 = 11.6% of the
+// dense bytes. (Delta-coded positions would be smaller only below about 6%
+// density, and could not be read with one numpy call.)
+//
+// Files of format 1 (each sparse weight saved dense plus a U8 "mask/<name>"
+// of the dense shape, optimizer state in the kernels' order) still load.
+
+// Puts every parameter (trainable ones and buffers) in the form above and
+// sets (or removes) the "sparse" metadata.
 void save_parameters(Checkpoint& ckpt, const std::vector<Parameter*>& params);
 // Copies "param/<name>" into every parameter's value. Every parameter must
 // be present with its shape; the error names the tensor and the file. All
-// tensors are checked before any parameter is changed.
+// tensors are checked before any parameter is changed. Parameters stored
+// masked or compressed need a graph: load_graph_parameters.
 void load_parameters(const Checkpoint& ckpt, const std::vector<Parameter*>& params);
 
+// How masked and compressed weights of a checkpoint come back.
+enum class SparseLoad : uint8_t {
+  kAsSaved,     // in the state they were saved in (format 1: compressed)
+  kCompressed,  // every stored mask compressed (nonzeros only, sparse kernels)
+  kMasked,      // every stored mask as a masked dense weight
+};
+// Loads every parameter of `graph` (Graph::parameters), restoring masks
+// with Graph::compress / Graph::mask after undoing the graph's own
+// compression or masks. Everything is validated before the graph changes:
+// a missing, truncated or inconsistent tensor (bitmask count against the
+// values, a kept weight outside the mask, a shape that is not the model's)
+// throws Error naming the file and the tensor.
+void load_graph_parameters(const Checkpoint& ckpt, Graph& graph,
+                           SparseLoad mode = SparseLoad::kAsSaved);
+
 // Optimizer state as "optim/<param>.<slot>" and the metadata entries
-// "optim.kind" and "optim.step_count".
-void save_optimizer_state(Checkpoint& ckpt, const Optimizer& optimizer);
+// "optim.kind" and "optim.step_count". With `params`, the state of a
+// compressed parameter is written in increasing flat position (the order of
+// its "sparse/<name>/values"), and the metadata "optim.order" says so;
+// without, in the optimizer's own order (right only for dense parameters).
+void save_optimizer_state(Checkpoint& ckpt, const Optimizer& optimizer,
+                          const std::vector<Parameter*>& params = {});
 // Restores what save_optimizer_state wrote; throws Error naming the file
 // when the optimizer kind differs or a state tensor does not fit `params`.
+// Compressed parameters must already hold their saved masks
+// (load_graph_parameters).
 void load_optimizer_state(const Checkpoint& ckpt, Optimizer& optimizer,
                           const std::vector<Parameter*>& params);
 

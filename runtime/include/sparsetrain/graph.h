@@ -48,6 +48,19 @@ struct PoolOptions {
   int64_t padding = 0;
 };
 
+// Time spent in one node, summed over the calls since Graph::reset_profile()
+// (Graph::set_profiling). Divide by the calls for a per-step figure.
+struct NodeTiming {
+  std::string name;
+  std::string type;            // "conv2d", "linear", ...
+  double forward_ms = 0.0;     // node forward, with the reorders of its inputs
+  double backward_ms = 0.0;    // node backward, with the summing of its diff_src
+  int64_t forward_calls = 0;   // forward passes (training and inference)
+  int64_t backward_calls = 0;  // backward passes
+  int64_t reorders = 0;        // to_layout copies made in those calls (reorder_count())
+  bool sparse = false;         // the last forward ran the sparse kernels
+};
+
 class HookRegistry;
 class Optimizer;
 
@@ -92,49 +105,77 @@ class Graph {
   int64_t parameter_count(bool include_buffers = false);
   std::string summary();
 
-  // --- sparse linear layers ------------------------------------------------
-  // Compresses the weight of linear node `node_name` to the positions where
-  // `mask` ((O, I), any layout; nonzero = kept) is nonzero: the parameter
-  // "<node>.weight" then holds only those entries (Parameter::compressed()),
-  // pruned weights are gone for good (no momentum or weight decay reaches
-  // them), and the node runs the sparse kernels (set_sparse_kernels). With
-  // an optimizer, its state for the weight is gathered to the kept entries
-  // (Optimizer::gather_state). A node that is already compressed is
-  // decompressed first (its optimizer state reset). Throws Error naming the
-  // node when it is not a linear node or the mask has the wrong size.
+  // --- sparse layers (conv2d and linear) -------------------------------------
+  // Compresses the weight of conv2d or linear node `node_name` to the
+  // positions where `mask` (the weight's shape, (O, I) or (O, C/G, KH, KW),
+  // any layout; nonzero = kept) is nonzero: the parameter "<node>.weight"
+  // then holds only those entries (Parameter::compressed(): value and grad of
+  // shape {nnz}, dense_shape and dense_index set), pruned weights are gone for
+  // good (no momentum or weight decay reaches them), and the node runs the
+  // sparse kernels (set_sparse_kernels). A masked weight drops its mask.
+  // With an optimizer, its state for the weight is gathered to the kept
+  // entries (Optimizer::gather_state).
+  // On a node that is already compressed (a new mask: RigL, AC/DC), weights
+  // and optimizer state are carried over: positions kept in both masks keep
+  // their value and state, newly kept positions start from the current value
+  // (zero, as they were pruned) with zero state.
+  // Throws Error naming the node when it is not a conv2d or linear node or
+  // the mask has the wrong size.
   void compress(const std::string& node_name, const Tensor& mask, Optimizer* optimizer = nullptr);
-  // Back to a dense (O, I) weight, pruned positions zero; with an optimizer,
-  // the weight's state is reset. No-op on a dense node.
+  // Back to a dense weight, pruned positions zero; with an optimizer, the
+  // weight's state is reset (AC/DC restarts momentum). No-op on a dense node.
   void decompress(const std::string& node_name, Optimizer* optimizer = nullptr);
-  // Masked state: the weight of linear node `node_name` stays dense, its
-  // pruned entries (mask 0) are zeroed now and kept at zero by apply_mask()
-  // around every optimizer step (the trainer does this). The node runs the
-  // dense kernels. Throws Error naming the node on a compressed weight or a
-  // mask of the wrong shape. unmask() drops the mask (values stay).
+  // Masked state: the weight of conv2d or linear node `node_name` stays
+  // dense, its pruned entries (mask 0) are zeroed now and kept at zero by
+  // apply_mask() around every optimizer step (the trainer does this). The
+  // node runs the dense kernels. Throws Error naming the node on a compressed
+  // weight or a mask of the wrong shape. unmask() drops the mask (values stay).
   void mask(const std::string& node_name, const Tensor& mask);
   void unmask(const std::string& node_name);
-  // Kernels of compressed linear layers: "sparse", "dense" (the nonzeros
-  // scattered into a dense weight for oneDNN) or "auto" (default: timed once
-  // per shape, batch and density in the process, the faster one cached and
+  // Kernels of compressed layers: "sparse", "dense" (the stored values
+  // scattered into a dense weight for oneDNN) or "auto" (default: one
+  // training step of each timed once per problem (shape, batch, stored count,
+  // stride, padding, image size) in the process, the faster one cached and
   // logged on std::clog). Throws Error naming --kernels on another value.
+  //
+  // Layouts: sparse linear layers read and write (F, N) Layout::kCN, sparse
+  // convolutions (C, H, W, N) Layout::kCHWN; BatchNorm, ReLU, pooling, Add
+  // and dropout keep whatever layout they get, and Flatten turns kCHWN into
+  // kCN without a copy. The executor reorders a node's output once per
+  // layout its consumers read it in and shares the copy, so a ResNet whose
+  // block convolutions run sparse reorders only where the dense stem hands
+  // over to the first sparse block (see README "Sparse convolutions").
   void set_sparse_kernels(const std::string& mode);
-  // Linear nodes whose last forward ran on the sparse kernels (before the
-  // first forward: the compressed ones not forced dense), and all linear
-  // nodes.
+  // Conv2d and linear nodes whose last forward ran on the sparse kernels
+  // (before the first forward: the compressed ones not forced dense), and
+  // all conv2d and linear nodes.
   int sparse_layer_count();
   int prunable_layer_count() const;
 
   // --- running ------------------------------------------------------------
   // x: (N, C, H, W) or (N, F), plain layout. Returns the output (N, K) in
-  // plain layout (a kCN output of a sparse linear node is reordered).
+  // plain layout, or (N, C, H, W) in NCHW (reordered when the last node
+  // produced another layout).
   Tensor forward(const Tensor& x, bool training, uint64_t seed = 0);
   // diff of the loss with respect to the output; fills parameter grads (+=).
-  // Returns the gradient with respect to the graph input when a hook asked
-  // for it (HookOptions::wants_input_grad) or when `want_input_grad` is set.
+  // Returns the gradient with respect to the graph input (NCHW or plain)
+  // when a hook asked for it (HookOptions::wants_input_grad) or when
+  // `want_input_grad` is set.
   Tensor backward(const Tensor& diff_output, bool want_input_grad = false);
   // Drops every activation and saved state (e.g. after an inference batch).
   void release();
   int64_t last_peak_bytes() const;
+
+  // --- profiling ------------------------------------------------------------
+  // Per-node wall time of forward and backward (steady clock around each
+  // node's call, hooks excluded), call counts, reorders and whether the node
+  // ran sparse. Off by default; when off the executor reads no clock.
+  // Timings accumulate until reset_profile(). profile() lists every node but
+  // the input, in node order.
+  void set_profiling(bool on);
+  bool profiling() const;
+  std::vector<NodeTiming> profile() const;
+  void reset_profile();
 
   // Step counter reported in hook events.
   void set_step(int64_t step);

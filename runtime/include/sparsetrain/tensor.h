@@ -95,8 +95,12 @@ inline int64_t offset4(Layout layout, const Shape& s, int64_t n, int64_t c, int6
 }
 
 // A copy of a 4-D tensor (or a 2-D one between kPlain/kCN) in another layout;
-// returns `t` itself when it is already in that layout.
+// returns `t` itself when it is already in that layout (kPlain and kNCHW
+// share one memory order: a view, no copy). Cache-blocked transposes on TBB.
 Tensor to_layout(const Tensor& t, Layout layout);
+// to_layout calls that copied (reorders) since the process started, over all
+// threads: what tests and Graph::profile() count.
+int64_t reorder_count();
 
 std::string shape_to_string(const Shape& shape);
 

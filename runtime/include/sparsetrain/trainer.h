@@ -83,6 +83,39 @@ struct TrainOptions {
   float drop_fraction = 0.3f;
   std::string kernels = "auto";  // compressed layers: sparse | dense | auto
   bool progress = true;
+  // --- snapshots and retraining after pruning (Renda et al., ICLR 2020) ---
+  // Also save the whole training state at the end of these epochs (0: before
+  // the first step) as out_dir/epoch-<E>/checkpoint.safetensors, for weight
+  // rewinding. Needs out_dir.
+  std::vector<int64_t> save_epochs;
+  // Start from this checkpoint's weights (file or run folder; BatchNorm
+  // statistics and biases included) instead of a random initialisation. Its
+  // masked or compressed weights keep their masks for the whole run
+  // (compressed unless sparse_storage is "masked"). The optimizer starts
+  // fresh.
+  std::string init_from;
+  // With init_from: how the learning rate and the weights of the retraining
+  // are chosen.
+  //   finetune       the original run's final lr, constant, for `epochs`;
+  //   lr-rewind      the original run's lr schedule replayed from epoch
+  //                  rewind_epoch for `epochs` (the pruned weights kept);
+  //   weight-rewind  as lr-rewind, and every parameter reset to the original
+  //                  run's snapshot at epoch rewind_epoch, pruned by the
+  //                  checkpoint's masks.
+  // Empty: the lr schedule of these options. Resolving a mode rewrites the
+  // lr fields below, so a saved run resumes with its resolved schedule.
+  std::string retrain;
+  // -1: epochs of the original run minus `epochs` (the last `epochs`
+  // epochs of the original schedule, as in the paper).
+  int64_t rewind_epoch = -1;
+  // weight-rewind: the snapshot to rewind to; empty: epoch-<E>/ in the run
+  // folder the pruned checkpoint came from.
+  std::string rewind_from;
+  // The lr schedule spans this many epochs (0: `epochs`), and the run's step
+  // s takes its value at step s + lr_schedule_offset_epochs * steps per
+  // epoch. Set by lr-rewind and weight-rewind.
+  int64_t lr_schedule_epochs = 0;
+  int64_t lr_schedule_offset_epochs = 0;
 };
 
 // Throws Error naming the option when a value is out of range.
@@ -120,6 +153,13 @@ struct EpochStats {
   int64_t peak_bytes = 0;
   int sparse_layers = 0;  // prunable layers that ran on the sparse kernels
   int prunable_layers = 0;  // all prunable (conv and linear) layers
+  // Sparsity at the end of the epoch: the phase of the sparsity schedule
+  // ("dense", "masked", "compressed", "decompressed"; phase_name), the
+  // sparsity over all prunable weights, and the bytes of parameters plus
+  // optimizer state (parameter_memory_bytes).
+  std::string phase = "dense";
+  double sparsity = 0;
+  int64_t param_bytes = 0;
 };
 
 struct TrainResult {
@@ -154,6 +194,10 @@ class Trainer {
   // One optimizer step on a batch; returns the loss.
   float step(const Tensor& images, const std::vector<int32_t>& labels);
   EvalResult evaluate(const Dataset& data);
+  // The learning rate of global step `step` (0: the first step of the run;
+  // lr_schedule_offset_epochs already applied), and the steps taken so far.
+  float lr_at(int64_t step) const;
+  int64_t steps_done() const;
 
   void save_checkpoint(const std::string& path) const;
   void load_checkpoint(const std::string& path);
@@ -174,6 +218,9 @@ TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& 
 // The options a training checkpoint was written with (`path` is the file or
 // its run folder). Throws Error naming the file when it is not one.
 TrainOptions read_checkpoint_options(const std::string& path);
+
+// `path` itself, or path/checkpoint.safetensors when `path` is a folder.
+std::string checkpoint_file(const std::string& path);
 
 // Stops a running Trainer::run at the next step boundary (after saving a
 // checkpoint when out_dir is set); safe to call from a signal handler.

@@ -1,6 +1,17 @@
 // Element-wise sum of two inputs of the same shape (residual connections).
 // The output takes the layout of the first input; the second is reordered to
 // it when the layouts differ. Saves nothing.
+//
+// Why the first: in a residual block the first input is the branch (conv ->
+// BN), whose layout is the domain the block computes in (kCHWN when its
+// convolutions run sparse, NHWC when dense), and the next block's
+// convolutions read the sum in that same domain. The second is the shortcut,
+// and where the two differ (the first sparse block after a dense stem) the
+// shortcut is the block input that the branch's first convolution has just
+// reordered to the same layout: the executor hands Add that shared copy
+// (nodes::preferred_input_layout), so the choice costs no reorder at all,
+// while following the shortcut would reorder the branch and then the next
+// block's input again.
 #include <string>
 
 #include "kernels/eltwise/eltwise.h"

@@ -1,12 +1,38 @@
-// The dense conv2d node: oneDNN convolutions over activations in
-// dense_conv_layout(), weights stored plain OIHW, (O, C/G, KH, KW).
+// The conv2d node. Weights are plain OIHW, (O, C/G, KH, KW).
+//
+// Dense weight (and masked: dense storage, the trainer applies the mask):
+// oneDNN convolutions over activations in dense_conv_layout().
+//
+// Compressed weight (Graph::compress): the Parameter holds only the stored
+// entries in ascending OIHW order, the `values` of kernels/conv_sparse, so
+// its dense_index is the list of stored positions. On the sparse kernels the
+// node reads its input in Layout::kCHWN (reordering only an input that is
+// not already in it), produces kCHWN and returns diff_src in the input's
+// layout: BatchNorm, ReLU, pooling and Add keep kCHWN, so a run of sparse
+// convolutions and the layers between them never transposes. Each forward
+// syncs the kernels' copies of the values (the optimizer updated the
+// parameter in place): one pass over nnz floats, small next to the
+// nnz x OH x OW x N multiply-adds of a pass. In dense mode the stored values
+// are scattered into a dense weight for oneDNN and the weight gradient is
+// gathered back at the stored positions.
+//
+// Auto mode times the sparse step against the dense one once per problem
+// (weight geometry, stored count, image size, batch) in the process and
+// caches the faster (sparse_choice.h).
 #include "kernels/conv2d/conv2d.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "kernels/conv_sparse/conv_sparse.h"
 #include "nodes/nodes.h"
+#include "nodes/sparse_choice.h"
 #include "sparsetrain/error.h"
 
 namespace sparsetrain::nodes {
@@ -21,10 +47,10 @@ Layout dense_conv_layout() { return Layout::kNHWC; }
 
 namespace {
 
-class Conv2dNode final : public Node {
+class Conv2dNode final : public PrunableNode {
  public:
   Conv2dNode(const std::string& name, int64_t in_channels, const Conv2dOptions& options)
-      : Node(name), in_channels_(in_channels), options_(options) {
+      : PrunableNode(name), in_channels_(in_channels), options_(options) {
     weight_.name = name + ".weight";
     weight_.kind = ParamKind::kWeight;
     const Shape weight_shape{options.out_channels, in_channels / options.groups, options.kernel,
@@ -66,6 +92,7 @@ class Conv2dNode final : public Node {
 
   Tensor forward(const ForwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1);
+    if (packed_) return forward_compressed(args.inputs[0], args.training);
     const Layout layout = dense_conv_layout();
     const Tensor src = to_layout(args.inputs[0], layout);
     const Shape dst_shape = output_shape({src.shape()});
@@ -81,6 +108,7 @@ class Conv2dNode final : public Node {
   std::vector<Tensor> backward(const BackwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.inputs[0].defined());
     SPARSETRAIN_ASSERT(args.diff_dst != nullptr && args.diff_dst->defined());
+    if (packed_) return backward_compressed(args);
     const Layout layout = dense_conv_layout();
     const Tensor& input = args.inputs[0];
     const Tensor src = to_layout(input, layout);
@@ -102,6 +130,7 @@ class Conv2dNode final : public Node {
   }
 
   Saves saves() const override { return {.inputs = true, .output = false}; }
+  void clear_saved() override { saved_src_ = Tensor(); }
 
   std::vector<Parameter*> parameters() override {
     if (options_.bias) return {&weight_, &bias_};
@@ -113,6 +142,7 @@ class Conv2dNode final : public Node {
   void reset_parameters(Rng& rng) override {
     const int64_t fan_in = in_channels_ / options_.groups * options_.kernel * options_.kernel;
     const float stddev = static_cast<float>(std::sqrt(2.0 / static_cast<double>(fan_in)));
+    if (packed_) decompress();
     float* w = weight_.value.data();
     for (int64_t i = 0; i < weight_.value.numel(); ++i) w[i] = stddev * rng.normal();
     if (options_.bias) bias_.value.zero();
@@ -129,10 +159,169 @@ class Conv2dNode final : public Node {
       text += depthwise ? " depthwise" : " g" + std::to_string(options_.groups);
     }
     if (!options_.bias) text += " no-bias";
+    if (packed_) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " sparse density %.3f", packed_->density());
+      text += buf;
+    }
     return text;
   }
 
+  Parameter& weight() override { return weight_; }
+
+  void compress(const Tensor& mask) override {
+    const Shape shape = dense_shape();
+    const int64_t size = Tensor::count(shape);
+    if (mask.numel() != size) {
+      throw Error(prefix() + "compress: the mask has shape " + mask.shape_string() + ", expected " +
+                  shape_to_string(shape));
+    }
+    const Tensor dense = dense_weight();
+    const Tensor m = to_layout(mask, mask.rank() == 4 ? Layout::kNCHW : Layout::kPlain);
+    std::vector<uint8_t> keep(static_cast<std::size_t>(size));
+    for (int64_t i = 0; i < size; ++i) keep[i] = m[i] != 0.0f ? 1 : 0;
+    auto packed = std::make_unique<kernels::ConvSparseWeights>(kernels::conv_sparse_pack(
+        dense.data(), keep.data(), shape[0], in_channels_, shape[2], shape[3], options_.groups));
+    const int64_t nnz = packed->nnz;
+    Tensor value = Tensor::empty({nnz});
+    if (nnz > 0) {
+      std::memcpy(value.data(), packed->values.data(),
+                  static_cast<std::size_t>(nnz) * sizeof(float));
+    }
+    weight_.value = value;
+    weight_.grad = Tensor::zeros({nnz});
+    weight_.dense_shape = shape;
+    weight_.dense_index.assign(packed->position.begin(), packed->position.end());
+    weight_.mask = Tensor();
+    packed_ = std::move(packed);
+    forget_kernels();
+  }
+
+  void decompress() override {
+    if (!packed_) return;
+    weight_.value = dense_weight();
+    weight_.grad = Tensor::zeros(dense_shape());
+    weight_.dense_shape.clear();
+    weight_.dense_index.clear();
+    packed_.reset();
+    forget_kernels();
+  }
+
+  void set_kernels(SparseKernels kernels) override {
+    kernels_ = kernels;
+    choices_.clear();
+  }
+
+  bool runs_sparse() const override {
+    if (!packed_ || kernels_ == SparseKernels::kDense) return false;
+    if (kernels_ == SparseKernels::kSparse) return true;
+    return last_sparse_;
+  }
+
+  Layout input_layout(const Shape& input) override {
+    return packed_ && use_sparse(input) ? Layout::kCHWN : dense_conv_layout();
+  }
+
  private:
+  Shape dense_shape() const {
+    return {options_.out_channels, in_channels_ / options_.groups, options_.kernel,
+            options_.kernel};
+  }
+
+  // The OIHW weight: the parameter itself when dense, else the stored values
+  // scattered into zeros (a new tensor).
+  Tensor dense_weight() const {
+    if (!packed_) return weight_.value;
+    Tensor dense = Tensor::zeros(dense_shape());
+    kernels::conv_sparse_scatter(*packed_, weight_.value.data(), dense.data());
+    return dense;
+  }
+
+  void forget_kernels() {
+    choices_.clear();
+    saved_src_ = Tensor();
+    dense_scratch_ = Tensor();
+    dense_grad_scratch_ = Tensor();
+  }
+
+  bool use_sparse(const Shape& input) {
+    if (kernels_ != SparseKernels::kAuto) return kernels_ == SparseKernels::kSparse;
+    auto it = choices_.find(input);
+    if (it == choices_.end()) it = choices_.emplace(input, choose_sparse(input)).first;
+    return it->second;
+  }
+
+  bool choose_sparse(const Shape& input) const;
+
+  Tensor forward_compressed(const Tensor& x, bool training) {
+    const Shape dst_shape = output_shape({x.shape()});
+    const kernels::Conv2dShape s = kernel_shape(x.shape());
+    sparse_step_ = use_sparse(x.shape());
+    last_sparse_ = sparse_step_;
+    if (sparse_step_) {
+      // The optimizer updated the parameter: refresh the kernels' copies.
+      if (packed_->nnz > 0) {
+        std::memcpy(packed_->values.data(), weight_.value.data(),
+                    static_cast<std::size_t>(packed_->nnz) * sizeof(float));
+      }
+      kernels::conv_sparse_sync_transposed(*packed_);
+      const Tensor src = to_layout(x, Layout::kCHWN);
+      Tensor dst = Tensor::empty(dst_shape, Layout::kCHWN);
+      kernels::conv_sparse_forward(dst.data(), src.data(), *packed_, bias_data(), s);
+      saved_src_ = training ? src : Tensor();
+      return dst;
+    }
+    const Layout layout = dense_conv_layout();
+    if (!dense_scratch_.defined()) dense_scratch_ = Tensor::zeros(dense_shape());
+    kernels::conv_sparse_scatter(*packed_, weight_.value.data(), dense_scratch_.data());
+    const Tensor src = to_layout(x, layout);
+    Tensor dst = Tensor::empty(dst_shape, layout);
+    kernels::conv2d_forward_dnnl(dst.data(), src.data(), dense_scratch_.data(), bias_data(), s,
+                                 layout);
+    saved_src_ = training ? src : Tensor();
+    return dst;
+  }
+
+  std::vector<Tensor> backward_compressed(const BackwardArgs& args) {
+    const Tensor& input = args.inputs[0];
+    const bool need = args.need_diff_src.empty() || args.need_diff_src[0];
+    float* diff_bias = options_.bias ? bias_.grad.data() : nullptr;
+    const Layout layout = sparse_step_ ? Layout::kCHWN : dense_conv_layout();
+    const Tensor src = saved_src_.defined() && saved_src_.layout() == layout
+                           ? saved_src_
+                           : to_layout(input, layout);
+    const Tensor diff_dst = to_layout(*args.diff_dst, layout);
+    const kernels::Conv2dShape s = kernel_shape(input.shape());
+    SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
+    std::vector<Tensor> diff_src(1);
+    if (sparse_step_) {
+      kernels::conv_sparse_backward_weights(weight_.grad.data(), diff_bias, diff_dst.data(),
+                                            src.data(), *packed_, s);
+      if (need) {
+        Tensor grad = Tensor::empty(input.shape(), layout);
+        kernels::conv_sparse_backward_data(grad.data(), diff_dst.data(), *packed_, s);
+        diff_src[0] = to_layout(grad, input.layout());
+      }
+    } else {
+      if (!dense_grad_scratch_.defined()) dense_grad_scratch_ = Tensor::empty(dense_shape());
+      dense_grad_scratch_.zero();
+      kernels::conv2d_backward_weights_dnnl(dense_grad_scratch_.data(), diff_bias, diff_dst.data(),
+                                            src.data(), s, layout);
+      float* g = weight_.grad.data();
+      const float* dense = dense_grad_scratch_.data();
+      const std::vector<uint32_t>& position = packed_->position;
+      for (std::size_t k = 0; k < position.size(); ++k) g[k] += dense[position[k]];
+      if (need) {
+        Tensor grad = Tensor::empty(input.shape(), layout);
+        kernels::conv2d_backward_data_dnnl(grad.data(), diff_dst.data(), dense_scratch_.data(), s,
+                                           layout);
+        diff_src[0] = to_layout(grad, input.layout());
+      }
+    }
+    saved_src_ = Tensor();
+    return diff_src;
+  }
+
   std::string prefix() const { return "conv2d '" + name() + "': "; }
 
   kernels::Conv2dShape kernel_shape(const Shape& in) const {
@@ -155,7 +344,62 @@ class Conv2dNode final : public Node {
   Conv2dOptions options_;
   Parameter weight_;
   Parameter bias_;  // unused without a bias
+
+  // Compressed state (null when dense).
+  std::unique_ptr<kernels::ConvSparseWeights> packed_;
+  SparseKernels kernels_ = SparseKernels::kAuto;
+  std::map<Shape, bool> choices_;  // input shape -> sparse, in auto mode
+  bool sparse_step_ = true;        // what the last forward ran
+  bool last_sparse_ = true;
+  Tensor saved_src_;           // the input in the layout of the last forward
+  Tensor dense_scratch_;       // dense mode: the scattered weight
+  Tensor dense_grad_scratch_;  // dense mode: the dense weight gradient
 };
+
+// Auto mode: one training step of the layer (forward, backward-data,
+// backward-weights) on the sparse kernels in kCHWN against oneDNN in
+// dense_conv_layout(), once per problem in the process. The reorders around
+// either are left out: they depend on the neighbouring layers, and the
+// executor keeps runs of sparse layers in kCHWN.
+bool Conv2dNode::choose_sparse(const Shape& input) const {
+  const kernels::ConvSparseWeights& w = *packed_;
+  const kernels::Conv2dShape s = kernel_shape(input);
+  const auto ll = [](int64_t v) { return static_cast<long long>(v); };
+  char key[256], label[192];
+  std::snprintf(key, sizeof key, "conv2d %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld",
+                ll(s.out_channels), ll(s.in_channels), ll(s.kernel_h), ll(s.stride_h), ll(s.pad_h),
+                ll(s.groups), ll(s.in_h), ll(s.in_w), ll(s.batch), ll(w.nnz),
+                ll(options_.bias ? 1 : 0));
+  const std::string groups = s.groups == 1 ? "" : " g" + std::to_string(s.groups);
+  std::snprintf(label, sizeof label,
+                "conv2d %lld->%lld %lldx%lld s%lld p%lld%s %lldx%lld batch %lld density %.3f",
+                ll(s.in_channels), ll(s.out_channels), ll(s.kernel_h), ll(s.kernel_w),
+                ll(s.stride_h), ll(s.pad_h), groups.c_str(), ll(s.in_h), ll(s.in_w), ll(s.batch),
+                w.density());
+  return choose_sparse_kernels(key, label, [&] {
+    const Layout dense_layout = dense_conv_layout();
+    Tensor src = Tensor::full(s.src_shape(), 0.5f, Layout::kCHWN);
+    Tensor dst = Tensor::empty(s.dst_shape(), Layout::kCHWN);
+    Tensor dsrc = Tensor::empty(s.src_shape(), Layout::kCHWN);
+    Tensor dvalues = Tensor::zeros({std::max<int64_t>(w.nnz, 1)});
+    Tensor dense = Tensor::empty(s.weights_shape());
+    Tensor ddense = Tensor::zeros(s.weights_shape());
+    kernels::conv_sparse_unpack(w, dense.data());
+    TimedSteps steps;
+    steps.sparse = [=, &w]() mutable {
+      kernels::conv_sparse_forward(dst.data(), src.data(), w, nullptr, s);
+      kernels::conv_sparse_backward_data(dsrc.data(), dst.data(), w, s);
+      kernels::conv_sparse_backward_weights(dvalues.data(), nullptr, dst.data(), src.data(), w, s);
+    };
+    steps.dense = [=]() mutable {
+      kernels::conv2d_forward_dnnl(dst.data(), src.data(), dense.data(), nullptr, s, dense_layout);
+      kernels::conv2d_backward_data_dnnl(dsrc.data(), dst.data(), dense.data(), s, dense_layout);
+      kernels::conv2d_backward_weights_dnnl(ddense.data(), nullptr, dst.data(), src.data(), s,
+                                            dense_layout);
+    };
+    return steps;
+  });
+}
 
 }  // namespace
 

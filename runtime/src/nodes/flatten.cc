@@ -1,8 +1,10 @@
 // Flatten: (N, C, H, W) in any layout, or (N, ...) plain, to (N, C*H*W)
-// plain with the features in NCHW order (what a linear layer after it, and a
-// checkpoint from another framework, expect). NCHW input is a view (no
-// copy); other layouts are reordered. Backward returns the gradient in the
-// input's layout.
+// with the features in CHW order (what a linear layer after it, and a
+// checkpoint from another framework, expect). NCHW input gives a plain
+// (N, F) view, and CHWN input (the sparse conv domain) a kCN (F, N) view:
+// (C, H, W, N) memory is exactly (C*H*W, N), what a sparse linear layer
+// reads. Other layouts (NHWC) are reordered to plain. Backward returns the
+// gradient in the input's layout.
 #include <string>
 
 #include "nodes/nodes.h"
@@ -36,6 +38,7 @@ class Flatten final : public Node {
     input_shape_ = x.shape();
     input_layout_ = x.layout();
     const Shape out = output_shape({x.shape()});
+    if (x.layout() == Layout::kCHWN) return x.reshaped(out, Layout::kCN);
     // to_layout returns x itself (a view) when it is already in NCHW order.
     const Layout order = x.rank() == 4 ? Layout::kNCHW : Layout::kPlain;
     return to_layout(x, order).reshaped(out, Layout::kPlain);
@@ -44,6 +47,9 @@ class Flatten final : public Node {
   std::vector<Tensor> backward(const BackwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.diff_dst != nullptr && !input_shape_.empty());
     if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+    if (input_layout_ == Layout::kCHWN) {
+      return {to_layout(*args.diff_dst, Layout::kCN).reshaped(input_shape_, Layout::kCHWN)};
+    }
     const Tensor dy = to_layout(*args.diff_dst, Layout::kPlain);
     const Layout order = input_shape_.size() == 4 ? Layout::kNCHW : Layout::kPlain;
     return {to_layout(dy.reshaped(input_shape_, order), input_layout_)};

@@ -14,32 +14,31 @@
 // and the weight gradient is gathered back at the nonzeros.
 //
 // Auto mode times the sparse passes against the dense ones once per (shape,
-// batch, density) in the process and caches the faster choice.
+// batch, density) in the process and caches the faster choice
+// (sparse_choice.h).
 #include "kernels/linear/linear.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
-#include <iostream>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "nodes/nodes.h"
+#include "nodes/sparse_choice.h"
 #include "sparsetrain/error.h"
 
 namespace sparsetrain::nodes {
 namespace {
 
-class LinearNode final : public Node {
+class LinearNode final : public PrunableNode {
  public:
   LinearNode(const std::string& name, int64_t in_features, const LinearOptions& options)
-      : Node(name), in_features_(in_features), options_(options) {
+      : PrunableNode(name), in_features_(in_features), options_(options) {
     weight_.name = name + ".weight";
     weight_.kind = ParamKind::kWeight;
     weight_.value = Tensor::zeros({options.out_features, in_features});
@@ -127,7 +126,9 @@ class LinearNode final : public Node {
     if (options_.bias) bias_.value.zero();
   }
 
-  void compress(const Tensor& mask) {
+  Parameter& weight() override { return weight_; }
+
+  void compress(const Tensor& mask) override {
     const int64_t O = options_.out_features, I = in_features_;
     if (mask.numel() != O * I) {
       throw Error("linear '" + name() + "': compress: the mask has shape " + mask.shape_string() +
@@ -162,7 +163,7 @@ class LinearNode final : public Node {
     dense_grad_scratch_ = Tensor();
   }
 
-  void decompress() {
+  void decompress() override {
     if (!packed_) return;
     weight_.value = dense_weight();
     weight_.grad = Tensor::zeros({options_.out_features, in_features_});
@@ -174,15 +175,20 @@ class LinearNode final : public Node {
     dense_grad_scratch_ = Tensor();
   }
 
-  void set_kernels(LinearKernels kernels) {
+  void set_kernels(SparseKernels kernels) override {
     kernels_ = kernels;
     choices_.clear();
   }
 
-  bool runs_sparse() const {
-    if (!packed_ || kernels_ == LinearKernels::kDense) return false;
-    if (kernels_ == LinearKernels::kSparse) return true;
+  bool runs_sparse() const override {
+    if (!packed_ || kernels_ == SparseKernels::kDense) return false;
+    if (kernels_ == SparseKernels::kSparse) return true;
     return last_sparse_;
+  }
+
+  // kCN (features x batch) on the sparse kernels, else plain (N, F).
+  Layout input_layout(const Shape& input) override {
+    return packed_ && use_sparse(input[0]) ? Layout::kCN : Layout::kPlain;
   }
 
   std::string describe() const override {
@@ -217,7 +223,7 @@ class LinearNode final : public Node {
   }
 
   bool use_sparse(int64_t batch) {
-    if (kernels_ != LinearKernels::kAuto) return kernels_ == LinearKernels::kSparse;
+    if (kernels_ != SparseKernels::kAuto) return kernels_ == SparseKernels::kSparse;
     auto it = choices_.find(batch);
     if (it == choices_.end()) it = choices_.emplace(batch, choose_sparse(batch)).first;
     return it->second;
@@ -304,7 +310,7 @@ class LinearNode final : public Node {
 
   // Compressed state (null when dense).
   std::unique_ptr<kernels::LinearSparseWeights> packed_;
-  LinearKernels kernels_ = LinearKernels::kAuto;
+  SparseKernels kernels_ = SparseKernels::kAuto;
   std::map<int64_t, bool> choices_;  // batch -> sparse, in auto mode
   bool sparse_step_ = true;          // what the last forward ran
   bool last_sparse_ = true;
@@ -314,71 +320,40 @@ class LinearNode final : public Node {
 };
 
 // Auto mode: the forward + backward-data + backward-weights time of the sparse
-// kernels against oneDNN, measured once per (O, I, batch, density) in the
-// process (the best of a few repetitions after a warm-up) and logged.
-struct ChoiceKey {
-  int64_t out_features, in_features, batch, nnz;
-  auto operator<=>(const ChoiceKey&) const = default;
-};
-
-std::mutex g_choice_mutex;
-std::map<ChoiceKey, bool> g_choices;
-
+// kernels against oneDNN, once per (O, I, batch, nnz) in the process.
 bool LinearNode::choose_sparse(int64_t batch) const {
   const kernels::LinearSparseWeights& w = *packed_;
-  const ChoiceKey key{w.out_features, w.in_features, batch, w.nnz};
-  std::lock_guard<std::mutex> lock(g_choice_mutex);
-  if (auto it = g_choices.find(key); it != g_choices.end()) return it->second;
-
   const int64_t O = w.out_features, I = w.in_features;
-  Tensor src = Tensor::full({I, batch}, 0.5f);
-  Tensor dst = Tensor::empty({O, batch});
-  Tensor dsrc = Tensor::empty({I, batch});
-  Tensor dvalues = Tensor::zeros({std::max<int64_t>(w.nnz, 1)});
-  Tensor dense = Tensor::empty({O, I});
-  Tensor ddense = Tensor::zeros({O, I});
-  kernels::linear_sparse_unpack(w, dense.data());
-  const kernels::LinearShape s = kernel_shape(batch);
-  auto time_best = [](auto&& fn) {
-    fn();  // warm-up
-    double best = 1e30;
-    for (int rep = 0; rep < 5; ++rep) {
-      const auto t0 = std::chrono::steady_clock::now();
-      fn();
-      best = std::min(best,
-                      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    return best;
-  };
-  const double sparse_s = time_best([&] {
-    kernels::linear_sparse_forward(dst.data(), src.data(), w, nullptr, batch);
-    kernels::linear_sparse_backward_data(dsrc.data(), dst.data(), w, batch);
-    kernels::linear_sparse_backward_weights(dvalues.data(), nullptr, dst.data(), src.data(), w,
-                                            batch);
-  });
-  const double dense_s = time_best([&] {
-    kernels::linear_forward_dnnl(dst.data(), src.data(), dense.data(), nullptr, s);
-    kernels::linear_backward_data_dnnl(dsrc.data(), dst.data(), dense.data(), s);
-    kernels::linear_backward_weights_dnnl(ddense.data(), nullptr, dst.data(), src.data(), s);
-  });
-  const bool sparse = sparse_s <= dense_s;
-  g_choices.emplace(key, sparse);
-  char line[256];
-  std::snprintf(line, sizeof line,
-                "linear %lld->%lld batch %lld density %.3f: %s kernels (sparse %.3f ms, dense "
-                "%.3f ms per step)\n",
+  char key[128], label[128];
+  std::snprintf(key, sizeof key, "linear %lld %lld %lld %lld", static_cast<long long>(O),
+                static_cast<long long>(I), static_cast<long long>(batch),
+                static_cast<long long>(w.nnz));
+  std::snprintf(label, sizeof label, "linear %lld->%lld batch %lld density %.3f",
                 static_cast<long long>(I), static_cast<long long>(O), static_cast<long long>(batch),
-                w.density(), sparse ? "sparse" : "dense", 1e3 * sparse_s, 1e3 * dense_s);
-  std::clog << line << std::flush;
-  return sparse;
-}
-
-LinearNode& as_linear(Node& node) {
-  auto* linear = dynamic_cast<LinearNode*>(&node);
-  if (linear == nullptr) {
-    throw Error("node '" + node.name() + "' is a " + node.type() + ", not a linear node");
-  }
-  return *linear;
+                w.density());
+  const kernels::LinearShape s = kernel_shape(batch);
+  return choose_sparse_kernels(key, label, [&] {
+    Tensor src = Tensor::full({I, batch}, 0.5f);
+    Tensor dst = Tensor::empty({O, batch});
+    Tensor dsrc = Tensor::empty({I, batch});
+    Tensor dvalues = Tensor::zeros({std::max<int64_t>(w.nnz, 1)});
+    Tensor dense = Tensor::empty({O, I});
+    Tensor ddense = Tensor::zeros({O, I});
+    kernels::linear_sparse_unpack(w, dense.data());
+    TimedSteps steps;
+    steps.sparse = [=, &w]() mutable {
+      kernels::linear_sparse_forward(dst.data(), src.data(), w, nullptr, batch);
+      kernels::linear_sparse_backward_data(dsrc.data(), dst.data(), w, batch);
+      kernels::linear_sparse_backward_weights(dvalues.data(), nullptr, dst.data(), src.data(), w,
+                                              batch);
+    };
+    steps.dense = [=]() mutable {
+      kernels::linear_forward_dnnl(dst.data(), src.data(), dense.data(), nullptr, s);
+      kernels::linear_backward_data_dnnl(dsrc.data(), dst.data(), dense.data(), s);
+      kernels::linear_backward_weights_dnnl(ddense.data(), nullptr, dst.data(), src.data(), s);
+    };
+    return steps;
+  });
 }
 
 }  // namespace
@@ -395,17 +370,5 @@ std::unique_ptr<Node> make_linear(const std::string& name, int64_t in_features,
   }
   return std::make_unique<LinearNode>(name, in_features, options);
 }
-
-LinearKernels parse_linear_kernels(const std::string& mode) {
-  if (mode == "auto") return LinearKernels::kAuto;
-  if (mode == "sparse") return LinearKernels::kSparse;
-  if (mode == "dense") return LinearKernels::kDense;
-  throw Error("--kernels: unknown kernels '" + mode + "' (expected sparse, dense or auto)");
-}
-
-void linear_compress(Node& node, const Tensor& mask) { as_linear(node).compress(mask); }
-void linear_decompress(Node& node) { as_linear(node).decompress(); }
-void linear_set_kernels(Node& node, LinearKernels kernels) { as_linear(node).set_kernels(kernels); }
-bool linear_runs_sparse(Node& node) { return as_linear(node).runs_sparse(); }
 
 }  // namespace sparsetrain::nodes

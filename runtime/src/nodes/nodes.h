@@ -3,7 +3,9 @@
 // and throws Error naming the node on a bad one.
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "sparsetrain/graph.h"
@@ -26,20 +28,50 @@ std::unique_ptr<Node> make_add(const std::string& name);
 std::unique_ptr<Node> make_flatten(const std::string& name);
 std::unique_ptr<Node> make_dropout(const std::string& name, float p);
 
-// Sparse state of linear nodes (linear.cc). `node` must be a linear node
-// (type() == "linear"); see Graph::compress for the semantics.
-enum class LinearKernels : uint8_t { kAuto, kSparse, kDense };
-LinearKernels parse_linear_kernels(const std::string& mode);  // throws Error naming --kernels
-void linear_compress(Node& node, const Tensor& mask);         // mask (O, I), nonzero = kept
-void linear_decompress(Node& node);
-void linear_set_kernels(Node& node, LinearKernels kernels);
-// Whether the node is compressed and its last forward (or, before any,
-// its next one, when not forced dense) runs the sparse kernels.
-bool linear_runs_sparse(Node& node);
+// --- prunable layers (linear.cc, conv2d.cc) ------------------------------------
+// A node whose weight can be compressed: linear and conv2d. See
+// Graph::compress for the semantics; the graph adds the optimizer state.
+
+// Kernels of a compressed layer: timed choice (sparse_choice.h), or forced.
+enum class SparseKernels : uint8_t { kAuto, kSparse, kDense };
+SparseKernels parse_sparse_kernels(const std::string& mode);  // throws Error naming --kernels
+
+class PrunableNode : public Node {
+ public:
+  using Node::Node;
+  // The weight parameter ("<node>.weight").
+  virtual Parameter& weight() = 0;
+  // Stores only the positions where `mask` (the dense weight's size, any
+  // shape; nonzero = kept) is nonzero, taking their values from the current
+  // weight (zero where it was already pruned). Works on a compressed node
+  // too (a new mask). Throws Error naming the node on a mask of the wrong size.
+  virtual void compress(const Tensor& mask) = 0;
+  // Back to a dense weight, pruned positions zero. No-op when dense.
+  virtual void decompress() = 0;
+  virtual void set_kernels(SparseKernels kernels) = 0;
+  // Compressed, and its last forward (before any: its next one, unless
+  // forced dense) ran the sparse kernels.
+  virtual bool runs_sparse() const = 0;
+  // The layout the node reads an input of shape `input` in (what it would
+  // reorder to itself): the sparse kernels' batch-innermost layout when it
+  // runs sparse for that shape (this may time the kernels in auto mode).
+  virtual Layout input_layout(const Shape& input) = 0;
+};
+
+// The node as a prunable one, or null.
+PrunableNode* as_prunable(Node& node);
+
+// The layout node `node` reads its input k in when its inputs arrive as
+// `inputs`: the executor reorders each producer's output once per layout and
+// shares that copy among all consumers that want it. Prunable nodes say what
+// their kernels read; Add reads both inputs in the first one's layout; every
+// other node takes its input as it comes.
+Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::size_t k);
 
 // The memory layout of dense 4-D activations between conv-domain nodes
 // (conv, BatchNorm, ReLU, pooling, Add). Graph inputs arrive as kNCHW; the
-// first conv reorders once and the run stays in this layout until Flatten.
+// first conv reorders once and the run stays in this layout until Flatten or
+// a conv on the sparse kernels, whose domain is Layout::kCHWN.
 Layout dense_conv_layout();
 
 }  // namespace sparsetrain::nodes

@@ -1,0 +1,394 @@
+// Sparse convolution kernels against oneDNN's dense convolution, per pass and
+// for a whole training step (forward + backward-data + backward-weights).
+//
+// Cases, for each shape (a label, then C->O, image, kernel, stride, batch) and
+// sparsity:
+//   sparse/<kernel>/...          every registered micro-kernel this CPU runs,
+//                                one pass each (the name says pass, tile, ISA)
+//   sparse_step/<isa>/...        the three passes with that ISA's kernels
+//   dnnl_nhwc/<pass>/...         oneDNN convolution (kernels/conv2d dnnl) on
+//                                NHWC activations, its fastest layout here;
+//                                only its own time (the sparse side runs on
+//                                kCHWN buffers of its own, no reorders timed)
+//   resnet20_step/<sparse isa|dnnl_nhwc>  all 19 convolutions of a ResNet-20
+//                                training step at batch 128 (the stem dense
+//                                and without backward-data on both sides)
+// <pass> is fwd, bwd_data, bwd_weights or step. Activations are filled once;
+// every iteration runs on warm buffers, for both sides alike.
+//
+// Counters: real_FLOPS = 2 x (multiply-adds the stored taps actually do, the
+// padding excluded) x batch per pass, dense_FLOPS = Conv2dShape::flops() per
+// pass (both per second of wall time, so sparse and dense rows compare
+// directly), and the density.
+//
+// Threads: --threads=N (default 2) for TBB and OpenMP (oneDNN) alike. The
+// machine this was tuned on is shared and noisy; compare with interleaved
+// repetitions and medians:
+//   bench_conv_sparse --benchmark_filter='step' --benchmark_repetitions=10
+//       --benchmark_enable_random_interleaving=true
+//       --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/common/cpu.h"
+#include "kernels/common/threads.h"
+#include "kernels/conv2d/conv2d.h"
+#include "kernels/conv_sparse/conv_sparse.h"
+#include "kernels/conv_sparse/conv_sparse_ukernels.h"
+#include "sparsetrain/tensor.h"
+
+namespace sparsetrain {
+namespace {
+
+namespace sk = kernels;
+using kernels::Conv2dShape;
+
+constexpr int kDefaultThreads = 2;
+constexpr uint32_t kSeed = 42;
+
+struct Case {
+  const char* label;
+  int64_t c, o, side, kernel, stride, pad, batch;
+};
+
+// The target shapes (3x3 at 64 and 256 channels, batch 32) and the ResNet-20
+// (CIFAR) convolutions at batch 128, the projections included.
+constexpr Case kCases[] = {
+    {"c64_32x32_k3_n32", 64, 64, 32, 3, 1, 1, 32},
+    {"c256_14x14_k3_n32", 256, 256, 14, 3, 1, 1, 32},
+    {"r20_16to16_32x32_n128", 16, 16, 32, 3, 1, 1, 128},
+    {"r20_32to32_16x16_n128", 32, 32, 16, 3, 1, 1, 128},
+    {"r20_64to64_8x8_n128", 64, 64, 8, 3, 1, 1, 128},
+    {"r20_16to32_32x32_s2_n128", 16, 32, 32, 3, 2, 1, 128},
+    {"r20_32to64_16x16_s2_n128", 32, 64, 16, 3, 2, 1, 128},
+    {"r20_1x1_16to32_s2_n128", 16, 32, 32, 1, 2, 0, 128},
+    {"r20_1x1_32to64_s2_n128", 32, 64, 16, 1, 2, 0, 128},
+};
+constexpr double kSparsities[] = {0.9, 0.95, 0.98};
+
+Conv2dShape shape_of(const Case& c) {
+  Conv2dShape s;
+  s.batch = c.batch;
+  s.in_channels = c.c;
+  s.in_h = s.in_w = c.side;
+  s.out_channels = c.o;
+  s.kernel_h = s.kernel_w = c.kernel;
+  s.stride_h = s.stride_w = c.stride;
+  s.pad_h = s.pad_w = c.pad;
+  return s;
+}
+
+std::vector<float> random_floats(int64_t count, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<std::size_t>(count));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+// A 64-byte aligned float array (as Tensor storage is in the runtime).
+class Buffer {
+ public:
+  Buffer() = default;
+  explicit Buffer(const std::vector<float>& v)
+      : data_(static_cast<float*>(std::aligned_alloc(kAlign, bytes(v.size())))) {
+    std::memcpy(data_.get(), v.data(), v.size() * sizeof(float));
+  }
+  float* data() const { return data_.get(); }
+
+ private:
+  static constexpr std::size_t kAlign = 64;
+  static std::size_t bytes(std::size_t floats) {
+    return (std::max<std::size_t>(floats, 1) * sizeof(float) + kAlign - 1) / kAlign * kAlign;
+  }
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> data_;
+};
+
+Buffer flat(const std::vector<float>& v) { return Buffer(v); }
+Buffer zeros(int64_t count) { return Buffer(std::vector<float>(static_cast<std::size_t>(count))); }
+
+// Operands of one case: a weight with `sparsity` of its positions pruned
+// (uniformly at random), its compressed form, and activations for both
+// sides (kCHWN for sparse, NHWC for oneDNN; the values differ, not the work).
+struct Data {
+  Conv2dShape shape;
+  sk::ConvSparseWeights w;
+  Buffer dense_w, bias, src, dst, diff_dst, diff_src, diff_values, diff_bias, diff_w;
+  double real_macs = 0;  // multiply-adds per pass, padding excluded
+
+  Data(const Conv2dShape& s, double sparsity) : shape(s) {
+    std::mt19937 rng(kSeed);
+    const int64_t wsize = s.out_channels * (s.in_channels / s.groups) * s.kernel_h * s.kernel_w;
+    std::vector<float> weights = random_floats(wsize, rng);
+    std::vector<uint8_t> mask(weights.size());
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (std::size_t k = 0; k < mask.size(); ++k) {
+      mask[k] = u(rng) >= sparsity ? 1 : 0;
+      if (!mask[k]) weights[k] = 0.0f;
+    }
+    w = sk::conv_sparse_pack(weights.data(), mask.data(), s.out_channels, s.in_channels, s.kernel_h,
+                             s.kernel_w, s.groups);
+    dense_w = flat(weights);
+    bias = flat(random_floats(s.out_channels, rng));
+    const int64_t src_size = s.batch * s.in_channels * s.in_h * s.in_w;
+    const int64_t dst_size = s.batch * s.out_channels * s.out_h() * s.out_w();
+    src = flat(random_floats(src_size, rng));
+    diff_dst = flat(random_floats(dst_size, rng));
+    dst = zeros(dst_size);
+    diff_src = zeros(src_size);
+    diff_values = zeros(w.nnz);
+    diff_bias = zeros(s.out_channels);
+    diff_w = zeros(wsize);
+    // Each stored tap (i, j) runs at the output positions where it reads
+    // inside the image.
+    const auto valid = [](int64_t out, int64_t in, int64_t stride, int64_t pad, int64_t k) {
+      int64_t n = 0;
+      for (int64_t y = 0; y < out; ++y)
+        n += (y * stride - pad + k >= 0 && y * stride - pad + k < in);
+      return n;
+    };
+    const int64_t khw = s.kernel_h * s.kernel_w;
+    for (uint32_t p : w.position) {
+      const int64_t i = p % khw / s.kernel_w, j = p % s.kernel_w;
+      real_macs += static_cast<double>(valid(s.out_h(), s.in_h, s.stride_h, s.pad_h, i) *
+                                       valid(s.out_w(), s.in_w, s.stride_w, s.pad_w, j));
+    }
+    real_macs *= static_cast<double>(s.batch);
+  }
+};
+
+enum Pass : int { kFwd = 1, kBwdData = 2, kBwdWeights = 4, kStep = 7 };
+
+const char* pass_name(int p) {
+  switch (p) {
+    case kFwd:
+      return "fwd";
+    case kBwdData:
+      return "bwd_data";
+    case kBwdWeights:
+      return "bwd_weights";
+    default:
+      return "step";
+  }
+}
+
+int pass_count(int p) {
+  return (p & kFwd ? 1 : 0) + (p & kBwdData ? 1 : 0) + (p & kBwdWeights ? 1 : 0);
+}
+
+void set_counters(benchmark::State& state, const Data& d, int passes, bool sparse) {
+  const double n = pass_count(passes);
+  const double dense = static_cast<double>(d.shape.flops());
+  state.counters["real_FLOPS"] = benchmark::Counter(n * (sparse ? 2.0 * d.real_macs : dense),
+                                                    benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["dense_FLOPS"] =
+      benchmark::Counter(n * dense, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["density"] = sparse ? d.w.density() : 1.0;
+}
+
+// --- sparse ------------------------------------------------------------------------
+
+struct SparseKernels {
+  const sk::ConvGatherKernel* fwd = nullptr;
+  const sk::ConvGatherKernel* bwd_data = nullptr;
+  const sk::ConvSddmmKernel* bwd_weights = nullptr;
+};
+
+void run_sparse(Data& d, const SparseKernels& k, int passes) {
+  if (k.fwd != nullptr && (passes & kFwd))
+    sk::conv_sparse_forward_with(*k.fwd, d.dst.data(), d.src.data(), d.w, d.bias.data(), d.shape);
+  if (k.bwd_data != nullptr && (passes & kBwdData))
+    sk::conv_sparse_backward_data_with(*k.bwd_data, d.diff_src.data(), d.diff_dst.data(), d.w,
+                                       d.shape, false);
+  if (k.bwd_weights != nullptr && (passes & kBwdWeights))
+    sk::conv_sparse_backward_weights_with(*k.bwd_weights, d.diff_values.data(), d.diff_bias.data(),
+                                          d.diff_dst.data(), d.src.data(), d.w, d.shape);
+}
+
+void bm_sparse(benchmark::State& state, Conv2dShape s, double sparsity, SparseKernels k,
+               int passes) {
+  Data d(s, sparsity);
+  run_sparse(d, k, passes);
+  for (auto _ : state) {
+    run_sparse(d, k, passes);
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, d, passes, true);
+}
+
+// --- oneDNN ------------------------------------------------------------------------
+
+void run_dense(Data& d, int passes) {
+  const Layout l = Layout::kNHWC;
+  if (passes & kFwd)
+    sk::conv2d_forward_dnnl(d.dst.data(), d.src.data(), d.dense_w.data(), d.bias.data(), d.shape,
+                            l);
+  if (passes & kBwdData)
+    sk::conv2d_backward_data_dnnl(d.diff_src.data(), d.diff_dst.data(), d.dense_w.data(), d.shape,
+                                  l);
+  if (passes & kBwdWeights)
+    sk::conv2d_backward_weights_dnnl(d.diff_w.data(), d.diff_bias.data(), d.diff_dst.data(),
+                                     d.src.data(), d.shape, l);
+}
+
+void bm_dense(benchmark::State& state, Conv2dShape s, int passes) {
+  Data d(s, 0.0);
+  run_dense(d, passes);  // creates and caches the primitives
+  for (auto _ : state) {
+    run_dense(d, passes);
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, d, passes, false);
+  state.SetLabel(sk::conv2d_dnnl_impl_info(s, Layout::kNHWC));
+}
+
+// --- ResNet-20: all convolutions of one training step ---------------------------------
+
+struct ResNetConv {
+  Case c;
+  int count;
+};
+// He et al. 2016 (sec. 4.2): a 3x3 stem, three stages of three basic blocks
+// (two 3x3 convolutions each) at 16, 32 and 64 channels, the first of stages
+// 2 and 3 with stride 2; the 1x1 stride-2 projections on the shortcuts.
+constexpr ResNetConv kResNet20[] = {
+    {{"stem", 3, 16, 32, 3, 1, 1, 128}, 1},    {{"s1", 16, 16, 32, 3, 1, 1, 128}, 6},
+    {{"s2down", 16, 32, 32, 3, 2, 1, 128}, 1}, {{"s2", 32, 32, 16, 3, 1, 1, 128}, 5},
+    {{"s3down", 32, 64, 16, 3, 2, 1, 128}, 1}, {{"s3", 64, 64, 8, 3, 1, 1, 128}, 5},
+    {{"proj2", 16, 32, 32, 1, 2, 0, 128}, 1},  {{"proj3", 32, 64, 16, 1, 2, 0, 128}, 1},
+};
+
+// sparse: the stem stays dense (oneDNN, NHWC) on both sides, as pruning
+// recipes usually keep it; it runs without backward-data (its input is the
+// image).
+void bm_resnet20(benchmark::State& state, double sparsity, bool sparse, sk::Isa isa) {
+  std::vector<std::unique_ptr<Data>> layers;
+  double dense_flops = 0, real_flops = 0;
+  for (const ResNetConv& l : kResNet20)
+    for (int i = 0; i < l.count; ++i) {
+      layers.push_back(std::make_unique<Data>(shape_of(l.c), layers.empty() ? 0.0 : sparsity));
+      const double passes = layers.size() == 1 ? 2.0 : 3.0;
+      dense_flops += passes * static_cast<double>(layers.back()->shape.flops());
+      real_flops += passes * (layers.size() == 1 || !sparse
+                                  ? static_cast<double>(layers.back()->shape.flops())
+                                  : 2.0 * layers.back()->real_macs);
+    }
+  const sk::ConvSparseKernels ks = sk::conv_sparse_kernels(isa);
+  const SparseKernels k{ks.fwd, ks.bwd_data, ks.bwd_weights};
+  const auto step = [&] {
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const int passes = i == 0 ? kFwd | kBwdWeights : kStep;
+      if (i == 0 || !sparse) {
+        run_dense(*layers[i], passes);
+      } else {
+        run_sparse(*layers[i], k, passes);
+      }
+    }
+  };
+  step();
+  for (auto _ : state) {
+    step();
+    benchmark::ClobberMemory();
+  }
+  state.counters["real_FLOPS"] =
+      benchmark::Counter(real_flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["dense_FLOPS"] =
+      benchmark::Counter(dense_flops, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// --- registration ------------------------------------------------------------------------
+
+std::string case_name(const Case& c) { return std::string("/") + c.label; }
+
+std::string sparsity_name(double sp) { return "/sparsity:" + std::to_string(sp).substr(0, 4); }
+
+void reg(const std::string& name, std::function<void(benchmark::State&)> fn) {
+  benchmark::RegisterBenchmark(name.c_str(), std::move(fn))
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
+void register_all() {
+  for (const Case& c : kCases) {
+    const Conv2dShape s = shape_of(c);
+    for (int p : {kFwd, kBwdData, kBwdWeights, kStep})
+      reg(std::string("dnnl_nhwc/") + pass_name(p) + case_name(c),
+          [s, p](benchmark::State& st) { bm_dense(st, s, p); });
+    for (double sp : kSparsities) {
+      const std::string suffix = case_name(c) + sparsity_name(sp);
+      for (const sk::ConvGatherKernel& k : sk::conv_sparse_fwd_kernels()) {
+        if (!sk::isa_supported(k.isa)) continue;
+        reg(std::string("sparse/") + k.name + suffix, [s, sp, &k](benchmark::State& st) {
+          bm_sparse(st, s, sp, {&k, nullptr, nullptr}, kFwd);
+        });
+      }
+      for (const sk::ConvGatherKernel& k : sk::conv_sparse_bwd_data_kernels()) {
+        if (!sk::isa_supported(k.isa)) continue;
+        reg(std::string("sparse/") + k.name + suffix, [s, sp, &k](benchmark::State& st) {
+          bm_sparse(st, s, sp, {nullptr, &k, nullptr}, kBwdData);
+        });
+      }
+      for (const sk::ConvSddmmKernel& k : sk::conv_sparse_bwd_weights_kernels()) {
+        if (!sk::isa_supported(k.isa)) continue;
+        reg(std::string("sparse/") + k.name + suffix, [s, sp, &k](benchmark::State& st) {
+          bm_sparse(st, s, sp, {nullptr, nullptr, &k}, kBwdWeights);
+        });
+      }
+      for (sk::Isa isa : {sk::Isa::kAvx512, sk::Isa::kAvx2, sk::Isa::kRef}) {
+        if (!sk::isa_supported(isa)) continue;
+        const sk::ConvSparseKernels k = sk::conv_sparse_kernels(isa);
+        reg(std::string("sparse_step/") + sk::isa_name(isa) + suffix,
+            [s, sp, k](benchmark::State& st) {
+              bm_sparse(st, s, sp, {k.fwd, k.bwd_data, k.bwd_weights}, kStep);
+            });
+      }
+    }
+  }
+  reg("resnet20_step/dnnl_nhwc",
+      [](benchmark::State& st) { bm_resnet20(st, 0.0, false, sk::Isa::kRef); });
+  for (double sp : kSparsities)
+    for (sk::Isa isa : {sk::Isa::kAvx512, sk::Isa::kAvx2}) {
+      if (!sk::isa_supported(isa)) continue;
+      reg(std::string("resnet20_step/sparse_") + sk::isa_name(isa) + sparsity_name(sp),
+          [sp, isa](benchmark::State& st) { bm_resnet20(st, sp, true, isa); });
+    }
+}
+
+}  // namespace
+}  // namespace sparsetrain
+
+int main(int argc, char** argv) {
+  int threads = sparsetrain::kDefaultThreads;
+  // --threads=N is ours; everything else goes to Google Benchmark.
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0 && std::strncmp(argv[i], "--threads=", 10) == 0) {
+      threads = std::atoi(argv[i] + 10);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  int rest_count = static_cast<int>(rest.size());
+  sparsetrain::kernels::set_num_threads(threads);
+  benchmark::AddCustomContext("threads", std::to_string(sparsetrain::kernels::num_threads()));
+  benchmark::AddCustomContext("isa",
+                              sparsetrain::kernels::isa_name(sparsetrain::kernels::best_isa()));
+  benchmark::AddCustomContext("cpu", sparsetrain::kernels::cpu_info().model);
+  sparsetrain::register_all();
+  benchmark::Initialize(&rest_count, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rest_count, rest.data())) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,169 @@
+// The micro-kernels of the sparse convolution and their registry. Internal to
+// kernels/ (the operator layer, the tests and the benchmarks include it); the
+// public operators are in conv_sparse.h.
+//
+// A micro-kernel is single-threaded and runs one line of output positions of
+// one batch block for a range of "rows" of the sparse index (output channels
+// for forward and backward-weights, input channels for backward-data). The
+// operator layer (conv_sparse_op.cc) cuts the output plane into such lines,
+// turns the call's geometry into the tables below, and runs the calls on TBB.
+//
+// Every pass is a gather over taps. Position q of a line (q in
+// [0, positions)) of index row r reads, for each tap k of r in the line's
+// runs, the batch vector at
+//
+//   in + line.in_base + (r / rows_per_group) * in_group_stride
+//      + q * line.in_ps + off[tap[k]]                       (plus the lane)
+//
+// A line is cut so that the same runs are valid at all of its positions: an
+// interior row (every kernel position inside the image), or a border column
+// walked down the image, or a single corner position. In panel p its taps
+// are the runs [run_ptr[(r * panels + p) * runs_per_panel + lo], ... + hi)
+// for each (lo, hi) pair of `segs`, in order; the kernels never test a tap.
+// A register tile takes the panels in order (each one's inputs stay in L1
+// while every row reads them), its outputs summing across them.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "kernels/common/cpu.h"
+#include "kernels/conv_sparse/conv_sparse.h"
+
+namespace sparsetrain::kernels {
+
+// How a gather starts its accumulators.
+enum class ConvSparseInit : uint8_t {
+  kZero,        // out = sum
+  kBias,        // out = bias[r] + sum
+  kAccumulate,  // out += sum (backward-data with accumulate)
+};
+
+// One stored entry as the kernels read it, in the index's order: the offset
+// of its input from the position's origin (within its group of channels,
+// for the call's geometry) and its value (one 64-bit load brings both).
+struct ConvTap {
+  int32_t off;
+  float value;
+};
+
+// The index of one pass (fwd or bwd order), with the call's tap offsets.
+struct ConvTaps {
+  const uint32_t* run_ptr;  // (rows * panels * runs_per_panel + 1) run starts
+  int64_t panels;
+  int64_t runs_per_panel;  // KH * KW
+  const ConvTap* tap;      // (nnz)
+};
+
+// One line of positions with the same valid runs at every position.
+struct ConvLine {
+  const int32_t* segs;  // (num_segs, 2) run bounds [lo, hi) within a row
+  int64_t num_segs;
+  int64_t positions;
+  int64_t in_base;   // input offset of position 0 (may be negative)
+  int64_t in_ps;     // input floats between positions
+  int64_t out_base;  // output offset of position 0 within a row
+  int64_t out_ps;    // output floats between positions
+};
+
+// out[r * out_rs + line.out_base + q * line.out_ps + l] (=, +=) the sum over
+// the line's taps of r of value * input, for rows [row_begin, row_end),
+// positions q of the line and lanes l in [0, n).
+struct ConvGatherArgs {
+  ConvTaps taps;
+  ConvLine line;
+  const float* in;
+  int64_t in_group_stride;  // added per group of rows
+  int64_t rows_per_group;
+  float* out;
+  int64_t out_rs;
+  const float* bias;  // (rows), read when init == kBias
+  int64_t row_begin;
+  int64_t row_end;
+  int64_t n;  // valid batch lanes, 1 <= n <= tile_n
+  ConvSparseInit init;
+};
+
+// partial[k] += sum over the line's positions q and lanes l of
+// grad[r * grad_rs + line.out_base + q * line.out_ps + l] * input(k, q, l) for
+// the line's taps k of rows [row_begin, row_end) (partial is indexed like
+// taps.tap); partial_bias[r] += the sum of those grad lanes when not null.
+struct ConvSddmmArgs {
+  ConvTaps taps;
+  ConvLine line;
+  const float* in;
+  int64_t in_group_stride;
+  int64_t rows_per_group;
+  const float* grad;  // diff_dst
+  int64_t grad_rs;
+  float* partial;
+  float* partial_bias;
+  int64_t row_begin;
+  int64_t row_end;
+  int64_t n;
+};
+
+using ConvGatherFn = void (*)(const ConvGatherArgs& args);
+using ConvSddmmFn = void (*)(const ConvSddmmArgs& args);
+
+// A registered micro-kernel. The name says op, register tile and ISA:
+// f32_conv_sparse_fwd_8x32__avx512 keeps 8 positions of 32 batch lanes in
+// registers. tile_n is the batch block the operator hands it.
+struct ConvGatherKernel {
+  const char* name;
+  Isa isa;
+  int tile_n;
+  ConvGatherFn fn;
+};
+struct ConvSddmmKernel {
+  const char* name;
+  Isa isa;
+  int tile_n;
+  ConvSddmmFn fn;
+};
+
+// One list per pass, best ISA first, ref last. Dispatch, tests and benchmarks
+// all iterate these lists (conv_sparse_dispatch.cc).
+std::span<const ConvGatherKernel> conv_sparse_fwd_kernels();
+std::span<const ConvGatherKernel> conv_sparse_bwd_data_kernels();
+std::span<const ConvSddmmKernel> conv_sparse_bwd_weights_kernels();
+
+// The first registered kernel of each pass whose ISA is <= `isa` and runs on
+// this CPU.
+struct ConvSparseKernels {
+  const ConvGatherKernel* fwd;
+  const ConvGatherKernel* bwd_data;
+  const ConvSddmmKernel* bwd_weights;
+};
+ConvSparseKernels conv_sparse_kernels(Isa isa);
+
+// The operators of conv_sparse.h with an explicit kernel (tests and benchmarks
+// run every registered one).
+void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const float* src,
+                              const ConvSparseWeights& w, const float* bias,
+                              const Conv2dShape& shape);
+void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_src,
+                                    const float* diff_dst, const ConvSparseWeights& w,
+                                    const Conv2dShape& shape, bool accumulate);
+void conv_sparse_backward_weights_with(const ConvSddmmKernel& kernel, float* diff_values,
+                                       float* diff_bias, const float* diff_dst, const float* src,
+                                       const ConvSparseWeights& w, const Conv2dShape& shape);
+
+namespace ukernel {
+
+// ref: scalar loops, any batch block.
+void f32_conv_gather__ref(const ConvGatherArgs& args);
+void f32_conv_sddmm__ref(const ConvSddmmArgs& args);
+
+// AVX2 (8 floats per vector): batch blocks of 16.
+void f32_conv_gather_12x8__avx2(const ConvGatherArgs& args);
+void f32_conv_sddmm_6x8__avx2(const ConvSddmmArgs& args);
+
+// AVX-512 (16 floats per vector): batch blocks of up to 64.
+void f32_conv_gather_24x16__avx512(const ConvGatherArgs& args);
+void f32_conv_sddmm_16x16__avx512(const ConvSddmmArgs& args);
+void f32_conv_sddmm_exp__avx512(const ConvSddmmArgs& args);
+void f32_conv_sddmm_exp2__avx512(const ConvSddmmArgs& args);
+
+}  // namespace ukernel
+}  // namespace sparsetrain::kernels

@@ -1,0 +1,27 @@
+// What the executor asks of nodes about sparse kernels and layouts.
+#include <string>
+
+#include "nodes/nodes.h"
+#include "sparsetrain/error.h"
+
+namespace sparsetrain::nodes {
+
+SparseKernels parse_sparse_kernels(const std::string& mode) {
+  if (mode == "auto") return SparseKernels::kAuto;
+  if (mode == "sparse") return SparseKernels::kSparse;
+  if (mode == "dense") return SparseKernels::kDense;
+  throw Error("--kernels: unknown kernels '" + mode + "' (expected sparse, dense or auto)");
+}
+
+PrunableNode* as_prunable(Node& node) { return dynamic_cast<PrunableNode*>(&node); }
+
+Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::size_t k) {
+  SPARSETRAIN_ASSERT(k < inputs.size());
+  if (PrunableNode* p = as_prunable(node)) return p->input_layout(inputs[k].shape());
+  // Add: the output takes the first input's layout and the second is read in
+  // it (see add.cc).
+  if (node.type() == std::string("add")) return inputs[0].layout();
+  return inputs[k].layout();
+}
+
+}  // namespace sparsetrain::nodes

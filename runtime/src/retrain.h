@@ -1,0 +1,37 @@
+// Starting a run from a checkpoint, and retraining after pruning (Renda,
+// Frankle and Carbin, "Comparing Rewinding and Fine-tuning in Neural
+// Network Pruning", ICLR 2020): the pieces of Trainer behind
+// TrainOptions::init_from, retrain, save_epochs and the lr schedule's span
+// and offset.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "sparsetrain/schedule.h"
+#include "sparsetrain/trainer.h"
+
+namespace sparsetrain::detail {
+
+// Throws Error naming the flag when a retraining or snapshot option is out
+// of range or missing its companion (--retrain without --init-from,
+// --save-epochs without --out).
+void validate_retrain_options(const TrainOptions& options);
+
+// Loads options.init_from into a freshly initialised graph (masks fixed:
+// compressed, or masked with sparse_storage "masked") and resolves
+// options.retrain into the lr fields of `options` (and, for weight
+// rewinding, resets the weights to the original run's snapshot under the
+// same masks). Returns a line for the run log.
+std::string apply_init_from(TrainOptions& options, Graph& graph, int64_t steps_per_epoch);
+
+// The run's lr schedule: the options' schedule over lr_schedule_epochs (0:
+// epochs), read lr_schedule_offset_epochs later.
+std::unique_ptr<LrSchedule> make_run_lr_schedule(const TrainOptions& options,
+                                                 int64_t steps_per_epoch);
+
+// <run_dir>/epoch-<epoch>/checkpoint.safetensors
+std::string snapshot_path(const std::string& run_dir, int64_t epoch);
+
+}  // namespace sparsetrain::detail
