@@ -10,8 +10,10 @@
 //                                NHWC activations, its fastest layout here;
 //                                only its own time (the sparse side runs on
 //                                kCHWN buffers of its own, no reorders timed)
-//   resnet20_step/<sparse isa|dnnl_nhwc>  all 19 convolutions of a ResNet-20
-//                                training step at batch 128 (the stem dense
+//   resnet20_step/<sparse isa|dnnl_nhwc>  all 21 convolutions of one
+//                                training step of sparsetrain's ResNet-20 at
+//                                batch 128 (graphs/models.cc: 19 3x3 and the
+//                                two 1x1 projection shortcuts; the stem dense
 //                                and without backward-data on both sides)
 // <pass> is fwd, bwd_data, bwd_weights or step. Activations are filled once;
 // every iteration runs on warm buffers, for both sides alike.
@@ -261,7 +263,8 @@ struct ResNetConv {
 };
 // He et al. 2016 (sec. 4.2): a 3x3 stem, three stages of three basic blocks
 // (two 3x3 convolutions each) at 16, 32 and 64 channels, the first of stages
-// 2 and 3 with stride 2; the 1x1 stride-2 projections on the shortcuts.
+// 2 and 3 with stride 2; graphs/models.cc puts 1x1 stride-2 projections on
+// those two blocks' shortcuts.
 constexpr ResNetConv kResNet20[] = {
     {{"stem", 3, 16, 32, 3, 1, 1, 128}, 1},    {{"s1", 16, 16, 32, 3, 1, 1, 128}, 6},
     {{"s2down", 16, 32, 32, 3, 2, 1, 128}, 1}, {{"s2", 32, 32, 16, 3, 1, 1, 128}, 5},

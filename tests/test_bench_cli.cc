@@ -268,20 +268,23 @@ TEST(BenchModelCli, MlpJsonHasEveryField) {
   const nlohmann::json j = nlohmann::json::parse(r.out);
   ASSERT_TRUE(j.is_object()) << r.out;
   const auto rows = expect_model(j, "mlp", 0.9);
-  // fc1, fc2, fc3: the first and the last stay dense.
+  // No convolutions: fc1, fc2 and fc3 are all pruned, as the trainer does.
   EXPECT_EQ(j["prunable_layers"], 3);
-  EXPECT_EQ(j["compressed_layers"], 1);
-  EXPECT_EQ(j["sparse_layers"], 1);
+  EXPECT_EQ(j["dense_first_last"], false);
+  EXPECT_EQ(j["compressed_layers"], 3);
+  EXPECT_EQ(j["sparse_layers"], 3);
   EXPECT_EQ(j["kernels"], "sparse");
   EXPECT_EQ(j["distribution"], "uniform");
   for (const char* node : {"fc1", "fc2", "fc3"}) {
     ASSERT_TRUE(rows.count(node)) << node << " missing in " << j.dump();
     EXPECT_EQ(rows.at(node)["type"], "linear");
-    EXPECT_EQ(rows.at(node)["sparse"], std::string(node) == "fc2") << node;
+    EXPECT_TRUE(rows.at(node)["sparse"].get<bool>()) << node;
+    // 784 x 300, 300 x 100 and 100 x 10 weights at 90%: a tenth kept exactly.
+    EXPECT_DOUBLE_EQ(rows.at(node)["density"].get<double>(), 0.1) << node;
   }
-  // 300 x 100 weights at 90%: exactly 3000 kept.
-  EXPECT_DOUBLE_EQ(rows.at("fc2")["density"].get<double>(), 0.1);
-  EXPECT_DOUBLE_EQ(rows.at("fc1")["density"].get<double>(), 1.0);
+  ASSERT_TRUE(rows.count("relu1")) << j.dump();
+  EXPECT_FALSE(rows.at("relu1")["sparse"].get<bool>());
+  EXPECT_FALSE(rows.at("relu1").contains("density"));
 }
 
 TEST(BenchModelCli, ResnetCompressesConvolutions) {
@@ -291,6 +294,8 @@ TEST(BenchModelCli, ResnetCompressesConvolutions) {
   const auto rows = expect_model(j, "resnet20", 0.8);
   const int prunable = j["prunable_layers"];
   EXPECT_EQ(prunable, 22);  // 19 convolutions, 2 shortcut convolutions, the classifier
+  // With convolutions, the first and the last layer stay dense.
+  EXPECT_EQ(j["dense_first_last"], true);
   EXPECT_EQ(j["compressed_layers"], prunable - 2);
   int sparse_convs = 0;
   for (const auto& [name, l] : rows) {

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,8 +19,10 @@
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/loss.h"
+#include "sparsetrain/models.h"
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
+#include "sparsetrain/trainer.h"
 
 namespace sparsetrain {
 namespace {
@@ -498,6 +501,47 @@ TEST(ConvSparseNode, SparseDenseAndAutoKernelsTrainAlike) {
     EXPECT_NEAR(losses[2][s], losses[1][s], 1e-3f * std::max(1.0f, losses[1][s])) << s;
   }
   EXPECT_LT(losses[0].back(), losses[0].front());
+}
+
+// The trainer with --kernels sparse | dense | auto: LeNet-5 on an MNIST
+// subset at 80% sparsity (conv2, fc1 and fc2 compressed; the first and last
+// layers stay dense), the same losses step for step.
+TEST(ConvSparseNode, TrainerKernelsSparseDenseAndAutoAgree) {
+  TrainOptions o = recommended_options("lenet5");
+  o.data_dir = SPARSETRAIN_TEST_DATA_DIR;
+  o.threads = 2;
+  o.progress = false;
+  o.sparsity = 0.8f;
+  o.train_limit = 400;
+  o.test_limit = 100;
+  o.max_steps = 6;
+  const GraphFactory zoo = [](const std::string& m, int64_t c, int64_t h, int64_t w, int64_t k) {
+    return build_model(m, ModelOptions{c, h, w, k});
+  };
+  std::vector<float> losses[3];
+  const char* modes[] = {"sparse", "dense", "auto"};
+  for (int m = 0; m < 3; ++m) {
+    o.kernels = modes[m];
+    Trainer t(o, zoo);
+    std::ostringstream log;
+    losses[m] = t.run(log).step_losses;
+    EXPECT_TRUE(t.graph().parameter("conv2.weight").compressed()) << modes[m];
+    EXPECT_FALSE(t.graph().parameter("conv1.weight").compressed()) << modes[m];
+    EXPECT_EQ(t.graph().prunable_layer_count(), 5);
+    if (m == 0) {
+      EXPECT_EQ(t.graph().sparse_layer_count(), 3);
+    } else if (m == 1) {
+      EXPECT_EQ(t.graph().sparse_layer_count(), 0);
+    }
+  }
+  for (int m : {0, 2}) {
+    ASSERT_EQ(losses[m].size(), losses[1].size());
+    for (std::size_t s = 0; s < losses[1].size(); ++s) {
+      EXPECT_NEAR(losses[m][s], losses[1][s], 1e-4f * std::max(1.0f, losses[1][s]))
+          << modes[m] << " step " << s;
+    }
+  }
+  EXPECT_EQ(losses[1].size(), 6u);
 }
 
 TEST(ConvSparseNode, SummaryAndErrorsNameTheNode) {

@@ -201,6 +201,30 @@ TEST_F(Prune, BinaryRetrainsWithTheOriginalRunsOptions) {
   EXPECT_EQ(saved.lr_schedule_epochs, kOriginalEpochs);
 }
 
+// A retraining run stopped and resumed ends with the same weights as one
+// run through: the resolved schedule (span, offset) is saved with it.
+TEST_F(Prune, ResumedRetrainingIsBitIdentical) {
+  const std::string whole = (dir_ / "whole").string();
+  const std::string parts = (dir_ / "parts").string();
+  const std::string common = " --no-progress --threads 2 --kernels sparse --data-dir " + data_dir();
+  const RunResult once = run("train --init-from " + pruned() +
+                             " --retrain lr-rewind --epochs 2 --out " + whole + common);
+  ASSERT_EQ(once.exit_code, 0) << once.out;
+  const RunResult stop =
+      run("train --init-from " + pruned() +
+          " --retrain lr-rewind --epochs 2 --max-steps 15 --out " + parts + common);
+  ASSERT_EQ(stop.exit_code, 0) << stop.out;
+  const RunResult resume = run("train --resume " + parts + common);
+  ASSERT_EQ(resume.exit_code, 0) << resume.out;
+  const Checkpoint a = Checkpoint::load(checkpoint_file(whole));
+  const Checkpoint b = Checkpoint::load(checkpoint_file(parts));
+  for (const char* name :
+       {"sparse/fc1.weight/values", "sparse/fc3.weight/values", "param/fc2.bias"}) {
+    EXPECT_TRUE(a.raw(name).bytes == b.raw(name).bytes) << name;
+  }
+  EXPECT_EQ(read_checkpoint_options(parts).lr_schedule_offset_epochs, 1);
+}
+
 TEST_F(Prune, FinetuneRunsAtTheOriginalFinalLr) {
   Trainer t(retrain_options("finetune", 1), zoo());
   const float final_lr = original_lr_.back();

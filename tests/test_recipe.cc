@@ -115,6 +115,18 @@ void expect_refused(const std::string& text, const std::string& needle) {
       << text;
 }
 
+TEST(Recipe, MissingFilesAndFoldersAreRefused) {
+  for (const std::string& path : {recipes_dir().string(), (recipes_dir() / "none.yaml").string()}) {
+    try {
+      Recipe::load(path);
+      ADD_FAILURE() << "loaded " << path;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("recipe '" + path + "': "), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(Recipe, UnknownKeysAreRefusedWithTheirLine) {
   expect_refused("model: mlp\nsparsity:\n  method: acdc\n  targte: 0.9\n",
                  "recipe 'r.yaml', line 4: sparsity.targte: unknown key (expected one of: method, "
@@ -263,6 +275,7 @@ TEST(Recipe, FlagsOverrideTheRecipe) {
                                         "optimizer:\n"
                                         "  lr: 0.2\n"
                                         "  momentum: 0.8\n"
+                                        "  eps: 1.0e-6\n"
                                         "sparsity:\n"
                                         "  method: gmp\n"
                                         "  target: 0.9\n");
@@ -270,9 +283,10 @@ TEST(Recipe, FlagsOverrideTheRecipe) {
       testing::run_cli("train --recipe " + recipe + " --lr 0.02 --epochs 3 --print-recipe", false);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   const TrainOptions o = resolved(Recipe::parse(r.out, "printed"));
-  EXPECT_EQ(o.lr, 0.02f);       // flag
-  EXPECT_EQ(o.epochs, 3);       // flag
-  EXPECT_EQ(o.momentum, 0.8f);  // recipe
+  EXPECT_EQ(o.lr, 0.02f);        // flag
+  EXPECT_EQ(o.epochs, 3);        // flag
+  EXPECT_EQ(o.momentum, 0.8f);   // recipe
+  EXPECT_EQ(o.adam_eps, 1e-6f);  // recipe, a field without a flag
   EXPECT_EQ(o.sparsity_method, "gmp");
   EXPECT_EQ(o.model, "resnet20");
   EXPECT_EQ(o.batch_size, 128);  // resnet20's recommended options under the recipe

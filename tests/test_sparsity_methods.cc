@@ -479,6 +479,56 @@ TEST(SparsityMethods, GmpAndRiglRunsReachTheirSparsity) {
   EXPECT_NEAR(rr.epochs.front().sparsity, 0.9, 1e-6);
 }
 
+TEST(SparsityMethods, ConvLayersOfLenet5) {
+  // 200 images, batch 50: 4 steps per epoch. LeNet-5 has convolutions, so
+  // conv1 and fc3 stay dense and conv2, fc1, fc2 are pruned.
+  TrainOptions o = mnist_run("acdc");
+  o.model = "lenet5";
+  o.train_limit = 200;
+  o.test_limit = 100;
+  o.epochs = 3;
+  o.compress_epochs = {1, 2.5};
+  o.decompress_epochs = {2};
+  Trainer acdc(o, zoo());
+  std::ostringstream log;
+  const TrainResult r = acdc.run(log);
+  EXPECT_EQ(r.epochs[0].phase, "dense");
+  EXPECT_EQ(r.epochs[1].phase, "compressed");
+  EXPECT_EQ(r.epochs[2].phase, "compressed");
+  Graph& g = acdc.graph();
+  EXPECT_FALSE(g.parameter("conv1.weight").compressed());
+  EXPECT_FALSE(g.parameter("fc3.weight").compressed());
+  int64_t kept = 0, total = 0;
+  for (const char* node : {"conv2", "fc1", "fc2"}) {
+    const Parameter& p = g.parameter(std::string(node) + ".weight");
+    ASSERT_TRUE(p.compressed()) << node;
+    kept += p.value.numel();
+    total += p.dense_numel();
+  }
+  EXPECT_EQ(kept, std::llround(0.1 * static_cast<double>(total)));
+  EXPECT_NE(log.str().find("dense: conv1, fc3"), std::string::npos) << log.str();
+
+  // RigL drops and grows in the conv weight too, at a constant count.
+  TrainOptions rl = o;
+  rl.sparsity_method = "rigl";
+  rl.compress_epochs.clear();
+  rl.decompress_epochs.clear();
+  rl.epochs = 2;
+  rl.prune_every_steps = 2;
+  Trainer rigl(rl, zoo());
+  const Parameter& conv2 = rigl.graph().parameter("conv2.weight");
+  ASSERT_TRUE(conv2.compressed());
+  const std::vector<int64_t> before = conv2.dense_index;
+  const TrainResult rr = rigl.run(log);
+  ASSERT_TRUE(conv2.compressed());
+  EXPECT_EQ(conv2.dense_index.size(), before.size());
+  std::vector<int64_t> a = before, b = conv2.dense_index;
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  EXPECT_NE(a, b) << "no conv weight was dropped or grown";
+  EXPECT_EQ(rr.epochs.front().sparsity, rr.epochs.back().sparsity);
+}
+
 // Stopping inside a phase and resuming gives the uninterrupted run's losses.
 void expect_resume_matches(TrainOptions o, int64_t stop_at, const std::string& name) {
   TrainOptions whole = o;

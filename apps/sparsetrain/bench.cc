@@ -65,7 +65,8 @@ CLI::App* add_bench(CLI::App& app, BenchCommand& cmd) {
   model->add_option("--batch", m.batch, "Batch size")->capture_default_str();
   model
       ->add_option("--sparsity", m.sparsity,
-                   "Sparsity of the prunable layers except the first and the last, in [0, 1)")
+                   "Sparsity of the prunable layers (with convolutions: all but the first and "
+                   "the last), in [0, 1)")
       ->capture_default_str();
   model
       ->add_option("--distribution", m.distribution,

@@ -4,15 +4,16 @@
 // 3x32x32 for the ResNets, MNIST's 1x28x28 otherwise; 10 classes).
 //
 // The two models start from the same initial weights. The sparse one has its
-// prunable layers (conv and linear weights), except the first and the last,
-// pruned by magnitude at --sparsity spread by --distribution and compressed
-// (Graph::compress), so they run the sparse kernels (or, with --kernels, the
-// dense ones, or whichever was faster when timed). After --warmup untimed
-// steps of each, --steps steps alternate between the two (dense first on even
-// steps, sparse first on odd ones) and the medians are reported: of the step
-// and its phases, and, from Graph's per-node profiling, of every node's
-// forward and backward time. "executor" is what the graph's forward and
-// backward took beyond its nodes (the output reorder, freeing activations).
+// prunable layers (conv and linear weights; in a model with convolutions all
+// but the first and the last, as the trainer does) pruned by magnitude at
+// --sparsity spread by --distribution and compressed (Graph::compress), so
+// they run the sparse kernels (or, with --kernels, the dense ones, or
+// whichever was faster when timed). After --warmup untimed steps of each,
+// --steps steps alternate between the two (dense first on even steps, sparse
+// first on odd ones) and the medians are reported: of the step and its
+// phases, and, from Graph's per-node profiling, of every node's forward and
+// backward time. "executor" is what the graph's forward and backward took
+// beyond its nodes (the output reorder, freeing activations).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -123,6 +124,7 @@ struct Report {
   double sparsity = 0;
   int threads = 0, steps = 0;
   int compressed_layers = 0, prunable_layers = 0, sparse_layers = 0;
+  bool dense_first_last = false;
   std::array<double, kNumPhases> dense_ms{}, sparse_ms{};
   int64_t dense_param_bytes = 0, sparse_param_bytes = 0;
   int64_t dense_peak_bytes = 0, sparse_peak_bytes = 0;
@@ -143,8 +145,11 @@ Report measure(const BenchModelCommand& cmd) {
   make_side(dense, cmd);
   make_side(sparse, cmd);
   sparse.graph.set_sparse_kernels(cmd.kernels);
-  const std::vector<PrunableLayer> layers =
-      prunable_layers(sparse.graph, /*dense_first_last=*/true);
+  // As the trainer's default: the first and the last layer stay dense in
+  // models with convolutions (the stem and the classifier are small and
+  // sensitive).
+  const bool dense_first_last = has_convolutions(sparse.graph);
+  const std::vector<PrunableLayer> layers = prunable_layers(sparse.graph, dense_first_last);
   if (cmd.sparsity > 0.0) {
     const std::vector<Tensor> masks =
         magnitude_masks(sparse.graph, layers, static_cast<float>(cmd.sparsity), distribution);
@@ -182,6 +187,7 @@ Report measure(const BenchModelCommand& cmd) {
   rep.sparsity = cmd.sparsity;
   rep.threads = sk::num_threads();
   rep.steps = cmd.steps;
+  rep.dense_first_last = dense_first_last;
   rep.compressed_layers = cmd.sparsity > 0.0 ? static_cast<int>(layers.size()) : 0;
   rep.prunable_layers = static_cast<int>(prunable_layers(dense.graph, false).size());
   for (int p = 0; p < kNumPhases; ++p) {
@@ -248,10 +254,11 @@ std::string cell(double ms, bool present) {
 
 void print_report(const Report& r) {
   std::printf(
-      "bench model: %s, batch %lld, sparsity %.2f (%s) on %d of %d prunable layers (first and "
-      "last dense), kernels %s, ISA %s, %d threads, medians of %d steps\n",
+      "bench model: %s, batch %lld, sparsity %.2f (%s) on %d of %d prunable layers%s, kernels "
+      "%s, ISA %s, %d threads, medians of %d steps\n",
       r.model.c_str(), static_cast<long long>(r.batch), r.sparsity, r.distribution.c_str(),
-      r.compressed_layers, r.prunable_layers, r.kernels.c_str(), r.isa.c_str(), r.threads, r.steps);
+      r.compressed_layers, r.prunable_layers, r.dense_first_last ? " (first and last dense)" : "",
+      r.kernels.c_str(), r.isa.c_str(), r.threads, r.steps);
   std::printf(
       "parameters + optimizer state: dense %s, sparse %s; peak activations: dense %s, "
       "sparse %s\n",
@@ -318,6 +325,7 @@ nlohmann::ordered_json to_json(const Report& r) {
           {"dense_phases_ms", dense_phases},
           {"sparse_phases_ms", sparse_phases},
           {"prunable_layers", r.prunable_layers},
+          {"dense_first_last", r.dense_first_last},
           {"compressed_layers", r.compressed_layers},
           {"sparse_layers", r.sparse_layers},
           {"dense_param_bytes", r.dense_param_bytes},

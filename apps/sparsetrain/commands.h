@@ -35,7 +35,7 @@ int run_eval(EvalCommand& cmd);
 
 struct PruneCommand {
   std::string checkpoint;
-  float sparsity = 0.9f;
+  double sparsity = 0.9;
   std::string distribution = "global";
   int dense_first_last = -1;  // -1 auto, 0 off, 1 on
   std::string out;

@@ -1,5 +1,6 @@
 // sparsetrain prune: one-shot magnitude pruning of a trained checkpoint into
 // a compressed one, with test accuracy before and after.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -30,6 +31,7 @@ struct LayerRow {
   Shape shape;
   int64_t kept = 0;
   int64_t total = 0;
+  bool pruned = true;  // false: left as it was (--dense-first-last)
 };
 
 }  // namespace
@@ -65,7 +67,7 @@ CLI::App* add_prune(CLI::App& app, PruneCommand& cmd) {
 }
 
 int run_prune(PruneCommand& cmd) {
-  if (!(cmd.sparsity >= 0.0f && cmd.sparsity < 1.0f)) {
+  if (!(cmd.sparsity >= 0.0 && cmd.sparsity < 1.0)) {
     throw Error("--sparsity must be in [0, 1), got " + std::to_string(cmd.sparsity));
   }
   if (cmd.batch_size < 1) throw Error("--batch-size must be at least 1");
@@ -87,14 +89,19 @@ int run_prune(PruneCommand& cmd) {
     before = evaluate_graph(graph, test, cmd.batch_size);
   }
 
-  const std::vector<Tensor> masks = magnitude_masks(graph, layers, cmd.sparsity, distribution);
-  std::vector<LayerRow> rows;
+  const std::vector<Tensor> masks =
+      magnitude_masks(graph, layers, static_cast<float>(cmd.sparsity), distribution);
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const std::string& node = layers[l].node;
-    Parameter& p = graph.parameter(layers[l].param);
-    if (p.masked()) graph.unmask(node);
+    if (graph.parameter(layers[l].param).masked()) graph.unmask(node);
     graph.compress(node, masks[l]);
-    rows.push_back({node, layers[l].shape, p.value.numel(), Tensor::count(layers[l].shape)});
+  }
+  std::vector<LayerRow> rows;
+  for (const PrunableLayer& l : prunable_layers(graph, /*dense_first_last=*/false)) {
+    const Parameter& p = graph.parameter(l.param);
+    const bool pruned = std::any_of(layers.begin(), layers.end(),
+                                    [&l](const PrunableLayer& c) { return c.node == l.node; });
+    rows.push_back({l.node, l.shape, p.value.numel(), Tensor::count(l.shape), pruned});
   }
   const SparsityReport report = sparsity_report(graph);
   if (!cmd.no_eval) after = evaluate_graph(graph, test, cmd.batch_size);
@@ -129,12 +136,12 @@ int run_prune(PruneCommand& cmd) {
   if (cmd.json) {
     json layer_list = json::array();
     for (const LayerRow& r : rows) {
-      layer_list.push_back(
-          {{"node", r.node},
-           {"shape", r.shape},
-           {"kept", r.kept},
-           {"total", r.total},
-           {"density", static_cast<double>(r.kept) / static_cast<double>(r.total)}});
+      layer_list.push_back({{"node", r.node},
+                            {"shape", r.shape},
+                            {"kept", r.kept},
+                            {"total", r.total},
+                            {"density", static_cast<double>(r.kept) / static_cast<double>(r.total)},
+                            {"pruned", r.pruned}});
     }
     json j = {{"checkpoint", out_path},
               {"from", path},
@@ -158,14 +165,14 @@ int run_prune(PruneCommand& cmd) {
 
   std::printf("pruned %s (model %s, dataset %s): magnitude, %s, sparsity %.3f%s\n\n", path.c_str(),
               trained.model.c_str(), trained.dataset.c_str(), distribution_name(distribution),
-              static_cast<double>(cmd.sparsity),
-              dense_first_last ? ", first and last layer dense" : "");
+              cmd.sparsity, dense_first_last ? ", first and last layer dense" : "");
   std::printf("%-22s %-18s %19s %8s\n", "layer", "shape", "kept / total", "density");
   for (const LayerRow& r : rows) {
-    std::printf("%-22s %-18s %9lld / %7lld %8.3f\n", r.node.c_str(),
+    std::printf("%-22s %-18s %9lld / %7lld %8.3f%s\n", r.node.c_str(),
                 shape_to_string(r.shape).c_str(), static_cast<long long>(r.kept),
                 static_cast<long long>(r.total),
-                static_cast<double>(r.kept) / static_cast<double>(r.total));
+                static_cast<double>(r.kept) / static_cast<double>(r.total),
+                r.pruned ? "" : "  (not pruned)");
   }
   std::printf(
       "\nsparsity: %.2f%% of the prunable weights (%lld of %lld kept), %.2f%% of all "

@@ -282,9 +282,17 @@ void resolve_options(TrainCommand& cmd) {
   } else {
     base = recommended_options(o.model);
   }
+  // The base with the flags given over it; fields without a flag (the lr
+  // schedule's span and offset of a retraining run, AdamW's eps) keep the
+  // base's value, the run-control flags below always the command line's.
+  const TrainOptions flags = o;
+  o = base;
   for (const FieldCopy& f : kFields) {
-    if (cmd.app->count(f.flag) == 0) f.copy(o, base);
+    if (cmd.app->count(f.flag) != 0) f.copy(o, flags);
   }
+  o.out_dir = flags.out_dir;
+  o.resume_dir = flags.resume_dir;
+  o.max_steps = flags.max_steps;
   o.progress = !cmd.no_progress;
   if (!o.retrain.empty() && o.resume_dir.empty()) {
     for (const char* flag : kRetrainLrFlags) {

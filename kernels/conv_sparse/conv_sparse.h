@@ -119,7 +119,9 @@ void conv_sparse_mask(const ConvSparseWeights& w, uint8_t* mask);
 // many threads as the arena allows); each output element is computed by one
 // task in a fixed order, so results are bit-identical from run to run for a
 // given thread count. `isa` picks the kernel variant (default: the best this
-// CPU runs, capped by SPARSETRAIN_ISA). Never throw.
+// CPU runs, capped by SPARSETRAIN_ISA). Never throw. The kernels address a
+// group's channels with 32-bit offsets: C/G (and O/G) channels of one
+// activation must span fewer than 2^31 floats (asserted).
 // ---------------------------------------------------------------------------
 
 void conv_sparse_forward(float* dst, const float* src, const ConvSparseWeights& w,

@@ -90,17 +90,4 @@ void f32_conv_sddmm_16x16__avx512(const ConvSddmmArgs& a) {
   return tiles::sddmm_vectors<Avx512, kSddmmTile, 4>(a);
 }
 
-void f32_conv_sddmm_exp__avx512(const ConvSddmmArgs& a) {
-  if (a.n <= 16) return tiles::sddmm_vectors<Avx512, 20, 1>(a);
-  if (a.n <= 32) return tiles::sddmm_vectors<Avx512, 20, 2>(a);
-  if (a.n <= 48) return tiles::sddmm_vectors<Avx512, 20, 3>(a);
-  return tiles::sddmm_vectors<Avx512, 20, 4>(a);
-}
-void f32_conv_sddmm_exp2__avx512(const ConvSddmmArgs& a) {
-  if (a.n <= 16) return tiles::sddmm_vectors<Avx512, 12, 1>(a);
-  if (a.n <= 32) return tiles::sddmm_vectors<Avx512, 12, 2>(a);
-  if (a.n <= 48) return tiles::sddmm_vectors<Avx512, 12, 3>(a);
-  return tiles::sddmm_vectors<Avx512, 12, 4>(a);
-}
-
 }  // namespace sparsetrain::kernels::ukernel

@@ -1,36 +1,37 @@
 // The operator layer of the sparse convolution: turns a call's geometry into
-// the tap tables of conv_sparse_ukernels.h, cuts the pass into micro-kernel
-// calls and runs them on TBB.
+// the lines and tap offsets of conv_sparse_ukernels.h, cuts the pass into
+// micro-kernel calls and runs them on TBB.
 //
-// Work units. A unit is one image row of one batch block: an output row
-// (forward, backward-weights) or an input row (backward-data), for all index
-// rows (output or input channels). Rows outer and channels inner keep the few
-// image rows a unit reads (KH rows of every input channel, or of every
-// output channel's gradient) in L2 while every channel's taps stream them.
-// When there are too few units to feed the threads, the channels are also cut
-// into chunks.
-//
-// Determinism. Forward and backward-data: each output element belongs to one
-// unit and one channel, and one micro-kernel call computes it whole, summing
-// its taps in index order. Backward-weights sums over units into each entry:
-// the units are cut into a fixed number of slices (from the shape, never from
-// the thread count), each slice sums into its own partial buffer, and the
-// slices are added in slice order. Results are bit-identical from run to run
-// and across thread counts, with no atomics.
-//
-// Borders. Positions where some tap falls into the padding are found from the
-// geometry (per kernel column: the first and last valid position); the
-// kernels run the interior in register tiles with no checks and test each tap
-// only at the border positions. Rows are handled by the index order: the taps
-// of one kernel row i are one run, so an image row takes the runs of the
-// kernel rows that land inside the image. Nothing is copied or padded.
+// Lines. The output plane (dst for forward and backward-weights, diff_src for
+// backward-data) is cut into lines along which the same kernel positions land
+// inside the image: each image row's interior (every kernel position valid),
+// each border column walked down the interior rows, and the corners one
+// position at a time. A line lists the (i, j) runs that are valid along it,
+// so the kernels run register tiles with no tests and nothing is copied or
+// padded; only the few corner positions run one at a time.
 //
 // Strided backward-data. An input column ix receives from kernel column j only
 // when ix + PW - j is a multiple of SW, at output column (ix + PW - j) / SW.
-// The columns are split by ix mod SW: within one class the taps are those
-// with j = (ix + PW) mod SW (mod SW), and consecutive columns of the class map
-// to consecutive output columns, so a register tile of the class reads
-// contiguous positions. Rows are split the same way by the unit.
+// The columns are split by ix mod SW: within one class the kernel columns are
+// those with j = ix + PW (mod SW), and consecutive columns of the class map to
+// consecutive output columns, so a register tile of the class reads
+// contiguous positions of diff_dst. Rows likewise: input row iy takes kernel
+// rows i = iy + PH (mod SH) at output rows (iy + PH - i) / SH.
+//
+// Work units. A unit is one batch block of one image row (with its corners)
+// or of one border column, for all index rows (output or input channels).
+// Rows outer and channels inner keep the few image rows a unit reads (KH rows
+// of every channel) in cache while every channel's taps stream them; a thread
+// takes consecutive units, which share KH - 1 of those rows. When there are
+// too few units to feed the threads, the channels are also cut into chunks.
+//
+// Determinism. Forward and backward-data: each output element belongs to one
+// unit and one channel, and one micro-kernel call computes it whole, summing
+// in index order. Backward-weights sums over units into each entry: the units
+// are cut into a fixed number of slices (from the shape, never from the
+// thread count), each slice sums into its own partial buffer, and the slices
+// are added in slice order. Results are bit-identical from run to run and
+// across thread counts, with no atomics.
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/partitioner.h>
@@ -59,15 +60,12 @@ constexpr int64_t kTasksPerThread = 4;
 // a pass runs on the calling thread: starting TBB tasks would cost more.
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 // Backward-weights: the units are cut into at most this many slices, each
-// with its own partial sums. Fixed, so the summation order (and the result)
-// does not depend on the thread count; enough to keep many threads busy.
-constexpr int64_t kWeightSlices = 16;
+// with its own partial sums (zeroed, then added up: one pass over nnz floats
+// each). Fixed, so the summation order (and the result) does not depend on
+// the thread count; more threads than slices split each slice's channels.
+constexpr int64_t kWeightSlices = 8;
 
-int64_t floor_div(int64_t a, int64_t b) {
-  const int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-int64_t ceil_div(int64_t a, int64_t b) { return -floor_div(-a, b); }
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }  // a >= 0, b > 0
 
 // A pool of 64-byte aligned buffers reused across calls (a fresh allocation
 // of the per-call arrays would page-fault on every pass). Each call takes its
@@ -186,8 +184,8 @@ class Lines {
       }
   }
   // Closes the line whose segments were just added.
-  void add_line(int64_t positions, int64_t in_base, int64_t in_ps, int64_t out_base, int64_t out_ps,
-                int64_t image_row = -1) {
+  void add_line(int64_t positions, int64_t in_base, int64_t in_ps, int64_t out_base,
+                int64_t out_ps) {
     const auto end = static_cast<int64_t>(segs_.size());
     lines_.push_back({open_ / 2, (end - open_) / 2, positions, in_base, in_ps, out_base, out_ps});
     open_ = end;

@@ -6,22 +6,24 @@
 // one batch block for a range of "rows" of the sparse index (output channels
 // for forward and backward-weights, input channels for backward-data). The
 // operator layer (conv_sparse_op.cc) cuts the output plane into such lines,
-// turns the call's geometry into the tables below, and runs the calls on TBB.
+// turns the call's geometry into the tap offsets below, and runs the calls on
+// TBB.
 //
 // Every pass is a gather over taps. Position q of a line (q in
 // [0, positions)) of index row r reads, for each tap k of r in the line's
 // runs, the batch vector at
 //
 //   in + line.in_base + (r / rows_per_group) * in_group_stride
-//      + q * line.in_ps + off[tap[k]]                       (plus the lane)
+//      + q * line.in_ps + tap[k].off                        (plus the lane)
 //
 // A line is cut so that the same runs are valid at all of its positions: an
 // interior row (every kernel position inside the image), or a border column
 // walked down the image, or a single corner position. In panel p its taps
 // are the runs [run_ptr[(r * panels + p) * runs_per_panel + lo], ... + hi)
 // for each (lo, hi) pair of `segs`, in order; the kernels never test a tap.
-// A register tile takes the panels in order (each one's inputs stay in L1
-// while every row reads them), its outputs summing across them.
+// A register tile takes the panels in order, every row running each panel
+// before the next (so a panel's inputs are reused by all rows while they are
+// in cache), its outputs summing across them.
 #pragma once
 
 #include <cstdint>
@@ -106,9 +108,10 @@ struct ConvSddmmArgs {
 using ConvGatherFn = void (*)(const ConvGatherArgs& args);
 using ConvSddmmFn = void (*)(const ConvSddmmArgs& args);
 
-// A registered micro-kernel. The name says op, register tile and ISA:
-// f32_conv_sparse_fwd_8x32__avx512 keeps 8 positions of 32 batch lanes in
-// registers. tile_n is the batch block the operator hands it.
+// A registered micro-kernel. The name says pass, register tile and ISA:
+// f32_conv_sparse_fwd_24x16__avx512 keeps 24 accumulators of 16 lanes in
+// registers (24 positions of a 16-lane batch block, down to 6 positions of
+// 64 lanes). tile_n is the batch block the operator hands it.
 struct ConvGatherKernel {
   const char* name;
   Isa isa;
@@ -162,8 +165,6 @@ void f32_conv_sddmm_6x8__avx2(const ConvSddmmArgs& args);
 // AVX-512 (16 floats per vector): batch blocks of up to 64.
 void f32_conv_gather_24x16__avx512(const ConvGatherArgs& args);
 void f32_conv_sddmm_16x16__avx512(const ConvSddmmArgs& args);
-void f32_conv_sddmm_exp__avx512(const ConvSddmmArgs& args);
-void f32_conv_sddmm_exp2__avx512(const ConvSddmmArgs& args);
 
 }  // namespace ukernel
 }  // namespace sparsetrain::kernels

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -32,6 +33,16 @@ std::string quoted(const std::string& text) {
   }
   if (text.size() > kMaxQuoted) out += "...";
   return out + "'";
+}
+
+// yaml-cpp's messages may quote the offending byte.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    out += u >= 0x20 && u < 0x7f ? c : '?';
+  }
+  return out;
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -73,7 +84,7 @@ class RecipeParser {
     try {
       root = YAML::Load(text);
     } catch (const YAML::ParserException& e) {
-      throw Error(where_line(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+      throw Error(where_line(e.mark.line + 1) + ": not valid YAML: " + printable(e.msg));
     }
     if (root.IsNull()) return;  // an empty recipe sets nothing
     if (!root.IsMap()) {
@@ -520,11 +531,23 @@ Recipe Recipe::parse(const std::string& text, const std::string& source) {
   Recipe r;
   r.source_ = source;
   RecipeParser parser(r);
-  parser.parse(text);
+  try {
+    parser.parse(text);
+  } catch (const YAML::Exception& e) {
+    // Anything yaml-cpp raises beyond the parse errors handled where they
+    // occur.
+    throw Error("recipe '" + source + "', line " + std::to_string(e.mark.line + 1) + ": " +
+                printable(e.msg));
+  }
   return r;
 }
 
 Recipe Recipe::load(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw Error("recipe '" + path + "': " +
+                (std::filesystem::exists(path, ec) ? "not a regular file" : "no such file"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("recipe '" + path + "': cannot open it");
   std::ostringstream text;

@@ -138,6 +138,10 @@ void validate_retrain_options(const TrainOptions& o) {
   }
   for (const int64_t e : o.save_epochs) {
     if (e < 0) throw Error("--save-epochs: epochs must be >= 0, got " + std::to_string(e));
+    if (e > o.epochs) {
+      throw Error("--save-epochs: epoch " + std::to_string(e) + " is past the end of the run (" +
+                  std::to_string(o.epochs) + " epochs)");
+    }
   }
   if (!o.save_epochs.empty() && o.out_dir.empty()) {
     throw Error("--save-epochs needs --out: snapshots go to <out>/epoch-<E>/");

@@ -638,8 +638,8 @@ void log_sparsity_header(std::ostream& log, SparsityController& c, Graph& graph,
           << "; kernels " << kernels << "\n";
       break;
     case SparsityPhase::kMasked:
-      log << "masked layers (density, dense kernels): "
-          << densities_text(c.layers(), c.densities()) << dense << "\n";
+      log << "masked layers (density, dense kernels): " << densities_text(c.layers(), c.densities())
+          << dense << "\n";
       break;
     default:
       if (s.distribution == Distribution::kGlobal) {

@@ -151,7 +151,7 @@ struct EpochStats {
   double seconds = 0;
   double samples_per_second = 0;
   int64_t peak_bytes = 0;
-  int sparse_layers = 0;  // prunable layers that ran on the sparse kernels
+  int sparse_layers = 0;    // prunable layers that ran on the sparse kernels
   int prunable_layers = 0;  // all prunable (conv and linear) layers
   // Sparsity at the end of the epoch: the phase of the sparsity schedule
   // ("dense", "masked", "compressed", "decompressed"; phase_name), the
