@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -70,6 +71,17 @@ TEST_F(Cli, EvalReportsPerClassAccuracy) {
 }
 
 TEST_F(Cli, UnknownOptionIsNamed) { expect_error(run("train --bogus-flag 3"), "--bogus-flag"); }
+
+// Parse errors of the option parser itself end like every other bad input:
+// exit code 1 and one line naming the option.
+TEST_F(Cli, ParseErrorsExitOneWithOneLine) {
+  for (const char* args : {"train --bogus-flag 3", "train --epochs x", "bench conv --k abc"}) {
+    const RunResult r = run(args);
+    EXPECT_EQ(r.exit_code, 1) << args << ": " << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << ": " << r.out;
+    EXPECT_NE(r.out.find("sparsetrain: error:"), std::string::npos) << r.out;
+  }
+}
 
 TEST_F(Cli, UnknownModelIsNamed) {
   expect_error(run("train --model vgg99 --data-dir " + data_dir()), "vgg99");

@@ -49,8 +49,16 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line naming the option and exit code 1, like every other bad input
+    // (CLI11's own exit codes and two-line message are not what scripts
+    // checking `sparsetrain ... || handle` expect).
+    std::fprintf(stderr, "sparsetrain: error: %s (see --help)\n", e.what());
+    return 1;
   }
 
   try {
