@@ -600,6 +600,19 @@ void Trainer::load_checkpoint(const std::string& path) {
 
 namespace {
 
+// The phase shown in the table: the method's, except that a run whose masks
+// came fixed from elsewhere (retraining a pruned checkpoint) has no method
+// phase yet holds compressed or masked weights, and says so.
+const char* shown_phase(SparsityPhase phase, Graph& graph) {
+  if (phase != SparsityPhase::kDense) return phase_name(phase);
+  bool masked = false;
+  for (const Parameter* p : graph.parameters()) {
+    if (p->compressed()) return phase_name(SparsityPhase::kCompressed);
+    masked = masked || p->masked();
+  }
+  return phase_name(masked ? SparsityPhase::kMasked : SparsityPhase::kDense);
+}
+
 std::string densities_text(const std::vector<PrunableLayer>& layers,
                            const std::vector<double>& densities) {
   std::string text;
@@ -825,7 +838,7 @@ TrainResult Trainer::run(std::ostream& log) {
     e.peak_bytes = peak;
     e.sparse_layers = m.graph.sparse_layer_count();
     e.prunable_layers = m.graph.prunable_layer_count();
-    e.phase = phase_name(m.sparsity->phase());
+    e.phase = shown_phase(m.sparsity->phase(), m.graph);
     e.sparsity = sparsity_report(m.graph).prunable_sparsity();
     e.param_bytes = parameter_memory_bytes(m.graph, m.optimizer.get());
     const bool last_epoch = m.epoch + 1 == o.epochs;
@@ -873,7 +886,7 @@ TrainResult Trainer::run(std::ostream& log) {
               {"params_nonzero", nonzero},
               {"sparsity", sparsity_report(m.graph).prunable_sparsity()},
               {"params_sparsity", sparsity_report(m.graph).params_sparsity()},
-              {"phase", phase_name(m.sparsity->phase())},
+              {"phase", shown_phase(m.sparsity->phase(), m.graph)},
               {"param_memory_bytes", parameter_memory_bytes(m.graph, m.optimizer.get())},
               {"steps", m.step},
               {"peak_memory_bytes", peak_bytes},
