@@ -23,9 +23,13 @@
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/trainer.h"
+#include "tests/tensor_fill.h"
 
 namespace sparsetrain {
 namespace {
+
+using testing::normals;
+using testing::random_mask;
 
 // Integers in [-2, 2]: every product and partial sum here stays far below
 // 2^24, so the sparse kernels and oneDNN agree bit for bit.
@@ -33,13 +37,6 @@ Tensor small_ints(Shape shape, uint64_t seed, Layout layout = Layout::kPlain) {
   Rng rng(seed);
   Tensor t = Tensor::empty(std::move(shape), layout);
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(rng.below(5)) - 2.0f;
-  return t;
-}
-
-Tensor normals(Shape shape, uint64_t seed) {
-  Rng rng(seed);
-  Tensor t = Tensor::empty(std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.normal();
   return t;
 }
 

@@ -14,9 +14,13 @@
 #include "sparsetrain/loss.h"
 #include "sparsetrain/models.h"
 #include "sparsetrain/rng.h"
+#include "tests/tensor_fill.h"
 
 namespace sparsetrain {
 namespace {
+
+using testing::normals;
+using testing::random_mask;
 
 constexpr Layout kLayouts4[] = {Layout::kPlain, Layout::kNCHW, Layout::kNHWC, Layout::kCHWN};
 
@@ -104,28 +108,13 @@ TEST(ToLayout, CountsCopiesOnlyAndRefusesWhatItCannotReorder) {
 
 // --- the sparse layout domain in a graph ---------------------------------------
 
-// Half of the positions, irregularly.
-Tensor half_mask(const Shape& shape, uint64_t seed) {
-  Rng rng(seed);
-  Tensor mask = Tensor::zeros(shape);
-  for (int64_t i = 0; i < mask.numel(); ++i) mask[i] = rng.uniform() < 0.5f ? 1.0f : 0.0f;
-  return mask;
-}
-
-Tensor normals(Shape shape, uint64_t seed) {
-  Rng rng(seed);
-  Tensor t = Tensor::zeros(std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.normal();
-  return t;
-}
-
 // Compresses every conv2d node except `dense_conv` at density 0.5.
 int compress_convs(Graph& g, const std::string& dense_conv) {
   int count = 0;
   for (int i = 0; i < g.size(); ++i) {
     Node& n = g.node(NodeId{i});
     if (std::string(n.type()) != "conv2d" || n.name() == dense_conv) continue;
-    g.compress(n.name(), half_mask(g.parameter(n.name() + ".weight").value.shape(), 100 + i));
+    g.compress(n.name(), random_mask(g.parameter(n.name() + ".weight").value.shape(), 100 + i));
     ++count;
   }
   return count;

@@ -16,26 +16,15 @@
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/trainer.h"
+#include "tests/tensor_fill.h"
 
 namespace sparsetrain {
 namespace {
 
+using testing::normals;
+using testing::random_mask;
+
 namespace fs = std::filesystem;
-
-// A checkerboard-like mask at density 0.5 with an irregular pattern.
-Tensor half_mask(int64_t out, int64_t in, uint64_t seed) {
-  Rng rng(seed);
-  Tensor mask = Tensor::zeros({out, in});
-  for (int64_t i = 0; i < mask.numel(); ++i) mask[i] = rng.uniform() < 0.5f ? 1.0f : 0.0f;
-  return mask;
-}
-
-Tensor normals(Shape shape, uint64_t seed) {
-  Rng rng(seed);
-  Tensor t = Tensor::zeros(std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.normal();
-  return t;
-}
 
 // input(in) -> fc1 -> fc2 (no ReLU, so the loss is smooth for differences).
 Graph two_layers(int64_t in, int64_t hidden, int64_t out, uint64_t seed) {
@@ -57,8 +46,8 @@ TEST(LinearSparseNode, GradientsMatchCentralDifferences) {
     constexpr double kStep = 0.0625, kTolerance = 2e-3;
     constexpr int64_t kBatch = 5, kIn = 9, kHidden = 6, kOut = 4;
     Graph g = two_layers(kIn, kHidden, kOut, 3);
-    g.compress("fc1", half_mask(kHidden, kIn, 11));
-    g.compress("fc2", half_mask(kOut, kHidden, 12));
+    g.compress("fc1", random_mask({kHidden, kIn}, 11));
+    g.compress("fc2", random_mask({kOut, kHidden}, 12));
     g.set_sparse_kernels(kernels);
     Tensor x = normals({kBatch, kIn}, 4);
     const Tensor r = normals({kBatch, kOut}, 5);
@@ -112,7 +101,7 @@ TEST(LinearSparseNode, ForwardEqualsDenseWithMaskedWeight) {
   Graph dense = two_layers(kIn, kHidden, kOut, 1);
   Graph sparse = two_layers(kIn, kHidden, kOut, 1);
   Rng rng(9);
-  const Tensor m1 = half_mask(kHidden, kIn, 21), m2 = half_mask(kOut, kHidden, 22);
+  const Tensor m1 = random_mask({kHidden, kIn}, 21), m2 = random_mask({kOut, kHidden}, 22);
   for (Parameter* p : dense.parameters()) {
     const Tensor* mask = p->name == "fc1.weight" ? &m1 : (p->name == "fc2.weight" ? &m2 : nullptr);
     for (int64_t i = 0; i < p->value.numel(); ++i) {
