@@ -296,6 +296,11 @@ std::vector<Case> sweep_cases() {
   cases.push_back({7, 5, 9, 10, 1, 1, 3, 3, 0, 0, 1, 16, 1.0});
   cases.push_back({6, 6, 9, 9, 3, 3, 2, 2, 1, 1, 3, 32, 0.5});
   cases.push_back({48, 48, 6, 6, 3, 3, 1, 1, 1, 1, 48, 130, 0.9});
+  // Full-width register tiles of the AVX-512 kernels: 24 interior positions
+  // of a 32-lane batch (two tiles of 12 positions x 2 vectors), and 12 of a
+  // 64-lane batch (two of 6 x 4).
+  cases.push_back({8, 8, 4, 26, 3, 3, 1, 1, 1, 1, 1, 32, 0.9});
+  cases.push_back({8, 8, 4, 14, 3, 3, 1, 1, 1, 1, 1, 64, 0.5});
   return cases;
 }
 

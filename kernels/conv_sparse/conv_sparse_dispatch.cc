@@ -33,8 +33,8 @@ constexpr std::array kBwdData = {
 };
 
 constexpr std::array kBwdWeights = {
-    ConvSddmmKernel{"f32_conv_sparse_bwd_weights_16x16__avx512", Isa::kAvx512, 64,
-                    ukernel::f32_conv_sddmm_16x16__avx512},
+    ConvSddmmKernel{"f32_conv_sparse_bwd_weights_24x16__avx512", Isa::kAvx512, 64,
+                    ukernel::f32_conv_sddmm_24x16__avx512},
     ConvSddmmKernel{"f32_conv_sparse_bwd_weights_6x8__avx2", Isa::kAvx2, 16,
                     ukernel::f32_conv_sddmm_6x8__avx2},
     ConvSddmmKernel{"f32_conv_sparse_bwd_weights__ref", Isa::kRef, kRefTile,

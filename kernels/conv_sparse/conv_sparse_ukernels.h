@@ -164,7 +164,7 @@ void f32_conv_sddmm_6x8__avx2(const ConvSddmmArgs& args);
 
 // AVX-512 (16 floats per vector): batch blocks of up to 64.
 void f32_conv_gather_24x16__avx512(const ConvGatherArgs& args);
-void f32_conv_sddmm_16x16__avx512(const ConvSddmmArgs& args);
+void f32_conv_sddmm_24x16__avx512(const ConvSddmmArgs& args);
 
 }  // namespace ukernel
 }  // namespace sparsetrain::kernels
