@@ -59,9 +59,10 @@ TEST(Recipe, ShippedRecipesAreValid) {
     EXPECT_NO_THROW(validate(o));
     EXPECT_NO_THROW(make_sparsity_schedule(o, steps_per_epoch(o)));
   }
-  for (const char* expected : {"resnet20_cifar10_dense.yaml", "resnet20_cifar10_acdc90.yaml",
-                               "resnet20_cifar10_acdc90_30ep.yaml", "resnet20_cifar10_gmp90.yaml",
-                               "resnet20_cifar10_rigl90.yaml", "lenet5_mnist_acdc95.yaml"}) {
+  for (const char* expected : {"resnet20_cifar10_dense.yaml", "resnet20_cifar10_dense_30ep.yaml",
+                               "resnet20_cifar10_acdc90.yaml", "resnet20_cifar10_acdc90_30ep.yaml",
+                               "resnet20_cifar10_gmp90.yaml", "resnet20_cifar10_rigl90.yaml",
+                               "lenet5_mnist_acdc95.yaml"}) {
     EXPECT_EQ(names.count(expected), 1u) << expected;
   }
 }
