@@ -122,9 +122,9 @@ void check_kernel(const kernels::BatchNormKernel& k, const BnProblem& p) {
   std::vector<float> dsrc_ref(numel), dsrc(numel, -7.0f);
   std::vector<float> dg_ref(C, 1.0f), db_ref(C, 1.0f), dg(C, 1.0f), db(C, 1.0f);
   ref.backward(dsrc_ref.data(), dg_ref.data(), db_ref.data(), p.diff_dst.data(), p.src.data(),
-               p.gamma.data(), mean_ref.data(), rstd_ref.data(), d);
+               p.gamma.data(), p.beta.data(), mean_ref.data(), rstd_ref.data(), d);
   k.backward(dsrc.data(), dg.data(), db.data(), p.diff_dst.data(), p.src.data(), p.gamma.data(),
-             mean_ref.data(), rstd_ref.data(), d);
+             p.beta.data(), mean_ref.data(), rstd_ref.data(), d);
   // diff_src is a difference of terms of size |gamma * rstd * diff_dst|.
   double max_dy = 1.0;
   for (float v : p.diff_dst) max_dy = std::max<double>(max_dy, std::abs(v));
@@ -141,7 +141,7 @@ void check_kernel(const kernels::BatchNormKernel& k, const BnProblem& p) {
   // diff_src may be null: only the parameter gradients.
   std::vector<float> dg2(C, 1.0f), db2(C, 1.0f);
   k.backward(nullptr, dg2.data(), db2.data(), p.diff_dst.data(), p.src.data(), p.gamma.data(),
-             mean_ref.data(), rstd_ref.data(), d);
+             p.beta.data(), mean_ref.data(), rstd_ref.data(), d);
   EXPECT_EQ(db2, db);
   EXPECT_EQ(dg2, dg);
 
@@ -171,7 +171,7 @@ void check_kernel(const kernels::BatchNormKernel& k, const BnProblem& p) {
   k.forward_training(dst2.data(), mean2.data(), rstd2.data(), p.src.data(), p.gamma.data(),
                      p.beta.data(), d);
   k.backward(dsrc2.data(), dg3.data(), db3.data(), p.diff_dst.data(), p.src.data(), p.gamma.data(),
-             mean_ref.data(), rstd_ref.data(), d);
+             p.beta.data(), mean_ref.data(), rstd_ref.data(), d);
   EXPECT_EQ(dst2, dst);
   EXPECT_EQ(mean2, mean);
   EXPECT_EQ(rstd2, rstd);
@@ -217,6 +217,113 @@ TEST(BatchNormKernels, DnnlIsRightInEveryLayout) {
                                          kernels::batchnorm_backward_inference_dnnl};
   uint64_t seed = 200;
   for (Layout layout : kLayouts) check_kernel(dnnl, make_problem(5, 3, 9, 7, layout, seed++));
+}
+
+// A fused ReLU (desc.relu) in every kernel that accepts it: against the
+// reference with the same fusion, and bit for bit against the same kernel
+// unfused followed by ReLU (what the executor relies on: fusing must not
+// change a training run).
+void check_fused_relu(const kernels::BatchNormKernel& k, BnProblem p) {
+  p.desc.relu = false;
+  p.beta[0] = 0.0f;
+  const kernels::BatchNormDesc plain = p.desc;
+  kernels::BatchNormDesc fused = plain;
+  fused.relu = true;
+  if (!k.supports(fused)) return;
+  const int64_t numel = plain.numel();
+  const auto C = static_cast<size_t>(plain.c);
+  SCOPED_TRACE(std::string(k.name) + " fused ReLU " + std::to_string(plain.n) + "x" +
+               std::to_string(plain.c) + "x" + std::to_string(plain.h) + "x" +
+               std::to_string(plain.w) + " " + layout_name(plain.layout));
+  // Unfused, then ReLU with the eltwise rule (keep where dst > 0).
+  std::vector<float> y(numel), mean(C), rstd(C);
+  k.forward_training(y.data(), mean.data(), rstd.data(), p.src.data(), p.gamma.data(),
+                     p.beta.data(), plain);
+  std::vector<float> relu_y(numel), masked_dy(numel);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < numel; ++i) {
+    relu_y[i] = y[i] < 0.0f ? 0.0f : y[i];
+    masked_dy[i] = y[i] > 0.0f ? p.diff_dst[i] : 0.0f;
+    kept += y[i] > 0.0f;
+  }
+  std::vector<float> dx(numel), dg(C, 1.0f), db(C, 1.0f);
+  k.backward(dx.data(), dg.data(), db.data(), masked_dy.data(), p.src.data(), p.gamma.data(),
+             p.beta.data(), mean.data(), rstd.data(), plain);
+
+  std::vector<float> fy(numel, -7.0f), fmean(C), frstd(C);
+  k.forward_training(fy.data(), fmean.data(), frstd.data(), p.src.data(), p.gamma.data(),
+                     p.beta.data(), fused);
+  EXPECT_EQ(fy, relu_y);
+  EXPECT_EQ(fmean, mean);
+  EXPECT_EQ(frstd, rstd);
+  std::vector<float> fdx(numel, -7.0f), fdg(C, 1.0f), fdb(C, 1.0f);
+  k.backward(fdx.data(), fdg.data(), fdb.data(), p.diff_dst.data(), p.src.data(), p.gamma.data(),
+             p.beta.data(), mean.data(), rstd.data(), fused);
+  EXPECT_EQ(fdx, dx);
+  EXPECT_EQ(fdg, dg);
+  EXPECT_EQ(fdb, db);
+  std::vector<float> fdg2(C, 1.0f), fdb2(C, 1.0f);
+  k.backward(nullptr, fdg2.data(), fdb2.data(), p.diff_dst.data(), p.src.data(), p.gamma.data(),
+             p.beta.data(), mean.data(), rstd.data(), fused);
+  EXPECT_EQ(fdg2, dg);
+  EXPECT_EQ(fdb2, db);
+  // Both sides of the ReLU occur (the test would not see a wrong mask else):
+  // channel 0 is centred (beta 0 below) and not constant.
+  if (plain.per_channel() >= 16) {
+    EXPECT_GT(kept, 0);
+    EXPECT_LT(kept, numel);
+  }
+
+  // Against the reference, fused too.
+  const auto& ref = kernels::batchnorm_ref_kernel();
+  std::vector<float> ry(numel), rmean(C), rrstd(C);
+  ref.forward_training(ry.data(), rmean.data(), rrstd.data(), p.src.data(), p.gamma.data(),
+                       p.beta.data(), fused);
+  const double c_stats = 32 + 2 * std::sqrt(static_cast<double>(plain.per_channel()));
+  expect_close(ry, fy, c_stats, 1, "fused dst");
+  std::vector<float> rdx(numel), rdg(C, 1.0f), rdb(C, 1.0f);
+  ref.backward(rdx.data(), rdg.data(), rdb.data(), p.diff_dst.data(), p.src.data(), p.gamma.data(),
+               p.beta.data(), mean.data(), rstd.data(), fused);
+  double max_k = 1.0;
+  for (size_t c = 0; c < C; ++c) max_k = std::max<double>(max_k, std::abs(p.gamma[c] * rstd[c]));
+  expect_close(rdx, fdx, 16, 3 * max_k, "fused diff_src");
+  EXPECT_EQ(rdb, fdb) << "diff_beta: a sum of small integers must be exact";
+}
+
+TEST(BatchNormKernels, FusedReluMatchesUnfusedAndReferenceInEveryLayout) {
+  const int64_t batches[] = {2, 5, 17, 128};
+  const int64_t channels[] = {1, 3, 16, 17};
+  const int64_t spatial[][2] = {{1, 1}, {3, 5}, {9, 7}};
+  uint64_t seed = 300;
+  int fused_kernels = 0;
+  for (int64_t n : batches)
+    for (int64_t c : channels)
+      for (const auto& hw : spatial)
+        for (Layout layout : kLayouts) {
+          const BnProblem p = make_problem(n, c, hw[0], hw[1], layout, seed++);
+          for (const auto& k : kernels::batchnorm_kernels()) {
+            kernels::BatchNormDesc fused = p.desc;
+            fused.relu = true;
+            fused_kernels += k.supports(fused);
+            check_fused_relu(k, p);
+          }
+        }
+  EXPECT_GT(fused_kernels, 0);
+  // oneDNN's primitives here do not fuse, and say so.
+  kernels::BatchNormDesc nhwc = {128, 16, 32, 32, Layout::kNHWC, 1e-5f, true};
+  EXPECT_FALSE(kernels::batchnorm_dnnl_supports(nhwc));
+  EXPECT_STRNE(kernels::batchnorm_kernel(nhwc).name, "dnnl");
+}
+
+TEST(BatchNormKernels, FusedReluOnResNet20Shapes) {
+  const int64_t shapes[][4] = {{128, 16, 32, 32}, {128, 32, 16, 16}, {128, 64, 8, 8}};
+  uint64_t seed = 400;
+  for (const auto& s : shapes)
+    for (Layout layout : kLayouts) {
+      const BnProblem p = make_problem(s[0], s[1], s[2], s[3], layout, seed++);
+      for (const auto& k : kernels::batchnorm_kernels())
+        if (std::string(k.name) != "ref") check_fused_relu(k, p);
+    }
 }
 
 TEST(BatchNormKernels, StatisticsStayAccurateWithALargeOffset) {

@@ -91,6 +91,32 @@ TEST(EltwiseKernels, AddMatchesReference) {
     }
 }
 
+TEST(EltwiseKernels, AddReluIsReluOfAddBitForBit) {
+  Rng rng(5);
+  const auto& ref = kernels::eltwise_ref_kernel();
+  for (const auto& k : kernels::eltwise_kernels())
+    for (int64_t n : kCounts) {
+      SCOPED_TRACE(std::string(k.name) + " count " + std::to_string(n));
+      std::vector<float> a = small_ints(n, -9, 9, rng), b = small_ints(n, -9, 9, rng);
+      if (n >= 4) {  // -0, a NaN, and a sum that is exactly 0
+        a[0] = -0.0f, b[0] = -0.0f;
+        a[1] = std::nanf(""), b[2] = 3.0f, a[2] = -3.0f;
+      }
+      std::vector<float> sum(n), want(n), got(n, 0.5f), got_ref(n, 0.5f);
+      ref.add_forward(sum.data(), a.data(), b.data(), n);
+      ref.relu_forward(want.data(), sum.data(), n);
+      k.add_relu_forward(got.data(), a.data(), b.data(), n);
+      ref.add_relu_forward(got_ref.data(), a.data(), b.data(), n);
+      const auto bits = [](const std::vector<float>& v) {
+        std::vector<uint32_t> out(v.size());
+        for (size_t i = 0; i < v.size(); ++i) out[i] = std::bit_cast<uint32_t>(v[i]);
+        return out;
+      };
+      EXPECT_EQ(bits(want), bits(got));
+      EXPECT_EQ(bits(want), bits(got_ref));
+    }
+}
+
 TEST(EltwiseKernels, DropoutMatchesReferenceBitForBit) {
   Rng rng(3);
   const auto& ref = kernels::eltwise_ref_kernel();

@@ -234,5 +234,81 @@ TEST(GraphProfile, TimesEveryNodeAndCountsItsReorders) {
   }
 }
 
+// --- BatchNorm + ReLU fusion ---------------------------------------------------
+
+// One training step; returns the logits and keeps the gradients in `g`.
+Tensor train_step(Graph& g, const Tensor& x, const std::vector<int32_t>& labels) {
+  const Tensor logits = g.forward(x, /*training=*/true);
+  Tensor diff = Tensor::empty(logits.shape());
+  softmax_cross_entropy(logits, labels, &diff);
+  g.backward(diff);
+  return logits;
+}
+
+void expect_same_gradients(Graph& a, Graph& b) {
+  const std::vector<Parameter*> pa = a.parameters(), pb = b.parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (std::size_t k = 0; k < pa.size(); ++k) {
+    EXPECT_TRUE(pa[k]->value.equals(pb[k]->value)) << pa[k]->name;
+    if (pa[k]->grad.defined()) {
+      EXPECT_TRUE(pa[k]->grad.equals(pb[k]->grad)) << pa[k]->name;
+    }
+  }
+}
+
+// The executor fuses each BatchNorm and each Add with the ReLU after it
+// (kCHWN with the blocks sparse; NHWC with them dense, where only the Adds
+// fuse: oneDNN's BatchNorm does not) unless a forward hook watches one of
+// them. Fusing must change nothing a user can see: logits, every gradient
+// and running statistic bit for bit, and what a backward hook sees, also one
+// attached between forward and backward.
+void check_relu_fusion(const std::string& kernels) {
+  SCOPED_TRACE("kernels " + kernels);
+  const Tensor x = normals({6, 3, 8, 8}, 4);
+  const std::vector<int32_t> labels{0, 1, 2, 3, 4, 5};
+  const auto make = [&kernels] {
+    Graph g = small_resnet();
+    compress_convs(g, "stem");
+    g.set_sparse_kernels(kernels);
+    return g;
+  };
+  Graph fused = make(), unfused = make(), late = make();
+  // A hook on every ReLU (doing nothing) keeps every pair unfused.
+  std::map<std::string, Tensor> seen_unfused, seen_late;
+  HookHandle keep = unfused.add_hook(HookPoint::kAfterForward, "*relu*", [](HookEvent&) {});
+  HookHandle grads = unfused.add_hook(HookPoint::kAfterBackward, "block0.*", [&](HookEvent& e) {
+    seen_unfused[e.node] = e.diff_src[0].clone();
+  });
+  const Tensor y_fused = train_step(fused, x, labels);
+  const Tensor y_unfused = train_step(unfused, x, labels);
+  EXPECT_TRUE(y_fused.equals(y_unfused));
+  expect_same_gradients(fused, unfused);
+  // The fused pairs keep one tensor where the unfused keep two.
+  EXPECT_LT(fused.last_peak_bytes(), unfused.last_peak_bytes());
+
+  // Fused forward, then backward hooks: they see what they see unfused.
+  const Tensor logits = late.forward(x, /*training=*/true);
+  EXPECT_TRUE(logits.equals(y_unfused));
+  HookHandle late_grads = late.add_hook(HookPoint::kAfterBackward, "block0.*", [&](HookEvent& e) {
+    seen_late[e.node] = e.diff_src[0].clone();
+  });
+  Tensor diff = Tensor::empty(logits.shape());
+  softmax_cross_entropy(logits, labels, &diff);
+  late.backward(diff);
+  expect_same_gradients(late, unfused);
+  for (const char* node : {"block0.relu1", "block0.bn1", "block0.relu2", "block0.add"}) {
+    ASSERT_TRUE(seen_late.count(node) && seen_unfused.count(node)) << node;
+    EXPECT_TRUE(seen_late[node].equals(seen_unfused[node])) << node;
+  }
+
+  // Evaluation never fuses and gives the same logits as the unfused graph.
+  EXPECT_TRUE(fused.forward(x, false).equals(unfused.forward(x, false)));
+}
+
+TEST(ReluFusion, ChangesNoResultAndYieldsToHooks) {
+  check_relu_fusion("sparse");
+  check_relu_fusion("dense");
+}
+
 }  // namespace
 }  // namespace sparsetrain

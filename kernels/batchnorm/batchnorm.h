@@ -12,6 +12,15 @@
 //
 // Backward OVERWRITES diff_src and ACCUMULATES (+=) into diff_gamma and
 // diff_beta; the training loop zeroes parameter gradients.
+//
+// With desc.relu the training pair computes BatchNorm followed by ReLU in one
+// go: forward_training writes dst = max(0, gamma * xhat + beta), and backward
+// takes the gradient of that output, masking diff_dst where the recomputed
+// gamma * xhat + beta is not positive. The mask is recomputed from src with
+// the very operations of the forward pass, so it matches the forward's
+// decision bit for bit (an unfused ReLU reads the same decision from dst).
+// Only forward_training and backward honour it; a kernel that cannot fuse
+// says so in supports().
 #pragma once
 
 #include <cstdint>
@@ -25,6 +34,7 @@ struct BatchNormDesc {
   int64_t n = 0, c = 0, h = 0, w = 0;  // src, dst, diff_src, diff_dst: (N, C, H, W)
   Layout layout = Layout::kNCHW;       // kNCHW (or kPlain), kNHWC or kCHWN
   float eps = 1e-5f;
+  bool relu = false;  // a ReLU fused after the normalisation (training pair only)
 
   int64_t per_channel() const { return n * h * w; }
   int64_t numel() const { return n * c * h * w; }
@@ -40,9 +50,10 @@ using BatchNormForwardTrainingFn = void (*)(float* dst, float* mean, float* rstd
 //   diff_gamma += sum(diff_dst * xhat)
 //   diff_src    = gamma * rstd * (diff_dst - mean(diff_dst) - xhat * mean(diff_dst * xhat))
 // diff_src may be null (only the parameter gradients are wanted).
+// beta is read only with desc.relu (to recompute the ReLU's mask).
 using BatchNormBackwardFn = void (*)(float* diff_src, float* diff_gamma, float* diff_beta,
                                      const float* diff_dst, const float* src, const float* gamma,
-                                     const float* mean, const float* rstd,
+                                     const float* beta, const float* mean, const float* rstd,
                                      const BatchNormDesc& desc);
 
 // --- inference: fixed statistics ---------------------------------------------
@@ -62,7 +73,7 @@ using BatchNormBackwardInferenceFn = void (*)(float* diff_src, float* diff_gamma
 
 // One implementation of the op.
 struct BatchNormKernel {
-  const char* name;  // "dnnl", "tbb", "ref"
+  const char* name;  // "dnnl", "avx512", "tbb", "ref"
   // Whether this implementation handles (and is meant for) `desc`.
   bool (*supports)(const BatchNormDesc& desc);
   BatchNormForwardTrainingFn forward_training;
@@ -95,7 +106,8 @@ void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const 
                                     const BatchNormDesc& desc);
 void batchnorm_backward_ref(float* diff_src, float* diff_gamma, float* diff_beta,
                             const float* diff_dst, const float* src, const float* gamma,
-                            const float* mean, const float* rstd, const BatchNormDesc& desc);
+                            const float* beta, const float* mean, const float* rstd,
+                            const BatchNormDesc& desc);
 void batchnorm_forward_inference_ref(float* dst, const float* src, const float* gamma,
                                      const float* beta, const float* mean, const float* var,
                                      const BatchNormDesc& desc);
@@ -112,7 +124,8 @@ void batchnorm_forward_training_tbb(float* dst, float* mean, float* rstd, const 
                                     const BatchNormDesc& desc);
 void batchnorm_backward_tbb(float* diff_src, float* diff_gamma, float* diff_beta,
                             const float* diff_dst, const float* src, const float* gamma,
-                            const float* mean, const float* rstd, const BatchNormDesc& desc);
+                            const float* beta, const float* mean, const float* rstd,
+                            const BatchNormDesc& desc);
 void batchnorm_forward_inference_tbb(float* dst, const float* src, const float* gamma,
                                      const float* beta, const float* mean, const float* var,
                                      const BatchNormDesc& desc);
@@ -120,6 +133,24 @@ void batchnorm_backward_inference_tbb(float* diff_src, float* diff_gamma, float*
                                       const float* diff_dst, const float* src, const float* gamma,
                                       const float* mean, const float* var,
                                       const BatchNormDesc& desc);
+
+// The same loops compiled for AVX-512 (batchnorm_avx512.cc); supported when
+// the CPU has AVX-512 and SPARSETRAIN_ISA does not cap it below.
+bool batchnorm_avx512_supports(const BatchNormDesc& desc);
+void batchnorm_forward_training_avx512(float* dst, float* mean, float* rstd, const float* src,
+                                       const float* gamma, const float* beta,
+                                       const BatchNormDesc& desc);
+void batchnorm_backward_avx512(float* diff_src, float* diff_gamma, float* diff_beta,
+                               const float* diff_dst, const float* src, const float* gamma,
+                               const float* beta, const float* mean, const float* rstd,
+                               const BatchNormDesc& desc);
+void batchnorm_forward_inference_avx512(float* dst, const float* src, const float* gamma,
+                                        const float* beta, const float* mean, const float* var,
+                                        const BatchNormDesc& desc);
+void batchnorm_backward_inference_avx512(float* diff_src, float* diff_gamma, float* diff_beta,
+                                         const float* diff_dst, const float* src,
+                                         const float* gamma, const float* mean, const float* var,
+                                         const BatchNormDesc& desc);
 
 // oneDNN batch_normalization primitives, cached per shape (its JIT kernels
 // cover channel-last data; its channel-planar path is a slow generic loop).
@@ -129,7 +160,8 @@ void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const
                                      const BatchNormDesc& desc);
 void batchnorm_backward_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,
                              const float* diff_dst, const float* src, const float* gamma,
-                             const float* mean, const float* rstd, const BatchNormDesc& desc);
+                             const float* beta, const float* mean, const float* rstd,
+                             const BatchNormDesc& desc);
 void batchnorm_forward_inference_dnnl(float* dst, const float* src, const float* gamma,
                                       const float* beta, const float* mean, const float* var,
                                       const BatchNormDesc& desc);

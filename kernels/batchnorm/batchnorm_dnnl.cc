@@ -123,7 +123,11 @@ void run_backward(const BnBackward& primitive, const Primitives& p, float* diff_
 
 }  // namespace
 
-bool batchnorm_dnnl_supports(const BatchNormDesc& d) { return d.layout == Layout::kNHWC; }
+// A fused ReLU would need oneDNN's fuse_norm_relu workspace kept from forward
+// to backward; the primitives here run plain BatchNorm only.
+bool batchnorm_dnnl_supports(const BatchNormDesc& d) {
+  return d.layout == Layout::kNHWC && !d.relu;
+}
 
 void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const float* src,
                                      const float* gamma, const float* beta,
@@ -144,7 +148,8 @@ void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const
 
 void batchnorm_backward_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,
                              const float* diff_dst, const float* src, const float* gamma,
-                             const float* mean, const float* rstd, const BatchNormDesc& d) {
+                             const float* /*beta*/, const float* mean, const float* rstd,
+                             const BatchNormDesc& d) {
   const auto p = primitives(d);
   run_backward(p->backward, *p, diff_src, diff_gamma, diff_beta, diff_dst, src, gamma, mean,
                variance_from_rstd(rstd, d), d);

@@ -2,6 +2,7 @@
 // the logical index (n, c, h, w), statistics accumulated in double.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/batchnorm/batchnorm.h"
 
@@ -41,7 +42,8 @@ void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const 
     for_each_in_channel(d, c, [&](int64_t i) { sq += (src[i] - m) * (src[i] - m); });
     const double r = 1.0 / std::sqrt(sq / count + d.eps);
     for_each_in_channel(d, c, [&](int64_t i) {
-      dst[i] = static_cast<float>(gamma[c] * (src[i] - m) * r + beta[c]);
+      const auto y = static_cast<float>(gamma[c] * (src[i] - m) * r + beta[c]);
+      dst[i] = d.relu && y < 0.0f ? 0.0f : y;
     });
     mean[c] = static_cast<float>(m);
     rstd[c] = static_cast<float>(r);
@@ -50,8 +52,23 @@ void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const 
 
 void batchnorm_backward_ref(float* diff_src, float* diff_gamma, float* diff_beta,
                             const float* diff_dst, const float* src, const float* gamma,
-                            const float* mean, const float* rstd, const BatchNormDesc& d) {
+                            const float* beta, const float* mean, const float* rstd,
+                            const BatchNormDesc& d) {
   const double count = static_cast<double>(d.per_channel());
+  // With a fused ReLU the gradient reaching the normalisation is diff_dst
+  // where the forward output gamma * xhat + beta was positive, else 0.
+  std::vector<float> masked;
+  if (d.relu) {
+    masked.assign(diff_dst, diff_dst + d.numel());
+    for (int64_t c = 0; c < d.c; ++c) {
+      const double m = mean[c], r = rstd[c];
+      for_each_in_channel(d, c, [&](int64_t i) {
+        const auto y = static_cast<float>(gamma[c] * (src[i] - m) * r + beta[c]);
+        if (!(y > 0.0f)) masked[i] = 0.0f;
+      });
+    }
+    diff_dst = masked.data();
+  }
   for (int64_t c = 0; c < d.c; ++c) {
     const double m = mean[c], r = rstd[c];
     double sum_dy = 0.0, sum_dy_xc = 0.0;

@@ -15,9 +15,9 @@ namespace {
 
 constexpr EltwiseKernel kKernels[] = {
     {"tbb", relu_forward_tbb, relu_backward_tbb, add_forward_tbb, add_backward_tbb,
-     dropout_mask_tbb, dropout_forward_tbb, dropout_backward_tbb},
+     add_relu_forward_tbb, dropout_mask_tbb, dropout_forward_tbb, dropout_backward_tbb},
     {"ref", relu_forward_ref, relu_backward_ref, add_forward_ref, add_backward_ref,
-     dropout_mask_ref, dropout_forward_ref, dropout_backward_ref},
+     add_relu_forward_ref, dropout_mask_ref, dropout_forward_ref, dropout_backward_ref},
 };
 
 bool reference_forced() { return best_isa() == Isa::kRef; }

@@ -23,6 +23,10 @@ using ReluBackwardFn = void (*)(float* diff_src, const float* diff_dst, const fl
 using AddForwardFn = void (*)(float* dst, const float* a, const float* b, int64_t count);
 // diff_a = diff_b = diff_dst (count); either output may be null.
 using AddBackwardFn = void (*)(float* diff_a, float* diff_b, const float* diff_dst, int64_t count);
+// Add with a ReLU after it, in one pass: dst (count) = max(a + b, 0), bit for
+// bit relu_forward(add_forward(a, b)). The ReLU's backward runs apart, from
+// this output.
+using AddReluForwardFn = void (*)(float* dst, const float* a, const float* b, int64_t count);
 
 // --- Dropout (inverted) ---------------------------------------------------------
 // Bit i of mask[i / 64] is 1 where value i is kept. The mask is a pure
@@ -50,6 +54,7 @@ struct EltwiseKernel {
   ReluBackwardFn relu_backward;
   AddForwardFn add_forward;
   AddBackwardFn add_backward;
+  AddReluForwardFn add_relu_forward;
   DropoutMaskFn dropout_mask;
   DropoutForwardFn dropout_forward;
   DropoutBackwardFn dropout_backward;
@@ -69,6 +74,7 @@ void relu_forward_ref(float* dst, const float* src, int64_t count);
 void relu_backward_ref(float* diff_src, const float* diff_dst, const float* dst, int64_t count);
 void add_forward_ref(float* dst, const float* a, const float* b, int64_t count);
 void add_backward_ref(float* diff_a, float* diff_b, const float* diff_dst, int64_t count);
+void add_relu_forward_ref(float* dst, const float* a, const float* b, int64_t count);
 void dropout_mask_ref(uint64_t* mask, int64_t count, float p, uint64_t seed);
 void dropout_forward_ref(float* dst, const float* src, const uint64_t* mask, int64_t count,
                          float p);
@@ -81,6 +87,7 @@ void relu_forward_tbb(float* dst, const float* src, int64_t count);
 void relu_backward_tbb(float* diff_src, const float* diff_dst, const float* dst, int64_t count);
 void add_forward_tbb(float* dst, const float* a, const float* b, int64_t count);
 void add_backward_tbb(float* diff_a, float* diff_b, const float* diff_dst, int64_t count);
+void add_relu_forward_tbb(float* dst, const float* a, const float* b, int64_t count);
 void dropout_mask_tbb(uint64_t* mask, int64_t count, float p, uint64_t seed);
 void dropout_forward_tbb(float* dst, const float* src, const uint64_t* mask, int64_t count,
                          float p);

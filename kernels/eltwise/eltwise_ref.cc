@@ -23,6 +23,13 @@ void add_backward_ref(float* diff_a, float* diff_b, const float* diff_dst, int64
   }
 }
 
+void add_relu_forward_ref(float* dst, const float* a, const float* b, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float y = a[i] + b[i];
+    dst[i] = y < 0.0f ? 0.0f : y;
+  }
+}
+
 void dropout_mask_ref(uint64_t* mask, int64_t count, float p, uint64_t seed) {
   const double threshold = static_cast<double>(p) * 4294967296.0;  // p * 2^32
   for (int64_t w = 0; w < dropout_mask_words(count); ++w) mask[w] = 0;

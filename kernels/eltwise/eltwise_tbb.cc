@@ -91,6 +91,19 @@ void add_backward_tbb(float* diff_a, float* diff_b, const float* diff_dst, int64
   });
 }
 
+void add_relu_forward_tbb(float* dst, const float* a, const float* b, int64_t count) {
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    float* __restrict y = dst;
+    const float* __restrict x0 = a;
+    const float* __restrict x1 = b;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = x0[i] + x1[i];
+      y[i] = v < 0.0f ? 0.0f : v;
+    }
+  });
+}
+
 void dropout_mask_tbb(uint64_t* mask, int64_t count, float p, uint64_t seed) {
   // half >= p * 2^32 for an integer half  <=>  half >= ceil(p * 2^32)
   const uint64_t threshold =

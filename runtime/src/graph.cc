@@ -32,6 +32,9 @@ struct Graph::Impl {
   std::vector<std::vector<Layout>> fed;
   std::vector<Tensor> diffs;
   std::vector<char> keep_for_backward;
+  // Node i is a ReLU whose producer (a BatchNorm or an Add) applied it in
+  // the forward (nodes::ReluFusable): its output is the producer's.
+  std::vector<char> relu_folded;
   bool forward_was_training = false;
   int64_t last_peak = 0;
   int64_t step = 0;
@@ -59,6 +62,19 @@ struct Graph::Impl {
   void free_output(int j) {
     outs[j] = Tensor();
     reordered[j].clear();
+  }
+
+  // Whether node i (a BatchNorm or an Add) may apply the ReLU that is its
+  // only consumer in the forward: nothing else reads its output and no
+  // forward hook would see the fused tensors (backward runs unfused).
+  bool relu_fusable(int i) const {
+    if (nodes::as_relu_fusable(*nodes[i]) == nullptr || consumers[i].size() != 1 || i == output)
+      return false;
+    const int r = consumers[i][0];
+    if (nodes[r]->type() != std::string("relu") || inputs[r].size() != 1) return false;
+    for (const HookPoint point : {HookPoint::kBeforeForward, HookPoint::kAfterForward})
+      if (hooks->any(point, nodes[i]->name()) || hooks->any(point, nodes[r]->name())) return false;
+    return true;
   }
 
   static bool to_layout_is_view(Layout a, Layout b) {
@@ -288,6 +304,10 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
   g.diffs.assign(n, Tensor());
   if (g.profiling) g.timings.resize(n);
   g.keep_for_backward.assign(n, 0);
+  g.relu_folded.assign(n, 0);
+  for (int i = 0; i < n; ++i)
+    if (nodes::ReluFusable* f = nodes::as_relu_fusable(*g.nodes[i]))
+      f->set_relu_fusion(training && g.relu_fusable(i));
   g.forward_was_training = training;
   if (training) {
     for (int i = 0; i < n; ++i) {
@@ -307,6 +327,14 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
     if (i == g.input) {
       g.outs[i] =
           x.rank() == 4 && x.layout() == Layout::kPlain ? x.reshaped(x.shape(), Layout::kNCHW) : x;
+    } else if (const int j = g.inputs[i].empty() ? -1 : g.inputs[i][0].index;
+               j >= 0 && training && g.relu_fusable(j) &&
+               nodes::as_relu_fusable(*g.nodes[j])->relu_fused()) {
+      // The node before this ReLU has applied it.
+      g.outs[i] = g.outs[j];
+      g.fed[i].push_back(g.outs[j].layout());
+      g.relu_folded[i] = 1;
+      if (g.profiling) ++g.timings[i].forward_calls;
     } else {
       in.clear();
       for (NodeId id : g.inputs[i]) in.push_back(g.outs[id.index]);
@@ -388,6 +416,10 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
       continue;
     }
     Node& node = *g.nodes[i];
+    // A folded ReLU runs its own backward (from its output, the producer's
+    // fused one) and the producer a plain one (nodes.h says why).
+    if (g.relu_folded[i])
+      nodes::as_relu_fusable(*g.nodes[g.inputs[i][0].index])->set_relu_fusion(false);
     const Saves saves = node.saves();
     in.clear();
     need.clear();

@@ -27,7 +27,7 @@ bool same_order(Layout a, Layout b) {
   return a == b || (nchw_like(a) && nchw_like(b));
 }
 
-class Add final : public Node {
+class Add final : public Node, public ReluFusable {
  public:
   explicit Add(const std::string& name) : Node(name) {}
 
@@ -51,7 +51,12 @@ class Add final : public Node {
     second_layout_ = args.inputs[1].layout();
     const Tensor b = to_layout(args.inputs[1], a.layout());
     Tensor y = Tensor::empty(a.shape(), a.layout());
-    kernels::eltwise_kernel().add_forward(y.data(), a.data(), b.data(), a.numel());
+    relu_fused_ = fuse_relu_ && args.training;
+    if (relu_fused_) {
+      kernels::eltwise_kernel().add_relu_forward(y.data(), a.data(), b.data(), a.numel());
+    } else {
+      kernels::eltwise_kernel().add_forward(y.data(), a.data(), b.data(), a.numel());
+    }
     return y;
   }
 
@@ -78,8 +83,15 @@ class Add final : public Node {
 
   Saves saves() const override { return {}; }
 
+  // The backward is the same either way: the ReLU's backward has masked the
+  // gradient already (nodes.h).
+  void set_relu_fusion(bool on) override { fuse_relu_ = on; }
+  bool relu_fused() const override { return relu_fused_; }
+
  private:
   Layout second_layout_ = Layout::kPlain;  // of the last forward
+  bool fuse_relu_ = false;                 // what the executor asks
+  bool relu_fused_ = false;                // whether the last forward returned max(0, a + b)
 };
 
 }  // namespace

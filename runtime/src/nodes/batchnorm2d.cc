@@ -12,7 +12,7 @@
 namespace sparsetrain::nodes {
 namespace {
 
-class BatchNorm2d final : public Node {
+class BatchNorm2d final : public Node, public ReluFusable {
  public:
   BatchNorm2d(const std::string& name, int64_t channels, const BatchNormOptions& options)
       : Node(name), channels_(channels), options_(options) {
@@ -61,7 +61,14 @@ class BatchNorm2d final : public Node {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1);
     const Tensor& x = args.inputs[0];
     SPARSETRAIN_ASSERT(x.rank() == 4 && x.dim(1) == channels_);
-    const kernels::BatchNormDesc desc = describe_input(x);
+    kernels::BatchNormDesc desc = describe_input(x);
+    // Fuse the ReLU after it when asked and when the kernel chosen for plain
+    // BatchNorm also fuses (oneDNN's NHWC kernel does not: unfused it stays).
+    kernels::BatchNormDesc fused = desc;
+    fused.relu = true;
+    const kernels::BatchNormKernel& plain = kernels::batchnorm_kernel(desc);
+    relu_fused_ = fuse_relu_ && args.training && plain.supports(fused);
+    desc.relu = relu_fused_;
     const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernel(desc);
     Tensor y = Tensor::empty(x.shape(), x.layout());
     saved_mean_ = Tensor::empty({channels_});
@@ -95,14 +102,18 @@ class BatchNorm2d final : public Node {
     const Tensor& x = args.inputs[0];
     const Tensor dy = to_layout(*args.diff_dst, x.layout());
     SPARSETRAIN_ASSERT(dy.shape() == x.shape());
-    const kernels::BatchNormDesc desc = describe_input(x);
+    kernels::BatchNormDesc desc = describe_input(x);
+    // diff_dst is the gradient of max(0, y) when the forward fused the ReLU
+    // and the executor still fuses; of y otherwise.
+    desc.relu = relu_fused_ && fuse_relu_;
     const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernel(desc);
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0] != 0;
     Tensor dx = need ? Tensor::empty(x.shape(), x.layout()) : Tensor();
     float* dx_data = need ? dx.data() : nullptr;
     if (saved_training_) {
       kernel.backward(dx_data, weight_.grad.data(), bias_.grad.data(), dy.data(), x.data(),
-                      weight_.value.data(), saved_mean_.data(), saved_stat_.data(), desc);
+                      weight_.value.data(), bias_.value.data(), saved_mean_.data(),
+                      saved_stat_.data(), desc);
     } else {
       kernel.backward_inference(dx_data, weight_.grad.data(), bias_.grad.data(), dy.data(),
                                 x.data(), weight_.value.data(), saved_mean_.data(),
@@ -117,6 +128,9 @@ class BatchNorm2d final : public Node {
     saved_mean_ = Tensor();
     saved_stat_ = Tensor();
   }
+
+  void set_relu_fusion(bool on) override { fuse_relu_ = on; }
+  bool relu_fused() const override { return relu_fused_; }
 
   std::vector<Parameter*> parameters() override {
     return {&weight_, &bias_, &running_mean_, &running_var_};
@@ -147,6 +161,8 @@ class BatchNorm2d final : public Node {
   // running mean and variance otherwise.
   Tensor saved_mean_, saved_stat_;
   bool saved_training_ = false;
+  bool fuse_relu_ = false;   // what the executor asks (nodes::ReluFusable)
+  bool relu_fused_ = false;  // whether the last forward returned max(0, y)
 };
 
 }  // namespace

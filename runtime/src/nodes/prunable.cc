@@ -15,6 +15,8 @@ SparseKernels parse_sparse_kernels(const std::string& mode) {
 
 PrunableNode* as_prunable(Node& node) { return dynamic_cast<PrunableNode*>(&node); }
 
+ReluFusable* as_relu_fusable(Node& node) { return dynamic_cast<ReluFusable*>(&node); }
+
 Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::size_t k) {
   SPARSETRAIN_ASSERT(k < inputs.size());
   if (PrunableNode* p = as_prunable(node)) return p->input_layout(inputs[k].shape());
