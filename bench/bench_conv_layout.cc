@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "kernels/common/dnnl_context.h"
 #include "kernels/common/threads.h"
 #include "kernels/conv2d/conv2d.h"
@@ -292,24 +293,11 @@ void register_all() {
 }  // namespace sparsetrain
 
 int main(int argc, char** argv) {
-  int threads = sparsetrain::kDefaultThreads;
-  // --threads=N is ours; everything else goes to Google Benchmark.
-  std::vector<char*> rest;
-  for (int i = 0; i < argc; ++i) {
-    if (i > 0 && std::strncmp(argv[i], "--threads=", 10) == 0) {
-      threads = std::atoi(argv[i] + 10);
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
-  int rest_count = static_cast<int>(rest.size());
+  const int threads =
+      sparsetrain::bench::take_threads_flag(argc, argv, sparsetrain::kDefaultThreads);
   sparsetrain::kernels::set_num_threads(threads);
   benchmark::AddCustomContext("threads", std::to_string(sparsetrain::kernels::num_threads()));
   benchmark::AddCustomContext("batch", std::to_string(sparsetrain::kBatch));
   sparsetrain::register_all();
-  benchmark::Initialize(&rest_count, rest.data());
-  if (benchmark::ReportUnrecognizedArguments(rest_count, rest.data())) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return sparsetrain::bench::run_benchmarks(argc, argv);
 }

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "bench/bench_main.h"
 #include "kernels/common/threads.h"
 #include "sparsetrain/loss.h"
 #include "sparsetrain/models.h"
@@ -60,19 +61,6 @@ BENCHMARK(BM_mlp)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --threads=N (ours) is taken out before Google Benchmark sees the flags.
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--threads=", 10) == 0) {
-      g_threads = std::atoi(argv[i] + 10);
-    } else {
-      argv[out++] = argv[i];
-    }
-  }
-  argc = out;
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  g_threads = sparsetrain::bench::take_threads_flag(argc, argv, g_threads);
+  return sparsetrain::bench::run_benchmarks(argc, argv);
 }
