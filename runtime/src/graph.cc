@@ -416,10 +416,24 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
       continue;
     }
     Node& node = *g.nodes[i];
-    // A folded ReLU runs its own backward (from its output, the producer's
-    // fused one) and the producer a plain one (nodes.h says why).
-    if (g.relu_folded[i])
-      nodes::as_relu_fusable(*g.nodes[g.inputs[i][0].index])->set_relu_fusion(false);
+    // A folded ReLU: the producer masks the gradient itself when it can and
+    // no hook watches the ReLU's backward; otherwise the ReLU runs its own
+    // backward (from its output, the producer's fused one) and the producer
+    // a plain one (nodes.h).
+    if (g.relu_folded[i]) {
+      const int j = g.inputs[i][0].index;
+      nodes::ReluFusable* producer = nodes::as_relu_fusable(*g.nodes[j]);
+      if (producer->fuses_relu_backward() && !g.diffs[j].defined() &&
+          !(have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name()))) {
+        g.diffs[j] = std::move(g.diffs[i]);
+        node.clear_saved();
+        g.diffs[i] = Tensor();
+        if (i != g.output) g.free_output(i);
+        if (g.profiling) ++g.timings[i].backward_calls;
+        continue;
+      }
+      producer->set_relu_fusion(false);
+    }
     const Saves saves = node.saves();
     in.clear();
     need.clear();

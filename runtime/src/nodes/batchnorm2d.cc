@@ -131,6 +131,7 @@ class BatchNorm2d final : public Node, public ReluFusable {
 
   void set_relu_fusion(bool on) override { fuse_relu_ = on; }
   bool relu_fused() const override { return relu_fused_; }
+  bool fuses_relu_backward() const override { return relu_fused_ && saved_training_; }
 
   std::vector<Parameter*> parameters() override {
     return {&weight_, &bias_, &running_mean_, &running_var_};

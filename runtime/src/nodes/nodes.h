@@ -73,11 +73,12 @@ Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::s
 // hook watches either node, the executor lets the producer apply the ReLU in
 // its training forward (kernels: BatchNormDesc::relu, add_relu_forward): it
 // returns max(0, y), which the executor hands on as the ReLU's output without
-// running the ReLU. The ReLU's backward still runs, from that output, and the
-// producer's backward is the plain one: BatchNorm's backward with the ReLU's
-// mask recomputed inside (kernels: desc.relu) measured no clear gain on
-// ResNet-20 shapes with AVX-512 (-15% to +5% against the two passes apart)
-// and a loss with the baseline build, so it stays a kernel option.
+// running the ReLU. In the backward, a producer that fuses_relu_backward()
+// (BatchNorm: its kernel recomputes the ReLU's mask from its saved input,
+// desc.relu) takes the ReLU's gradient directly and the ReLU's backward is
+// skipped, unless a backward hook watches the ReLU. Otherwise the ReLU's
+// backward runs, from that output, and the producer's backward is the plain
+// one (Add: masking there would read the output anyway).
 class ReluFusable {
  public:
   virtual ~ReluFusable() = default;
@@ -87,6 +88,9 @@ class ReluFusable {
   // Whether the last forward returned max(0, y): asked, in training mode,
   // and (BatchNorm) its kernel fuses in the input's layout.
   virtual bool relu_fused() const = 0;
+  // Whether, after a fused forward, backward can take the gradient of
+  // max(0, y) and mask it itself.
+  virtual bool fuses_relu_backward() const { return false; }
 };
 
 // The node as one that can fuse a ReLU, or null.
