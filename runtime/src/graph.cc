@@ -77,6 +77,34 @@ struct Graph::Impl {
     return true;
   }
 
+  // A dense convolution runs on the direct kernels in kCHWN
+  // (PrunableNode::set_direct_dense) when it reads the graph input and its
+  // output reaches, through BatchNorm and ReLU nodes only, nothing but Adds
+  // and convolutions that run sparse: the activations then enter the sparse
+  // kernels' layout at the graph input (a few channels) and no reorder sits
+  // after the stem, in either direction.
+  bool stem_feeds_sparse(int i) const {
+    if (nodes[i]->type() != std::string("conv2d") || inputs[i].size() != 1 ||
+        inputs[i][0].index != input)
+      return false;
+    int j = i;
+    while (consumers[j].size() == 1 && j != output) {
+      const std::string type = nodes[consumers[j][0]]->type();
+      if (type != "batchnorm2d" && type != "relu") break;
+      j = consumers[j][0];
+    }
+    if (j == output) return false;
+    bool sparse = false;
+    for (const int k : consumers[j]) {
+      if (nodes[k]->type() == std::string("add")) continue;
+      const nodes::PrunableNode* p = nodes::as_prunable(*nodes[k]);
+      if (p == nullptr || nodes[k]->type() != std::string("conv2d") || !p->runs_sparse())
+        return false;
+      sparse = true;
+    }
+    return sparse;
+  }
+
   static bool to_layout_is_view(Layout a, Layout b) {
     const auto nchw_like = [](Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; };
     return a == b || (nchw_like(a) && nchw_like(b));
@@ -305,6 +333,9 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
   if (g.profiling) g.timings.resize(n);
   g.keep_for_backward.assign(n, 0);
   g.relu_folded.assign(n, 0);
+  for (int i = 0; i < n; ++i)
+    if (nodes::PrunableNode* p = nodes::as_prunable(*g.nodes[i]))
+      p->set_direct_dense(g.stem_feeds_sparse(i));
   for (int i = 0; i < n; ++i)
     if (nodes::ReluFusable* f = nodes::as_relu_fusable(*g.nodes[i]))
       f->set_relu_fusion(training && g.relu_fusable(i));

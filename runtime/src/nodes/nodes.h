@@ -56,6 +56,11 @@ class PrunableNode : public Node {
   // reorder to itself): the sparse kernels' batch-innermost layout when it
   // runs sparse for that shape (this may time the kernels in auto mode).
   virtual Layout input_layout(const Shape& input) = 0;
+  // Asks a dense (uncompressed) layer to run on the sparse kernels' direct
+  // path in their layout, every weight stored (conv2d only: a stem that reads
+  // the graph input and feeds sparse convolutions, so the activations never
+  // leave that layout; Graph decides, graph.cc). Ignored when compressed.
+  virtual void set_direct_dense(bool on) { (void)on; }
 };
 
 // The node as a prunable one, or null.
