@@ -412,9 +412,13 @@ class Conv2dNode final : public PrunableNode {
 
 // Auto mode: one training step of the layer (forward, backward-data,
 // backward-weights) on the sparse kernels in kCHWN against oneDNN in
-// dense_conv_layout(), once per problem in the process. The reorders around
-// either are left out: they depend on the neighbouring layers, and the
-// executor keeps runs of sparse layers in kCHWN.
+// dense_conv_layout(), once per problem in the process. The dense side also
+// pays the four reorders it costs inside a run of sparse layers, which is
+// where a compressed layer sits (its input and output, and their gradients,
+// kCHWN -> NHWC and back): at a density where the two kernels are close, the
+// sparse ones win the layer, as they win the step. (ResNet-20 under AC/DC's
+// global top-k leaves the 16-channel layers at 35-40% density, where oneDNN
+// alone is up to 9% faster but the four 8 MB reorders cost about 3 ms.)
 bool Conv2dNode::choose_sparse(const Shape& input) const {
   const kernels::ConvSparseWeights& w = *packed_;
   const kernels::Conv2dShape s = kernel_shape(input);
@@ -446,10 +450,18 @@ bool Conv2dNode::choose_sparse(const Shape& input) const {
       kernels::conv_sparse_backward_weights(dvalues.data(), nullptr, dst.data(), src.data(), w, s);
     };
     steps.dense = [=]() mutable {
-      kernels::conv2d_forward_dnnl(dst.data(), src.data(), dense.data(), nullptr, s, dense_layout);
-      kernels::conv2d_backward_data_dnnl(dsrc.data(), dst.data(), dense.data(), s, dense_layout);
-      kernels::conv2d_backward_weights_dnnl(ddense.data(), nullptr, dst.data(), src.data(), s,
-                                            dense_layout);
+      const Tensor src_d = to_layout(src, dense_layout);
+      Tensor dst_d = Tensor::empty(s.dst_shape(), dense_layout);
+      kernels::conv2d_forward_dnnl(dst_d.data(), src_d.data(), dense.data(), nullptr, s,
+                                   dense_layout);
+      const Tensor dst_back = to_layout(dst_d, Layout::kCHWN);
+      const Tensor diff_dst_d = to_layout(dst_back, dense_layout);
+      Tensor dsrc_d = Tensor::empty(s.src_shape(), dense_layout);
+      kernels::conv2d_backward_data_dnnl(dsrc_d.data(), diff_dst_d.data(), dense.data(), s,
+                                         dense_layout);
+      const Tensor dsrc_back = to_layout(dsrc_d, Layout::kCHWN);
+      kernels::conv2d_backward_weights_dnnl(ddense.data(), nullptr, diff_dst_d.data(),
+                                            src_d.data(), s, dense_layout);
     };
     return steps;
   });
