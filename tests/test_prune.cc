@@ -232,6 +232,11 @@ TEST_F(Prune, FinetuneRunsAtTheOriginalFinalLr) {
   EXPECT_EQ(t.lr_at(kStepsPerEpoch - 1), final_lr);
   EXPECT_EQ(t.options().lr_schedule, "constant");
   EXPECT_EQ(weights(t.graph()), pruned_weights());
+  // The original one-cycle schedule ends near 0: the run says so.
+  std::ostringstream log;
+  t.run(log);
+  EXPECT_NE(log.str().find("note: the original onecycle schedule ends at"), std::string::npos)
+      << log.str();
 }
 
 TEST_F(Prune, LrRewindReplaysTheOriginalScheduleWithPrunedWeights) {

@@ -211,8 +211,17 @@ std::string apply_init_from(TrainOptions& o, Graph& graph, int64_t steps_per_epo
     o.warmup_epochs = 0;
     o.lr_schedule_epochs = 0;
     o.lr_schedule_offset_epochs = 0;
+    // Renda et al. fine-tune at the last lr of a step schedule (1% of the
+    // peak there); a cosine or one-cycle schedule ends near 0 instead.
+    const std::string near_zero =
+        final_lr < 1e-3f * original.lr
+            ? "\nnote: the original " + original.lr_schedule + " schedule ends at " +
+                  lr_text(final_lr) + ", under 0.1% of its peak " + lr_text(original.lr) +
+                  ", where fine-tuning barely moves the weights; for a constant lr of your own "
+                  "use --init-from without --retrain, with --lr and --lr-schedule constant"
+            : "";
     return "retraining (finetune) from " + masks_text + ": the original run's final lr " +
-           lr_text(final_lr) + ", constant, for " + epochs_text(o.epochs);
+           lr_text(final_lr) + ", constant, for " + epochs_text(o.epochs) + near_zero;
   }
 
   const int64_t rewind =
