@@ -235,6 +235,41 @@ TEST(SparseLayoutDomain, ResNet20StepReordersOnce) {
   EXPECT_EQ(step_reorders(g, x, labels), kDomainChangeReorders);
 }
 
+// Add hands the same gradient to both inputs without a copy, unless a hook
+// watches its backward (a hook may write into one of them in place): then
+// each has its own storage. Gradients are the same either way.
+TEST(SparseLayoutDomain, AddSharesItsGradientsUnlessAHookWatches) {
+  const Tensor x = normals({6, 3, 8, 8}, 5);
+  const std::vector<int32_t> labels{0, 1, 2, 3, 4, 5};
+  std::vector<float> grads[2];
+  for (int watched = 0; watched < 2; ++watched) {
+    Graph g = small_resnet();
+    compress_convs(g, "stem");
+    g.set_sparse_kernels("sparse");
+    bool distinct = false;
+    HookHandle h;
+    if (watched == 1) {
+      h = g.add_hook(HookPoint::kAfterBackward, "block1.add", [&](HookEvent& e) {
+        ASSERT_EQ(e.diff_src.size(), 2u);
+        distinct = e.diff_src[0].data() != e.diff_src[1].data();
+        e.diff_src[1].fill(0.0f);  // in place: must not reach the branch
+      });
+    }
+    const Tensor logits = g.forward(x, /*training=*/true);
+    Tensor diff = Tensor::empty(logits.shape());
+    softmax_cross_entropy(logits, labels, &diff);
+    g.backward(diff);
+    if (watched == 1) {
+      EXPECT_TRUE(distinct);
+    }
+    const Tensor& grad = g.parameter("block1.conv2.weight").grad;
+    grads[watched].assign(grad.data(), grad.data() + grad.numel());
+  }
+  // block1.conv2 is on the branch, which the zeroed shortcut gradient must
+  // not have touched.
+  EXPECT_EQ(grads[0], grads[1]);
+}
+
 TEST(GraphProfile, TimesEveryNodeAndCountsItsReorders) {
   Graph g = small_resnet();
   compress_convs(g, "stem");

@@ -483,6 +483,7 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
     args.output = saves.output ? &g.outs[i] : nullptr;
     args.diff_dst = &g.diffs[i];
     args.need_diff_src = need;
+    args.diffs_may_share = !(have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name()));
     std::vector<Tensor> diff_src = node.backward(args);
     SPARSETRAIN_ASSERT(diff_src.size() == g.inputs[i].size());
     double backward_s = 0;

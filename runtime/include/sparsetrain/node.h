@@ -34,6 +34,10 @@ struct BackwardArgs {
   const Tensor* output = nullptr;  // the forward output if saves().output
   const Tensor* diff_dst = nullptr;
   std::span<const char> need_diff_src;  // one flag per input
+  // The gradients returned may share storage with each other (no hook will
+  // see them, so nothing writes into them in place; the executor never
+  // does). Otherwise each must own its storage, or share only diff_dst's.
+  bool diffs_may_share = false;
 };
 
 struct Saves {

@@ -60,8 +60,10 @@ class Add final : public Node, public ReluFusable {
     return y;
   }
 
-  // diff_a is diff_dst itself (shared storage, no copy); diff_b is a copy in
-  // the second input's layout, so the two never share storage.
+  // diff_a is diff_dst itself (shared storage, no copy); so is diff_b when
+  // the executor allows the two to share (args.diffs_may_share) and the
+  // second input's layout orders the values the same, else it is a copy in
+  // that layout.
   std::vector<Tensor> backward(const BackwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.diff_dst != nullptr);
     const Tensor& dy = *args.diff_dst;
@@ -71,7 +73,9 @@ class Add final : public Node, public ReluFusable {
     std::vector<Tensor> diff(2);
     if (need(0)) diff[0] = dy;
     if (need(1)) {
-      if (same_order(dy.layout(), second_layout_)) {
+      if (same_order(dy.layout(), second_layout_) && args.diffs_may_share) {
+        diff[1] = dy.reshaped(dy.shape(), second_layout_);
+      } else if (same_order(dy.layout(), second_layout_)) {
         diff[1] = Tensor::empty(dy.shape(), second_layout_);
         kernels::eltwise_kernel().add_backward(nullptr, diff[1].data(), dy.data(), dy.numel());
       } else {
