@@ -11,10 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "sparsetrain/tensor.h"
-
 #include "bench/bench_main.h"
 #include "kernels/batchnorm/batchnorm.h"
+#include "sparsetrain/tensor.h"
 #include "tests/tensor_fill.h"
 
 namespace sparsetrain::kernels {
@@ -70,9 +69,11 @@ void register_all() {
             const std::string name = std::string(kernel.name) + "/" + layout_name(layout) + "/" +
                                      std::to_string(s.c) + "x" + std::to_string(s.hw) +
                                      (relu ? "/relu" : "") + (backward ? "/bwd" : "/fwd");
-            benchmark::RegisterBenchmark(name.c_str(), [&kernel, d, backward](benchmark::State& st) {
-              run(st, kernel, d, backward);
-            })->Unit(benchmark::kMicrosecond)->UseRealTime();
+            benchmark::RegisterBenchmark(
+                name.c_str(),
+                [&kernel, d, backward](benchmark::State& st) { run(st, kernel, d, backward); })
+                ->Unit(benchmark::kMicrosecond)
+                ->UseRealTime();
           }
         }
       }

@@ -174,8 +174,8 @@ TEST(SparseLayoutDomain, ReordersOnlyWhereTheDomainChanges) {
   EXPECT_EQ(step_reorders(g, x, labels), kDomainChangeReorders);
   EXPECT_EQ(step_reorders(g, x, labels), kDomainChangeReorders);  // and every step
   for (const char* node :
-       {"stem", "stem.relu", "block0.conv1", "block0.bn1", "block0.relu1", "block0.conv2", "block0.bn2", "block0.add",
-        "block0.relu2", "block1.add", "block1.relu2"}) {
+       {"stem", "stem.relu", "block0.conv1", "block0.bn1", "block0.relu1", "block0.conv2",
+        "block0.bn2", "block0.add", "block0.relu2", "block1.add", "block1.relu2"}) {
     EXPECT_EQ(layouts[node], Layout::kCHWN) << node;
   }
   EXPECT_EQ(layouts["pool"], Layout::kPlain);

@@ -229,8 +229,8 @@ void planar_statistics(const Planar& p, const float* src, double* mean, double* 
 // Over segment s: sum(g) and sum(g * (x - m)), g = dy, or with a fused ReLU
 // dy where the forward output (x - m) * k + b was positive.
 template <bool kRelu>
-inline void segment_grad_sums(const Planar& p, int64_t s, const float* dy, const float* x,
-                              float m, float k, float b, double* sum_g, double* sum_g_xc) {
+inline void segment_grad_sums(const Planar& p, int64_t s, const float* dy, const float* x, float m,
+                              float k, float b, double* sum_g, double* sum_g_xc) {
   float a = 0.0f, q = 0.0f;
   segment_sum2(
       p, s,
@@ -251,8 +251,8 @@ void planar_grad_sums(const Planar& p, const float* dy, const float* x, const fl
   for_each_segment(p.segments(), [&](int64_t s) {
     const int64_t c = p.channel_of(s);
     const int64_t slot = p.merge_slot(s);
-    segment_grad_sums<kRelu>(p, s, dy, x, mean[c], kRelu ? scale[c] : 0.0f,
-                             kRelu ? shift[c] : 0.0f, &parts[2 * slot], &parts[2 * slot + 1]);
+    segment_grad_sums<kRelu>(p, s, dy, x, mean[c], kRelu ? scale[c] : 0.0f, kRelu ? shift[c] : 0.0f,
+                             &parts[2 * slot], &parts[2 * slot + 1]);
   });
   for (int64_t c = 0; c < p.channels; ++c) {
     sum_dy[c] = sum_dy_xc[c] = 0.0;
@@ -512,8 +512,8 @@ void contiguous_backward(const Planar& p, float* diff_src, float* diff_gamma, fl
     double sum_dy = 0.0, sum_dy_xc = 0.0;
     for (int64_t piece = 0; piece < p.pieces; ++piece) {
       double a = 0.0, q = 0.0;
-      segment_grad_sums<kRelu>(p, c * p.pieces + piece, diff_dst, src, mean[c], kRelu ? k : 0.0f,
-                               b, &a, &q);
+      segment_grad_sums<kRelu>(p, c * p.pieces + piece, diff_dst, src, mean[c], kRelu ? k : 0.0f, b,
+                               &a, &q);
       sum_dy += a;
       sum_dy_xc += q;
     }

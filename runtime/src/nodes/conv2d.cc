@@ -331,10 +331,9 @@ class Conv2dNode final : public PrunableNode {
   kernels::ConvSparseWeights& direct_weights() {
     if (!direct_packed_) {
       const std::vector<uint8_t> all(static_cast<std::size_t>(weight_.value.numel()), 1);
-      direct_packed_ = std::make_unique<kernels::ConvSparseWeights>(
-          kernels::conv_sparse_pack(weight_.value.data(), all.data(), options_.out_channels,
-                                    in_channels_, options_.kernel, options_.kernel,
-                                    options_.groups));
+      direct_packed_ = std::make_unique<kernels::ConvSparseWeights>(kernels::conv_sparse_pack(
+          weight_.value.data(), all.data(), options_.out_channels, in_channels_, options_.kernel,
+          options_.kernel, options_.groups));
       SPARSETRAIN_ASSERT(direct_packed_->nnz == weight_.value.numel());
     }
     return *direct_packed_;
@@ -460,8 +459,8 @@ bool Conv2dNode::choose_sparse(const Shape& input) const {
       kernels::conv2d_backward_data_dnnl(dsrc_d.data(), diff_dst_d.data(), dense.data(), s,
                                          dense_layout);
       const Tensor dsrc_back = to_layout(dsrc_d, Layout::kCHWN);
-      kernels::conv2d_backward_weights_dnnl(ddense.data(), nullptr, diff_dst_d.data(),
-                                            src_d.data(), s, dense_layout);
+      kernels::conv2d_backward_weights_dnnl(ddense.data(), nullptr, diff_dst_d.data(), src_d.data(),
+                                            s, dense_layout);
     };
     return steps;
   });
