@@ -271,11 +271,11 @@ class Conv2dNode final : public PrunableNode {
   bool choose_sparse(const Shape& input) const;
 
   Tensor forward_compressed(const Tensor& x, bool training) {
-    const Shape dst_shape = output_shape({x.shape()});
-    const kernels::Conv2dShape s = kernel_shape(x.shape());
     sparse_step_ = use_sparse(x.shape());
     last_sparse_ = sparse_step_;
     if (sparse_step_) return forward_packed(*packed_, x, training);
+    const Shape dst_shape = output_shape({x.shape()});
+    const kernels::Conv2dShape s = kernel_shape(x.shape());
     const Layout layout = dense_conv_layout();
     if (!dense_scratch_.defined()) dense_scratch_ = Tensor::zeros(dense_shape());
     kernels::conv_sparse_scatter(*packed_, weight_.value.data(), dense_scratch_.data());
@@ -340,10 +340,10 @@ class Conv2dNode final : public PrunableNode {
   }
 
   std::vector<Tensor> backward_compressed(const BackwardArgs& args) {
+    if (sparse_step_) return backward_packed(*packed_, args);
     const Tensor& input = args.inputs[0];
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0];
     float* diff_bias = options_.bias ? bias_.grad.data() : nullptr;
-    if (sparse_step_) return backward_packed(*packed_, args);
     const Layout layout = dense_conv_layout();
     const Tensor src = saved_src_.defined() && saved_src_.layout() == layout
                            ? saved_src_
@@ -352,21 +352,19 @@ class Conv2dNode final : public PrunableNode {
     const kernels::Conv2dShape s = kernel_shape(input.shape());
     SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
     std::vector<Tensor> diff_src(1);
-    {
-      if (!dense_grad_scratch_.defined()) dense_grad_scratch_ = Tensor::empty(dense_shape());
-      dense_grad_scratch_.zero();
-      kernels::conv2d_backward_weights_dnnl(dense_grad_scratch_.data(), diff_bias, diff_dst.data(),
-                                            src.data(), s, layout);
-      float* g = weight_.grad.data();
-      const float* dense = dense_grad_scratch_.data();
-      const std::vector<uint32_t>& position = packed_->position;
-      for (std::size_t k = 0; k < position.size(); ++k) g[k] += dense[position[k]];
-      if (need) {
-        Tensor grad = Tensor::empty(input.shape(), layout);
-        kernels::conv2d_backward_data_dnnl(grad.data(), diff_dst.data(), dense_scratch_.data(), s,
-                                           layout);
-        diff_src[0] = to_layout(grad, input.layout());
-      }
+    if (!dense_grad_scratch_.defined()) dense_grad_scratch_ = Tensor::empty(dense_shape());
+    dense_grad_scratch_.zero();
+    kernels::conv2d_backward_weights_dnnl(dense_grad_scratch_.data(), diff_bias, diff_dst.data(),
+                                          src.data(), s, layout);
+    float* g = weight_.grad.data();
+    const float* dense = dense_grad_scratch_.data();
+    const std::vector<uint32_t>& position = packed_->position;
+    for (std::size_t k = 0; k < position.size(); ++k) g[k] += dense[position[k]];
+    if (need) {
+      Tensor grad = Tensor::empty(input.shape(), layout);
+      kernels::conv2d_backward_data_dnnl(grad.data(), diff_dst.data(), dense_scratch_.data(), s,
+                                         layout);
+      diff_src[0] = to_layout(grad, input.layout());
     }
     saved_src_ = Tensor();
     return diff_src;
