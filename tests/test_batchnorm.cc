@@ -401,7 +401,11 @@ void check_gradients(Node& node, std::vector<Tensor> inputs, bool training, doub
   std::vector<Tensor> saved_inputs(inputs.size());
   if (saves.inputs) saved_inputs = inputs;
   const std::vector<char> need(inputs.size(), 1);
-  BackwardArgs bwd{saved_inputs, saves.output ? &y : nullptr, &w, need};
+  BackwardArgs bwd;
+  bwd.inputs = saved_inputs;
+  bwd.output = saves.output ? &y : nullptr;
+  bwd.diff_dst = &w;
+  bwd.need_diff_src = need;
   const std::vector<Tensor> diff = node.backward(bwd);
   ASSERT_EQ(diff.size(), inputs.size());
 

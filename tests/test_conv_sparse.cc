@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -613,6 +614,34 @@ TEST_P(ConvSparseKernelTest, BackwardDataCanAccumulate) {
     std::vector<float> want = run_dense(p).diff_src;
     for (float& x : want) x += 2.0f;
     EXPECT_TRUE(close(diff_src, want, nullptr)) << c.str();
+  }
+}
+
+// Accumulating gives the bits of computing the sum alone and adding it (the
+// executor relies on this: a conv adds into its input's gradient in place
+// unless a hook watches it, and the result must not depend on the hook),
+// with one panel of output channels and with several.
+TEST_P(ConvSparseKernelTest, BackwardDataAccumulatesLikeASeparateAdd) {
+  for (const Case& c : {Case{9, 10, 7, 9, 3, 3, 1, 1, 1, 1, 1, 19, 0.5},
+                        Case{16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 21, 0.1},
+                        Case{8, 6, 9, 8, 3, 3, 2, 2, 1, 1, 2, 16, 0.7}}) {
+    const Problem p = make_problem(c, Values::kFloat, 11);
+    std::mt19937 rng(5);
+    const std::vector<float> before = random_values(p.src_size(), Values::kFloat, 0, rng);
+    std::vector<float> alone = guarded(p.src_size(), 0.0f);
+    conv_sparse_backward_data_with(*kernels_.bwd_data, alone.data(), p.diff_dst.data(), p.w,
+                                   p.shape, false);
+    std::vector<float> summed = guarded(p.src_size(), 0.0f);
+    std::copy(before.begin(), before.end(), summed.begin());
+    conv_sparse_backward_data_with(*kernels_.bwd_data, summed.data(), p.diff_dst.data(), p.w,
+                                   p.shape, true);
+    unguard(summed, "backward-data (accumulate)");
+    int64_t differ = 0;
+    for (int64_t k = 0; k < p.src_size(); ++k) {
+      const float want = before[static_cast<std::size_t>(k)] + alone[static_cast<std::size_t>(k)];
+      if (std::memcmp(&want, &summed[static_cast<std::size_t>(k)], sizeof(float)) != 0) ++differ;
+    }
+    EXPECT_EQ(differ, 0) << c.str() << " (" << p.w.bwd_panels << " panels)";
   }
 }
 

@@ -19,7 +19,8 @@
 // not be a multiple of the vector width.
 //
 // Passes: forward and backward-data OVERWRITE dst / diff_src (backward-data
-// can accumulate on request); backward-weights ACCUMULATES (+=) into
+// can accumulate on request: diff_src + its sum, with the bits of adding a
+// separately computed result); backward-weights ACCUMULATES (+=) into
 // diff_values and diff_bias (the trainer zeroes gradients).
 //
 // The compressed weight (ConvSparseWeights): `values` holds the stored

@@ -487,6 +487,25 @@ void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_
                                     const Conv2dShape& shape, bool accumulate) {
   const Geometry g = geometry(w, shape);
   if (g.n == 0) return;
+  if (accumulate && w.bwd_panels > 1) {
+    // The kernels add into the output only with one panel (the partial sums
+    // of several live in the output): the sum goes to a buffer, then is added.
+    const int64_t count = g.c * g.src_plane();
+    const Scratch<float> sum(static_cast<std::size_t>(count));
+    conv_sparse_backward_data_with(kernel, sum.data(), diff_dst, w, shape, false);
+    const float* from = sum.data();
+    const auto add = [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) diff_src[k] = diff_src[k] + from[k];
+    };
+    if (count < kMinParallelWork) {
+      add(0, count);
+    } else {
+      oneapi::tbb::parallel_for(
+          oneapi::tbb::blocked_range<int64_t>(0, count, 1 << 14),
+          [&](const oneapi::tbb::blocked_range<int64_t>& r) { add(r.begin(), r.end()); });
+    }
+    return;
+  }
   const CallTaps taps(w.bwd_tap, w.bwd_values, backward_offsets(g));
   const Lines lines = backward_lines(g);
   const int64_t tile = kernel.tile_n;

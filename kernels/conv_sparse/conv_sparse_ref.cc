@@ -1,8 +1,8 @@
 // Scalar micro-kernels of the sparse convolution: the SPARSETRAIN_ISA=ref
 // path and a fallback on any x86-64. They run through the same operator layer
-// as the SIMD kernels and sum every output in the same order (from the bias,
-// zero or the previous value in accumulate mode, then the taps in index
-// order).
+// as the SIMD kernels and sum every output in the same order (from the bias
+// or zero, then the taps in index order; in accumulate mode that sum is then
+// added to the previous value).
 #include <algorithm>
 
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
@@ -38,17 +38,17 @@ void f32_conv_gather__ref(const ConvGatherArgs& a) {
         const int64_t lanes = std::min(kLanes, a.n - l0);
         float acc[kLanes];
         float* o = out + q * line.out_ps + l0;
-        if (a.init == ConvSparseInit::kAccumulate) {
-          std::copy(o, o + lanes, acc);
-        } else {
-          std::fill(acc, acc + lanes, init);
-        }
+        std::fill(acc, acc + lanes, init);
         for_each_tap(t, line, r, [&](uint32_t k) {
           const float v = t.tap[k].value;
           const float* x = a.in + (base + q * line.in_ps + t.tap[k].off + l0);
           for (int64_t l = 0; l < lanes; ++l) acc[l] += v * x[l];
         });
-        std::copy(acc, acc + lanes, o);
+        if (a.init == ConvSparseInit::kAccumulate) {
+          for (int64_t l = 0; l < lanes; ++l) o[l] = o[l] + acc[l];
+        } else {
+          std::copy(acc, acc + lanes, o);
+        }
       }
     }
   }

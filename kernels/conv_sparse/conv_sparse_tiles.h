@@ -115,7 +115,8 @@ struct GatherRow {
   int64_t out_ps;
   typename T::Mask last;  // lanes of the last batch vector
   typename T::Vec init;
-  bool from_out;
+  bool from_out;  // start from the sums a previous panel stored
+  bool add_out;   // store out + sum (accumulate mode, one panel)
 };
 
 // Positions [q, q + P) of one row in one panel.
@@ -164,6 +165,16 @@ void gather_tile(const GatherRow<T>& gr, int64_t q) {
       }
     }
   }
+  if (gr.add_out) {
+#pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) {
+      const float* o = gr.out + (q + p) * gr.out_ps;
+#pragma GCC unroll 4
+      for (int v = 0; v < V - 1; ++v) acc[p][v] = T::add(T::load(o + L * v), acc[p][v]);
+      acc[p][V - 1] =
+          T::add(kFull ? T::load(o + L * (V - 1)) : T::loadm(last, o + L * (V - 1)), acc[p][V - 1]);
+    }
+  }
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p) {
     float* o = gr.out + (q + p) * gr.out_ps;
@@ -203,7 +214,8 @@ void gather_rows(const ConvGatherArgs& a) {
                      a.line.out_ps,
                      last,
                      a.init == ConvSparseInit::kBias ? T::set1(a.bias[r]) : T::zero(),
-                     accumulate || p > 0};
+                     p > 0,
+                     accumulate};
                  // A later panel with no taps here leaves the sums as they are.
                  if (p > 0 && !has_taps(gr.row)) return;
                  tile(gr, q);

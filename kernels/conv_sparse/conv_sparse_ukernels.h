@@ -38,7 +38,9 @@ namespace sparsetrain::kernels {
 enum class ConvSparseInit : uint8_t {
   kZero,        // out = sum
   kBias,        // out = bias[r] + sum
-  kAccumulate,  // out += sum (backward-data with accumulate)
+  kAccumulate,  // out = out + sum, the sum formed from zero first (so the
+                // result has the bits of adding a separately computed sum);
+                // needs taps.panels == 1 (the operator layer sees to it)
 };
 
 // One stored entry as the kernels read it, in the index's order: the offset

@@ -440,6 +440,7 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
 
   std::vector<Tensor> in;
   std::vector<char> need;
+  std::vector<Tensor> sum_into;
   for (int i = n - 1; i >= 0; --i) {
     if (i == g.input) break;
     if (!g.diffs[i].defined()) {
@@ -484,7 +485,20 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
     args.diff_dst = &g.diffs[i];
     args.need_diff_src = need;
     args.diffs_may_share = !(have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name()));
+    // The gradients already summed for this node's inputs, offered to the
+    // node to add into in place (BackwardArgs::sum_into): only storage no one
+    // else holds, and each input's once.
+    sum_into.assign(g.inputs[i].size(), Tensor());
+    if (args.diffs_may_share) {
+      for (std::size_t k = 0; k < g.inputs[i].size(); ++k) {
+        Tensor& into = g.diffs[g.inputs[i][k].index];
+        if (!need[k] || !into.sole_owner()) continue;
+        sum_into[k] = into;  // from here on shared: a repeated input is offered once
+      }
+    }
+    args.sum_into = sum_into;
     std::vector<Tensor> diff_src = node.backward(args);
+    sum_into.clear();
     SPARSETRAIN_ASSERT(diff_src.size() == g.inputs[i].size());
     double backward_s = 0;
     if (g.profiling) {
@@ -506,6 +520,8 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
       Tensor& into = g.diffs[g.inputs[i][k].index];
       if (!into.defined()) {
         into = std::move(diff_src[k]);
+      } else if (diff_src[k].shares_storage(into)) {
+        // The node added its gradient into the sum in place.
       } else {
         accumulate(into, diff_src[k]);
       }

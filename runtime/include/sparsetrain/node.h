@@ -38,6 +38,13 @@ struct BackwardArgs {
   // see them, so nothing writes into them in place; the executor never
   // does). Otherwise each must own its storage, or share only diff_dst's.
   bool diffs_may_share = false;
+  // Per input, when defined: the gradient the input's other consumers have
+  // sent it so far, in storage that nothing else holds. A node may add its
+  // own gradient into it in place and return that tensor (the same storage)
+  // as the input's diff_src, which the executor then takes as the sum instead
+  // of adding the two in a new tensor. Never offered when a hook watches the
+  // node's backward (the hook must see the node's own gradient).
+  std::span<Tensor> sum_into = {};
 };
 
 struct Saves {

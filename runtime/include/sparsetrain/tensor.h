@@ -48,6 +48,12 @@ class Tensor {
   static Tensor from(Shape shape, const std::vector<float>& values, Layout layout = Layout::kPlain);
 
   bool defined() const { return storage_ != nullptr; }
+  // Whether no other Tensor shares this one's storage.
+  bool sole_owner() const { return storage_ != nullptr && storage_.use_count() == 1; }
+  // Whether both are views of the same storage.
+  bool shares_storage(const Tensor& other) const {
+    return storage_ != nullptr && storage_ == other.storage_;
+  }
   const Shape& shape() const { return shape_; }
   int rank() const { return static_cast<int>(shape_.size()); }
   int64_t dim(int i) const;  // negative i counts from the end

@@ -318,9 +318,19 @@ class Conv2dNode final : public PrunableNode {
                                           diff_dst.data(), src.data(), packed, s);
     std::vector<Tensor> diff_src(1);
     if (args.need_diff_src.empty() || args.need_diff_src[0]) {
-      Tensor grad = Tensor::empty(input.shape(), Layout::kCHWN);
-      kernels::conv_sparse_backward_data(grad.data(), diff_dst.data(), packed, s);
-      diff_src[0] = to_layout(grad, input.layout());
+      const Tensor* sum = args.sum_into.empty() ? nullptr : &args.sum_into[0];
+      if (sum != nullptr && sum->defined() && sum->layout() == Layout::kCHWN &&
+          sum->shape() == input.shape()) {
+        // Added into the gradient the input already has (no extra pass).
+        Tensor into = *sum;
+        kernels::conv_sparse_backward_data(into.data(), diff_dst.data(), packed, s,
+                                           /*accumulate=*/true);
+        diff_src[0] = into;
+      } else {
+        Tensor grad = Tensor::empty(input.shape(), Layout::kCHWN);
+        kernels::conv_sparse_backward_data(grad.data(), diff_dst.data(), packed, s);
+        diff_src[0] = to_layout(grad, input.layout());
+      }
     }
     saved_src_ = Tensor();
     return diff_src;
