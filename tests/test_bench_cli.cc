@@ -249,7 +249,7 @@ std::map<std::string, nlohmann::json> expect_model(const nlohmann::json& j,
   }
   std::map<std::string, nlohmann::json> rows;
   for (const nlohmann::json& l : j["layers"]) {
-    for (const char* key : {"name", "type", "dense_ms", "sparse_ms", "sparse"})
+    for (const char* key : {"name", "type", "dense_ms", "sparse_ms", "sparse", "direct"})
       EXPECT_TRUE(l.contains(key)) << key << " missing in " << l.dump();
     EXPECT_GE(l["dense_ms"].get<double>(), 0.0) << l.dump();
     EXPECT_GE(l["sparse_ms"].get<double>(), 0.0) << l.dump();
@@ -308,6 +308,13 @@ TEST(BenchModelCli, ResnetCompressesConvolutions) {
   EXPECT_EQ(j["sparse_layers"], prunable - 2);
   ASSERT_TRUE(rows.count("conv1"));
   EXPECT_FALSE(rows.at("conv1")["sparse"].get<bool>());
+  // The dense stem reads the 3-channel input and feeds sparse convolutions:
+  // it runs on the direct path, and only it does.
+  EXPECT_TRUE(rows.at("conv1")["direct"].get<bool>());
+  for (const auto& [name, l] : rows) {
+    if (name == "conv1") continue;
+    EXPECT_FALSE(l["direct"].get<bool>()) << name;
+  }
 }
 
 TEST(BenchModelCli, DenseKernelsAndOtherDistributions) {

@@ -113,6 +113,7 @@ struct Row {
   double dense_fwd = 0, dense_bwd = 0, sparse_fwd = 0, sparse_bwd = 0;
   double density = -1;  // the sparse model's kept fraction; -1: not a prunable layer
   bool sparse = false;
+  bool direct = false;  // dense weight on the sparse kernels' direct path
   bool single = false;  // one figure (loss, optimizer, executor), in the fwd columns
   double dense_ms() const { return dense_fwd + dense_bwd; }
   double sparse_ms() const { return sparse_fwd + sparse_bwd; }
@@ -206,6 +207,7 @@ Report measure(const BenchModelCommand& cmd) {
     row.name = sparse_prof[i].name;
     row.type = sparse_prof[i].type;
     row.sparse = sparse_prof[i].sparse;
+    row.direct = sparse_prof[i].direct;
     row.dense_fwd = median(dense.node_fwd[i]);
     row.dense_bwd = median(dense.node_bwd[i]);
     row.sparse_fwd = median(sparse.node_fwd[i]);
@@ -285,7 +287,10 @@ void print_report(const Report& r) {
                 cell(row.dense_fwd, true).c_str(), cell(row.dense_bwd, !row.single).c_str(),
                 cell(row.sparse_fwd, true).c_str(), cell(row.sparse_bwd, !row.single).c_str(),
                 ratio(row.dense_ms(), row.sparse_ms()).c_str(),
-                prunable ? (row.sparse ? "  sparse" : "  dense") : "");
+                prunable ? (row.sparse   ? "  sparse"
+                            : row.direct ? "  direct"
+                                         : "  dense")
+                         : "");
   }
   std::printf(
       "\n(ms per step; the dense and sparse figures of each row are medians over the same "
@@ -304,6 +309,7 @@ nlohmann::ordered_json to_json(const Report& r) {
                                 {"dense_ms", row.dense_ms()},
                                 {"sparse_ms", row.sparse_ms()},
                                 {"sparse", row.sparse},
+                                {"direct", row.direct},
                                 {"dense_fwd_ms", row.dense_fwd},
                                 {"dense_bwd_ms", row.dense_bwd},
                                 {"sparse_fwd_ms", row.sparse_fwd},

@@ -581,7 +581,10 @@ std::vector<NodeTiming> Graph::profile() const {
       t.backward_calls = s.backward_calls;
       t.reorders = s.reorders;
     }
-    if (const nodes::PrunableNode* p = nodes::as_prunable(node)) t.sparse = p->runs_sparse();
+    if (const nodes::PrunableNode* p = nodes::as_prunable(node)) {
+      t.sparse = p->runs_sparse();
+      t.direct = p->runs_direct();
+    }
     out.push_back(std::move(t));
   }
   return out;

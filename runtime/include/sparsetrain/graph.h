@@ -59,6 +59,7 @@ struct NodeTiming {
   int64_t backward_calls = 0;  // backward passes
   int64_t reorders = 0;        // to_layout copies made in those calls (reorder_count())
   bool sparse = false;         // the last forward ran the sparse kernels
+  bool direct = false;         // a dense conv on the sparse kernels' direct path (the stem)
 };
 
 class HookRegistry;

@@ -214,6 +214,8 @@ class Conv2dNode final : public PrunableNode {
     choices_.clear();
   }
 
+  bool runs_direct() const override { return direct_ && !packed_; }
+
   bool runs_sparse() const override {
     if (!packed_ || kernels_ == SparseKernels::kDense) return false;
     if (kernels_ == SparseKernels::kSparse) return true;

@@ -61,6 +61,8 @@ class PrunableNode : public Node {
   // the graph input and feeds sparse convolutions, so the activations never
   // leave that layout; Graph decides, graph.cc). Ignored when compressed.
   virtual void set_direct_dense(bool on) { (void)on; }
+  // Dense, and runs on that direct path.
+  virtual bool runs_direct() const { return false; }
 };
 
 // The node as a prunable one, or null.
