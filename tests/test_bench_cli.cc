@@ -42,7 +42,7 @@ constexpr const char* kPasses[] = {"fwd", "bwd_data", "bwd_weights", "total"};
 void expect_timings(const nlohmann::json& j, int64_t dense_size, double sparsity) {
   for (const char* key :
        {"sparsity", "threads", "isa", "dense_impl", "sparse_kernels", "dense_ms", "sparse_ms",
-        "speedup", "speedup_total", "dense_gflops", "sparse_gflops", "reps", "nnz"}) {
+        "speedup", "speedup_total", "dense_gflops", "sparse_gflops", "reps", "nnz", "cache"}) {
     EXPECT_TRUE(j.contains(key)) << key << " missing in " << j.dump();
   }
   EXPECT_EQ(j["threads"], 2);
@@ -97,6 +97,21 @@ TEST(BenchCli, JsonHasEveryField) {
   const nlohmann::json j = nlohmann::json::parse(r.out);
   ASSERT_TRUE(j.is_object()) << r.out;
   expect_report(j, 0.9);
+  EXPECT_EQ(j["cache"], "cold");  // the default: pass by pass
+}
+
+// --cache warm times each side's step after an untimed one; the report has
+// every field and says which state it measured, in the JSON and the table.
+TEST(BenchCli, WarmCaches) {
+  const RunResult r = run(std::string(kTiny) + " --sparsity 0.8 --cache warm --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  expect_report(j, 0.8);
+  EXPECT_EQ(j["cache"], "warm");
+
+  const RunResult table = run(std::string(kTiny) + " --cache warm", true);
+  ASSERT_EQ(table.exit_code, 0) << table.out;
+  EXPECT_NE(table.out.find("warm caches"), std::string::npos) << table.out;
 }
 
 TEST(BenchCli, TablePrintsEveryPass) {
@@ -137,6 +152,7 @@ TEST(BenchCli, BadFlagsAreNamed) {
   expect_error("bench linear --out -4", "--out");
   expect_error("bench linear --batch 0", "--batch");
   expect_error("bench linear --reps 0", "--reps");
+  expect_error("bench linear --cache hot", "--cache");
   expect_error("bench linear --bogus 3", "--bogus");
 }
 
@@ -173,6 +189,14 @@ TEST(BenchConvCli, JsonHasEveryField) {
   ASSERT_TRUE(j.is_object()) << r.out;
   // Padding defaults to k / 2.
   expect_conv(j, 5, 7, 6, 3, 1, 1, 1, 9, 0.8);
+}
+
+TEST(BenchConvCli, WarmCaches) {
+  const RunResult r = run(std::string(kTinyConv) + " --sparsity 0.8 --cache warm --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  expect_conv(j, 5, 7, 6, 3, 1, 1, 1, 9, 0.8);
+  EXPECT_EQ(j["cache"], "warm");
 }
 
 TEST(BenchConvCli, StrideGroupsAndPadding) {
@@ -217,6 +241,7 @@ TEST(BenchConvCli, BadFlagsAreNamed) {
   expect_error("bench conv --padding -3", "--padding");
   expect_error("bench conv --batch 0", "--batch");
   expect_error("bench conv --reps 0", "--reps");
+  expect_error("bench conv --cache lukewarm", "--cache");
   expect_error("bench conv --cin 6 --cout 6 --groups 4", "--groups");
   expect_error("bench conv --hw 2 --k 7 --padding 1", "--k");
   expect_error("bench conv --kernel 3", "--kernel");

@@ -18,6 +18,11 @@ void add_layer_flags(CLI::App* sub, BenchLayerOptions& c, const std::string& plo
       ->capture_default_str();
   sub->add_option("--warmup", c.warmup, "Untimed repetitions first")->capture_default_str();
   sub->add_option("--seed", c.seed, "Seed of the random operands")->capture_default_str();
+  sub->add_option("--cache", c.cache,
+                  "cold: dense and sparse alternate pass by pass, each pass starting from the "
+                  "other side's data; warm: step by step, each side's step run once untimed "
+                  "right before its timed step")
+      ->capture_default_str();
   sub->add_flag("--json", c.json, "Print one JSON object (an array with --sweep)");
   sub->add_flag("--sweep", c.sweep, "Sparsities 0.5 .. 0.99 (ignores --sparsity), writes a plot");
   sub->add_option("--plot", c.plot, "PNG of the sweep (default " + plot_default + ")");

@@ -46,11 +46,36 @@ std::vector<uint8_t> magnitude_mask(const std::vector<float>& w, double sparsity
 
 namespace {
 
+using Samples = std::array<std::vector<double>, kNumPasses>;
+
+// One timed step of one side: each pass into its samples, their sum into
+// samples[kTotal].
+void timed_step(const PassFn& side, Samples& samples) {
+  double total = 0.0;
+  for (int pass = kFwd; pass <= kBwdWeights; ++pass) {
+    const double t = time_ms([&] { side(pass); });
+    samples[pass].push_back(t);
+    total += t;
+  }
+  samples[kTotal].push_back(total);
+}
+
+void untimed_step(const PassFn& side) {
+  for (int pass = kFwd; pass <= kBwdWeights; ++pass) side(pass);
+}
+
 // Medians per pass (and of the per-repetition sum, kTotal) of `reps`
-// repetitions, dense and sparse interleaved pass by pass.
-PassTimes interleave(int reps, const PassFn& dense, const PassFn& sparse) {
-  std::array<std::vector<double>, kNumPasses> dense_t, sparse_t;
+// repetitions, dense and sparse alternating as `cache` says (bench_common.h).
+PassTimes interleave(int reps, CacheState cache, const PassFn& dense, const PassFn& sparse) {
+  Samples dense_t, sparse_t;
   for (int r = 0; r < reps; ++r) {
+    if (cache == CacheState::kWarm) {
+      untimed_step(dense);
+      timed_step(dense, dense_t);
+      untimed_step(sparse);
+      timed_step(sparse, sparse_t);
+      continue;
+    }
     double dense_total = 0.0, sparse_total = 0.0;
     for (int pass = kFwd; pass <= kBwdWeights; ++pass) {
       const double d = time_ms([&] { dense(pass); });
@@ -73,8 +98,16 @@ PassTimes interleave(int reps, const PassFn& dense, const PassFn& sparse) {
 
 }  // namespace
 
-Comparison compare(int warmup, int reps, int forms, const std::function<void(int, int)>& dense,
-                   const PassFn& sparse) {
+CacheState parse_cache(const std::string& name) {
+  if (name == "cold") return CacheState::kCold;
+  if (name == "warm") return CacheState::kWarm;
+  throw Error("--cache must be cold or warm, got '" + name + "'");
+}
+
+const char* cache_name(CacheState cache) { return cache == CacheState::kWarm ? "warm" : "cold"; }
+
+Comparison compare(int warmup, int reps, int forms, CacheState cache,
+                   const std::function<void(int, int)>& dense, const PassFn& sparse) {
   for (int r = 0; r < warmup; ++r) {
     for (int pass = kFwd; pass <= kBwdWeights; ++pass) {
       for (int f = 0; f < forms; ++f) dense(f, pass);
@@ -90,18 +123,19 @@ Comparison compare(int warmup, int reps, int forms, const std::function<void(int
       if (median(t[f]) < median(t[c.form[pass]])) c.form[pass] = f;
   }
   c.t = interleave(
-      reps, [&](int pass) { dense(c.form[pass], pass); }, sparse);
+      reps, cache, [&](int pass) { dense(c.form[pass], pass); }, sparse);
   return c;
 }
 
 // --- the report -----------------------------------------------------------------
 
-LayerReport layer_report(const Comparison& c, int reps, const std::string& isa,
+LayerReport layer_report(const Comparison& c, int reps, CacheState cache, const std::string& isa,
                          const std::function<std::string(int, int)>& describe) {
   LayerReport r;
   r.t = c.t;
   r.threads = kernels::num_threads();
   r.reps = reps;
+  r.cache = cache;
   r.isa = isa;
   for (int pass = kFwd; pass <= kBwdWeights; ++pass) {
     if (!r.dense_impl.empty()) r.dense_impl += " ";
@@ -136,6 +170,7 @@ nlohmann::ordered_json to_json(const LayerReport& r) {
   j["dense_gflops"] = dense_gflops;
   j["sparse_gflops"] = sparse_gflops;
   j["reps"] = r.reps;
+  j["cache"] = cache_name(r.cache);
   return j;
 }
 
@@ -146,7 +181,8 @@ void print_header(const LayerReport& r, bool sweep) {
   if (!sweep)
     std::printf(", sparsity %.2f (nnz %lld of %lld)", r.sparsity, static_cast<long long>(r.nnz),
                 static_cast<long long>(r.dense_size));
-  std::printf(", ISA %s, %d threads, medians of %d reps\n", r.isa.c_str(), r.threads, r.reps);
+  std::printf(", ISA %s, %d threads, medians of %d reps, %s caches\n", r.isa.c_str(), r.threads,
+              r.reps, cache_name(r.cache));
   std::printf("sparse kernels: fwd=%s bwd_data=%s bwd_weights=%s\n", r.sparse_kernels[kFwd].c_str(),
               r.sparse_kernels[kBwdData].c_str(), r.sparse_kernels[kBwdWeights].c_str());
   if (!sweep) std::printf("dense (%s): %s\n", r.dense_name.c_str(), r.dense_impl.c_str());

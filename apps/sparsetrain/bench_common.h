@@ -5,9 +5,19 @@
 //
 // The method every layer benchmark follows: build every operand up front;
 // warm up both sides; choose the dense side's fastest form per pass; then run
-// `reps` repetitions that interleave dense and sparse pass by pass (dense fwd,
-// sparse fwd, dense bwd_data, ...) so both sides see the same machine state,
-// and report medians.
+// `reps` repetitions in which dense and sparse alternate, so both sides see
+// the same machine state, and report medians. How they alternate sets what
+// the caches hold when a pass starts (--cache):
+//
+//   cold  pass by pass (dense fwd, sparse fwd, dense bwd_data, ...): every
+//         pass starts from caches the other side's pass has just filled with
+//         its own operands (for 768 -> 3072 the dense side streams a 9 MiB
+//         weight and its gradient), so little of its own data is left;
+//   warm  step by step, each side's step (fwd, bwd_data, bwd_weights) run
+//         once untimed right before its timed step: every pass finds its
+//         operands where that side's previous step left them, as in a
+//         training loop over this one layer (oneDNN's benchdnn also times
+//         warm caches by default).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -45,6 +55,12 @@ std::vector<float> random_floats(int64_t count, std::mt19937& rng);
 // broken by position, so the count is exact).
 std::vector<uint8_t> magnitude_mask(const std::vector<float>& w, double sparsity);
 
+// What the caches hold when a timed pass starts (see the top of the file).
+enum class CacheState { kCold, kWarm };
+// "cold" | "warm"; throws Error naming --cache otherwise.
+CacheState parse_cache(const std::string& name);
+const char* cache_name(CacheState cache);
+
 // Runs one pass of one side; `pass` is kFwd, kBwdData or kBwdWeights.
 using PassFn = std::function<void(int pass)>;
 
@@ -58,13 +74,13 @@ struct PassTimes {
 // dense(form, pass) runs one. After `warmup` untimed rounds of every form and
 // the sparse side, picks the fastest form per pass (medians of a few runs of
 // each, interleaved), then times `reps` repetitions of that form against the
-// sparse side, interleaved pass by pass.
+// sparse side, alternating as `cache` says.
 struct Comparison {
   PassTimes t;
   std::array<int, kNumKernelPasses> form{};  // the dense form chosen per pass
 };
-Comparison compare(int warmup, int reps, int forms, const std::function<void(int, int)>& dense,
-                   const PassFn& sparse);
+Comparison compare(int warmup, int reps, int forms, CacheState cache,
+                   const std::function<void(int, int)>& dense, const PassFn& sparse);
 
 // One measured layer at one sparsity, in the words both layer benchmarks use.
 struct LayerReport {
@@ -76,6 +92,7 @@ struct LayerReport {
   double sparsity = 0.0;
   int64_t nnz = 0, dense_size = 0;
   int threads = 0, reps = 0;
+  CacheState cache = CacheState::kCold;
   std::string isa, dense_impl;
   std::array<std::string, kNumKernelPasses> sparse_kernels;
   // FLOPs of one pass (the three cost the same): the dense layer's, and the
@@ -88,7 +105,7 @@ struct LayerReport {
 // A report of comparison `c` (times, thread count, reps, ISA); dense_impl
 // lists the chosen form of each pass as "fwd=<form>:<impl> bwd_data=...",
 // describe(form, pass) giving "<form>:<impl>". The caller adds the rest.
-LayerReport layer_report(const Comparison& c, int reps, const std::string& isa,
+LayerReport layer_report(const Comparison& c, int reps, CacheState cache, const std::string& isa,
                          const std::function<std::string(int, int)>& describe);
 
 nlohmann::ordered_json to_json(const LayerReport& r);

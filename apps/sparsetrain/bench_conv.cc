@@ -162,14 +162,14 @@ LayerReport measure(const BenchConvCommand& cmd, double sparsity) {
   const sk::Conv2dShape& s = p.shape;
 
   const Comparison c = compare(
-      cmd.warmup, cmd.reps, kNumLayouts,
+      cmd.warmup, cmd.reps, kNumLayouts, parse_cache(cmd.cache),
       [&](int f, int pass) { run_dense(p, pass, kDenseLayouts[f]); },
       [&](int pass) { run_sparse(p, pass, isa); });
   std::array<std::array<std::string, kNumKernelPasses>, kNumLayouts> impls;
   for (int f = 0; f < kNumLayouts; ++f) impls[f] = dense_impls(s, kDenseLayouts[f]);
-  LayerReport r = layer_report(c, cmd.reps, sk::isa_name(isa), [&](int f, int pass) {
-    return std::string(kLayoutNames[f]) + ":" + impls[f][pass];
-  });
+  LayerReport r = layer_report(
+      c, cmd.reps, parse_cache(cmd.cache), sk::isa_name(isa),
+      [&](int f, int pass) { return std::string(kLayoutNames[f]) + ":" + impls[f][pass]; });
   r.command = "conv";
   r.shape = {{"cin", s.in_channels}, {"cout", s.out_channels}, {"hw", s.in_h},
              {"k", s.kernel_h},      {"stride", s.stride_h},   {"padding", s.pad_h},
@@ -204,6 +204,7 @@ void validate(BenchConvCommand& cmd) {
   require_at_least(cmd.groups, 1, "--groups");
   require_at_least(cmd.batch, 1, "--batch");
   require_at_least(cmd.reps, 1, "--reps");
+  parse_cache(cmd.cache);  // throws naming --cache
   require_sparsity(cmd.sparsity);
   require_warmup_threads(cmd.warmup, cmd.threads);
   if (cmd.cin % cmd.groups != 0 || cmd.cout % cmd.groups != 0) {

@@ -179,11 +179,12 @@ LayerReport measure(const BenchLinearCommand& cmd, double sparsity) {
   dnnl::stream& stream = sk::dnnl_thread_stream();
 
   const Comparison c = compare(
-      cmd.warmup, cmd.reps, kNumForms, [&](int f, int pass) { p.dense[f][pass].run(stream); },
+      cmd.warmup, cmd.reps, kNumForms, parse_cache(cmd.cache),
+      [&](int f, int pass) { p.dense[f][pass].run(stream); },
       [&](int pass) { run_sparse(p, pass, kernels); });
-  LayerReport r = layer_report(c, cmd.reps, sk::isa_name(isa), [&](int f, int pass) {
-    return std::string(kFormNames[f]) + ":" + p.dense[f][pass].impl;
-  });
+  LayerReport r = layer_report(
+      c, cmd.reps, parse_cache(cmd.cache), sk::isa_name(isa),
+      [&](int f, int pass) { return std::string(kFormNames[f]) + ":" + p.dense[f][pass].impl; });
   r.command = "linear";
   r.shape = {{"in", p.in}, {"out", p.out}, {"batch", p.batch}};
   r.shape_line = "batch " + std::to_string(p.batch) + " x " + std::to_string(p.in) + " -> " +
@@ -207,6 +208,7 @@ int run_bench_linear(BenchLinearCommand& cmd) {
   require_at_least(cmd.out, 1, "--out");
   require_at_least(cmd.batch, 1, "--batch");
   require_at_least(cmd.reps, 1, "--reps");
+  parse_cache(cmd.cache);  // throws naming --cache
   require_sparsity(cmd.sparsity);
   require_warmup_threads(cmd.warmup, cmd.threads);
   sk::set_num_threads(cmd.threads);

@@ -64,6 +64,7 @@ struct BenchLayerOptions {
   int reps = 20;
   int warmup = 3;
   uint32_t seed = 0;
+  std::string cache = "cold";  // what the caches hold when a timed pass starts: cold | warm
   bool json = false;
   bool sweep = false;
   std::string plot;  // default: named after the shape
