@@ -64,6 +64,8 @@ void untimed_step(const PassFn& side) {
   for (int pass = kFwd; pass <= kBwdWeights; ++pass) side(pass);
 }
 
+}  // namespace
+
 // Medians per pass (and of the per-repetition sum, kTotal) of `reps`
 // repetitions, dense and sparse alternating as `cache` says (bench_common.h).
 PassTimes interleave(int reps, CacheState cache, const PassFn& dense, const PassFn& sparse) {
@@ -95,8 +97,6 @@ PassTimes interleave(int reps, CacheState cache, const PassFn& dense, const Pass
   }
   return t;
 }
-
-}  // namespace
 
 CacheState parse_cache(const std::string& name) {
   if (name == "cold") return CacheState::kCold;

@@ -70,6 +70,10 @@ struct PassTimes {
   double speedup(int pass) const { return dense_ms[pass] / sparse_ms[pass]; }
 };
 
+// Medians per pass (and of the per-repetition sum, kTotal) of `reps`
+// repetitions of dense and sparse, alternating as `cache` says.
+PassTimes interleave(int reps, CacheState cache, const PassFn& dense, const PassFn& sparse);
+
 // The dense side has `forms` ways to run each pass (operand layouts);
 // dense(form, pass) runs one. After `warmup` untimed rounds of every form and
 // the sparse side, picks the fastest form per pass (medians of a few runs of

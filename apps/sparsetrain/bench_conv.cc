@@ -161,15 +161,16 @@ LayerReport measure(const BenchConvCommand& cmd, double sparsity) {
   build(p, cmd, sparsity);
   const sk::Conv2dShape& s = p.shape;
 
+  const CacheState cache = parse_cache(cmd.cache);
   const Comparison c = compare(
-      cmd.warmup, cmd.reps, kNumLayouts, parse_cache(cmd.cache),
+      cmd.warmup, cmd.reps, kNumLayouts, cache,
       [&](int f, int pass) { run_dense(p, pass, kDenseLayouts[f]); },
       [&](int pass) { run_sparse(p, pass, isa); });
   std::array<std::array<std::string, kNumKernelPasses>, kNumLayouts> impls;
   for (int f = 0; f < kNumLayouts; ++f) impls[f] = dense_impls(s, kDenseLayouts[f]);
-  LayerReport r = layer_report(
-      c, cmd.reps, parse_cache(cmd.cache), sk::isa_name(isa),
-      [&](int f, int pass) { return std::string(kLayoutNames[f]) + ":" + impls[f][pass]; });
+  LayerReport r = layer_report(c, cmd.reps, cache, sk::isa_name(isa), [&](int f, int pass) {
+    return std::string(kLayoutNames[f]) + ":" + impls[f][pass];
+  });
   r.command = "conv";
   r.shape = {{"cin", s.in_channels}, {"cout", s.out_channels}, {"hw", s.in_h},
              {"k", s.kernel_h},      {"stride", s.stride_h},   {"padding", s.pad_h},

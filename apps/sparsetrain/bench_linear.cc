@@ -178,13 +178,14 @@ LayerReport measure(const BenchLinearCommand& cmd, double sparsity) {
   build(p, cmd, sparsity);
   dnnl::stream& stream = sk::dnnl_thread_stream();
 
+  const CacheState cache = parse_cache(cmd.cache);
   const Comparison c = compare(
-      cmd.warmup, cmd.reps, kNumForms, parse_cache(cmd.cache),
+      cmd.warmup, cmd.reps, kNumForms, cache,
       [&](int f, int pass) { p.dense[f][pass].run(stream); },
       [&](int pass) { run_sparse(p, pass, kernels); });
-  LayerReport r = layer_report(
-      c, cmd.reps, parse_cache(cmd.cache), sk::isa_name(isa),
-      [&](int f, int pass) { return std::string(kFormNames[f]) + ":" + p.dense[f][pass].impl; });
+  LayerReport r = layer_report(c, cmd.reps, cache, sk::isa_name(isa), [&](int f, int pass) {
+    return std::string(kFormNames[f]) + ":" + p.dense[f][pass].impl;
+  });
   r.command = "linear";
   r.shape = {{"in", p.in}, {"out", p.out}, {"batch", p.batch}};
   r.shape_line = "batch " + std::to_string(p.batch) + " x " + std::to_string(p.in) + " -> " +
