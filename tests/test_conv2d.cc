@@ -17,6 +17,7 @@
 #include "sparsetrain/error.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
+#include "tests/test_util.h"
 
 namespace sparsetrain {
 namespace {
@@ -24,44 +25,9 @@ namespace {
 using kernels::Conv2dKernels;
 using kernels::Conv2dShape;
 
-// Integers in [-kMaxInt, kMaxInt]: every product and partial sum in these
-// tests stays far below 2^24, so any summation order gives the exact result.
-constexpr int kMaxInt = 2;
-
-std::vector<float> small_ints(int64_t count, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<float> v(static_cast<std::size_t>(count));
-  for (float& x : v)
-    x = static_cast<float>(static_cast<int64_t>(rng.below(2 * kMaxInt + 1)) - kMaxInt);
-  return v;
-}
-
-std::vector<float> normals(int64_t count, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<float> v(static_cast<std::size_t>(count));
-  for (float& x : v) x = rng.normal();
-  return v;
-}
-
-// Number of elements that differ, with the first difference described.
-::testing::AssertionResult same_values(const std::vector<float>& got,
-                                       const std::vector<float>& want) {
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << "sizes differ: " << got.size() << " vs " << want.size();
-  }
-  int64_t bad = 0;
-  std::size_t first = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    if (got[i] != want[i]) {
-      if (bad == 0) first = i;
-      ++bad;
-    }
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << bad << " of " << got.size() << " values differ; first at " << first << ": got "
-         << got[first] << ", want " << want[first];
-}
+using testing::normals;
+using testing::same_values;
+using testing::small_ints;
 
 std::string describe(const Conv2dShape& s, Layout layout) {
   return "N" + std::to_string(s.batch) + " C" + std::to_string(s.in_channels) + " " +

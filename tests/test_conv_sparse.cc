@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -26,9 +25,15 @@
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/tensor.h"
+#include "tests/test_util.h"
 
 namespace sparsetrain::kernels {
 namespace {
+
+using testing::abs_of;
+using testing::close;
+using testing::random_values;
+using testing::Values;
 
 // --- problem set-up ----------------------------------------------------------
 
@@ -37,28 +42,11 @@ namespace {
 // the double-precision dense reference the same value).
 constexpr int kExactWeightMax = 3;
 constexpr int kExactActivationMax = 4;
-// Float comparisons: |got - want| <= tol * (sum of |terms| + 1) (Highway's
-// "c * eps * magnitude").
-constexpr float kRelTolerance = 64 * std::numeric_limits<float>::epsilon();
 // Outputs are followed by a guard band that must come back untouched.
 constexpr std::size_t kGuard = 64;
 constexpr float kSentinel = 12345.0f;
 // What overwritten outputs hold before a pass.
 constexpr float kGarbage = -7.0f;
-
-enum class Values { kFloat, kExact };
-
-std::vector<float> random_values(int64_t count, Values kind, int max_int, std::mt19937& rng) {
-  std::vector<float> v(static_cast<std::size_t>(count));
-  if (kind == Values::kExact) {
-    std::uniform_int_distribution<int> dist(-max_int, max_int);
-    for (float& x : v) x = static_cast<float>(dist(rng));
-  } else {
-    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    for (float& x : v) x = dist(rng);
-  }
-  return v;
-}
 
 struct Case {
   int64_t c, o, h, w, kh, kw, sh, sw, ph, pw, groups, n;
@@ -148,12 +136,6 @@ Outputs run_dense(const Problem& p) {
   return r;
 }
 
-std::vector<float> abs_of(const std::vector<float>& v) {
-  std::vector<float> a(v.size());
-  std::transform(v.begin(), v.end(), a.begin(), [](float x) { return std::fabs(x); });
-  return a;
-}
-
 // The dense result on |inputs|: the sum of |terms| of every output, to scale
 // the tolerances.
 Outputs magnitudes(const Problem& p) {
@@ -203,23 +185,6 @@ Outputs run_sparse(const Problem& p, const Kernels& k) {
   unguard(r.diff_values, std::string("backward-weights ") + k.bwd_weights->name);
   unguard(r.diff_bias, std::string("backward-weights (bias) ") + k.bwd_weights->name);
   return r;
-}
-
-// Element-wise: exact when `scale` is null, else within kRelTolerance * (scale + 1).
-::testing::AssertionResult close(const std::vector<float>& got, const std::vector<float>& want,
-                                 const std::vector<float>* scale) {
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << "size " << got.size() << " != " << want.size();
-  }
-  for (std::size_t k = 0; k < got.size(); ++k) {
-    const float tol = scale ? kRelTolerance * ((*scale)[k] + 1.0f) : 0.0f;
-    const bool ok = scale ? std::fabs(got[k] - want[k]) <= tol : got[k] == want[k];
-    if (!ok) {
-      return ::testing::AssertionFailure() << "element " << k << ": got " << got[k] << ", want "
-                                           << want[k] << " (tolerance " << tol << ")";
-    }
-  }
-  return ::testing::AssertionSuccess();
 }
 
 void expect_match(const Outputs& got, const Outputs& want, const Outputs* scale,

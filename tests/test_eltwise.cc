@@ -14,17 +14,14 @@
 #include "sparsetrain/error.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
+#include "tests/test_util.h"
 
 namespace sparsetrain {
 namespace {
 
 constexpr Layout kLayouts[] = {Layout::kNCHW, Layout::kNHWC, Layout::kCHWN};
 
-std::vector<float> small_ints(int64_t n, int lo, int hi, Rng& rng) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = static_cast<float>(lo + static_cast<int>(rng.below(hi - lo + 1)));
-  return v;
-}
+using testing::small_ints;
 
 // Sizes around the vector width, the mask word, the TBB grain and the
 // dropout block.

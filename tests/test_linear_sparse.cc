@@ -21,9 +21,15 @@
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/tensor.h"
+#include "tests/test_util.h"
 
 namespace sparsetrain::kernels {
 namespace {
+
+using testing::abs_of;
+using testing::close;
+using testing::random_values;
+using testing::Values;
 
 // --- problem set-up ----------------------------------------------------------
 
@@ -36,23 +42,6 @@ constexpr double kDensities[] = {0.0, 0.01, 0.1, 0.5, 0.9, 0.99, 1.0};
 // integer far below 2^24 and any summation order gives the same float.
 constexpr int kExactWeightMax = 3;
 constexpr int kExactActivationMax = 4;
-// The tolerance of the float comparisons, relative to the sum of the
-// magnitudes of the terms (Highway's "c * eps * magnitude").
-constexpr float kRelTolerance = 64 * std::numeric_limits<float>::epsilon();
-
-enum class Values { kFloat, kExact };
-
-std::vector<float> random_values(int64_t count, Values kind, int max_int, std::mt19937& rng) {
-  std::vector<float> v(static_cast<std::size_t>(count));
-  if (kind == Values::kExact) {
-    std::uniform_int_distribution<int> dist(-max_int, max_int);
-    for (float& x : v) x = static_cast<float>(dist(rng));
-  } else {
-    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-    for (float& x : v) x = dist(rng);
-  }
-  return v;
-}
 
 // Each position kept with probability `density` (all of them at 1, none at 0).
 std::vector<uint8_t> random_mask(int64_t out, int64_t in, double density, std::mt19937& rng) {
@@ -89,35 +78,11 @@ Problem make_problem(int64_t out, int64_t in, int64_t batch, double density, Val
   return p;
 }
 
-std::vector<float> abs_of(const std::vector<float>& v) {
-  std::vector<float> a(v.size());
-  std::transform(v.begin(), v.end(), a.begin(), [](float x) { return std::fabs(x); });
-  return a;
-}
-
 LinearSparseWeights abs_of(const LinearSparseWeights& w) {
   LinearSparseWeights a = w;
   for (float& x : a.values) x = std::fabs(x);
   linear_sparse_sync_transposed(a);
   return a;
-}
-
-// Element-wise: exact equality when `tolerance_scale` is null, else
-// |got - want| <= kRelTolerance * (scale + 1) with scale the sum of |terms|.
-::testing::AssertionResult close(const std::vector<float>& got, const std::vector<float>& want,
-                                 const std::vector<float>* tolerance_scale) {
-  if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << "size " << got.size() << " != " << want.size();
-  }
-  for (std::size_t k = 0; k < got.size(); ++k) {
-    const float tol = tolerance_scale ? kRelTolerance * ((*tolerance_scale)[k] + 1.0f) : 0.0f;
-    const bool ok = tolerance_scale ? std::fabs(got[k] - want[k]) <= tol : got[k] == want[k];
-    if (!ok) {
-      return ::testing::AssertionFailure() << "element " << k << ": got " << got[k] << ", want "
-                                           << want[k] << " (tolerance " << tol << ")";
-    }
-  }
-  return ::testing::AssertionSuccess();
 }
 
 // --- plain dense computations from the densified weight ------------------------

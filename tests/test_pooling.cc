@@ -14,6 +14,7 @@
 #include "sparsetrain/error.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
+#include "tests/test_util.h"
 
 namespace sparsetrain {
 namespace {
@@ -21,11 +22,7 @@ namespace {
 constexpr double kEps = std::numeric_limits<float>::epsilon();
 constexpr Layout kLayouts[] = {Layout::kNCHW, Layout::kNHWC, Layout::kCHWN};
 
-std::vector<float> small_ints(int64_t n, int lo, int hi, Rng& rng) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = static_cast<float>(lo + static_cast<int>(rng.below(hi - lo + 1)));
-  return v;
-}
+using testing::small_ints;
 
 // |got - ref| <= c * eps * max(|ref|, 1) element-wise; c = 0 is exact.
 void expect_close(const std::vector<float>& ref, const std::vector<float>& got, double c,
