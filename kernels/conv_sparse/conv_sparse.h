@@ -27,10 +27,9 @@
 // entries in the row-major (OIHW) order of their dense positions, so the
 // parameter's dense_index is simply the sorted list of stored flat positions;
 // the optimizer updates `values` in place and backward-weights writes its
-// gradient in the same order. Whatever extra index or transposed copy the
-// kernels want is derived from the positions when packing, and any copy of
-// the values is refreshed by conv_sparse_sync_transposed() after every change
-// of `values`.
+// gradient in the same order. Whatever extra index the kernels want is
+// derived from the positions when packing; the kernels read `values` itself
+// on every call, so a change of `values` needs no refresh of anything else.
 #pragma once
 
 #include <cstdint>
@@ -53,9 +52,10 @@ struct ConvSparseWeights {
   std::vector<uint32_t> position;  // (nnz) flat OIHW position, ascending
   std::vector<float> values;       // (nnz) in the order of `position`
 
-  // Kernel-private index and copies, built by the pack functions (see
-  // conv_sparse_format.cc). Two orders of the stored entries, each with its
-  // own copy of the values (refreshed by conv_sparse_sync_transposed):
+  // Kernel-private index, built by the pack functions (see
+  // conv_sparse_format.cc). Two orders of the stored entries, each naming
+  // the entry's place in `values` (each call gathers the values it needs
+  // into its own table, next to the tap offsets, so no copy of them is kept):
   //
   //   fwd: by output channel o, then panel of input channels, then kernel
   //        position (i, j), then input channel c ascending. Drives forward
@@ -76,13 +76,11 @@ struct ConvSparseWeights {
   std::vector<uint32_t> fwd_ptr;    // (O * fwd_panels * KH * KW + 1) run starts
   std::vector<uint32_t> fwd_entry;  // (nnz) fwd position -> index into values
   std::vector<uint32_t> fwd_tap;    // (nnz) (c * KH + i) * KW + j, c within the group
-  std::vector<float> fwd_values;    // (nnz) values[fwd_entry[k]]
   int64_t bwd_panel = 1;            // output channels per bwd panel
   int64_t bwd_panels = 1;           // panels per input channel
   std::vector<uint32_t> bwd_ptr;    // (C * bwd_panels * KH * KW + 1) run starts
   std::vector<uint32_t> bwd_entry;  // (nnz) bwd position -> index into values
   std::vector<uint32_t> bwd_tap;    // (nnz) (o * KH + i) * KW + j, o within the group
-  std::vector<float> bwd_values;    // (nnz) values[bwd_entry[k]]
 
   int64_t dense_size() const { return out_channels * (in_channels / groups) * kernel_h * kernel_w; }
   double density() const;
@@ -103,10 +101,8 @@ ConvSparseWeights conv_sparse_pack_threshold(const float* weights, int64_t out_c
                                              int64_t in_channels, int64_t kernel_h,
                                              int64_t kernel_w, int64_t groups, float threshold);
 // Reloads the values at the stored positions from a dense weight (index
-// unchanged) and syncs the kernel copies.
+// unchanged).
 void conv_sparse_refresh(ConvSparseWeights& w, const float* weights);
-// Recomputes the kernel copies of the values after `values` changed.
-void conv_sparse_sync_transposed(ConvSparseWeights& w);
 // per_nonzero (nnz, the order of `values`) scattered into a dense weight,
 // zeros elsewhere; the dense weight; the 0/1 mask of stored positions.
 void conv_sparse_scatter(const ConvSparseWeights& w, const float* per_nonzero, float* dense);

@@ -100,7 +100,6 @@ void build_index(ConvSparseWeights& w) {
     w.bwd_entry[kb] = static_cast<uint32_t>(k);
     w.bwd_tap[kb] = static_cast<uint32_t>((o % og) * khw + r % khw);
   }
-  conv_sparse_sync_transposed(w);
 }
 
 template <class Keep>
@@ -136,8 +135,7 @@ int64_t ConvSparseWeights::bytes() const {
     return static_cast<int64_t>(v.size() * sizeof(v[0]));
   };
   return vec_bytes(position) + vec_bytes(values) + vec_bytes(fwd_ptr) + vec_bytes(fwd_entry) +
-         vec_bytes(fwd_tap) + vec_bytes(fwd_values) + vec_bytes(bwd_ptr) + vec_bytes(bwd_entry) +
-         vec_bytes(bwd_tap) + vec_bytes(bwd_values);
+         vec_bytes(fwd_tap) + vec_bytes(bwd_ptr) + vec_bytes(bwd_entry) + vec_bytes(bwd_tap);
 }
 
 ConvSparseWeights conv_sparse_pack(const float* weights, const uint8_t* mask, int64_t out_channels,
@@ -160,17 +158,6 @@ ConvSparseWeights conv_sparse_pack_threshold(const float* weights, int64_t out_c
 
 void conv_sparse_refresh(ConvSparseWeights& w, const float* weights) {
   for (std::size_t k = 0; k < w.position.size(); ++k) w.values[k] = weights[w.position[k]];
-  conv_sparse_sync_transposed(w);
-}
-
-void conv_sparse_sync_transposed(ConvSparseWeights& w) {
-  const std::size_t n = w.values.size();
-  w.fwd_values.resize(n);
-  w.bwd_values.resize(n);
-  for (std::size_t k = 0; k < n; ++k) {
-    w.fwd_values[k] = w.values[w.fwd_entry[k]];
-    w.bwd_values[k] = w.values[w.bwd_entry[k]];
-  }
 }
 
 void conv_sparse_scatter(const ConvSparseWeights& w, const float* per_nonzero, float* dense) {

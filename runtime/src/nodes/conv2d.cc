@@ -10,8 +10,8 @@
 // not already in it), produces kCHWN and returns diff_src in the input's
 // layout: BatchNorm, ReLU, pooling and Add keep kCHWN, so a run of sparse
 // convolutions and the layers between them never transposes. Each forward
-// syncs the kernels' copies of the values (the optimizer updated the
-// parameter in place): one pass over nnz floats, small next to the
+// copies the parameter's values into the packed weight (the optimizer
+// updated them in place): one pass over nnz floats, small next to the
 // nnz x OH x OW x N multiply-adds of a pass. In dense mode the stored values
 // are scattered into a dense weight for oneDNN and the weight gradient is
 // gathered back at the stored positions.
@@ -297,7 +297,6 @@ class Conv2dNode final : public PrunableNode {
       std::memcpy(packed.values.data(), weight_.value.data(),
                   static_cast<std::size_t>(packed.nnz) * sizeof(float));
     }
-    kernels::conv_sparse_sync_transposed(packed);
     const Tensor src = to_layout(x, Layout::kCHWN);
     Tensor dst = Tensor::empty(output_shape({x.shape()}), Layout::kCHWN);
     kernels::conv_sparse_forward(dst.data(), src.data(), packed, bias_data(),
