@@ -298,9 +298,16 @@ void sddmm_tile(const SddmmRow<T>& sr, int64_t q) {
         for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 4
           for (int v = 0; v < V - 1; ++v)
-            acc[i] = T::fma(g[p][v], T::load(x + p * ps + L * v), acc[i]);
-          const float* xl = x + p * ps + L * (V - 1);
+            acc[i] = T::fma(g[p][v], T::load(x + L * v), acc[i]);
+          const float* xl = x + L * (V - 1);
           acc[i] = T::fma(g[p][V - 1], kFull ? T::load(xl) : T::loadm(last, xl), acc[i]);
+          // One add per position, as in the gather: addressing x + p * ps
+          // kept a register per multiple of the stride, and with the diff_dst
+          // tile holding most vector registers the compiler spilled those to
+          // the stack, a reload (a load on the ports the inputs need) for
+          // every other position.
+          x += ps;
+          asm("" : "+r"(x));
         }
       }
       T::add_sums8(sr.partial + k, acc, count);
