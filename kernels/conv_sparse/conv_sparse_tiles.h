@@ -297,8 +297,7 @@ void sddmm_tile(const SddmmRow<T>& sr, int64_t q) {
 #pragma GCC unroll 32
         for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 4
-          for (int v = 0; v < V - 1; ++v)
-            acc[i] = T::fma(g[p][v], T::load(x + L * v), acc[i]);
+          for (int v = 0; v < V - 1; ++v) acc[i] = T::fma(g[p][v], T::load(x + L * v), acc[i]);
           const float* xl = x + L * (V - 1);
           acc[i] = T::fma(g[p][V - 1], kFull ? T::load(xl) : T::loadm(last, xl), acc[i]);
           // One add per position, as in the gather: addressing x + p * ps
