@@ -3,11 +3,18 @@
 # it only calls apt-get when a package is missing.
 set -euo pipefail
 
+# Everything the build, the tests and the README's commands need on a minimal
+# Debian 12 (scripts/fresh-machine-check.sh proves it on a new debootstrap
+# root): nothing is assumed to be installed already, and packages are
+# installed without their "recommends", so every one needed is listed here.
 packages=(
   build-essential cmake ninja-build pkg-config
-  libdnnl-dev libtbb-dev libeigen3-dev
+  libdnnl-dev ocl-icd-opencl-dev  # oneDNN's CMake config looks for OpenCL
+  libtbb-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libpng-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
+  libcurl4-openssl-dev libssl-dev libarchive-dev ca-certificates  # data fetch
+  python3  # the tests' loopback HTTP server
 )
 if [ "$#" -gt 0 ]; then packages+=("$@"); fi
 

@@ -17,12 +17,9 @@ struct RunResult {
   std::string out;
 };
 
-// The program's stdout, and its stderr too when `merge_stderr` is set
-// (otherwise stderr is dropped, so stdout parses as JSON). A crash shows as
-// an exit code of 128 + the signal.
-inline RunResult run_cli(const std::string& args, bool merge_stderr) {
-  const std::string cmd =
-      std::string(SPARSETRAIN_BINARY) + " " + args + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+// Runs a shell command line and returns its stdout and exit code. A crash
+// shows as an exit code of 128 + the signal.
+inline RunResult run_shell(const std::string& cmd) {
   RunResult r{-1, {}};
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
@@ -32,6 +29,13 @@ inline RunResult run_cli(const std::string& args, bool merge_stderr) {
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+// The program's stdout, and its stderr too when `merge_stderr` is set
+// (otherwise stderr is dropped, so stdout parses as JSON).
+inline RunResult run_cli(const std::string& args, bool merge_stderr) {
+  return run_shell(std::string(SPARSETRAIN_BINARY) + " " + args +
+                   (merge_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 // A fresh, empty folder named after `prefix`, `name` and the process id.

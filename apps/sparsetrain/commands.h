@@ -5,10 +5,16 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "sparsetrain/trainer.h"
 
 namespace sparsetrain::cli {
+
+// The help of every command's --data-dir.
+inline constexpr const char* kDataDirHelp =
+    "Folder holding mnist/, fashion-mnist/, cifar-10/ (default: the first of $SPARSETRAIN_DATA, "
+    "~/.cache/sparsetrain/data and ../shared/data that holds the dataset)";
 
 struct TrainCommand {
   TrainOptions options;
@@ -24,7 +30,7 @@ int run_train(TrainCommand& cmd);
 struct EvalCommand {
   std::string checkpoint;
   std::string dataset;  // default: the one the checkpoint was trained on
-  std::string data_dir = "../shared/data";
+  std::string data_dir;  // empty: $SPARSETRAIN_DATA, the user cache, ../shared/data
   int64_t batch_size = 500;
   int64_t limit = -1;
   int threads = 0;
@@ -39,7 +45,7 @@ struct PruneCommand {
   std::string distribution = "global";
   int dense_first_last = -1;  // -1 auto, 0 off, 1 on
   std::string out;
-  std::string data_dir = "../shared/data";
+  std::string data_dir;  // empty: $SPARSETRAIN_DATA, the user cache, ../shared/data
   int64_t test_limit = -1;
   int64_t batch_size = 500;
   int threads = 0;
@@ -48,6 +54,18 @@ struct PruneCommand {
 };
 CLI::App* add_prune(CLI::App& app, PruneCommand& cmd);
 int run_prune(PruneCommand& cmd);
+
+struct DataCommand {
+  std::vector<std::string> names;  // fetch: datasets, or "all"
+  std::string dir;                 // fetch: --dir; list: --data-dir
+  std::string mirror;
+  bool no_progress = false;
+  bool json = false;
+  CLI::App* fetch_app = nullptr;
+  CLI::App* list_app = nullptr;
+};
+CLI::App* add_data(CLI::App& app, DataCommand& cmd);
+int run_data(DataCommand& cmd);
 
 struct InfoCommand {
   int threads = 0;

@@ -1,5 +1,5 @@
 // sparsetrain: the command-line program.
-//   sparsetrain train | eval | prune | info | bench   (each with --help)
+//   sparsetrain train | eval | prune | info | bench | data   (each with --help)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -41,11 +41,13 @@ int main(int argc, char** argv) {
   sparsetrain::cli::PruneCommand prune;
   sparsetrain::cli::InfoCommand info;
   sparsetrain::cli::BenchCommand bench;
+  sparsetrain::cli::DataCommand data;
   CLI::App* train_cmd = sparsetrain::cli::add_train(app, train);
   CLI::App* eval_cmd = sparsetrain::cli::add_eval(app, eval);
   CLI::App* prune_cmd = sparsetrain::cli::add_prune(app, prune);
   CLI::App* info_cmd = sparsetrain::cli::add_info(app, info);
   CLI::App* bench_cmd = sparsetrain::cli::add_bench(app, bench);
+  CLI::App* data_cmd = sparsetrain::cli::add_data(app, data);
 
   try {
     app.parse(argc, argv);
@@ -71,6 +73,11 @@ int main(int argc, char** argv) {
     if (prune_cmd->parsed()) return sparsetrain::cli::run_prune(prune);
     if (info_cmd->parsed()) return sparsetrain::cli::run_info(info);
     if (bench_cmd->parsed()) return sparsetrain::cli::run_bench(bench);
+    if (data_cmd->parsed()) {
+      std::signal(SIGINT, on_interrupt);  // a download stops keeping its .part
+      std::signal(SIGTERM, on_interrupt);
+      return sparsetrain::cli::run_data(data);
+    }
   } catch (const sparsetrain::Error& e) {
     std::cout << std::flush;
     std::fprintf(stderr, "sparsetrain: error: %s\n", e.what());

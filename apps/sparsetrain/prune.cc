@@ -57,7 +57,7 @@ CLI::App* add_prune(CLI::App& app, PruneCommand& cmd) {
       ->default_str("auto");
   sub->add_option("--out", cmd.out, "Folder of the pruned checkpoint (checkpoint.safetensors)")
       ->required();
-  sub->add_option("--data-dir", cmd.data_dir, "Folder holding the datasets")->capture_default_str();
+  sub->add_option("--data-dir", cmd.data_dir, kDataDirHelp);
   sub->add_option("--test-limit", cmd.test_limit, "Evaluate on the first N test images only");
   sub->add_option("--batch-size", cmd.batch_size, "Evaluation batch size")->capture_default_str();
   sub->add_option("--threads", cmd.threads, "Worker threads (0: all cores)")->capture_default_str();

@@ -21,8 +21,7 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--model", o.model, "mlp | lenet5 | resnet20 | resnet32 | resnet56")
       ->capture_default_str();
   sub->add_option("--dataset", o.dataset, "mnist | fashion-mnist | cifar10")->capture_default_str();
-  sub->add_option("--data-dir", o.data_dir, "Folder holding mnist/, fashion-mnist/, cifar-10/")
-      ->capture_default_str();
+  sub->add_option("--data-dir", o.data_dir, kDataDirHelp);
   sub->add_option("--epochs", o.epochs, "Training epochs")->capture_default_str();
   sub->add_option("--batch-size", o.batch_size,
                   "Samples per step (default: 50 for mlp/lenet5, 128 for resnets)");

@@ -217,6 +217,7 @@ void load_parameters_sparse(const Checkpoint& ck, Graph& graph, bool masked) {
 }  // namespace
 
 void request_stop() { g_stop_requested.store(true); }
+bool stop_requested() { return g_stop_requested.load(); }
 
 void validate(const TrainOptions& o) {
   auto fail = [](const std::string& msg) { throw Error(msg); };
@@ -755,6 +756,9 @@ TrainResult Trainer::run(std::ostream& log) {
         {"options", json::parse(options_to_json(o))},
         {"train_samples", m.train.size()},
         {"test_samples", m.test.size()},
+        {"data_folder", m.train.folder},
+        {"train_files", m.train.files},
+        {"test_files", m.test.files},
         {"steps_per_epoch", m.steps_per_epoch},
         {"params_total", params_total},
         {"resumed_at_step", m.step},
@@ -762,7 +766,10 @@ TrainResult Trainer::run(std::ostream& log) {
          m.sparsity->schedule().active() ? m.sparsity->schedule().describe() : "dense"},
         {"pruned_layers", pruned_layer_names(*m.sparsity)}});
   log << "model " << o.model << " (" << params_total << " parameters), dataset " << o.dataset
-      << " (" << m.train.size() << " train / " << m.test.size() << " test images), batch "
+      << " from " << m.train.folder << " (" << m.train.size() << " train / " << m.test.size()
+      << " test images";
+  if (o.dataset == "cifar10") log << "; test set " << m.test.files;
+  log << "), batch "
       << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " (" << o.lr_schedule << "), "
       << kernels::num_threads() << " threads\n";
   if (!m.init_note.empty()) log << m.init_note << "\n";
@@ -891,7 +898,8 @@ TrainResult Trainer::run(std::ostream& log) {
               {"steps", m.step},
               {"peak_memory_bytes", peak_bytes},
               {"model", o.model},
-              {"dataset", o.dataset}};
+              {"dataset", o.dataset},
+              {"test_files", m.test.files}};
   if (act_probe) {
     const fs::path out = o.out_dir.empty() ? fs::path("activation-stats.json")
                                            : fs::path(o.out_dir) / "activation-stats.json";
@@ -902,7 +910,7 @@ TrainResult Trainer::run(std::ostream& log) {
   emit(end);
   log << "final test accuracy: " << std::fixed << std::setprecision(2)
       << 100.0 * result.test_accuracy << "% (" << m.test.size() << " images";
-  if (o.dataset == "cifar10") log << ", CIFAR-10 data_batch_5 held out";
+  if (o.dataset == "cifar10") log << ", " << m.test.files;
   log << ")\n";
   if (!ck_path.empty()) log << "checkpoint: " << ck_path.string() << "\n";
   return result;

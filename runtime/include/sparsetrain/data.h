@@ -23,7 +23,7 @@ namespace sparsetrain {
 
 enum class Split : uint8_t {
   kTrain,
-  kTest,  // CIFAR-10: data_batch_5 is the held-out set (see load_dataset)
+  kTest,  // CIFAR-10: test_batch.bin, or data_batch_5 when it is absent (see load_dataset)
 };
 
 const char* split_name(Split split);  // "train" | "test"
@@ -39,6 +39,12 @@ struct Dataset {
   // x = (pixel / 255 - mean[c]) / stddev[c].
   std::vector<float> mean;    // (C)
   std::vector<float> stddev;  // (C)
+  // Where the files were read from (empty for a hand-made set), and which
+  // files make up the split, e.g. "data_batch_5.bin (held out: no
+  // test_batch.bin here)" for a CIFAR-10 test split without the official
+  // test batch.
+  std::string folder;
+  std::string files;
 
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
   int64_t image_numel() const { return channels * height * width; }  // C * H * W
@@ -50,19 +56,56 @@ std::vector<std::string> dataset_names();
 // Reads a dataset into memory.
 //
 // data_dir is either the folder that holds the dataset folders (mnist/,
-// fashion-mnist/, cifar-10/) or a dataset folder itself. Each file is read as
-// the raw file if present, else as the same name + ".gz" (gzip).
+// fashion-mnist/, cifar-10/) or a dataset folder itself. An empty data_dir
+// searches the places of data_search_places("") in order and takes the first
+// that holds the dataset (see locate_dataset). Each file is read as the raw
+// file if present, else as the same name + ".gz" (gzip).
 //
 //   mnist, fashion-mnist: {train,t10k}-{images-idx3,labels-idx1}-ubyte
-//   cifar10: train = data_batch_1..4.bin (40,000 images),
-//            test  = data_batch_5.bin (10,000 images, the held-out set;
-//            the official test_batch.bin is not used)
+//   cifar10: with the official test_batch.bin present (what `sparsetrain
+//            data fetch cifar10` unpacks): train = data_batch_1..5.bin
+//            (50,000 images), test = test_batch.bin (10,000);
+//            without it: train = data_batch_1..4.bin (40,000 images),
+//            test = data_batch_5.bin (10,000, held out).
+//            Dataset::files says which.
 //
 // limit >= 0 keeps only the first `limit` samples and stops reading there:
 // headers are still validated, but the rest of each file is not read, so its
 // length is not checked. limit < 0 reads and checks everything.
 Dataset load_dataset(const std::string& name, const std::string& data_dir, Split split,
                      int64_t limit = -1);
+
+// One place where datasets are looked for.
+struct DataPlace {
+  std::string path;
+  std::string origin;  // "--data-dir", "$SPARSETRAIN_DATA", "user cache", "../shared/data"
+};
+
+// The places searched for datasets, in order. A non-empty data_dir is the
+// only place. Otherwise: $SPARSETRAIN_DATA (when set), the per-user cache
+// user_data_cache_dir(), then ../shared/data (relative to the working
+// folder, where this project's own datasets sit).
+std::vector<DataPlace> data_search_places(const std::string& data_dir);
+
+// $XDG_CACHE_HOME/sparsetrain/data, else $HOME/.cache/sparsetrain/data
+// (empty when neither variable is set).
+std::string user_data_cache_dir();
+
+// Where `sparsetrain data fetch` writes when no folder is given:
+// $SPARSETRAIN_DATA when set, else user_data_cache_dir().
+std::string default_fetch_dir();
+
+struct DatasetLocation {
+  std::string root;    // the place it was found in
+  std::string folder;  // the dataset folder itself (root/mnist, ...)
+  std::string origin;  // DataPlace::origin of root
+};
+
+// Finds a dataset: the first place of data_search_places(data_dir) that holds
+// its folder with its first training file (raw or .gz). With a non-empty
+// data_dir that folder is taken as it is (it may also be the dataset folder
+// itself). Throws Error naming every place tried and what each lacked.
+DatasetLocation locate_dataset(const std::string& name, const std::string& data_dir);
 
 // Train-time augmentation, applied by the Loader before normalisation
 // (the order of torchvision's RandomCrop(size, padding) then

@@ -8,7 +8,7 @@
 //   description: free text (ignored)
 //   model: resnet20                     # any model of the zoo
 //   dataset: cifar10                    # mnist | fashion-mnist | cifar10
-//   data_dir: ../shared/data
+//   data_dir: ../shared/data            # empty or absent: searched (data.h)
 //   epochs: 200
 //   batch_size: 128
 //   eval_batch_size: 500

@@ -19,7 +19,7 @@ struct Dataset;
 struct TrainOptions {
   std::string model = "lenet5";
   std::string dataset = "mnist";
-  std::string data_dir = "../shared/data";
+  std::string data_dir;  // empty: search the places of data_search_places() (data.h)
   int64_t epochs = 1;
   int64_t batch_size = 50;
   std::string optimizer = "sgd";  // sgd | adamw
@@ -225,5 +225,8 @@ std::string checkpoint_file(const std::string& path);
 // Stops a running Trainer::run at the next step boundary (after saving a
 // checkpoint when out_dir is set); safe to call from a signal handler.
 void request_stop();
+// Whether request_stop() was called since the last Trainer::run started
+// (long operations other than training, such as downloads, also honour it).
+bool stop_requested();
 
 }  // namespace sparsetrain

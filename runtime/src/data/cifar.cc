@@ -24,10 +24,14 @@ constexpr int64_t kCifarImageBytes = kCifarChannels * kCifarSide * kCifarSide;  
 constexpr int64_t kCifarRecordBytes = 1 + kCifarImageBytes;                     // 3073
 constexpr int64_t kMaxRecordsPerFile = kMaxFileBytes / kCifarRecordBytes;
 
-// Train on batches 1-4 and hold out batch 5: the official test_batch.bin is
-// not available to this project (see ../shared/data/README.md).
-constexpr int kTrainBatches[] = {1, 2, 3, 4};
-constexpr int kTestBatches[] = {5};
+// With the official test batch (the unpacked cifar-10-binary.tar.gz): train
+// on batches 1-5, test on test_batch. Without it (this project's
+// ../shared/data has only its first 1000 records, see its README): train on
+// batches 1-4 and hold out batch 5.
+constexpr int kTrainBatchesOfficial = 5;
+constexpr int kTrainBatchesHeldOut = 4;
+constexpr int kHeldOutBatch = 5;
+constexpr const char* kTestBatchFile = "test_batch.bin";
 
 struct CifarBatch {
   std::vector<uint8_t> pixels;  // (records, 3, 32, 32)
@@ -84,15 +88,28 @@ CifarBatch read_cifar_batch(const fs::path& path, int64_t limit) {
 
 }  // namespace
 
+bool has_official_test_batch(const fs::path& dir) {
+  std::error_code ec;
+  const fs::path raw = dir / kTestBatchFile;
+  return fs::exists(raw, ec) || fs::exists(fs::path(raw.string() + ".gz"), ec);
+}
+
 void read_cifar10(const fs::path& dir, Split split, int64_t limit, Dataset& out) {
   std::vector<fs::path> files;
   auto add = [&](int batch) {
     files.push_back(dir / ("data_batch_" + std::to_string(batch) + ".bin"));
   };
+  const bool official = has_official_test_batch(dir);
   if (split == Split::kTrain) {
-    for (int b : kTrainBatches) add(b);
+    const int batches = official ? kTrainBatchesOfficial : kTrainBatchesHeldOut;
+    for (int b = 1; b <= batches; ++b) add(b);
+    out.files = "data_batch_1.bin .. data_batch_" + std::to_string(batches) + ".bin";
+  } else if (official) {
+    files.push_back(dir / kTestBatchFile);
+    out.files = std::string(kTestBatchFile) + " (the official test set)";
   } else {
-    for (int b : kTestBatches) add(b);
+    add(kHeldOutBatch);
+    out.files = "data_batch_5.bin (held out: no " + std::string(kTestBatchFile) + " here)";
   }
 
   std::vector<CifarBatch> batches(files.size());

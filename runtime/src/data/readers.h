@@ -17,8 +17,10 @@ inline constexpr int kNumClasses10 = 10;  // MNIST, Fashion-MNIST and CIFAR-10
 // image geometry of `out`.
 void read_mnist_family(const std::filesystem::path& dir, Split split, int64_t limit, Dataset& out);
 
-// CIFAR-10 binary batches in `dir`: data_batch_1..4 (train) or data_batch_5
-// (test). Fills pixels, labels and the image geometry of `out`.
+// CIFAR-10 binary batches in `dir`: data_batch_1..5 (train) and test_batch
+// (test) when test_batch.bin[.gz] is there, else data_batch_1..4 (train) and
+// data_batch_5 (test). Fills pixels, labels, the image geometry and `files`
+// of `out`.
 void read_cifar10(const std::filesystem::path& dir, Split split, int64_t limit, Dataset& out);
 
 }  // namespace sparsetrain::data
