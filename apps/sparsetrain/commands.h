@@ -60,6 +60,7 @@ struct DataCommand {
   std::string dir;                 // fetch: --dir; list: --data-dir
   std::string mirror;
   bool no_progress = false;
+  bool if_missing = false;  // fetch only what no searched place holds
   bool json = false;
   CLI::App* fetch_app = nullptr;
   CLI::App* list_app = nullptr;

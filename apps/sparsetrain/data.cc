@@ -87,6 +87,15 @@ int run_fetch(DataCommand& cmd) {
   };
   const std::string dir = cmd.dir.empty() ? default_fetch_dir() : cmd.dir;
   for (const std::string& name : names) {
+    if (cmd.if_missing) {
+      try {
+        const DatasetLocation loc = locate_dataset(name, "");
+        std::cout << name << ": already in " << loc.folder << " (" << loc.origin
+                  << "), nothing to fetch\n";
+        continue;
+      } catch (const Error&) {  // not found anywhere: fetch it
+      }
+    }
     std::cout << name << ": into " << dir
               << (mirror.empty() ? std::string() : " from the mirror " + mirror) << "\n"
               << std::flush;
@@ -177,6 +186,8 @@ CLI::App* add_data(CLI::App& app, DataCommand& cmd) {
                             "Base address to fetch the same file names from (default: "
                             "$SPARSETRAIN_DATA_MIRROR, else the official addresses)");
   cmd.fetch_app->add_flag("--no-progress", cmd.no_progress, "No progress bar");
+  cmd.fetch_app->add_flag("--if-missing", cmd.if_missing,
+                          "Only when no searched place (see `data list`) holds the dataset yet");
   cmd.list_app = sub->add_subcommand(
       "list", "Where each dataset is found, its files, and whether they verify");
   cmd.list_app->add_option("--data-dir", cmd.dir, kDataDirHelp);
