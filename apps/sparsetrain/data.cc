@@ -75,6 +75,10 @@ int run_fetch(DataCommand& cmd) {
   std::vector<std::string> names = cmd.names;
   if (names.size() == 1 && names.front() == "all") names = dataset_names();
   for (const std::string& name : names) dataset_source(name);  // unknown names fail first
+  if (!mirror.empty() && names.size() > 1) {
+    throw Error("a mirror serves one dataset's files (the same names as the official ones): "
+                "name one dataset with --mirror / $SPARSETRAIN_DATA_MIRROR");
+  }
 
   ProgressBar bar(!cmd.no_progress);
   FetchOptions opt;

@@ -15,7 +15,9 @@
 
 int main(int argc, char** argv) {
   using namespace sparsetrain;
-  const std::string data_dir = argc > 1 ? argv[1] : "../shared/data";
+  // No folder given: the places of data_search_places() are searched
+  // ($SPARSETRAIN_DATA, ~/.cache/sparsetrain/data, ../shared/data).
+  const std::string data_dir = argc > 1 ? argv[1] : "";
   try {
     const Dataset train = load_dataset("mnist", data_dir, Split::kTrain, 12000);
     const Dataset test = load_dataset("mnist", data_dir, Split::kTest, 2000);

@@ -595,9 +595,10 @@ std::string recipe_to_yaml(const TrainOptions& o) {
   auto f = [](float v) { return float_text(static_cast<double>(v), true); };
   auto d = [](double v) { return float_text(v, false); };
   y << "model: " << yaml_string(o.model) << "\n"
-    << "dataset: " << yaml_string(o.dataset) << "\n"
-    << "data_dir: " << yaml_string(o.data_dir) << "\n"
-    << "epochs: " << o.epochs << "\n"
+    << "dataset: " << yaml_string(o.dataset) << "\n";
+  // No data_dir: the datasets are searched for (data_search_places).
+  if (!o.data_dir.empty()) y << "data_dir: " << yaml_string(o.data_dir) << "\n";
+  y << "epochs: " << o.epochs << "\n"
     << "batch_size: " << o.batch_size << "\n"
     << "eval_batch_size: " << o.eval_batch_size << "\n"
     << "seed: " << o.seed << "\n"
