@@ -35,7 +35,10 @@ struct Graph::Impl {
   // Node i is a ReLU whose producer (a BatchNorm or an Add) applied it in
   // the forward (nodes::ReluFusable): its output is the producer's.
   std::vector<char> relu_folded;
-  bool forward_was_training = false;
+  // The last forward's mode, and whether it kept what backward needs (false
+  // after a kInference forward and after backward or release()).
+  ExecMode mode = ExecMode::kInference;
+  bool backward_ready = false;
   int64_t last_peak = 0;
   int64_t step = 0;
 
@@ -71,7 +74,7 @@ struct Graph::Impl {
     if (nodes::as_relu_fusable(*nodes[i]) == nullptr || consumers[i].size() != 1 || i == output)
       return false;
     const int r = consumers[i][0];
-    if (nodes[r]->type() != std::string("relu") || inputs[r].size() != 1) return false;
+    if (!nodes[r]->traits().relu || inputs[r].size() != 1) return false;
     for (const HookPoint point : {HookPoint::kBeforeForward, HookPoint::kAfterForward})
       if (hooks->any(point, nodes[i]->name()) || hooks->any(point, nodes[r]->name())) return false;
     return true;
@@ -84,22 +87,19 @@ struct Graph::Impl {
   // kernels' layout at the graph input (a few channels) and no reorder sits
   // after the stem, in either direction.
   bool stem_feeds_sparse(int i) const {
-    if (nodes[i]->type() != std::string("conv2d") || inputs[i].size() != 1 ||
-        inputs[i][0].index != input)
+    if (!nodes[i]->traits().convolution || inputs[i].size() != 1 || inputs[i][0].index != input)
       return false;
     int j = i;
     while (consumers[j].size() == 1 && j != output) {
-      const std::string type = nodes[consumers[j][0]]->type();
-      if (type != "batchnorm2d" && type != "relu") break;
+      if (!nodes[consumers[j][0]]->traits().layout_transparent) break;
       j = consumers[j][0];
     }
     if (j == output) return false;
     bool sparse = false;
     for (const int k : consumers[j]) {
-      if (nodes[k]->type() == std::string("add")) continue;
+      if (nodes[k]->traits().sums_inputs) continue;
       const nodes::PrunableNode* p = nodes::as_prunable(*nodes[k]);
-      if (p == nullptr || nodes[k]->type() != std::string("conv2d") || !p->runs_sparse())
-        return false;
+      if (p == nullptr || !nodes[k]->traits().convolution || !p->runs_sparse()) return false;
       sparse = true;
     }
     return sparse;
@@ -318,7 +318,41 @@ std::string Graph::summary() {
   return os.str();
 }
 
+const char* exec_mode_name(ExecMode mode) {
+  switch (mode) {
+    case ExecMode::kTrain:
+      return "train";
+    case ExecMode::kInference:
+      return "inference";
+    case ExecMode::kProbe:
+      return "probe";
+  }
+  return "?";
+}
+
 Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
+  return forward(x, training ? ExecMode::kTrain : ExecMode::kInference, seed);
+}
+
+ExecMode Graph::last_mode() const { return impl_->mode; }
+
+int Graph::set_frozen(const std::string& pattern, bool frozen) {
+  int count = 0;
+  for (Parameter* p : parameters()) {
+    if (!p->trainable() || !glob_match(pattern, p->name)) continue;
+    p->frozen = frozen;
+    ++count;
+  }
+  if (count == 0) {
+    throw Error("graph: no trainable parameter matches '" + pattern + "' (parameters are named " +
+                "<node>.<field>, e.g. conv1.weight; '*' matches any run)");
+  }
+  return count;
+}
+
+Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
+  const bool training = mode == ExecMode::kTrain;
+  const bool keep = mode != ExecMode::kInference;
   Impl& g = *impl_;
   if (g.input < 0) throw Error("graph: no input node");
   const int n = static_cast<int>(g.nodes.size());
@@ -339,8 +373,9 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
   for (int i = 0; i < n; ++i)
     if (nodes::ReluFusable* f = nodes::as_relu_fusable(*g.nodes[i]))
       f->set_relu_fusion(training && g.relu_fusable(i));
-  g.forward_was_training = training;
-  if (training) {
+  g.mode = mode;
+  g.backward_ready = keep;
+  if (keep) {
     for (int i = 0; i < n; ++i) {
       const Saves s = g.nodes[i]->saves();
       if (s.output) g.keep_for_backward[i] = 1;
@@ -392,9 +427,10 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
       ForwardArgs args;
       args.inputs = in;
       args.training = training;
+      args.keep_for_backward = keep;
       args.seed = seed;
       g.outs[i] = node.forward(args);
-      if (!training) node.clear_saved();
+      if (!keep) node.clear_saved();
       if (g.profiling) {
         Impl::Timing& t = g.timings[i];
         t.forward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -423,10 +459,18 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
 }
 
 Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
+  return backward(diff_output, BackwardOptions{.param_grads = true, .input_grad = want_input_grad});
+}
+
+Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options) {
   Impl& g = *impl_;
-  if (!g.forward_was_training || g.outs.empty()) {
-    throw Error("graph: backward needs a preceding forward with training = true");
+  if (!g.backward_ready || g.outs.empty()) {
+    throw Error(std::string("graph: backward needs a preceding forward in train or probe mode") +
+                (g.mode == ExecMode::kInference ? " (the last one ran in inference mode)" : ""));
   }
+  const bool want_input_grad = options.input_grad;
+  // A probe's backward never touches a parameter's gradient.
+  const bool param_grads = options.param_grads && g.mode == ExecMode::kTrain;
   const int n = static_cast<int>(g.nodes.size());
   const Tensor& out = g.outs[g.output];
   if (diff_output.shape() != out.shape()) {
@@ -485,6 +529,7 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
     args.diff_dst = &g.diffs[i];
     args.need_diff_src = need;
     args.diffs_may_share = !(have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name()));
+    args.param_grads = param_grads;
     // The gradients already summed for this node's inputs, offered to the
     // node to add into in place (BackwardArgs::sum_into): only storage no one
     // else holds, and each input's once.
@@ -505,7 +550,8 @@ Tensor Graph::backward(const Tensor& diff_output, bool want_input_grad) {
       backward_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     if (have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name())) {
-      HookEvent ev = make_event(HookPoint::kAfterBackward, node.name(), node.type(), g.step, true);
+      HookEvent ev = make_event(HookPoint::kAfterBackward, node.name(), node.type(), g.step,
+                                g.mode == ExecMode::kTrain);
       ev.inputs = in;
       ev.output = saves.output ? &g.outs[i] : nullptr;
       ev.diff_dst = &g.diffs[i];
@@ -555,7 +601,7 @@ void Graph::release() {
   g.reordered.clear();
   g.fed.clear();
   g.diffs.clear();
-  g.forward_was_training = false;
+  g.backward_ready = false;
 }
 
 int64_t Graph::last_peak_bytes() const { return impl_->last_peak; }

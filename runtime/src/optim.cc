@@ -105,7 +105,7 @@ void Optimizer::step(const std::vector<Parameter*>& params, float lr) {
     }
   }
   for (Parameter* p : params) {
-    if (!p->trainable() || !p->grad.defined()) continue;
+    if (!p->updated() || !p->grad.defined()) continue;
     ParamState& state = state_[p->name];
     ++state.steps;
     update(*p, lr, state);
@@ -388,7 +388,7 @@ float clip_grad_norm(const std::vector<Parameter*>& params, float max_norm) {
   }
   std::vector<Tensor*> grads;
   for (Parameter* p : params) {
-    if (p->trainable() && p->grad.defined()) grads.push_back(&p->grad);
+    if (p->updated() && p->grad.defined()) grads.push_back(&p->grad);
   }
   double sum_sq = 0.0;
   for (const Tensor* grad : grads) {

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <type_traits>
 
+#include "nodes/nodes.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
@@ -222,8 +223,7 @@ std::vector<PrunableLayer> prunable_layers(Graph& graph, bool dense_first_last) 
   std::vector<PrunableLayer> layers;
   for (int i = 0; i < graph.size(); ++i) {
     Node& n = graph.node(NodeId{i});
-    const std::string type = n.type();
-    if (type != "conv2d" && type != "linear") continue;
+    if (nodes::as_prunable(n) == nullptr) continue;
     PrunableLayer l;
     l.node = n.name();
     l.param = n.name() + ".weight";
@@ -240,7 +240,7 @@ std::vector<PrunableLayer> prunable_layers(Graph& graph, bool dense_first_last) 
 
 bool has_convolutions(Graph& graph) {
   for (int i = 0; i < graph.size(); ++i)
-    if (graph.node(NodeId{i}).type() == std::string("conv2d")) return true;
+    if (graph.node(NodeId{i}).traits().convolution) return true;
   return false;
 }
 

@@ -65,6 +65,31 @@ struct NodeTiming {
 class HookRegistry;
 class Optimizer;
 
+// How a forward pass runs.
+enum class ExecMode : uint8_t {
+  // BatchNorm normalises with batch statistics and updates its running ones,
+  // dropout drops; everything backward needs is kept; backward adds into
+  // the parameters' gradients (those not frozen).
+  kTrain,
+  // Running statistics, no dropout, nothing kept: no backward. Changes no
+  // state of the graph's parameters or buffers.
+  kInference,
+  // As kInference (running statistics, no dropout, no state changed), but
+  // keeps what backward needs: a backward then gives input gradients and
+  // never touches a parameter's gradient (saliency, attributions). A probe
+  // pass between two training steps leaves the run bit for bit as it was.
+  kProbe,
+};
+const char* exec_mode_name(ExecMode mode);  // "train" | "inference" | "probe"
+
+struct BackwardOptions {
+  // Add into Parameter::grad (after a kTrain forward only; frozen parameters
+  // never get one). False: no weight-gradient pass runs at all.
+  bool param_grads = true;
+  // Return the gradient with respect to the graph input.
+  bool input_grad = false;
+};
+
 class Graph {
  public:
   Graph();
@@ -156,13 +181,27 @@ class Graph {
   // --- running ------------------------------------------------------------
   // x: (N, C, H, W) or (N, F), plain layout. Returns the output (N, K) in
   // plain layout, or (N, C, H, W) in NCHW (reordered when the last node
-  // produced another layout).
+  // produced another layout). seed drives dropout (kTrain).
+  Tensor forward(const Tensor& x, ExecMode mode, uint64_t seed = 0);
+  // training: ExecMode::kTrain, else ExecMode::kInference.
   Tensor forward(const Tensor& x, bool training, uint64_t seed = 0);
-  // diff of the loss with respect to the output; fills parameter grads (+=).
-  // Returns the gradient with respect to the graph input (NCHW or plain)
-  // when a hook asked for it (HookOptions::wants_input_grad) or when
-  // `want_input_grad` is set.
+  // diff of the loss with respect to the output, after a kTrain or kProbe
+  // forward (Error after kInference). After kTrain it fills the gradients
+  // (+=) of the parameters that are not frozen, unless
+  // options.param_grads is false; after kProbe it never does. Returns the
+  // gradient with respect to the graph input (NCHW or plain) when a hook
+  // asked for it (HookOptions::wants_input_grad) or options.input_grad is
+  // set.
+  Tensor backward(const Tensor& diff_output, const BackwardOptions& options);
   Tensor backward(const Tensor& diff_output, bool want_input_grad = false);
+  // The mode of the last forward.
+  ExecMode last_mode() const;
+
+  // Freezes (or unfreezes) every parameter whose name matches `pattern`
+  // (as hooks match node names: "*" for all, "conv*", an exact name;
+  // sparsetrain/hooks.h): see Parameter::frozen. Returns how many matched;
+  // throws Error naming the pattern when none does.
+  int set_frozen(const std::string& pattern, bool frozen = true);
   // Drops every activation and saved state (e.g. after an inference batch).
   void release();
   int64_t last_peak_bytes() const;

@@ -25,7 +25,14 @@ namespace sparsetrain {
 
 struct ForwardArgs {
   std::span<const Tensor> inputs;
+  // Training behaviour: BatchNorm normalises with the batch statistics and
+  // updates its running ones, dropout drops. Otherwise: running statistics,
+  // dropout is the identity, and no state of the node changes.
   bool training = true;
+  // Keep what backward needs (saves()). The executor sets it for a training
+  // forward and for a probe forward (ExecMode::kProbe: inference behaviour,
+  // backward allowed); an inference forward keeps nothing.
+  bool keep_for_backward = true;
   uint64_t seed = 0;  // per-step seed for stochastic nodes (dropout)
 };
 
@@ -45,11 +52,30 @@ struct BackwardArgs {
   // of adding the two in a new tensor. Never offered when a hook watches the
   // node's backward (the hook must see the node's own gradient).
   std::span<Tensor> sum_into = {};
+  // Accumulate the gradients of the node's parameters. When false, and for
+  // each parameter that is frozen (Parameter::frozen), no gradient is added
+  // and a weight-gradient pass that only they need is not run.
+  bool param_grads = true;
 };
 
 struct Saves {
   bool inputs = false;  // backward reads the forward inputs
   bool output = false;  // backward reads the forward output
+};
+
+// What the executor's plan needs to know of a node, instead of its type name.
+struct NodeTraits {
+  // y = max(0, x), one input: may be folded into the producer that applies
+  // it (nodes::ReluFusable).
+  bool relu = false;
+  // Works on any activation layout and hands its input's layout on
+  // (BatchNorm, ReLU): a dense stem may reach sparse convolutions through it
+  // in their layout.
+  bool layout_transparent = false;
+  // A convolution (its input layout is the conv domain's).
+  bool convolution = false;
+  // Sums its inputs (Add): passes any layout on to its consumers.
+  bool sums_inputs = false;
 };
 
 class Node {
@@ -69,6 +95,7 @@ class Node {
   virtual Tensor forward(const ForwardArgs& args) = 0;
   virtual std::vector<Tensor> backward(const BackwardArgs& args) = 0;
   virtual Saves saves() const = 0;
+  virtual NodeTraits traits() const { return {}; }
   // Drops whatever forward kept for backward (indices, statistics, masks).
   virtual void clear_saved() {}
 

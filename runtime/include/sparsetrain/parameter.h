@@ -34,12 +34,19 @@ struct Parameter {
   // momentum or weight decay. Undefined when not masked.
   Tensor mask;
 
+  // Frozen (Graph::set_frozen): backward adds no gradient to it and skips a
+  // weight-gradient pass that only it needs, and the optimizer leaves it
+  // exactly as it is (no step, no weight decay). Still counted and saved.
+  bool frozen = false;
+
   bool compressed() const { return !dense_shape.empty(); }
   bool masked() const { return mask.defined(); }
   // Elements of the logical (dense) parameter.
   int64_t dense_numel() const { return compressed() ? Tensor::count(dense_shape) : value.numel(); }
 
   bool trainable() const { return kind != ParamKind::kBuffer; }
+  // Trainable and not frozen: what an optimizer step changes.
+  bool updated() const { return trainable() && !frozen; }
   bool prunable() const { return kind == ParamKind::kWeight; }
   // Weight decay applies to weights only (not biases, BatchNorm or buffers).
   bool decays() const { return kind == ParamKind::kWeight; }

@@ -86,6 +86,7 @@ class Add final : public Node, public ReluFusable {
   }
 
   Saves saves() const override { return {}; }
+  NodeTraits traits() const override { return {.sums_inputs = true}; }
 
   // The backward is the same either way: the ReLU's backward has masked the
   // gradient already (nodes.h).

@@ -110,19 +110,30 @@ class BatchNorm2d final : public Node, public ReluFusable {
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0] != 0;
     Tensor dx = need ? Tensor::empty(x.shape(), x.layout()) : Tensor();
     float* dx_data = need ? dx.data() : nullptr;
+    // The kernels compute the scale and shift gradients with dx in one pass;
+    // those that must not change (frozen, or no parameter gradients wanted)
+    // go to a scratch buffer.
+    Tensor scratch;
+    const auto target = [&](Parameter& p) {
+      if (args.param_grads && !p.frozen) return p.grad.data();
+      if (!scratch.defined()) scratch = Tensor::zeros({2, channels_});
+      return scratch.data() + (&p == &weight_ ? 0 : channels_);
+    };
+    float* dweight = target(weight_);
+    float* dbias = target(bias_);
     if (saved_training_) {
-      kernel.backward(dx_data, weight_.grad.data(), bias_.grad.data(), dy.data(), x.data(),
-                      weight_.value.data(), bias_.value.data(), saved_mean_.data(),
-                      saved_stat_.data(), desc);
+      kernel.backward(dx_data, dweight, dbias, dy.data(), x.data(), weight_.value.data(),
+                      bias_.value.data(), saved_mean_.data(), saved_stat_.data(), desc);
     } else {
-      kernel.backward_inference(dx_data, weight_.grad.data(), bias_.grad.data(), dy.data(),
-                                x.data(), weight_.value.data(), saved_mean_.data(),
-                                saved_stat_.data(), desc);
+      kernel.backward_inference(dx_data, dweight, dbias, dy.data(), x.data(),
+                                weight_.value.data(), saved_mean_.data(), saved_stat_.data(),
+                                desc);
     }
     return {dx};
   }
 
   Saves saves() const override { return {.inputs = true, .output = false}; }
+  NodeTraits traits() const override { return {.layout_transparent = true}; }
 
   void clear_saved() override {
     saved_mean_ = Tensor();

@@ -92,8 +92,8 @@ class Conv2dNode final : public PrunableNode {
 
   Tensor forward(const ForwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1);
-    if (packed_) return forward_compressed(args.inputs[0], args.training);
-    if (direct_) return forward_packed(direct_weights(), args.inputs[0], args.training);
+    if (packed_) return forward_compressed(args.inputs[0], args.keep_for_backward);
+    if (direct_) return forward_packed(direct_weights(), args.inputs[0], args.keep_for_backward);
     const Layout layout = dense_conv_layout();
     const Tensor src = to_layout(args.inputs[0], layout);
     const Shape dst_shape = output_shape({src.shape()});
@@ -118,9 +118,12 @@ class Conv2dNode final : public PrunableNode {
     const kernels::Conv2dShape s = kernel_shape(src.shape());
     SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
 
-    kernels::conv2d_backward_weights_dnnl(weight_.grad.data(),
-                                          options_.bias ? bias_.grad.data() : nullptr,
-                                          diff_dst.data(), src.data(), s, layout);
+    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    if (grads.run()) {
+      kernels::conv2d_backward_weights_dnnl(grads.weight, grads.bias, diff_dst.data(), src.data(),
+                                            s, layout);
+      ++weight_grad_passes_;
+    }
     std::vector<Tensor> diff_src(1);
     if (args.need_diff_src.empty() || args.need_diff_src[0]) {
       Tensor grad = Tensor::empty(src.shape(), layout);
@@ -132,6 +135,7 @@ class Conv2dNode final : public PrunableNode {
   }
 
   Saves saves() const override { return {.inputs = true, .output = false}; }
+  NodeTraits traits() const override { return {.convolution = true}; }
   void clear_saved() override { saved_src_ = Tensor(); }
 
   std::vector<Parameter*> parameters() override {
@@ -272,10 +276,11 @@ class Conv2dNode final : public PrunableNode {
 
   bool choose_sparse(const Shape& input) const;
 
-  Tensor forward_compressed(const Tensor& x, bool training) {
+  // keep: save the input (in the layout backward reads) for backward.
+  Tensor forward_compressed(const Tensor& x, bool keep) {
     sparse_step_ = use_sparse(x.shape());
     last_sparse_ = sparse_step_;
-    if (sparse_step_) return forward_packed(*packed_, x, training);
+    if (sparse_step_) return forward_packed(*packed_, x, keep);
     const Shape dst_shape = output_shape({x.shape()});
     const kernels::Conv2dShape s = kernel_shape(x.shape());
     const Layout layout = dense_conv_layout();
@@ -285,13 +290,13 @@ class Conv2dNode final : public PrunableNode {
     Tensor dst = Tensor::empty(dst_shape, layout);
     kernels::conv2d_forward_dnnl(dst.data(), src.data(), dense_scratch_.data(), bias_data(), s,
                                  layout);
-    saved_src_ = training ? src : Tensor();
+    saved_src_ = keep ? src : Tensor();
     return dst;
   }
 
   // The weight `packed` stores (packed_, or direct_weights() for a dense one)
   // on the sparse kernels, in kCHWN; its values are weight_.value in order.
-  Tensor forward_packed(kernels::ConvSparseWeights& packed, const Tensor& x, bool training) {
+  Tensor forward_packed(kernels::ConvSparseWeights& packed, const Tensor& x, bool keep) {
     // The optimizer updated the parameter: refresh the kernels' copies.
     if (packed.nnz > 0) {
       std::memcpy(packed.values.data(), weight_.value.data(),
@@ -301,7 +306,7 @@ class Conv2dNode final : public PrunableNode {
     Tensor dst = Tensor::empty(output_shape({x.shape()}), Layout::kCHWN);
     kernels::conv_sparse_forward(dst.data(), src.data(), packed, bias_data(),
                                  kernel_shape(x.shape()));
-    saved_src_ = training ? src : Tensor();
+    saved_src_ = keep ? src : Tensor();
     return dst;
   }
 
@@ -314,9 +319,12 @@ class Conv2dNode final : public PrunableNode {
     const Tensor diff_dst = to_layout(*args.diff_dst, Layout::kCHWN);
     const kernels::Conv2dShape s = kernel_shape(input.shape());
     SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
-    kernels::conv_sparse_backward_weights(weight_.grad.data(),
-                                          options_.bias ? bias_.grad.data() : nullptr,
-                                          diff_dst.data(), src.data(), packed, s);
+    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    if (grads.run()) {
+      kernels::conv_sparse_backward_weights(grads.weight, grads.bias, diff_dst.data(), src.data(),
+                                            packed, s);
+      ++weight_grad_passes_;
+    }
     std::vector<Tensor> diff_src(1);
     if (args.need_diff_src.empty() || args.need_diff_src[0]) {
       const Tensor* sum = args.sum_into.empty() ? nullptr : &args.sum_into[0];
@@ -354,7 +362,7 @@ class Conv2dNode final : public PrunableNode {
     if (sparse_step_) return backward_packed(*packed_, args);
     const Tensor& input = args.inputs[0];
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0];
-    float* diff_bias = options_.bias ? bias_.grad.data() : nullptr;
+    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
     const Layout layout = dense_conv_layout();
     const Tensor src = saved_src_.defined() && saved_src_.layout() == layout
                            ? saved_src_
@@ -363,14 +371,19 @@ class Conv2dNode final : public PrunableNode {
     const kernels::Conv2dShape s = kernel_shape(input.shape());
     SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
     std::vector<Tensor> diff_src(1);
-    if (!dense_grad_scratch_.defined()) dense_grad_scratch_ = Tensor::empty(dense_shape());
-    dense_grad_scratch_.zero();
-    kernels::conv2d_backward_weights_dnnl(dense_grad_scratch_.data(), diff_bias, diff_dst.data(),
-                                          src.data(), s, layout);
-    float* g = weight_.grad.data();
-    const float* dense = dense_grad_scratch_.data();
-    const std::vector<uint32_t>& position = packed_->position;
-    for (std::size_t k = 0; k < position.size(); ++k) g[k] += dense[position[k]];
+    if (grads.run()) {
+      if (!dense_grad_scratch_.defined()) dense_grad_scratch_ = Tensor::empty(dense_shape());
+      dense_grad_scratch_.zero();
+      kernels::conv2d_backward_weights_dnnl(dense_grad_scratch_.data(), grads.bias,
+                                            diff_dst.data(), src.data(), s, layout);
+      ++weight_grad_passes_;
+    }
+    if (grads.weight_learns) {
+      float* g = weight_.grad.data();
+      const float* dense = dense_grad_scratch_.data();
+      const std::vector<uint32_t>& position = packed_->position;
+      for (std::size_t k = 0; k < position.size(); ++k) g[k] += dense[position[k]];
+    }
     if (need) {
       Tensor grad = Tensor::empty(input.shape(), layout);
       kernels::conv2d_backward_data_dnnl(grad.data(), diff_dst.data(), dense_scratch_.data(), s,

@@ -75,7 +75,7 @@ class LinearNode final : public PrunableNode {
 
   Tensor forward(const ForwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1);
-    if (packed_) return forward_compressed(args.inputs[0], args.training);
+    if (packed_) return forward_compressed(args.inputs[0], args.keep_for_backward);
     const Tensor src = to_layout(args.inputs[0], Layout::kPlain);
     const Shape dst_shape = output_shape({src.shape()});
     Tensor dst = Tensor::empty(dst_shape);
@@ -97,9 +97,12 @@ class LinearNode final : public PrunableNode {
     const kernels::LinearShape s = kernel_shape(src.dim(0));
     SPARSETRAIN_ASSERT(diff_dst.shape() == (Shape{s.batch, s.out_features}));
 
-    kernels::linear_backward_weights_dnnl(weight_.grad.data(),
-                                          options_.bias ? bias_.grad.data() : nullptr,
-                                          diff_dst.data(), src.data(), s);
+    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    if (grads.run()) {
+      kernels::linear_backward_weights_dnnl(grads.weight, grads.bias, diff_dst.data(), src.data(),
+                                            s);
+      ++weight_grad_passes_;
+    }
     std::vector<Tensor> diff_src(1);
     if (args.need_diff_src.empty() || args.need_diff_src[0]) {
       Tensor grad = Tensor::empty(src.shape());
@@ -231,7 +234,8 @@ class LinearNode final : public PrunableNode {
 
   bool choose_sparse(int64_t batch) const;
 
-  Tensor forward_compressed(const Tensor& x, bool training) {
+  // keep: save the input (in the layout backward reads) for backward.
+  Tensor forward_compressed(const Tensor& x, bool keep) {
     const Shape dst_shape = output_shape({x.shape()});
     const int64_t batch = x.dim(0);
     refresh_packed();
@@ -242,7 +246,7 @@ class LinearNode final : public PrunableNode {
       const Tensor src = to_layout(x, Layout::kCN);
       Tensor dst = Tensor::empty(dst_shape, Layout::kCN);
       kernels::linear_sparse_forward(dst.data(), src.data(), *packed_, bias, batch);
-      if (training) saved_src_ = src;
+      if (keep) saved_src_ = src;
       return dst;
     }
     if (!dense_scratch_.defined()) {
@@ -253,7 +257,7 @@ class LinearNode final : public PrunableNode {
     Tensor dst = Tensor::empty(dst_shape);
     kernels::linear_forward_dnnl(dst.data(), src.data(), dense_scratch_.data(), bias,
                                  kernel_shape(batch));
-    if (training) saved_src_ = src;
+    if (keep) saved_src_ = src;
     return dst;
   }
 
@@ -261,7 +265,7 @@ class LinearNode final : public PrunableNode {
     const Tensor& input = args.inputs[0];
     const int64_t batch = input.dim(0);
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0];
-    float* diff_bias = options_.bias ? bias_.grad.data() : nullptr;
+    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
     std::vector<Tensor> diff_src(1);
     const Layout layout = sparse_step_ ? Layout::kCN : Layout::kPlain;
     const Tensor src = saved_src_.defined() && saved_src_.layout() == layout
@@ -269,8 +273,11 @@ class LinearNode final : public PrunableNode {
                            : to_layout(input, layout);
     const Tensor diff_dst = to_layout(*args.diff_dst, layout);
     if (sparse_step_) {
-      kernels::linear_sparse_backward_weights(weight_.grad.data(), diff_bias, diff_dst.data(),
-                                              src.data(), *packed_, batch);
+      if (grads.run()) {
+        kernels::linear_sparse_backward_weights(grads.weight, grads.bias, diff_dst.data(),
+                                                src.data(), *packed_, batch);
+        ++weight_grad_passes_;
+      }
       if (need) {
         Tensor grad = Tensor::empty(input.shape(), Layout::kCN);
         kernels::linear_sparse_backward_data(grad.data(), diff_dst.data(), *packed_, batch);
@@ -278,16 +285,21 @@ class LinearNode final : public PrunableNode {
       }
     } else {
       const kernels::LinearShape s = kernel_shape(batch);
-      if (!dense_grad_scratch_.defined()) {
-        dense_grad_scratch_ = Tensor::empty({options_.out_features, in_features_});
+      if (grads.run()) {
+        if (!dense_grad_scratch_.defined()) {
+          dense_grad_scratch_ = Tensor::empty({options_.out_features, in_features_});
+        }
+        dense_grad_scratch_.zero();
+        kernels::linear_backward_weights_dnnl(dense_grad_scratch_.data(), grads.bias,
+                                              diff_dst.data(), src.data(), s);
+        ++weight_grad_passes_;
       }
-      dense_grad_scratch_.zero();
-      kernels::linear_backward_weights_dnnl(dense_grad_scratch_.data(), diff_bias, diff_dst.data(),
-                                            src.data(), s);
-      float* g = weight_.grad.data();
-      const float* dense = dense_grad_scratch_.data();
-      for (std::size_t k = 0; k < weight_.dense_index.size(); ++k) {
-        g[k] += dense[weight_.dense_index[k]];
+      if (grads.weight_learns) {
+        float* g = weight_.grad.data();
+        const float* dense = dense_grad_scratch_.data();
+        for (std::size_t k = 0; k < weight_.dense_index.size(); ++k) {
+          g[k] += dense[weight_.dense_index[k]];
+        }
       }
       if (need) {
         Tensor grad = Tensor::empty(input.shape());

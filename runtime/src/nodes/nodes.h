@@ -63,7 +63,28 @@ class PrunableNode : public Node {
   virtual void set_direct_dense(bool on) { (void)on; }
   // Dense, and runs on that direct path.
   virtual bool runs_direct() const { return false; }
+
+  // Weight-gradient passes run so far (none for a backward without
+  // parameter gradients or with weight and bias frozen).
+  int64_t weight_grad_passes() const { return weight_grad_passes_; }
+
+ protected:
+  int64_t weight_grad_passes_ = 0;
 };
+
+// Where one backward's weight and bias gradients go (BackwardArgs::param_grads,
+// Parameter::frozen): into the parameters' own gradients, or, for a frozen
+// weight whose bias still learns, into a scratch buffer the size of the
+// weight's gradient that is then dropped. No pass is needed when neither
+// learns (weight is null).
+struct GradTargets {
+  float* weight = nullptr;
+  float* bias = nullptr;       // null: the bias is absent or does not learn
+  bool weight_learns = false;  // weight points at the weight's own gradient
+  Tensor scratch;
+  bool run() const { return weight != nullptr; }
+};
+GradTargets grad_targets(const BackwardArgs& args, Parameter& weight, Parameter* bias);
 
 // The node as a prunable one, or null.
 PrunableNode* as_prunable(Node& node);

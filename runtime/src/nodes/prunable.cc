@@ -13,6 +13,20 @@ SparseKernels parse_sparse_kernels(const std::string& mode) {
   throw Error("--kernels: unknown kernels '" + mode + "' (expected sparse, dense or auto)");
 }
 
+GradTargets grad_targets(const BackwardArgs& args, Parameter& weight, Parameter* bias) {
+  GradTargets t;
+  const bool bias_learns = args.param_grads && bias != nullptr && !bias->frozen;
+  t.weight_learns = args.param_grads && !weight.frozen;
+  if (bias_learns) t.bias = bias->grad.data();
+  if (t.weight_learns) {
+    t.weight = weight.grad.data();
+  } else if (bias_learns) {
+    t.scratch = Tensor::zeros(weight.grad.shape());
+    t.weight = t.scratch.data();
+  }
+  return t;
+}
+
 PrunableNode* as_prunable(Node& node) { return dynamic_cast<PrunableNode*>(&node); }
 
 ReluFusable* as_relu_fusable(Node& node) { return dynamic_cast<ReluFusable*>(&node); }
@@ -22,7 +36,7 @@ Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::s
   if (PrunableNode* p = as_prunable(node)) return p->input_layout(inputs[k].shape());
   // Add: the output takes the first input's layout and the second is read in
   // it (see add.cc).
-  if (node.type() == std::string("add")) return inputs[0].layout();
+  if (node.traits().sums_inputs) return inputs[0].layout();
   return inputs[k].layout();
 }
 

@@ -41,6 +41,7 @@ class Relu final : public Node {
   }
 
   Saves saves() const override { return {.inputs = false, .output = true}; }
+  NodeTraits traits() const override { return {.relu = true, .layout_transparent = true}; }
 };
 
 }  // namespace
