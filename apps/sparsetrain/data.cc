@@ -90,6 +90,7 @@ int run_fetch(DataCommand& cmd) {
     std::cout << "  " << line << "\n" << std::flush;
   };
   const std::string dir = cmd.dir.empty() ? default_fetch_dir() : cmd.dir;
+  bool fetched_any = false;
   for (const std::string& name : names) {
     if (cmd.if_missing) {
       try {
@@ -104,8 +105,10 @@ int run_fetch(DataCommand& cmd) {
               << (mirror.empty() ? std::string() : " from the mirror " + mirror) << "\n"
               << std::flush;
     const FetchResult r = fetch_dataset(name, opt);
+    fetched_any = true;
     std::cout << name << ": ready in " << r.dataset_folder << "\n";
   }
+  if (!fetched_any) return 0;
   if (cmd.dir.empty() && std::getenv("SPARSETRAIN_DATA") == nullptr) {
     std::cout << "(the user cache is searched by default: train, eval and prune find it with no "
                  "--data-dir)\n";

@@ -29,11 +29,11 @@ struct ForwardArgs {
   // updates its running ones, dropout drops. Otherwise: running statistics,
   // dropout is the identity, and no state of the node changes.
   bool training = true;
+  uint64_t seed = 0;  // per-step seed for stochastic nodes (dropout)
   // Keep what backward needs (saves()). The executor sets it for a training
   // forward and for a probe forward (ExecMode::kProbe: inference behaviour,
   // backward allowed); an inference forward keeps nothing.
   bool keep_for_backward = true;
-  uint64_t seed = 0;  // per-step seed for stochastic nodes (dropout)
 };
 
 struct BackwardArgs {
