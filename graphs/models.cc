@@ -117,4 +117,11 @@ Graph build_cifar_resnet(int depth, const ModelOptions& options) {
   return g;
 }
 
+GraphFactory zoo_factory() {
+  return [](const std::string& model, int64_t channels, int64_t height, int64_t width,
+            int64_t classes) {
+    return build_model(model, ModelOptions{channels, height, width, classes});
+  };
+}
+
 }  // namespace sparsetrain

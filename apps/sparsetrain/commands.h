@@ -129,7 +129,4 @@ int run_bench_linear(BenchLinearCommand& cmd);
 int run_bench_conv(BenchConvCommand& cmd);
 int run_bench_model(BenchModelCommand& cmd);
 
-// The model zoo as a GraphFactory for the trainer.
-GraphFactory model_factory();
-
 }  // namespace sparsetrain::cli

@@ -3,7 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "kernels/common/threads.h"
+#include "sparsetrain/models.h"
+#include "sparsetrain/log.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
 
@@ -25,11 +26,11 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& cmd) {
 
 int run_eval(EvalCommand& cmd) {
   if (cmd.batch_size < 1) throw Error("--batch-size must be at least 1");
-  kernels::set_num_threads(cmd.threads);
+  set_num_threads(cmd.threads);
   std::string path = cmd.checkpoint;
   if (std::filesystem::is_directory(path)) path += "/checkpoint.safetensors";
   Graph graph;
-  const TrainOptions trained = load_model_checkpoint(path, model_factory(), graph);
+  const TrainOptions trained = load_model_checkpoint(path, zoo_factory(), graph);
   const std::string dataset = cmd.dataset.empty() ? trained.dataset : cmd.dataset;
   const Dataset data = load_dataset(dataset, cmd.data_dir, Split::kTest, cmd.limit);
   graph.node(graph.find("input")).output_shape({Shape{1, data.channels, data.height, data.width}});

@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/log.h"
 
 namespace {
 
@@ -32,6 +33,11 @@ void prefer_passive_openmp(char** argv) {
 
 int main(int argc, char** argv) {
   prefer_passive_openmp(argv);
+  // The library's messages (kernel choices, warnings) on stderr.
+  sparsetrain::set_log_sink([](sparsetrain::LogLevel level, std::string_view line) {
+    std::clog << (level == sparsetrain::LogLevel::kWarning ? "sparsetrain: warning: " : "") << line
+              << std::endl;
+  });
   CLI::App app{"sparsetrain: train sparse neural networks on CPUs"};
   app.require_subcommand(1, 1);
   app.set_help_all_flag("--help-all", "Show the help of every command");

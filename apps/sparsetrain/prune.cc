@@ -7,7 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "kernels/common/threads.h"
+#include "sparsetrain/models.h"
+#include "sparsetrain/log.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
@@ -71,11 +72,11 @@ int run_prune(PruneCommand& cmd) {
     throw Error("--sparsity must be in [0, 1), got " + std::to_string(cmd.sparsity));
   }
   if (cmd.batch_size < 1) throw Error("--batch-size must be at least 1");
-  kernels::set_num_threads(cmd.threads);
+  set_num_threads(cmd.threads);
   const std::string path = checkpoint_file(cmd.checkpoint);
   const Checkpoint source = Checkpoint::load(path);
   Graph graph;
-  const TrainOptions trained = load_model_checkpoint(path, model_factory(), graph);
+  const TrainOptions trained = load_model_checkpoint(path, zoo_factory(), graph);
   const Distribution distribution = parse_distribution(cmd.distribution);
   const bool dense_first_last =
       cmd.dense_first_last < 0 ? has_convolutions(graph) : cmd.dense_first_last == 1;

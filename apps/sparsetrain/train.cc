@@ -9,12 +9,6 @@
 
 namespace sparsetrain::cli {
 
-GraphFactory model_factory() {
-  return [](const std::string& model, int64_t c, int64_t h, int64_t w, int64_t classes) {
-    return build_model(model, ModelOptions{c, h, w, classes});
-  };
-}
-
 CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   TrainOptions& o = cmd.options;
   CLI::App* sub = app.add_subcommand("train", "Train a model on a dataset");
@@ -320,7 +314,7 @@ int run_train(TrainCommand& cmd) {
     std::cout << recipe_to_yaml(cmd.options);
     return 0;
   }
-  Trainer trainer(cmd.options, model_factory());
+  Trainer trainer(cmd.options, zoo_factory());
   const TrainResult r = trainer.run(std::cout);
   // Reaching --max-steps is a planned stop; a signal is not.
   const bool planned = cmd.options.max_steps >= 0 && r.steps >= cmd.options.max_steps;

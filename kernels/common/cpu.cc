@@ -1,5 +1,7 @@
 #include "kernels/common/cpu.h"
 
+#include "kernels/common/log.h"
+
 #include <cpuid.h>
 
 #include <cstdint>
@@ -200,8 +202,7 @@ Isa best_isa() {
   if (isa) return *isa;
   static std::once_flag reported;
   std::call_once(reported, [&] {
-    std::fprintf(stderr, "sparsetrain: %s (using %s)\n", error.c_str(),
-                 isa_name(cpu_isa(cpu_info())));
+    log(LogLevel::kWarning, error + " (using " + isa_name(cpu_isa(cpu_info())) + ")");
   });
   return cpu_isa(cpu_info());
 }

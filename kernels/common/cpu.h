@@ -70,7 +70,8 @@ Isa resolve_isa(const char* env_value, const CpuInfo& cpu);
 Isa active_isa();
 
 // Never throws: the same as active_isa() for a valid SPARSETRAIN_ISA; for an
-// invalid one, prints the error once to stderr and uses the CPU's best. The
+// invalid one, logs the error once as a warning (kernels/common/log.h) and
+// uses the CPU's best. The
 // kernels' dispatchers call this (kernels never throw).
 Isa best_isa();
 

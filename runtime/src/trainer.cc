@@ -450,6 +450,10 @@ struct Trainer::Impl {
   double epoch_seconds = 0;  // time spent on the epoch in progress before a resume
   std::vector<EpochStats> history;
   std::string init_note;  // what init_from / retrain did, for the run log
+  std::vector<TrainerCallbacks> callbacks;
+
+  // Everything after the graph and the data are in place.
+  void start(Trainer& self);
 };
 
 Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_unique<Impl>()) {
@@ -464,6 +468,44 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
   m.graph = m.factory(m.options.model, m.train.channels, m.train.height, m.train.width,
                       m.train.num_classes);
   m.graph.initialize(m.options.seed);
+  m.start(*this);
+}
+
+Trainer::Trainer(Graph graph, Dataset train, Dataset test, TrainOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  validate(options);
+  m.options = std::move(options);
+  kernels::set_num_threads(m.options.threads);
+  for (const Dataset* d : {&train, &test}) {
+    if (d->size() == 0) throw Error("trainer: the " + std::string(d == &train ? "training" : "test") +
+                                    " set is empty");
+    if (static_cast<int64_t>(d->pixels.size()) != d->size() * d->image_numel() ||
+        d->mean.size() != static_cast<size_t>(d->channels) ||
+        d->stddev.size() != static_cast<size_t>(d->channels)) {
+      throw Error("trainer: dataset '" + d->name + "' is inconsistent (pixels, mean or stddev " +
+                  "do not match its size and channels)");
+    }
+  }
+  const Shape sample = {train.channels, train.height, train.width};
+  if (graph.input_shape() != sample ||
+      Shape{test.channels, test.height, test.width} != sample) {
+    throw Error("trainer: the graph's input " + shape_to_string(graph.input_shape()) +
+                " does not take the samples of the data (train " + shape_to_string(sample) +
+                ", test " + shape_to_string({test.channels, test.height, test.width}) + ")");
+  }
+  m.train = std::move(train);
+  m.test = std::move(test);
+  m.graph = std::move(graph);
+  m.start(*this);
+}
+
+void Trainer::add_callbacks(TrainerCallbacks callbacks) {
+  impl_->callbacks.push_back(std::move(callbacks));
+}
+
+void Trainer::Impl::start(Trainer& self) {
+  Impl& m = *this;
   m.graph.set_sparse_kernels(m.options.kernels);
   if (!m.options.init_from.empty() && m.options.resume_dir.empty()) {
     // Weights and fixed masks of a checkpoint (retrain.h); a resumed run has
@@ -482,7 +524,7 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
   m.schedule = detail::make_run_lr_schedule(m.options, m.steps_per_epoch);
   m.rng.reseed(mix(m.options.seed, 0x5eed));
   if (!m.options.resume_dir.empty()) {
-    load_checkpoint(checkpoint_file(m.options.resume_dir));
+    self.load_checkpoint(checkpoint_file(m.options.resume_dir));
   }
 }
 
@@ -527,6 +569,8 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
   m.epoch_correct += loss.correct;
   m.epoch_seen += static_cast<int64_t>(labels.size());
   ++m.step;
+  for (const TrainerCallbacks& c : m.callbacks)
+    if (c.on_step) c.on_step(*this, m.step - 1, loss.loss);
   return loss.loss;
 }
 
@@ -780,6 +824,8 @@ TrainResult Trainer::run(std::ostream& log) {
     log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
         << m.batch_in_epoch << ")\n";
   log << table_header();
+  for (const TrainerCallbacks& c : m.callbacks)
+    if (c.on_start) c.on_start(*this);
   for (const auto& e : m.history) log << table_row(e);
   log << std::flush;
   const bool tty = o.progress && ::isatty(STDOUT_FILENO) && &log == &std::cout;
@@ -807,6 +853,8 @@ TrainResult Trainer::run(std::ostream& log) {
         if (ev.kind != "phase") continue;
         if (tty) progress.finish();
         log << sparsity_event_line(ev, *m.sparsity, m.steps_per_epoch) << std::flush;
+        for (const TrainerCallbacks& c : m.callbacks)
+          if (c.on_phase_change) c.on_phase_change(*this, phase_name(ev.phase));
       }
       if (o.log_every > 0 && (m.step - 1) % o.log_every == 0) {
         emit({{"event", "step"},
@@ -857,6 +905,8 @@ TrainResult Trainer::run(std::ostream& log) {
     e.test_loss = ev.loss;
     m.history.push_back(e);
     log << table_row(e) << std::flush;
+    for (const TrainerCallbacks& c : m.callbacks)
+      if (c.on_epoch_end) c.on_epoch_end(*this, e);
     json ej = epoch_to_json(e);
     ej["event"] = "epoch";
     emit(ej);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "sparsetrain/graph.h"
+#include "sparsetrain/trainer.h"
 
 namespace sparsetrain {
 
@@ -21,6 +22,11 @@ struct ModelOptions {
 // left zero: call Graph::initialize(seed).
 Graph build_model(const std::string& name, const ModelOptions& options);
 std::vector<std::string> model_names();
+
+// build_model as the Trainer's GraphFactory (the model's input and classes
+// from the dataset), for Trainer(options, zoo_factory()) and
+// load_model_checkpoint.
+GraphFactory zoo_factory();
 
 Graph build_mlp(const ModelOptions& options, const std::vector<int64_t>& hidden = {300, 100});
 Graph build_lenet5(const ModelOptions& options);

@@ -175,11 +175,39 @@ struct TrainResult {
 using GraphFactory = std::function<Graph(const std::string& model, int64_t channels, int64_t height,
                                          int64_t width, int64_t classes)>;
 
+class Trainer;
+
+// Plug-in points of a run, for apps and bindings (progress of their own,
+// early stopping through request_stop(), probes between steps). Any may be
+// empty.
+struct TrainerCallbacks {
+  // run(): after the run's header is written, before the first step.
+  std::function<void(Trainer&)> on_start;
+  // After every optimizer step (run() and step()): the step just taken
+  // (0-based) and its loss.
+  std::function<void(Trainer&, int64_t step, float loss)> on_step;
+  // run(): after an epoch's test evaluation.
+  std::function<void(Trainer&, const EpochStats&)> on_epoch_end;
+  // run(): the sparsity schedule entered a new phase ("dense", "masked",
+  // "compressed", "decompressed"; phase_name) at the step just taken.
+  std::function<void(Trainer&, const std::string& phase)> on_phase_change;
+};
+
 class Trainer {
  public:
-  // Loads the datasets, builds and initialises the model, and (with
+  // Loads the datasets by name (options.dataset, options.data_dir), builds
+  // the model by name with `factory` (the zoo's: zoo_factory() in
+  // sparsetrain/models.h), initialises it from options.seed, and (with
   // options.resume_dir) restores the saved run.
   Trainer(TrainOptions options, GraphFactory factory);
+  // An app's own graph and data. The graph is used as it is (initialise it,
+  // Graph::initialize, or load weights first); its input must take the
+  // datasets' samples (C, H, W). options.model and options.dataset only name
+  // the run in its log, metrics and checkpoints (a checkpoint of such a run
+  // loads with load_model_checkpoint and a factory that builds the same
+  // graph). Throws Error when the graph and data do not fit or an option is
+  // out of range.
+  Trainer(Graph graph, Dataset train, Dataset test, TrainOptions options);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -201,6 +229,9 @@ class Trainer {
 
   void save_checkpoint(const std::string& path) const;
   void load_checkpoint(const std::string& path);
+
+  // Adds a set of callbacks (called in the order added).
+  void add_callbacks(TrainerCallbacks callbacks);
 
  private:
   struct Impl;

@@ -1,5 +1,7 @@
 #include "nodes/sparse_choice.h"
 
+#include "kernels/common/log.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -44,9 +46,9 @@ bool choose_sparse_kernels(const std::string& key, const std::string& label,
   const bool sparse = sparse_s <= dense_s;
   choices().emplace(key, sparse);
   char times[128];
-  std::snprintf(times, sizeof times, " kernels (sparse %.3f ms, dense %.3f ms per step)\n",
+  std::snprintf(times, sizeof times, " kernels (sparse %.3f ms, dense %.3f ms per step)",
                 1e3 * sparse_s, 1e3 * dense_s);
-  std::clog << label << ": " << (sparse ? "sparse" : "dense") << times << std::flush;
+  kernels::log(kernels::LogLevel::kInfo, label + ": " + (sparse ? "sparse" : "dense") + times);
   return sparse;
 }
 

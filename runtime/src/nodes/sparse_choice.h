@@ -3,7 +3,7 @@
 // problem (shape, batch, number of stored weights, stride ...) is seen in the
 // process, one whole training step of the layer (forward, backward-data,
 // backward-weights) is timed on the sparse kernels and on the dense ones, and
-// the faster is cached for the process and logged on std::clog. Shared by
+// the faster is cached for the process and logged (kernels/common/log.h, LogLevel::kInfo). Shared by
 // the linear and conv2d nodes.
 #pragma once
 
@@ -22,7 +22,7 @@ struct TimedSteps {
 // uniquely). On the first call for a key, `prepare` builds the two steps;
 // each is run once to warm up and then timed kTimingReps times, and the best
 // times decide. The line "<label>: sparse|dense kernels (sparse X ms, dense
-// Y ms per step)" goes to std::clog. Thread-safe: timings of different
+// Y ms per step)" is logged (kernels/common/log.h). Thread-safe: timings of different
 // layers never overlap, so they do not disturb each other.
 bool choose_sparse_kernels(const std::string& key, const std::string& label,
                            const std::function<TimedSteps()>& prepare);

@@ -1,0 +1,41 @@
+// The library's messages (kernel choices, warnings) and the process-wide
+// thread count: the two settings an app makes once for the whole process.
+//
+// The library prints nothing itself. Install a sink to see its messages:
+//
+//   sparsetrain::set_log_sink([](sparsetrain::LogLevel level, std::string_view line) {
+//     std::cerr << (level == sparsetrain::LogLevel::kWarning ? "warning: " : "") << line << "\n";
+//   });
+//
+// Without one they are dropped. The command-line program prints them on
+// stderr. (Trainer::run writes its run log, the per-epoch table, to the
+// stream it is given.)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+
+namespace sparsetrain {
+
+enum class LogLevel : uint8_t {
+  kInfo,     // what the run decided, e.g. "linear 400->120 batch 50 density 0.023: sparse kernels
+             // (sparse 0.010 ms, dense 0.135 ms per step)"
+  kWarning,  // something was ignored or replaced, e.g. a bad SPARSETRAIN_ISA
+};
+
+// Receives one message: a single line, without its newline, from the thread
+// that logged it; calls are serialised.
+using LogSink = std::function<void(LogLevel, std::string_view)>;
+
+// Replaces the sink; an empty one drops messages (the default). Thread-safe.
+void set_log_sink(LogSink sink);
+
+// Worker threads for every kernel (TBB for the sparse kernels, OpenMP for
+// oneDNN, kept at the same size); n <= 0: all hardware threads of the
+// process. Trainer sets it from TrainOptions::threads.
+void set_num_threads(int n);
+// The count last set (the hardware count before any call).
+int num_threads();
+
+}  // namespace sparsetrain
