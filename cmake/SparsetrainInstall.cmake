@@ -4,14 +4,16 @@ include(CMakePackageConfigHelpers)
 # (the same names as the in-tree aliases).
 set_target_properties(sparsetrain_runtime PROPERTIES EXPORT_NAME runtime)
 set_target_properties(sparsetrain_kernels PROPERTIES EXPORT_NAME kernels)
+set_target_properties(sparsetrain_core PROPERTIES EXPORT_NAME core)
 set_target_properties(sparsetrain_graphs PROPERTIES EXPORT_NAME graphs)
 install(TARGETS sparsetrain DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(TARGETS sparsetrain_runtime sparsetrain_kernels sparsetrain_graphs
+install(TARGETS sparsetrain_core sparsetrain_runtime sparsetrain_kernels sparsetrain_graphs
   EXPORT sparsetrainTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY runtime/include/sparsetrain graphs/include/sparsetrain DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY kernels/include/sparsetrain runtime/include/sparsetrain graphs/include/sparsetrain
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT sparsetrainTargets NAMESPACE sparsetrain:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/sparsetrain)
 configure_package_config_file(cmake/sparsetrainConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfig.cmake

@@ -19,6 +19,7 @@
 
 #include "kernels/common/cpu.h"
 #include "kernels/linear_sparse/linear_sparse.h"
+#include "nodes/kernel_tensors.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/tensor.h"
 #include "tests/test_util.h"

@@ -26,7 +26,7 @@
 #include <cstdint>
 #include <span>
 
-#include "sparsetrain/tensor.h"
+#include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
 

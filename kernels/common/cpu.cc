@@ -12,7 +12,7 @@
 #include <optional>
 #include <string>
 
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {

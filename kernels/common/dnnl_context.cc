@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "kernels/common/threads.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {

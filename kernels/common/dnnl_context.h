@@ -15,7 +15,7 @@
 #include <string_view>
 #include <typeinfo>
 
-#include "sparsetrain/tensor.h"
+#include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
 

@@ -28,7 +28,7 @@
 #include <cstdint>
 #include <string>
 
-#include "sparsetrain/tensor.h"
+#include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
 

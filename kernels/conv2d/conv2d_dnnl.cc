@@ -9,7 +9,7 @@
 
 #include "kernels/common/dnnl_context.h"
 #include "kernels/conv2d/conv2d.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {

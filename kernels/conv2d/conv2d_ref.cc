@@ -2,7 +2,7 @@
 // element gathered (never scattered) and summed in double precision so the
 // reference is at least as accurate as any optimised variant.
 #include "kernels/conv2d/conv2d.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 

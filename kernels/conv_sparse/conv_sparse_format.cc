@@ -7,7 +7,7 @@
 #include <string>
 
 #include "kernels/conv_sparse/conv_sparse.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {

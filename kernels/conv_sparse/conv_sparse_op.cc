@@ -47,7 +47,7 @@
 
 #include "kernels/conv_sparse/conv_sparse.h"
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {

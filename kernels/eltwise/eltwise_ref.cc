@@ -1,6 +1,6 @@
 // Scalar reference for the element-wise ops: the oracle of the tests.
 #include "kernels/eltwise/eltwise.h"
-#include "sparsetrain/rng.h"
+#include "sparsetrain/core/rng.h"
 
 namespace sparsetrain::kernels {
 

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "kernels/eltwise/eltwise.h"
-#include "sparsetrain/rng.h"
+#include "sparsetrain/core/rng.h"
 
 namespace sparsetrain::kernels {
 namespace {

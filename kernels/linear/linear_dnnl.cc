@@ -9,7 +9,7 @@
 
 #include "kernels/common/dnnl_context.h"
 #include "kernels/linear/linear.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {

@@ -1,7 +1,7 @@
 // The scalar oracle: each output element is one dot product, summed in double
 // precision so the reference is at least as accurate as any optimised variant.
 #include "kernels/linear/linear.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 

@@ -58,7 +58,7 @@
 #include <vector>
 
 #include "kernels/common/cpu.h"
-#include "sparsetrain/tensor.h"
+#include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
 
@@ -116,12 +116,7 @@ LinearSparseWeights linear_sparse_pack_threshold(const float* weights,  // (O, I
                                                  int64_t out_features, int64_t in_features,
                                                  float threshold,
                                                  const LinearSparseOptions& options = {});
-// Tensor front ends: weights is (O, I) plain; mask (O, I), nonzero = kept.
-// Throw sparsetrain::Error naming the mismatch on bad shapes.
-LinearSparseWeights linear_sparse_pack(const Tensor& weights, const Tensor& mask,
-                                       const LinearSparseOptions& options = {});
-LinearSparseWeights linear_sparse_pack_threshold(const Tensor& weights, float threshold,
-                                                 const LinearSparseOptions& options = {});
+// (Tensor front ends: runtime/src/nodes/kernel_tensors.h.)
 
 // Reloads the values at the stored positions from a dense (O, I) weight, the
 // index unchanged (the mask is fixed), and syncs bwd_values.
@@ -134,7 +129,6 @@ void linear_sparse_scatter(const LinearSparseWeights& w, const float* per_nonzer
                            float* dense);  // (O, I)
 // The dense (O, I) weight (zeros at the pruned positions).
 void linear_sparse_unpack(const LinearSparseWeights& w, float* weights);
-Tensor linear_sparse_unpack(const LinearSparseWeights& w);
 // The (O, I) mask of stored positions (1 stored, 0 pruned).
 void linear_sparse_mask(const LinearSparseWeights& w, uint8_t* mask);
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "kernels/linear_sparse/linear_sparse.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {
@@ -147,13 +147,6 @@ void for_each_nonzero(const LinearSparseWeights& w, Fn fn) {
   }
 }
 
-void check_weight_tensor(const Tensor& weights, const char* what) {
-  if (weights.rank() != 2) {
-    throw Error(std::string(what) + ": the weight must be 2-D (out_features, in_features), got " +
-                weights.shape_string());
-  }
-}
-
 }  // namespace
 
 int64_t SparsePanels::panel_width(int64_t p) const {
@@ -191,30 +184,6 @@ LinearSparseWeights linear_sparse_pack_threshold(const float* weights, int64_t o
       options);
 }
 
-LinearSparseWeights linear_sparse_pack(const Tensor& weights, const Tensor& mask,
-                                       const LinearSparseOptions& options) {
-  check_weight_tensor(weights, "linear_sparse_pack");
-  if (mask.shape() != weights.shape()) {
-    throw Error("linear_sparse_pack: the mask " + mask.shape_string() +
-                " must have the weight's shape " + weights.shape_string());
-  }
-  const int64_t out = weights.dim(0), in = weights.dim(1);
-  const float* m = mask.data();
-  return pack(
-      weights.data(), out, in, [&](int64_t o, int64_t i) { return m[o * in + i] != 0.0f; },
-      options);
-}
-
-LinearSparseWeights linear_sparse_pack_threshold(const Tensor& weights, float threshold,
-                                                 const LinearSparseOptions& options) {
-  check_weight_tensor(weights, "linear_sparse_pack_threshold");
-  if (!(threshold >= 0.0f)) {
-    throw Error("linear_sparse_pack_threshold: the magnitude threshold must be >= 0, got " +
-                std::to_string(threshold));
-  }
-  return linear_sparse_pack_threshold(weights.data(), weights.dim(0), weights.dim(1), threshold,
-                                      options);
-}
 
 void linear_sparse_refresh(LinearSparseWeights& w, const float* weights) {
   const int64_t in = w.in_features;
@@ -237,12 +206,6 @@ void linear_sparse_scatter(const LinearSparseWeights& w, const float* per_nonzer
 
 void linear_sparse_unpack(const LinearSparseWeights& w, float* weights) {
   linear_sparse_scatter(w, w.values.data(), weights);
-}
-
-Tensor linear_sparse_unpack(const LinearSparseWeights& w) {
-  Tensor t = Tensor::empty({w.out_features, w.in_features});
-  linear_sparse_unpack(w, t.data());
-  return t;
 }
 
 void linear_sparse_mask(const LinearSparseWeights& w, uint8_t* mask) {

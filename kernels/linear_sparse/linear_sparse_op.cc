@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "kernels/linear_sparse/linear_sparse.h"
-#include "sparsetrain/error.h"
+#include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {

@@ -21,7 +21,7 @@
 #include <cstdint>
 #include <span>
 
-#include "sparsetrain/tensor.h"
+#include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
 

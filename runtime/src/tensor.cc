@@ -63,21 +63,6 @@ std::shared_ptr<float> allocate(int64_t count) {
 
 }  // namespace
 
-const char* layout_name(Layout layout) {
-  switch (layout) {
-    case Layout::kPlain:
-      return "plain";
-    case Layout::kNCHW:
-      return "NCHW";
-    case Layout::kNHWC:
-      return "NHWC";
-    case Layout::kCN:
-      return "CN";
-    case Layout::kCHWN:
-      return "CHWN";
-  }
-  return "?";
-}
 
 MemoryStats memory_stats() { return {g_current_bytes.load(), g_peak_bytes.load()}; }
 void reset_peak_memory() { g_peak_bytes.store(g_current_bytes.load()); }
@@ -159,13 +144,6 @@ bool Tensor::equals(const Tensor& other) const {
   return numel_ == 0 || std::memcmp(data_, other.data_, static_cast<std::size_t>(bytes())) == 0;
 }
 
-std::string shape_to_string(const Shape& shape) {
-  std::ostringstream os;
-  os << '(';
-  for (std::size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
-  os << ')';
-  return os.str();
-}
 
 std::string Tensor::shape_string() const { return shape_to_string(shape_); }
 

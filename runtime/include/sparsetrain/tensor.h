@@ -12,19 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/layout.h"  // Shape, Layout, offset4, shape_to_string
+
 namespace sparsetrain {
-
-using Shape = std::vector<int64_t>;
-
-enum class Layout : uint8_t {
-  kPlain,  // row-major in the order of the shape (any rank): NC, OIHW, vectors
-  kNCHW,   // 4-D activations, plain row-major (same memory order as kPlain)
-  kNHWC,   // 4-D activations, channels innermost
-  kCN,     // 2-D features x batch (batch innermost), for sparse linear kernels
-  kCHWN,   // 4-D activations with the batch innermost, for sparse conv kernels
-};
-
-const char* layout_name(Layout layout);
 
 // Bytes held by all live tensors of the process, and the high-water mark
 // since the last reset. The executor reads these to report peak memory.
@@ -87,19 +77,6 @@ class Tensor {
   Layout layout_ = Layout::kPlain;
 };
 
-// 4-D activations: index of (n, c, h, w) in memory for the given layout.
-inline int64_t offset4(Layout layout, const Shape& s, int64_t n, int64_t c, int64_t h, int64_t w) {
-  const int64_t N = s[0], C = s[1], H = s[2], W = s[3];
-  switch (layout) {
-    case Layout::kNHWC:
-      return ((n * H + h) * W + w) * C + c;
-    case Layout::kCHWN:
-      return ((c * H + h) * W + w) * N + n;
-    default:
-      return ((n * C + c) * H + h) * W + w;
-  }
-}
-
 // A copy of a 4-D tensor (or a 2-D one between kPlain/kCN) in another layout;
 // returns `t` itself when it is already in that layout (kPlain and kNCHW
 // share one memory order: a view, no copy). Cache-blocked transposes on TBB.
@@ -107,7 +84,5 @@ Tensor to_layout(const Tensor& t, Layout layout);
 // to_layout calls that copied (reorders) since the process started, over all
 // threads: what tests and Graph::profile() count.
 int64_t reorder_count();
-
-std::string shape_to_string(const Shape& shape);
 
 }  // namespace sparsetrain
