@@ -13,6 +13,7 @@
 
 #include "bench_common.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/files.h"
 
 namespace sparsetrain::cli::bench {
 
@@ -143,26 +144,24 @@ std::string fixed(double v, int digits) {
   return buf;
 }
 
-// Writes through a temporary file in the same directory, then renames, so a
+// Encodes in memory, then writes atomically (sparsetrain/files.h), so a
 // reader never sees a half-written plot.
 void write_png(const Canvas& canvas, const std::string& path) {
-  const std::string tmp = path + ".tmp";
   png_image image{};
   image.version = PNG_IMAGE_VERSION;
   image.width = static_cast<png_uint_32>(canvas.width());
   image.height = static_cast<png_uint_32>(canvas.height());
   image.format = PNG_FORMAT_RGB;
-  if (png_image_write_to_file(&image, tmp.c_str(), 0, canvas.data(), 0, nullptr) == 0) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw Error("--plot " + path + ": cannot write the PNG (" + image.message + ")");
+  png_alloc_size_t size = 0;
+  if (png_image_write_to_memory(&image, nullptr, &size, 0, canvas.data(), 0, nullptr) == 0) {
+    throw Error("--plot " + path + ": cannot encode the PNG (" + image.message + ")");
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw Error("--plot " + path + ": cannot rename " + tmp + " into place");
+  std::string bytes(size, '\0');
+  if (png_image_write_to_memory(&image, bytes.data(), &size, 0, canvas.data(), 0, nullptr) == 0) {
+    throw Error("--plot " + path + ": cannot encode the PNG (" + image.message + ")");
   }
+  bytes.resize(size);
+  write_file_atomic(path, bytes, "--plot " + path);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "sparsetrain/error.h"
+#include "sparsetrain/files.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
 
@@ -133,20 +134,6 @@ class Fd {
   int fd_;
 };
 
-// Writes all of [data, data + size); returns 0 or an errno value.
-int write_all(int fd, const void* data, std::size_t size) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return 0;
-}
 
 // Reads exactly `size` bytes at `offset`; returns 0, an errno value, or -1
 // when the file ends first.
@@ -359,36 +346,13 @@ void Checkpoint::save(const std::string& path) const {
     length[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
   }
 
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (fd.get() < 0) {
-    throw Error(what + ": cannot create temporary file '" + tmp + "': " + errno_text(errno));
+  std::vector<std::string_view> parts;
+  parts.emplace_back(reinterpret_cast<const char*>(length), sizeof length);
+  parts.emplace_back(header);
+  for (const auto& [name, t] : tensors_) {
+    parts.emplace_back(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
   }
-  auto fail = [&](const std::string& step, int err) {
-    ::unlink(tmp.c_str());
-    throw Error(what + ": " + step + " '" + tmp + "' failed: " + errno_text(err));
-  };
-  int err = write_all(fd.get(), length, sizeof length);
-  if (err == 0) err = write_all(fd.get(), header.data(), header.size());
-  for (auto it = tensors_.begin(); err == 0 && it != tensors_.end(); ++it) {
-    err = write_all(fd.get(), it->second.bytes.data(), it->second.bytes.size());
-  }
-  if (err != 0) fail("writing", err);
-  if (::fsync(fd.get()) != 0) fail("syncing", errno);
-  if (fd.close() != 0) fail("closing", errno);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int rename_err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(what + ": cannot rename '" + tmp + "' onto it: " + errno_text(rename_err));
-  }
-  // Make the rename itself durable.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0 || (::fsync(dir_fd.get()) != 0 && errno != EINVAL)) {
-    throw Error(what + ": written, but syncing directory '" + dir +
-                "' failed: " + errno_text(errno));
-  }
+  write_file_atomic(path, parts, what);
 }
 
 // --- loading -----------------------------------------------------------------

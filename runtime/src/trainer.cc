@@ -18,6 +18,7 @@
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/files.h"
 #include "sparsetrain/loss.h"
 #include "sparsetrain/optim.h"
 #include "sparsetrain/probes.h"
@@ -769,9 +770,7 @@ TrainResult Trainer::run(std::ostream& log) {
     ck_path = fs::path(o.out_dir) / kCheckpointFile;
     // The resolved recipe: `train --recipe <out>/recipe.yaml` repeats the run.
     const fs::path recipe_path = fs::path(o.out_dir) / "recipe.yaml";
-    std::ofstream recipe(recipe_path, std::ios::trunc);
-    recipe << recipe_to_yaml(o);
-    if (!recipe.flush()) throw Error("--out: cannot write '" + recipe_path.string() + "'");
+    write_file_atomic(recipe_path.string(), recipe_to_yaml(o), "--out " + recipe_path.string());
   }
   // Snapshots for weight rewinding: the state after `epoch` epochs.
   auto save_snapshot = [&](int64_t epoch) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/files.h"  // write_file_atomic
 #include "sparsetrain/graph.h"
 #include "sparsetrain/hooks.h"
 
@@ -49,8 +50,5 @@ class ActivationStatsProbe {
   HookHandle handle_;
 };
 
-// Writes `text` to `path` through a temporary file and a rename, so a crash
-// never leaves a half-written file. Throws Error naming the path.
-void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace sparsetrain

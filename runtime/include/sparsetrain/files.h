@@ -1,0 +1,24 @@
+// Writing files so that a crash or a full disk never leaves a half-written
+// one: every file the library and the command-line program write (checkpoints,
+// recipes, metrics summaries, plots) goes through here.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace sparsetrain {
+
+// Writes the concatenation of `parts` to `path`: into a temporary file
+// "<path>.tmp.<pid>" in the same folder, flushed to disk (fsync), renamed
+// over `path`, and the folder synced so the rename is durable too. A reader
+// sees the old file or the new one, never a part of either. The folder must
+// exist. On failure the temporary file is removed, `path` is
+// left as it was, and Error says "<what>: <step> ... failed: <reason>"
+// (`what` names the file for the user; default: the path).
+void write_file_atomic(const std::string& path, std::span<const std::string_view> parts,
+                       const std::string& what = {});
+void write_file_atomic(const std::string& path, std::string_view text,
+                       const std::string& what = {});
+
+}  // namespace sparsetrain
