@@ -2,6 +2,7 @@
 // callbacks; the library's messages through the app's log sink.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -160,6 +161,37 @@ TEST(TrainerParts, KernelChoicesGoToTheInstalledSink) {
   EXPECT_EQ(num_threads(), 1);
   set_num_threads(2);
   EXPECT_EQ(num_threads(), 2);
+}
+
+// The dense layers swap to the scalar reference with one call: a LeNet-5
+// step gives the same numbers up to rounding (and not the same bits, so the
+// swap really happened).
+TEST(TrainerParts, DenseKernelsSwapToTheReference) {
+  const auto run = [](const std::string& impl) {
+    set_dense_kernels(impl);
+    Graph g = build_lenet5({});
+    g.initialize(7);
+    Tensor x({4, 1, 28, 28});
+    Rng rng(3);
+    for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1.0f, 1.0f);
+    const Tensor out = g.forward(x, ExecMode::kTrain);
+    Tensor r = Tensor::full(out.shape(), 0.1f);
+    g.backward(r);
+    std::vector<float> v(out.data(), out.data() + out.numel());
+    const Parameter& w = g.parameter("conv2.weight");
+    v.insert(v.end(), w.grad.data(), w.grad.data() + w.grad.numel());
+    return v;
+  };
+  const std::vector<float> dnnl = run("dnnl");
+  const std::vector<float> ref = run("ref");
+  EXPECT_EQ(dense_kernels(), "ref");
+  set_dense_kernels("dnnl");
+  ASSERT_EQ(dnnl.size(), ref.size());
+  float max_diff = 0;
+  for (size_t i = 0; i < dnnl.size(); ++i) max_diff = std::max(max_diff, std::abs(dnnl[i] - ref[i]));
+  EXPECT_LT(max_diff, 1e-4f);
+  EXPECT_NE(dnnl, ref) << "the reference gave oneDNN's bits: was it run?";
+  EXPECT_THROW(set_dense_kernels("mkl"), Error);
 }
 
 }  // namespace

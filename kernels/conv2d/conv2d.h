@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/common/dense_impl.h"
 #include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
@@ -119,6 +120,12 @@ inline constexpr Conv2dKernels kConv2dDenseKernels[] = {
 
 inline const Conv2dKernels& conv2d_dense_kernels(Conv2dImpl impl) {
   return kConv2dDenseKernels[static_cast<int>(impl)];
+}
+
+// The variant the runtime's dense conv2d nodes run (kernels/common/dense_impl.h).
+inline const Conv2dKernels& conv2d_dense() {
+  return conv2d_dense_kernels(dense_impl() == DenseImpl::kRef ? Conv2dImpl::kRef
+                                                              : Conv2dImpl::kDnnl);
 }
 
 }  // namespace sparsetrain::kernels

@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/common/dense_impl.h"
+
 namespace sparsetrain::kernels {
 
 struct LinearShape {
@@ -86,6 +88,12 @@ inline constexpr LinearKernels kLinearDenseKernels[] = {
 
 inline const LinearKernels& linear_dense_kernels(LinearImpl impl) {
   return kLinearDenseKernels[static_cast<int>(impl)];
+}
+
+// The variant the runtime's dense linear nodes run (kernels/common/dense_impl.h).
+inline const LinearKernels& linear_dense() {
+  return linear_dense_kernels(dense_impl() == DenseImpl::kRef ? LinearImpl::kRef
+                                                              : LinearImpl::kDnnl);
 }
 
 }  // namespace sparsetrain::kernels

@@ -1,5 +1,6 @@
-// The library's messages (kernel choices, warnings) and the process-wide
-// thread count: the two settings an app makes once for the whole process.
+// The library's messages (kernel choices, warnings), the process-wide thread
+// count and the dense layers' implementation: the settings an app makes once
+// for the whole process.
 //
 // The library prints nothing itself. Install a sink to see its messages:
 //
@@ -14,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 
 namespace sparsetrain {
@@ -37,5 +39,12 @@ void set_log_sink(LogSink sink);
 void set_num_threads(int n);
 // The count last set (the hardware count before any call).
 int num_threads();
+
+// The implementation of the dense conv2d and linear layers: "dnnl" (oneDNN,
+// the default and the fastest here) or "ref" (the scalar reference, for
+// checking a result). $SPARSETRAIN_DENSE sets it for a whole process. Throws
+// Error naming the value for another one.
+void set_dense_kernels(const std::string& name);
+std::string dense_kernels();
 
 }  // namespace sparsetrain

@@ -3,8 +3,10 @@
 #include <string_view>
 #include <utility>
 
+#include "kernels/common/dense_impl.h"
 #include "kernels/common/log.h"
 #include "kernels/common/threads.h"
+#include "sparsetrain/error.h"
 #include "sparsetrain/log.h"
 
 namespace sparsetrain {
@@ -21,5 +23,17 @@ void set_log_sink(LogSink sink) {
 
 void set_num_threads(int n) { kernels::set_num_threads(n); }
 int num_threads() { return kernels::num_threads(); }
+
+void set_dense_kernels(const std::string& name) {
+  if (name == "dnnl") {
+    kernels::set_dense_impl(kernels::DenseImpl::kDnnl);
+  } else if (name == "ref") {
+    kernels::set_dense_impl(kernels::DenseImpl::kRef);
+  } else {
+    throw Error("dense kernels: unknown implementation '" + name + "' (expected dnnl or ref)");
+  }
+}
+
+std::string dense_kernels() { return kernels::dense_impl_name(kernels::dense_impl()); }
 
 }  // namespace sparsetrain

@@ -99,8 +99,8 @@ class Conv2dNode final : public PrunableNode {
     const Shape dst_shape = output_shape({src.shape()});
     const kernels::Conv2dShape s = kernel_shape(src.shape());
     Tensor dst = Tensor::empty(dst_shape, layout);
-    kernels::conv2d_forward_dnnl(dst.data(), src.data(), weight_.value.data(), bias_data(), s,
-                                 layout);
+    kernels::conv2d_dense().forward(dst.data(), src.data(), weight_.value.data(), bias_data(), s,
+                                    layout);
     return dst;
   }
 
@@ -120,15 +120,15 @@ class Conv2dNode final : public PrunableNode {
 
     const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
     if (grads.run()) {
-      kernels::conv2d_backward_weights_dnnl(grads.weight, grads.bias, diff_dst.data(), src.data(),
-                                            s, layout);
+      kernels::conv2d_dense().backward_weights(grads.weight, grads.bias, diff_dst.data(),
+                                               src.data(), s, layout);
       ++weight_grad_passes_;
     }
     std::vector<Tensor> diff_src(1);
     if (args.need_diff_src.empty() || args.need_diff_src[0]) {
       Tensor grad = Tensor::empty(src.shape(), layout);
-      kernels::conv2d_backward_data_dnnl(grad.data(), diff_dst.data(), weight_.value.data(), s,
-                                         layout);
+      kernels::conv2d_dense().backward_data(grad.data(), diff_dst.data(), weight_.value.data(), s,
+                                            layout);
       diff_src[0] = to_layout(grad, input.layout());
     }
     return diff_src;
@@ -288,8 +288,8 @@ class Conv2dNode final : public PrunableNode {
     kernels::conv_sparse_scatter(*packed_, weight_.value.data(), dense_scratch_.data());
     const Tensor src = to_layout(x, layout);
     Tensor dst = Tensor::empty(dst_shape, layout);
-    kernels::conv2d_forward_dnnl(dst.data(), src.data(), dense_scratch_.data(), bias_data(), s,
-                                 layout);
+    kernels::conv2d_dense().forward(dst.data(), src.data(), dense_scratch_.data(), bias_data(), s,
+                                    layout);
     saved_src_ = keep ? src : Tensor();
     return dst;
   }
@@ -374,8 +374,8 @@ class Conv2dNode final : public PrunableNode {
     if (grads.run()) {
       if (!dense_grad_scratch_.defined()) dense_grad_scratch_ = Tensor::empty(dense_shape());
       dense_grad_scratch_.zero();
-      kernels::conv2d_backward_weights_dnnl(dense_grad_scratch_.data(), grads.bias,
-                                            diff_dst.data(), src.data(), s, layout);
+      kernels::conv2d_dense().backward_weights(dense_grad_scratch_.data(), grads.bias,
+                                               diff_dst.data(), src.data(), s, layout);
       ++weight_grad_passes_;
     }
     if (grads.weight_learns) {
@@ -386,8 +386,8 @@ class Conv2dNode final : public PrunableNode {
     }
     if (need) {
       Tensor grad = Tensor::empty(input.shape(), layout);
-      kernels::conv2d_backward_data_dnnl(grad.data(), diff_dst.data(), dense_scratch_.data(), s,
-                                         layout);
+      kernels::conv2d_dense().backward_data(grad.data(), diff_dst.data(), dense_scratch_.data(), s,
+                                            layout);
       diff_src[0] = to_layout(grad, input.layout());
     }
     saved_src_ = Tensor();
@@ -473,16 +473,16 @@ bool Conv2dNode::choose_sparse(const Shape& input) const {
     steps.dense = [=]() mutable {
       const Tensor src_d = to_layout(src, dense_layout);
       Tensor dst_d = Tensor::empty(s.dst_shape(), dense_layout);
-      kernels::conv2d_forward_dnnl(dst_d.data(), src_d.data(), dense.data(), nullptr, s,
-                                   dense_layout);
+      kernels::conv2d_dense().forward(dst_d.data(), src_d.data(), dense.data(), nullptr, s,
+                                      dense_layout);
       const Tensor dst_back = to_layout(dst_d, Layout::kCHWN);
       const Tensor diff_dst_d = to_layout(dst_back, dense_layout);
       Tensor dsrc_d = Tensor::empty(s.src_shape(), dense_layout);
-      kernels::conv2d_backward_data_dnnl(dsrc_d.data(), diff_dst_d.data(), dense.data(), s,
-                                         dense_layout);
+      kernels::conv2d_dense().backward_data(dsrc_d.data(), diff_dst_d.data(), dense.data(), s,
+                                            dense_layout);
       const Tensor dsrc_back = to_layout(dsrc_d, Layout::kCHWN);
-      kernels::conv2d_backward_weights_dnnl(ddense.data(), nullptr, diff_dst_d.data(), src_d.data(),
-                                            s, dense_layout);
+      kernels::conv2d_dense().backward_weights(ddense.data(), nullptr, diff_dst_d.data(),
+                                               src_d.data(), s, dense_layout);
     };
     return steps;
   });

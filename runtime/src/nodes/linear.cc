@@ -79,9 +79,9 @@ class LinearNode final : public PrunableNode {
     const Tensor src = to_layout(args.inputs[0], Layout::kPlain);
     const Shape dst_shape = output_shape({src.shape()});
     Tensor dst = Tensor::empty(dst_shape);
-    kernels::linear_forward_dnnl(dst.data(), src.data(), weight_.value.data(),
-                                 options_.bias ? bias_.value.data() : nullptr,
-                                 kernel_shape(src.dim(0)));
+    kernels::linear_dense().forward(dst.data(), src.data(), weight_.value.data(),
+                                    options_.bias ? bias_.value.data() : nullptr,
+                                    kernel_shape(src.dim(0)));
     return dst;
   }
 
@@ -99,14 +99,14 @@ class LinearNode final : public PrunableNode {
 
     const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
     if (grads.run()) {
-      kernels::linear_backward_weights_dnnl(grads.weight, grads.bias, diff_dst.data(), src.data(),
-                                            s);
+      kernels::linear_dense().backward_weights(grads.weight, grads.bias, diff_dst.data(),
+                                               src.data(), s);
       ++weight_grad_passes_;
     }
     std::vector<Tensor> diff_src(1);
     if (args.need_diff_src.empty() || args.need_diff_src[0]) {
       Tensor grad = Tensor::empty(src.shape());
-      kernels::linear_backward_data_dnnl(grad.data(), diff_dst.data(), weight_.value.data(), s);
+      kernels::linear_dense().backward_data(grad.data(), diff_dst.data(), weight_.value.data(), s);
       diff_src[0] = to_layout(grad, input.layout());
     }
     return diff_src;
@@ -255,8 +255,8 @@ class LinearNode final : public PrunableNode {
     kernels::linear_sparse_scatter(*packed_, packed_->values.data(), dense_scratch_.data());
     const Tensor src = to_layout(x, Layout::kPlain);
     Tensor dst = Tensor::empty(dst_shape);
-    kernels::linear_forward_dnnl(dst.data(), src.data(), dense_scratch_.data(), bias,
-                                 kernel_shape(batch));
+    kernels::linear_dense().forward(dst.data(), src.data(), dense_scratch_.data(), bias,
+                                    kernel_shape(batch));
     if (keep) saved_src_ = src;
     return dst;
   }
@@ -290,8 +290,8 @@ class LinearNode final : public PrunableNode {
           dense_grad_scratch_ = Tensor::empty({options_.out_features, in_features_});
         }
         dense_grad_scratch_.zero();
-        kernels::linear_backward_weights_dnnl(dense_grad_scratch_.data(), grads.bias,
-                                              diff_dst.data(), src.data(), s);
+        kernels::linear_dense().backward_weights(dense_grad_scratch_.data(), grads.bias,
+                                                 diff_dst.data(), src.data(), s);
         ++weight_grad_passes_;
       }
       if (grads.weight_learns) {
@@ -303,7 +303,8 @@ class LinearNode final : public PrunableNode {
       }
       if (need) {
         Tensor grad = Tensor::empty(input.shape());
-        kernels::linear_backward_data_dnnl(grad.data(), diff_dst.data(), dense_scratch_.data(), s);
+        kernels::linear_dense().backward_data(grad.data(), diff_dst.data(), dense_scratch_.data(),
+                                              s);
         diff_src[0] = to_layout(grad, input.layout());
       }
     }
@@ -360,9 +361,9 @@ bool LinearNode::choose_sparse(int64_t batch) const {
                                               batch);
     };
     steps.dense = [=]() mutable {
-      kernels::linear_forward_dnnl(dst.data(), src.data(), dense.data(), nullptr, s);
-      kernels::linear_backward_data_dnnl(dsrc.data(), dst.data(), dense.data(), s);
-      kernels::linear_backward_weights_dnnl(ddense.data(), nullptr, dst.data(), src.data(), s);
+      kernels::linear_dense().forward(dst.data(), src.data(), dense.data(), nullptr, s);
+      kernels::linear_dense().backward_data(dsrc.data(), dst.data(), dense.data(), s);
+      kernels::linear_dense().backward_weights(ddense.data(), nullptr, dst.data(), src.data(), s);
     };
     return steps;
   });
