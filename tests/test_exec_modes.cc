@@ -11,6 +11,7 @@
 
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"
+#include "tests/graph_test_util.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/loss.h"
 #include "sparsetrain/models.h"
@@ -21,12 +22,8 @@
 namespace sparsetrain {
 namespace {
 
-Tensor random_tensor(Shape shape, uint64_t seed, float scale = 1.0f) {
-  Tensor t(shape);
-  Rng rng(seed);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = scale * rng.uniform(-1.0f, 1.0f);
-  return t;
-}
+using testing::random_tensor;
+using testing::weighted_sum;
 
 std::vector<int32_t> labels_for(int64_t batch, uint64_t seed) {
   Rng rng(seed);
@@ -47,13 +44,6 @@ void compress_all(Graph& g, float sparsity) {
   for (const PrunableLayer& l : prunable_layers(g, /*dense_first_last=*/false)) {
     g.compress(l.node, magnitude_mask(g.parameter(l.param).value, sparsity));
   }
-}
-
-// L = sum(out * r) in double.
-double weighted_sum(const Tensor& out, const Tensor& r) {
-  double s = 0;
-  for (int64_t i = 0; i < out.numel(); ++i) s += static_cast<double>(out[i]) * r[i];
-  return s;
 }
 
 // One SGD step on a batch: kTrain forward, cross-entropy, backward, update.

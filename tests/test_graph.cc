@@ -6,25 +6,16 @@
 #include <cmath>
 
 #include "sparsetrain/error.h"
+#include "tests/graph_test_util.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/rng.h"
 
 namespace sparsetrain {
 namespace {
 
-Tensor random_tensor(Shape shape, uint64_t seed, float scale = 1.0f) {
-  Tensor t(shape);
-  Rng rng(seed);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = scale * rng.uniform(-1.0f, 1.0f);
-  return t;
-}
+using testing::random_tensor;
+using testing::weighted_sum;
 
-// L = sum(out * r): dL/dout = r.
-double weighted_sum(const Tensor& out, const Tensor& r) {
-  double s = 0;
-  for (int64_t i = 0; i < out.numel(); ++i) s += static_cast<double>(out[i]) * r[i];
-  return s;
-}
 
 Graph residual_mlp() {
   Graph g;
