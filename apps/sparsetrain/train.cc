@@ -3,6 +3,7 @@
 #include <optional>
 
 #include "commands.h"
+#include "sparsetrain/probes.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/models.h"
 #include "sparsetrain/recipe.h"
@@ -57,7 +58,9 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
                   "Continue the run saved in this folder (or checkpoint file)");
   sub->add_option("--max-steps", o.max_steps, "Stop after this many steps in total (checkpointed)");
   sub->add_option("--log-every", o.log_every, "Also log every N-th step's loss to --metrics");
-  sub->add_option("--probe", o.probes, "Probes to run on the final evaluation: activation-stats");
+  std::string probe_list;
+  for (const std::string& name : probe_names()) probe_list += (probe_list.empty() ? "" : ", ") + name;
+  sub->add_option("--probe", o.probes, "Probes to run on the final evaluation: " + probe_list);
   sub->add_option("--sparsity", o.sparsity,
                   "Target sparsity over the pruned conv and linear weights (0: dense)")
       ->capture_default_str();

@@ -6,6 +6,7 @@
 
 #include "retrain.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/probes.h"
 #include "sparsetrain/schedule.h"
 #include "sparsetrain/sparsity.h"
 #include "sparsetrain/trainer.h"
@@ -42,10 +43,7 @@ void validate(const TrainOptions& o) {
   if (o.threads < 0)
     fail("--threads must be >= 0 (0: all cores), got " + std::to_string(o.threads));
   if (o.warmup_epochs < 0) fail("--warmup-epochs must be >= 0");
-  for (const auto& p : o.probes) {
-    if (p != "activation-stats")
-      fail("--probe: unknown probe '" + p + "' (expected activation-stats)");
-  }
+  for (const auto& p : o.probes) make_probe(p);  // throws naming an unknown one
 }
 
 TrainOptions recommended_options(const std::string& model) {

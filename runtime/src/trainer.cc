@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -374,10 +375,8 @@ TrainResult Trainer::run(std::ostream& log) {
     emit({{"event", "snapshot"}, {"epoch", epoch}, {"step", m.step}, {"path", path}});
   };
 
-  std::unique_ptr<ActivationStatsProbe> act_probe;
-  for (const auto& p : o.probes) {
-    if (p == "activation-stats") act_probe = std::make_unique<ActivationStatsProbe>();
-  }
+  std::vector<std::unique_ptr<Probe>> probes;  // watch the final evaluation
+  for (const std::string& name : o.probes) probes.push_back(make_probe(name));
 
   AugmentOptions aug;
   const bool augment = o.augment < 0 ? m.train.name == "cifar10" : o.augment == 1;
@@ -488,9 +487,10 @@ TrainResult Trainer::run(std::ostream& log) {
     e.param_bytes = parameter_memory_bytes(m.graph, m.optimizer.get());
     const bool last_epoch = m.epoch + 1 == o.epochs;
     std::vector<HookHandle> probe_hooks;
-    if (act_probe && last_epoch) act_probe->attach(m.graph, "*");
+    if (last_epoch)
+      for (auto& probe : probes) probe->attach(m.graph, "*");
     const EvalResult ev = evaluate(m.test);
-    if (act_probe) act_probe->detach();
+    for (auto& probe : probes) probe->detach();
     e.test_accuracy = ev.accuracy;
     e.test_loss = ev.loss;
     m.history.push_back(e);
@@ -540,12 +540,12 @@ TrainResult Trainer::run(std::ostream& log) {
               {"model", o.model},
               {"dataset", o.dataset},
               {"test_files", m.test.files}};
-  if (act_probe) {
-    const fs::path out = o.out_dir.empty() ? fs::path("activation-stats.json")
-                                           : fs::path(o.out_dir) / "activation-stats.json";
-    act_probe->write_json(out.string());
-    end["activation_stats"] = out.string();
-    log << "activation statistics written to " << out.string() << "\n";
+  for (const auto& probe : probes) {
+    const std::string out = probe->write(o.out_dir);
+    std::string key = probe->name();
+    std::replace(key.begin(), key.end(), '-', '_');
+    end[key] = out;
+    log << probe->name() << " written to " << out << "\n";
   }
   emit(end);
   log << "final test accuracy: " << std::fixed << std::setprecision(2)

@@ -45,7 +45,7 @@ struct TrainOptions {
   int64_t max_steps = -1;    // stop (and checkpoint) after this many steps in total
   int64_t log_every = 0;     // also log the loss of every N-th step to the metrics file
   std::string sparse_storage = "compressed";  // compressed | masked (dense storage + mask)
-  std::vector<std::string> probes;            // "activation-stats"
+  std::vector<std::string> probes;  // registered probes (sparsetrain/probes.h): "activation-stats"
   // --- sparsity (DESIGN.md "Sparsity methods", sparsetrain/sparsity.h) ----
   // Target sparsity over the prunable weights (conv and linear weights of
   // the layers chosen below); 0: a dense run.

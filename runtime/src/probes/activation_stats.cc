@@ -1,18 +1,18 @@
-#include "sparsetrain/probes.h"
-
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
+// The "activation-stats" probe: mean, standard deviation, fraction of zeros
+// and dead units of every node's output over the passes it watched.
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "probes/registry.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/probes.h"
 
 namespace sparsetrain {
+
+void detail::register_activation_stats() {
+  register_probe("activation-stats", [] { return std::make_unique<ActivationStatsProbe>(); });
+}
 
 
 void ActivationStatsProbe::attach(Graph& graph, const std::string& pattern) {
@@ -110,6 +110,13 @@ void ActivationStatsProbe::write_json(const std::string& path) const {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent);
   write_file_atomic(path, to_json());
+}
+
+std::string ActivationStatsProbe::write(const std::string& folder) const {
+  const std::string path =
+      (std::filesystem::path(folder.empty() ? "." : folder) / "activation-stats.json").string();
+  write_json(path);
+  return path;
 }
 
 }  // namespace sparsetrain
