@@ -105,9 +105,10 @@ class DataFetch : public ::testing::Test {
   // user cache is empty, and no $SPARSETRAIN_DATA or mirror is set.
   static RunResult cli(const std::string& args, const std::string& env = "") {
     static const fs::path home = temp_dir("home");
-    return testing::run_shell("env -u SPARSETRAIN_DATA -u SPARSETRAIN_DATA_MIRROR -u "
-                                       "XDG_CACHE_HOME HOME=" + home.string() + " " + env + " " +
-                                       std::string(SPARSETRAIN_BINARY) + " " + args + " 2>&1");
+    return testing::run_shell(
+        "env -u SPARSETRAIN_DATA -u SPARSETRAIN_DATA_MIRROR -u "
+        "XDG_CACHE_HOME HOME=" +
+        home.string() + " " + env + " " + std::string(SPARSETRAIN_BINARY) + " " + args + " 2>&1");
   }
   static RunResult fetch(const fs::path& dir, const std::string& mode,
                          const std::string& extra = "") {
@@ -242,8 +243,8 @@ TEST_F(DataFetch, TransferAlwaysCutKeepsThePartAndARerunResumes) {
   const RunResult rerun = fetch(dir, "good");
   ASSERT_EQ(rerun.exit_code, 0) << rerun.out;
   expect_whole_mnist(dir);
-  EXPECT_TRUE(contains(server_log(), "good mnist/train-images-idx3-ubyte.gz bytes=" +
-                                         std::to_string(kept) + "-"))
+  EXPECT_TRUE(contains(server_log(),
+                       "good mnist/train-images-idx3-ubyte.gz bytes=" + std::to_string(kept) + "-"))
       << server_log();
 }
 
@@ -269,10 +270,10 @@ TEST_F(DataFetch, WriteFailureIsNamedAndKeepsWhatWasWritten) {
   const fs::path dir = temp_dir("full");
   // A 1 MiB file-size limit stands in for a full disk: writes past it fail
   // (SIGXFSZ ignored, so the write returns EFBIG).
-  const RunResult r = testing::run_shell(
-      "bash -c \"trap '' XFSZ; ulimit -f 1024; exec " + std::string(SPARSETRAIN_BINARY) +
-          " data fetch mnist --no-progress --dir " + dir.string() + " --mirror " + url("good") +
-          "\" 2>&1");
+  const RunResult r = testing::run_shell("bash -c \"trap '' XFSZ; ulimit -f 1024; exec " +
+                                         std::string(SPARSETRAIN_BINARY) +
+                                         " data fetch mnist --no-progress --dir " + dir.string() +
+                                         " --mirror " + url("good") + "\" 2>&1");
   expect_failure(r, "train-images-idx3-ubyte.gz.part: cannot write (File too large)");
   EXPECT_TRUE(contains(r.out, "run again to resume")) << r.out;
   EXPECT_FALSE(fs::exists(dir / "mnist" / "train-images-idx3-ubyte.gz"));
@@ -280,8 +281,8 @@ TEST_F(DataFetch, WriteFailureIsNamedAndKeepsWhatWasWritten) {
 
 TEST_F(DataFetch, CifarArchiveThatIsNotTheOfficialOneIsRejected) {
   const fs::path dir = temp_dir("cifar");
-  const RunResult r = cli("data fetch cifar10 --no-progress --dir " + dir.string() +
-                          " --mirror " + base_ + "/good");
+  const RunResult r = cli("data fetch cifar10 --no-progress --dir " + dir.string() + " --mirror " +
+                          base_ + "/good");
   expect_failure(r, "cifar10: cifar-10-binary.tar.gz: could not be downloaded");
   EXPECT_TRUE(contains(r.out, "the official one has 170052171")) << r.out;
   EXPECT_FALSE(fs::exists(dir / "cifar-10-binary.tar.gz"));
@@ -361,15 +362,21 @@ TEST(DataPlaces, MissingDatasetNamesEveryPlaceTried) {
   ScopedEnv data("SPARSETRAIN_DATA", empty.string());
   ScopedEnv xdg("XDG_CACHE_HOME", cache.string());
   fs::create_directories(cache / "sparsetrain" / "data" / "cifar-10");
+  // From a folder with no ../shared/data beside it, so every place lacks it.
+  const fs::path cwd = fs::current_path();
+  const fs::path nowhere = temp_dir("nowhere") / "deeper";
+  fs::create_directories(nowhere);
+  fs::current_path(nowhere);
   try {
     locate_dataset("cifar10", "");
-    // ../shared/data relative to the test's working folder may hold it.
-    SUCCEED();
+    fs::current_path(cwd);
+    ADD_FAILURE() << "no error";
   } catch (const Error& e) {
+    fs::current_path(cwd);
     const std::string msg = e.what();
     EXPECT_TRUE(contains(msg, empty.string() + " ($SPARSETRAIN_DATA): no cifar-10/ folder")) << msg;
     EXPECT_TRUE(contains(msg, "(user cache): cifar-10/ lacks data_batch_1.bin[.gz]")) << msg;
-    EXPECT_TRUE(contains(msg, "../shared/data (../shared/data)")) << msg;
+    EXPECT_TRUE(contains(msg, "../shared/data (../shared/data): no such folder")) << msg;
     EXPECT_TRUE(contains(msg, "sparsetrain data fetch cifar10")) << msg;
   }
 }

@@ -11,13 +11,13 @@
 
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"
-#include "tests/graph_test_util.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/loss.h"
 #include "sparsetrain/models.h"
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/sparsity.h"
+#include "tests/graph_test_util.h"
 
 namespace sparsetrain {
 namespace {
@@ -89,8 +89,8 @@ void check_probe_input_gradient(Graph& g, const Tensor& x, int count) {
   Rng pick(17);
   double max_err = 0, max_grad = 0;
   for (int c = 0; c < count; ++c) {
-    const int64_t i = static_cast<int64_t>(pick.uniform(0.0f, 1.0f) * static_cast<float>(x.numel())) %
-                      x.numel();
+    const int64_t i =
+        static_cast<int64_t>(pick.uniform(0.0f, 1.0f) * static_cast<float>(x.numel())) % x.numel();
     Tensor xp = x.clone(), xm = x.clone();
     xp[i] += kStep;
     xm[i] -= kStep;
@@ -161,7 +161,8 @@ TEST(ExecModes, ProbeLeavesGradientsOfARunningStepAlone) {
   g.backward(diff);
   const auto before = state_bytes(g);
   const Tensor out = g.forward(random_tensor({2, 1, 28, 28}, 2), ExecMode::kProbe);
-  g.backward(random_tensor(out.shape(), 3), BackwardOptions{.param_grads = true, .input_grad = true});
+  g.backward(random_tensor(out.shape(), 3),
+             BackwardOptions{.param_grads = true, .input_grad = true});
   EXPECT_TRUE(state_bytes(g) == before) << "a probe backward touched a gradient or a weight";
 }
 
@@ -219,7 +220,8 @@ TEST(ExecModes, BackwardWithoutParameterGradientsRunsNoWeightPass) {
   const Tensor dx = g.backward(random_tensor(out.shape(), 2),
                                BackwardOptions{.param_grads = false, .input_grad = true});
   EXPECT_TRUE(dx.defined());
-  for (const char* n : {"conv1", "conv2", "fc1", "fc2", "fc3"}) EXPECT_EQ(weight_grad_passes(g, n), 0);
+  for (const char* n : {"conv1", "conv2", "fc1", "fc2", "fc3"})
+    EXPECT_EQ(weight_grad_passes(g, n), 0);
   for (Parameter* p : g.parameters()) {
     if (!p->grad.defined()) continue;
     for (float v : values(p->grad)) ASSERT_EQ(v, 0.0f) << p->name;

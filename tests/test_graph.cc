@@ -6,16 +6,15 @@
 #include <cmath>
 
 #include "sparsetrain/error.h"
-#include "tests/graph_test_util.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/rng.h"
+#include "tests/graph_test_util.h"
 
 namespace sparsetrain {
 namespace {
 
 using testing::random_tensor;
 using testing::weighted_sum;
-
 
 Graph residual_mlp() {
   Graph g;

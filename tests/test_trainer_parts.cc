@@ -152,10 +152,12 @@ TEST(TrainerParts, KernelChoicesGoToTheInstalledSink) {
   t.run(log);
   set_log_sink({});
   bool found = false;
-  for (const std::string& l : lines) found = found || l.find(" kernels (sparse ") != std::string::npos;
+  for (const std::string& l : lines)
+    found = found || l.find(" kernels (sparse ") != std::string::npos;
   EXPECT_TRUE(found) << "no kernel choice logged";
   for (const std::string& l : lines) EXPECT_EQ(l.find('\n'), std::string::npos) << l;
-  EXPECT_EQ(log.str().find(" kernels (sparse "), std::string::npos) << "the choice went to the run log";
+  EXPECT_EQ(log.str().find(" kernels (sparse "), std::string::npos)
+      << "the choice went to the run log";
 
   set_num_threads(1);
   EXPECT_EQ(num_threads(), 1);
@@ -188,7 +190,8 @@ TEST(TrainerParts, DenseKernelsSwapToTheReference) {
   set_dense_kernels("dnnl");
   ASSERT_EQ(dnnl.size(), ref.size());
   float max_diff = 0;
-  for (size_t i = 0; i < dnnl.size(); ++i) max_diff = std::max(max_diff, std::abs(dnnl[i] - ref[i]));
+  for (size_t i = 0; i < dnnl.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(dnnl[i] - ref[i]));
   EXPECT_LT(max_diff, 1e-4f);
   EXPECT_NE(dnnl, ref) << "the reference gave oneDNN's bits: was it run?";
   EXPECT_THROW(set_dense_kernels("mkl"), Error);

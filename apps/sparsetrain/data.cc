@@ -1,6 +1,8 @@
 // sparsetrain data fetch | list: getting the datasets and seeing where they
 // are (sparsetrain/fetch.h).
 
+#include "sparsetrain/data.h"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -10,7 +12,6 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/fetch.h"
 
@@ -38,7 +39,8 @@ class ProgressBar {
       return;
     }
     last_ = now;
-    const double frac = p.total > 0 ? static_cast<double>(p.done) / static_cast<double>(p.total) : 0;
+    const double frac =
+        p.total > 0 ? static_cast<double>(p.done) / static_cast<double>(p.total) : 0;
     const int filled = static_cast<int>(frac * kBarWidth);
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kBarWidth, '.');
@@ -76,8 +78,9 @@ int run_fetch(DataCommand& cmd) {
   if (names.size() == 1 && names.front() == "all") names = dataset_names();
   for (const std::string& name : names) dataset_source(name);  // unknown names fail first
   if (!mirror.empty() && names.size() > 1) {
-    throw Error("a mirror serves one dataset's files (the same names as the official ones): "
-                "name one dataset with --mirror / $SPARSETRAIN_DATA_MIRROR");
+    throw Error(
+        "a mirror serves one dataset's files (the same names as the official ones): "
+        "name one dataset with --mirror / $SPARSETRAIN_DATA_MIRROR");
   }
 
   ProgressBar bar(!cmd.no_progress);

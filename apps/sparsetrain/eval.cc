@@ -3,10 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "sparsetrain/models.h"
-#include "sparsetrain/log.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/log.h"
+#include "sparsetrain/models.h"
 
 namespace sparsetrain::cli {
 

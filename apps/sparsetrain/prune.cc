@@ -7,11 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "sparsetrain/models.h"
-#include "sparsetrain/log.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/log.h"
+#include "sparsetrain/models.h"
 #include "sparsetrain/sparsity.h"
 
 namespace sparsetrain::cli {

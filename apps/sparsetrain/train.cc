@@ -3,9 +3,9 @@
 #include <optional>
 
 #include "commands.h"
-#include "sparsetrain/probes.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/models.h"
+#include "sparsetrain/probes.h"
 #include "sparsetrain/recipe.h"
 
 namespace sparsetrain::cli {
@@ -59,7 +59,8 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
   sub->add_option("--max-steps", o.max_steps, "Stop after this many steps in total (checkpointed)");
   sub->add_option("--log-every", o.log_every, "Also log every N-th step's loss to --metrics");
   std::string probe_list;
-  for (const std::string& name : probe_names()) probe_list += (probe_list.empty() ? "" : ", ") + name;
+  for (const std::string& name : probe_names())
+    probe_list += (probe_list.empty() ? "" : ", ") + name;
   sub->add_option("--probe", o.probes, "Probes to run on the final evaluation: " + probe_list);
   sub->add_option("--sparsity", o.sparsity,
                   "Target sparsity over the pruned conv and linear weights (0: dense)")

@@ -1,7 +1,5 @@
 #include "kernels/common/cpu.h"
 
-#include "kernels/common/log.h"
-
 #include <cpuid.h>
 
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "kernels/common/log.h"
 #include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {

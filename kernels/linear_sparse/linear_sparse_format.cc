@@ -184,7 +184,6 @@ LinearSparseWeights linear_sparse_pack_threshold(const float* weights, int64_t o
       options);
 }
 
-
 void linear_sparse_refresh(LinearSparseWeights& w, const float* weights) {
   const int64_t in = w.in_features;
   for_each_nonzero(w, [&](int64_t o, int64_t i, uint32_t k) { w.values[k] = weights[o * in + i]; });

@@ -53,8 +53,6 @@ constexpr DtypeInfo kDtypes[] = {
     {"U64", 8},     {"U32", 4}, {"U16", 2}, {"U8", 1},   {"BOOL", 1},
 };
 
-
-
 std::string errno_text(int err) { return std::strerror(err); }
 
 // Deepest nesting of objects / arrays, ignoring brackets inside strings.
@@ -103,7 +101,6 @@ class Fd {
   int fd_;
 };
 
-
 // Reads exactly `size` bytes at `offset`; returns 0, an errno value, or -1
 // when the file ends first.
 int read_at(int fd, void* data, std::size_t size, uint64_t offset) {
@@ -122,15 +119,12 @@ int read_at(int fd, void* data, std::size_t size, uint64_t offset) {
   return 0;
 }
 
-
-
 // One tensor entry of a header while it is being validated.
 struct Entry {
   std::string name;
   CheckpointTensor tensor;
   uint64_t begin = 0, end = 0;
 };
-
 
 std::string offsets_string(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";

@@ -1,8 +1,6 @@
 // Training state in a checkpoint: parameters (dense, or compressed and
 // masked in the sparse encoding) and RNG states. The safetensors container
 // itself (format, validation, reading and writing) is checkpoint.cc.
-#include "sparsetrain/checkpoint.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +21,7 @@
 #include <utility>
 
 #include "checkpoint_internal.h"
+#include "sparsetrain/checkpoint.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/files.h"
 #include "sparsetrain/graph.h"

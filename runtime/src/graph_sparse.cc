@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "nodes/nodes.h"
+#include "sparsity_internal.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
@@ -78,13 +79,8 @@ void Graph::decompress(const std::string& node_name, Optimizer* optimizer) {
   if (was_compressed && optimizer != nullptr) optimizer->reset_state(n.weight().name);
 }
 
-
-
-
 Tensor magnitude_mask(const Tensor& weight, float sparsity) {
-  if (!(sparsity >= 0.0f && sparsity < 1.0f)) {
-    throw Error("--sparsity must be in [0, 1), got " + std::to_string(sparsity));
-  }
+  detail::check_sparsity(sparsity);
   const Tensor w = to_layout(weight, Layout::kPlain);
   const int64_t n = w.numel();
   const int64_t keep =
@@ -122,9 +118,7 @@ void Graph::unmask(const std::string& node_name) {
 }
 
 int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer, bool compressed) {
-  if (!(sparsity >= 0.0f && sparsity < 1.0f)) {
-    throw Error("--sparsity must be in [0, 1), got " + std::to_string(sparsity));
-  }
+  detail::check_sparsity(sparsity);
   if (sparsity == 0.0f) return 0;
   int count = 0;
   for (int i = 0; i < graph.size(); ++i) {

@@ -10,12 +10,12 @@
 #include <type_traits>
 
 #include "nodes/nodes.h"
-#include "sparsity_internal.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/trainer.h"
+#include "sparsity_internal.h"
 
 namespace sparsetrain {
 
@@ -167,8 +167,6 @@ std::vector<Tensor> masks_from_scores(const std::vector<PrunableLayer>& layers,
   }
   return masks;
 }
-
-
 
 }  // namespace
 

@@ -2,8 +2,6 @@
 // compresses or updates (SparsitySchedule), and the validation of their
 // options. The masks and the controller that applies a schedule are
 // sparsity.cc.
-#include "sparsetrain/sparsity.h"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -14,12 +12,13 @@
 #include <type_traits>
 
 #include "nodes/nodes.h"
-#include "sparsity_internal.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
+#include "sparsetrain/sparsity.h"
 #include "sparsetrain/trainer.h"
+#include "sparsity_internal.h"
 
 namespace sparsetrain {
 namespace {

@@ -63,7 +63,6 @@ std::shared_ptr<float> allocate(int64_t count) {
 
 }  // namespace
 
-
 MemoryStats memory_stats() { return {g_current_bytes.load(), g_peak_bytes.load()}; }
 void reset_peak_memory() { g_peak_bytes.store(g_current_bytes.load()); }
 
@@ -143,7 +142,6 @@ bool Tensor::equals(const Tensor& other) const {
   if (shape_ != other.shape_) return false;
   return numel_ == 0 || std::memcmp(data_, other.data_, static_cast<std::size_t>(bytes())) == 0;
 }
-
 
 std::string Tensor::shape_string() const { return shape_to_string(shape_); }
 

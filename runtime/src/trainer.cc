@@ -16,7 +16,6 @@
 
 #include "kernels/common/threads.h"
 #include "retrain.h"
-#include "trainer_report.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
@@ -27,6 +26,7 @@
 #include "sparsetrain/recipe.h"
 #include "sparsetrain/schedule.h"
 #include "sparsetrain/sparsity.h"
+#include "trainer_report.h"
 
 namespace sparsetrain {
 namespace {
@@ -39,7 +39,6 @@ using Clock = std::chrono::steady_clock;
 std::atomic<bool> g_stop_requested{false};
 
 constexpr const char* kCheckpointFile = "checkpoint.safetensors";
-
 
 std::unique_ptr<Optimizer> optimizer_for(const TrainOptions& o) {
   OptimizerOptions oo;
@@ -171,8 +170,9 @@ Trainer::Trainer(Graph graph, Dataset train, Dataset test, TrainOptions options)
   m.options = std::move(options);
   kernels::set_num_threads(m.options.threads);
   for (const Dataset* d : {&train, &test}) {
-    if (d->size() == 0) throw Error("trainer: the " + std::string(d == &train ? "training" : "test") +
-                                    " set is empty");
+    if (d->size() == 0)
+      throw Error("trainer: the " + std::string(d == &train ? "training" : "test") +
+                  " set is empty");
     if (static_cast<int64_t>(d->pixels.size()) != d->size() * d->image_numel() ||
         d->mean.size() != static_cast<size_t>(d->channels) ||
         d->stddev.size() != static_cast<size_t>(d->channels)) {
@@ -181,8 +181,7 @@ Trainer::Trainer(Graph graph, Dataset train, Dataset test, TrainOptions options)
     }
   }
   const Shape sample = {train.channels, train.height, train.width};
-  if (graph.input_shape() != sample ||
-      Shape{test.channels, test.height, test.width} != sample) {
+  if (graph.input_shape() != sample || Shape{test.channels, test.height, test.width} != sample) {
     throw Error("trainer: the graph's input " + shape_to_string(graph.input_shape()) +
                 " does not take the samples of the data (train " + shape_to_string(sample) +
                 ", test " + shape_to_string({test.channels, test.height, test.width}) + ")");
@@ -336,7 +335,6 @@ void Trainer::load_checkpoint(const std::string& path) {
   m.sparsity->resume(m.step);
 }
 
-
 TrainResult Trainer::run(std::ostream& log) {
   Impl& m = *impl_;
   namespace fs = std::filesystem;
@@ -402,9 +400,8 @@ TrainResult Trainer::run(std::ostream& log) {
       << " from " << m.train.folder << " (" << m.train.size() << " train / " << m.test.size()
       << " test images";
   if (o.dataset == "cifar10") log << "; test set " << m.test.files;
-  log << "), batch "
-      << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " (" << o.lr_schedule << "), "
-      << kernels::num_threads() << " threads\n";
+  log << "), batch " << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " ("
+      << o.lr_schedule << "), " << kernels::num_threads() << " threads\n";
   if (!m.init_note.empty()) log << m.init_note << "\n";
   log_sparsity_header(log, *m.sparsity, m.graph, o.kernels);
   for (const SparsityEvent& ev : m.sparsity->take_events())

@@ -19,7 +19,6 @@ std::string format_duration(double s) {
   return buf;
 }
 
-
 json epoch_to_json(const EpochStats& e) {
   return {{"epoch", e.epoch},
           {"loss", e.loss},
@@ -89,7 +88,6 @@ std::string table_row(const EpochStats& e) {
                 format_bytes(e.param_bytes).c_str());
   return line;
 }
-
 
 // The phase shown in the table: the method's, except that a run whose masks
 // came fixed from elsewhere (retraining a pruned checkpoint) has no method

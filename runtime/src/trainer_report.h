@@ -90,10 +90,14 @@ std::string format_bytes(int64_t bytes);
 std::string table_header();
 std::string table_row(const EpochStats& e);
 const char* shown_phase(SparsityPhase phase, Graph& graph);
-std::string densities_text(const std::vector<PrunableLayer>& layers, const std::vector<double>& densities);
+std::string densities_text(const std::vector<PrunableLayer>& layers,
+                           const std::vector<double>& densities);
 json pruned_layer_names(const SparsityController& c);
-void log_sparsity_header(std::ostream& log, SparsityController& c, Graph& graph, const std::string& kernels);
-json sparsity_event_json(const SparsityEvent& ev, const SparsityController& c, int64_t steps_per_epoch);
-std::string sparsity_event_line(const SparsityEvent& ev, const SparsityController& c, int64_t steps_per_epoch);
+void log_sparsity_header(std::ostream& log, SparsityController& c, Graph& graph,
+                         const std::string& kernels);
+json sparsity_event_json(const SparsityEvent& ev, const SparsityController& c,
+                         int64_t steps_per_epoch);
+std::string sparsity_event_line(const SparsityEvent& ev, const SparsityController& c,
+                                int64_t steps_per_epoch);
 
 }  // namespace sparsetrain::report

@@ -40,7 +40,7 @@ struct DatasetSource {
   // For an archive (CIFAR-10): the files it must hold, unpacked into
   // `folder` (the archive itself is kept beside `folder`).
   std::vector<std::string> members;
-  std::string member_prefix;  // the archive's folder, e.g. "cifar-10-batches-bin/"
+  std::string member_prefix;     // the archive's folder, e.g. "cifar-10-batches-bin/"
   int64_t member_bin_bytes = 0;  // the size of each .bin member (0: not checked)
 };
 
@@ -98,8 +98,8 @@ struct DataFileStatus {
 struct DatasetStatus {
   std::string name;
   bool found = false;
-  std::string folder;  // where it was found
-  std::string origin;  // DataPlace::origin of that folder
+  std::string folder;   // where it was found
+  std::string origin;   // DataPlace::origin of that folder
   std::string problem;  // not found: the places tried; found: what failed
   std::vector<DataFileStatus> files;
   std::string test_files;  // what the test split is read from (Dataset::files)

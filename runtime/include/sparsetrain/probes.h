@@ -82,5 +82,4 @@ class ActivationStatsProbe final : public Probe {
   HookHandle handle_;
 };
 
-
 }  // namespace sparsetrain

@@ -169,10 +169,10 @@ int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }
 
 enum class Outcome {
-  kComplete,     // the whole file is in the .part
-  kCut,          // the transfer stopped early: worth resuming at once
-  kNoRange,      // the server ignored the range request: restart from zero
-  kBadAddress,   // this address cannot serve it (HTTP error, host unreachable)
+  kComplete,    // the whole file is in the .part
+  kCut,         // the transfer stopped early: worth resuming at once
+  kNoRange,     // the server ignored the range request: restart from zero
+  kBadAddress,  // this address cannot serve it (HTTP error, host unreachable)
 };
 
 struct AttemptResult {
@@ -268,8 +268,8 @@ AttemptResult attempt(const std::string& url, const fs::path& part, const Remote
     // The server finished what it meant to send: its copy is not the file.
     fs::remove(part);
     return {Outcome::kBadAddress, url + ": the server's file ends after " + std::to_string(now) +
-                                      " bytes, the official one has " +
-                                      std::to_string(file.bytes) + " (a truncated copy?)"};
+                                      " bytes, the official one has " + std::to_string(file.bytes) +
+                                      " (a truncated copy?)"};
   }
   const bool cut = code == CURLE_PARTIAL_FILE || code == CURLE_RECV_ERROR ||
                    code == CURLE_GOT_NOTHING || code == CURLE_SEND_ERROR ||
@@ -317,7 +317,9 @@ std::string download(const RemoteFile& file, const std::vector<std::string>& bas
       }
       std::error_code ec;
       fs::rename(part, target, ec);
-      if (ec) throw Error(target.string() + ": cannot move the download into place (" + ec.message() + ")");
+      if (ec)
+        throw Error(target.string() + ": cannot move the download into place (" + ec.message() +
+                    ")");
       return url;
     }
     if (r.outcome == Outcome::kCut) {
@@ -348,8 +350,8 @@ void data::unpack_archive(const fs::path& archive_path, const DatasetSource& src
   archive_read_support_filter_gzip(r.a);
   archive_read_support_format_tar(r.a);
   if (archive_read_open_filename(r.a, archive_path.c_str(), kReadChunk) != ARCHIVE_OK) {
-    throw Error(archive_path.string() + ": cannot open as a .tar.gz (" +
-                archive_error_string(r.a) + ")");
+    throw Error(archive_path.string() + ": cannot open as a .tar.gz (" + archive_error_string(r.a) +
+                ")");
   }
   std::vector<bool> seen(src.members.size(), false);
   archive_entry* entry = nullptr;
@@ -368,7 +370,8 @@ void data::unpack_archive(const fs::path& archive_path, const DatasetSource& src
     const fs::path target = folder / name;
     const fs::path part(target.string() + kPartSuffix);
     std::FILE* out = std::fopen(part.c_str(), "wb");
-    if (out == nullptr) throw Error(part.string() + ": cannot write (" + std::strerror(errno) + ")");
+    if (out == nullptr)
+      throw Error(part.string() + ": cannot write (" + std::strerror(errno) + ")");
     la_ssize_t n;
     int64_t total = 0;
     bool write_failed = false;
@@ -551,8 +554,7 @@ std::vector<DatasetStatus> list_datasets(const std::string& data_dir) {
         }
         const bool optional = m == "test_batch.bin" || m == "batches.meta.txt";
         fst.ok = fst.present || optional;
-        fst.check = fst.present ? (m.ends_with(".bin") ? "record layout checked below"
-                                                       : "present")
+        fst.check = fst.present ? (m.ends_with(".bin") ? "record layout checked below" : "present")
                                 : (optional ? "absent (optional)" : "missing");
         if (!fst.present && m == "test_batch.bin") {
           fst.check = "absent: data_batch_5.bin is the test set";

@@ -126,8 +126,8 @@ void read_mnist_family(const fs::path& dir, Split split, int64_t limit, Dataset&
   out.num_classes = kNumClasses10;
   out.pixels = std::move(images.pixels);
   out.labels = std::move(labels.labels);
-  out.files = fs::path(images.file).filename().string() + ", " +
-              fs::path(labels.file).filename().string();
+  out.files =
+      fs::path(images.file).filename().string() + ", " + fs::path(labels.file).filename().string();
 }
 
 }  // namespace sparsetrain::data

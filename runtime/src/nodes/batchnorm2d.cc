@@ -125,9 +125,8 @@ class BatchNorm2d final : public Node, public ReluFusable {
       kernel.backward(dx_data, dweight, dbias, dy.data(), x.data(), weight_.value.data(),
                       bias_.value.data(), saved_mean_.data(), saved_stat_.data(), desc);
     } else {
-      kernel.backward_inference(dx_data, dweight, dbias, dy.data(), x.data(),
-                                weight_.value.data(), saved_mean_.data(), saved_stat_.data(),
-                                desc);
+      kernel.backward_inference(dx_data, dweight, dbias, dy.data(), x.data(), weight_.value.data(),
+                                saved_mean_.data(), saved_stat_.data(), desc);
     }
     return {dx};
   }

@@ -1,13 +1,13 @@
 #include "nodes/sparse_choice.h"
 
-#include "kernels/common/log.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <mutex>
+
+#include "kernels/common/log.h"
 
 namespace sparsetrain::nodes {
 namespace {

@@ -3,8 +3,8 @@
 // problem (shape, batch, number of stored weights, stride ...) is seen in the
 // process, one whole training step of the layer (forward, backward-data,
 // backward-weights) is timed on the sparse kernels and on the dense ones, and
-// the faster is cached for the process and logged (kernels/common/log.h, LogLevel::kInfo). Shared by
-// the linear and conv2d nodes.
+// the faster is cached for the process and logged (kernels/common/log.h, LogLevel::kInfo). Shared
+// by the linear and conv2d nodes.
 #pragma once
 
 #include <functional>

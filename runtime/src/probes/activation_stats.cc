@@ -14,7 +14,6 @@ void detail::register_activation_stats() {
   register_probe("activation-stats", [] { return std::make_unique<ActivationStatsProbe>(); });
 }
 
-
 void ActivationStatsProbe::attach(Graph& graph, const std::string& pattern) {
   handle_ = graph.add_hook(HookPoint::kAfterForward, pattern, [this](HookEvent& ev) {
     if (ev.output && ev.output->defined()) observe(ev.node, ev.node_type, *ev.output);

@@ -1,10 +1,11 @@
 // The probe registry (sparsetrain/probes.h).
+#include "probes/registry.h"
+
 #include <algorithm>
 #include <map>
 #include <mutex>
 #include <string>
 
-#include "probes/registry.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/probes.h"
 
