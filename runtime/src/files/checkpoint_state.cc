@@ -20,7 +20,7 @@
 #include <string_view>
 #include <utility>
 
-#include "checkpoint_internal.h"
+#include "files/checkpoint_internal.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/files.h"

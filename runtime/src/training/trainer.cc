@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "kernels/common/threads.h"
-#include "retrain.h"
+#include "training/retrain.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
@@ -26,7 +26,7 @@
 #include "sparsetrain/recipe.h"
 #include "sparsetrain/schedule.h"
 #include "sparsetrain/sparsity.h"
-#include "trainer_report.h"
+#include "training/trainer_report.h"
 
 namespace sparsetrain {
 namespace {

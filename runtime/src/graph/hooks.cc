@@ -1,4 +1,4 @@
-#include "hooks_internal.h"
+#include "graph/hooks_internal.h"
 
 namespace sparsetrain {
 

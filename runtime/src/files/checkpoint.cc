@@ -19,7 +19,7 @@
 #include <string_view>
 #include <utility>
 
-#include "checkpoint_internal.h"
+#include "files/checkpoint_internal.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/files.h"
 #include "sparsetrain/graph.h"

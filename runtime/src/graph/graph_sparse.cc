@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "nodes/nodes.h"
-#include "sparsity_internal.h"
+#include "sparsity/sparsity_internal.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"

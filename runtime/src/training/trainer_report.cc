@@ -1,4 +1,4 @@
-#include "trainer_report.h"
+#include "training/trainer_report.h"
 
 #include <cmath>
 #include <cstdio>

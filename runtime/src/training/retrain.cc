@@ -1,4 +1,4 @@
-#include "retrain.h"
+#include "training/retrain.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -18,7 +18,7 @@
 #include "sparsetrain/rng.h"
 #include "sparsetrain/sparsity.h"
 #include "sparsetrain/trainer.h"
-#include "sparsity_internal.h"
+#include "sparsity/sparsity_internal.h"
 
 namespace sparsetrain {
 namespace {

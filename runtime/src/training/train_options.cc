@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "retrain.h"
+#include "training/retrain.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/probes.h"
 #include "sparsetrain/schedule.h"

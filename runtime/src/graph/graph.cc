@@ -6,7 +6,7 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "hooks_internal.h"
+#include "graph/hooks_internal.h"
 #include "kernels/eltwise/eltwise.h"
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"

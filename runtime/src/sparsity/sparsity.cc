@@ -15,7 +15,7 @@
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/trainer.h"
-#include "sparsity_internal.h"
+#include "sparsity/sparsity_internal.h"
 
 namespace sparsetrain {
 
