@@ -89,7 +89,7 @@ std::vector<double> abs_dgamma_terms(const BnProblem& p, const std::vector<float
 
 void check_kernel(const kernels::BatchNormKernel& k, const BnProblem& p) {
   const auto& d = p.desc;
-  const auto& ref = kernels::batchnorm_ref_kernel();
+  const auto& ref = kernels::batchnorm_kernels().reference();
   const int64_t numel = d.numel();
   const auto C = static_cast<size_t>(d.c);
   const std::string tag = std::string(k.name) + " " + std::to_string(d.n) + "x" +
@@ -207,6 +207,7 @@ TEST(BatchNormKernels, MatchReferenceOnResNet20Shapes) {
 // but must still be right everywhere, for benchmarks that call them directly.
 TEST(BatchNormKernels, DnnlIsRightInEveryLayout) {
   const kernels::BatchNormKernel dnnl = {"dnnl-direct",
+                                         kernels::Isa::kRef,
                                          nullptr,
                                          kernels::batchnorm_forward_training_dnnl,
                                          kernels::batchnorm_backward_dnnl,
@@ -272,7 +273,7 @@ void check_fused_relu(const kernels::BatchNormKernel& k, BnProblem p) {
   }
 
   // Against the reference, fused too.
-  const auto& ref = kernels::batchnorm_ref_kernel();
+  const auto& ref = kernels::batchnorm_kernels().reference();
   std::vector<float> ry(numel), rmean(C), rrstd(C);
   ref.forward_training(ry.data(), rmean.data(), rrstd.data(), p.src.data(), p.gamma.data(),
                        p.beta.data(), fused);
@@ -309,7 +310,7 @@ TEST(BatchNormKernels, FusedReluMatchesUnfusedAndReferenceInEveryLayout) {
   // oneDNN's primitives here do not fuse, and say so.
   kernels::BatchNormDesc nhwc = {128, 16, 32, 32, Layout::kNHWC, 1e-5f, true};
   EXPECT_FALSE(kernels::batchnorm_dnnl_supports(nhwc));
-  EXPECT_STRNE(kernels::batchnorm_kernel(nhwc).name, "dnnl");
+  EXPECT_STRNE(kernels::batchnorm_kernels().pick_for(nhwc).name, "dnnl");
 }
 
 TEST(BatchNormKernels, FusedReluOnResNet20Shapes) {
@@ -332,8 +333,8 @@ TEST(BatchNormKernels, StatisticsStayAccurateWithALargeOffset) {
   for (float& x : src) x = 1000.0f + rng.normal();
   const std::vector<float> gamma = {1.0f, 1.0f}, beta = {0.0f, 0.0f};
   std::vector<float> dst_ref(src.size()), mean_ref(2), rstd_ref(2);
-  kernels::batchnorm_ref_kernel().forward_training(dst_ref.data(), mean_ref.data(), rstd_ref.data(),
-                                                   src.data(), gamma.data(), beta.data(), d);
+  kernels::batchnorm_kernels().reference().forward_training(
+      dst_ref.data(), mean_ref.data(), rstd_ref.data(), src.data(), gamma.data(), beta.data(), d);
   for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
     kernels::BatchNormDesc dl = d;
     dl.layout = layout;

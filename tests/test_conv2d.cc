@@ -46,7 +46,7 @@ void expect_matches_ref(const Conv2dKernels& kernels, const Conv2dShape& s, Layo
   SCOPED_TRACE(std::string(kernels.name) + " " + describe(s, layout) +
                (with_bias ? " bias" : " no-bias"));
   ASSERT_TRUE(s.valid());
-  const Conv2dKernels& ref = kernels::conv2d_dense_kernels(kernels::Conv2dImpl::kRef);
+  const Conv2dKernels& ref = kernels::kConv2dDenseKernels.reference();
   const int64_t src_n = Tensor::count(s.src_shape()), dst_n = Tensor::count(s.dst_shape());
   const int64_t w_n = Tensor::count(s.weights_shape());
   const auto src = small_ints(src_n, seed);
@@ -140,7 +140,7 @@ TEST_P(Conv2dSweep, EveryVariantMatchesRef) {
       break;
   }
   for (const Conv2dKernels& k : kernels::kConv2dDenseKernels) {
-    if (k.impl == kernels::Conv2dImpl::kRef) continue;
+    if (&k == &kernels::kConv2dDenseKernels.reference()) continue;
     expect_matches_ref(k, s, c.layout, c.bias, static_cast<uint64_t>(c.batch * 1000 + c.side));
   }
 }
@@ -160,7 +160,7 @@ TEST(Conv2dDnnl, MatchesRefOnBlockedShapes) {
       {16, 32, 8, 1, 2, 0, 1},  {17, 33, 7, 3, 1, 1, 1}, {32, 32, 7, 3, 1, 1, 32},
       {32, 64, 6, 3, 2, 1, 32}, {48, 48, 5, 5, 1, 2, 3}, {16, 16, 5, 7, 1, 3, 1},
   };
-  const auto& dnnl = kernels::conv2d_dense_kernels(kernels::Conv2dImpl::kDnnl);
+  const auto& dnnl = *kernels::kConv2dDenseKernels.find("dnnl");
   uint64_t seed = 100;
   for (const Case& c : kCases)
     for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
@@ -182,7 +182,7 @@ TEST(Conv2dDnnl, MatchesRefOnBlockedShapes) {
 }
 
 TEST(Conv2dDnnl, MatchesRefWithRectangularKernelsAndBatchInnermostLayout) {
-  const auto& dnnl = kernels::conv2d_dense_kernels(kernels::Conv2dImpl::kDnnl);
+  const auto& dnnl = *kernels::kConv2dDenseKernels.find("dnnl");
   const Conv2dShape rect{.batch = 2,
                          .in_channels = 5,
                          .in_h = 9,
@@ -307,7 +307,7 @@ TEST(Conv2dDnnl, SameResultsForOneAndTwoThreads) {
   for (int threads : {1, 2}) {
     kernels::set_num_threads(threads);
     EXPECT_EQ(kernels::num_threads(), threads);
-    expect_matches_ref(kernels::conv2d_dense_kernels(kernels::Conv2dImpl::kDnnl), s, Layout::kNHWC,
+    expect_matches_ref(*kernels::kConv2dDenseKernels.find("dnnl"), s, Layout::kNHWC,
                        true, 11);
   }
   kernels::set_num_threads(before);

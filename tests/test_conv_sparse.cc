@@ -704,7 +704,7 @@ TEST(ConvSparseOperators, IsaArgumentPicksTheVariant) {
 TEST(ConvSparseRegistry, ListsEndWithRefAndNamesSayTheIsa) {
   const auto check = [](const auto& list, const char* pass) {
     ASSERT_FALSE(list.empty());
-    EXPECT_EQ(list.back().isa, Isa::kRef);
+    EXPECT_EQ(list.reference().isa, Isa::kRef);
     for (std::size_t k = 0; k < list.size(); ++k) {
       const std::string name = list[k].name;
       EXPECT_EQ(name.rfind(std::string("f32_conv_sparse_") + pass, 0), 0u) << name;

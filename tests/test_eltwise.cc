@@ -33,7 +33,7 @@ const int64_t kCounts[] = {0,    1,    7,    16,   17,    63,    64,     65,
 
 TEST(EltwiseKernels, ReluMatchesReference) {
   Rng rng(1);
-  const auto& ref = kernels::eltwise_ref_kernel();
+  const auto& ref = kernels::eltwise_kernels().reference();
   for (const auto& k : kernels::eltwise_kernels())
     for (int64_t n : kCounts) {
       SCOPED_TRACE(std::string(k.name) + " count " + std::to_string(n));
@@ -69,7 +69,7 @@ TEST(EltwiseKernels, ReluKeepsNaNAndUsesTheOutputForBackward) {
 
 TEST(EltwiseKernels, AddMatchesReference) {
   Rng rng(2);
-  const auto& ref = kernels::eltwise_ref_kernel();
+  const auto& ref = kernels::eltwise_kernels().reference();
   for (const auto& k : kernels::eltwise_kernels())
     for (int64_t n : kCounts) {
       SCOPED_TRACE(std::string(k.name) + " count " + std::to_string(n));
@@ -90,7 +90,7 @@ TEST(EltwiseKernels, AddMatchesReference) {
 
 TEST(EltwiseKernels, AddReluIsReluOfAddBitForBit) {
   Rng rng(5);
-  const auto& ref = kernels::eltwise_ref_kernel();
+  const auto& ref = kernels::eltwise_kernels().reference();
   for (const auto& k : kernels::eltwise_kernels())
     for (int64_t n : kCounts) {
       SCOPED_TRACE(std::string(k.name) + " count " + std::to_string(n));
@@ -116,7 +116,7 @@ TEST(EltwiseKernels, AddReluIsReluOfAddBitForBit) {
 
 TEST(EltwiseKernels, DropoutMatchesReferenceBitForBit) {
   Rng rng(3);
-  const auto& ref = kernels::eltwise_ref_kernel();
+  const auto& ref = kernels::eltwise_kernels().reference();
   for (const auto& k : kernels::eltwise_kernels())
     for (int64_t n : kCounts)
       for (float p : {0.0f, 0.1f, 0.5f, 0.9f}) {
@@ -166,7 +166,7 @@ TEST(EltwiseKernels, DropoutKeepsOneMinusPAndScales) {
 TEST(EltwiseKernels, DropoutMaskDependsOnTheSeedOnly) {
   const int64_t n = 10000;
   const auto words = static_cast<size_t>(kernels::dropout_mask_words(n));
-  const auto& k = kernels::eltwise_kernel();
+  const auto& k = kernels::eltwise_kernels().pick();
   std::vector<uint64_t> a(words), b(words), c(words);
   k.dropout_mask(a.data(), n, 0.5f, 11);
   k.dropout_mask(b.data(), n, 0.5f, 11);

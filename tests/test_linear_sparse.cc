@@ -651,7 +651,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, LinearSparseKernelTest,
 TEST(LinearSparseRegistry, ListsEndWithRefAndNamesSayTheIsa) {
   const auto check = [](const auto& list) {
     ASSERT_FALSE(list.empty());
-    EXPECT_EQ(list.back().isa, Isa::kRef);
+    EXPECT_EQ(list.reference().isa, Isa::kRef);
     for (std::size_t k = 0; k < list.size(); ++k) {
       const std::string name = list[k].name;
       EXPECT_NE(name.find(std::string("__") + isa_name(list[k].isa)), std::string::npos) << name;

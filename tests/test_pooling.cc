@@ -43,7 +43,7 @@ void expect_close(const std::vector<float>& ref, const std::vector<float>& got, 
 // Kernels against the reference.
 
 void check_kernel(const kernels::PoolKernel& k, const kernels::PoolDesc& d, uint64_t seed) {
-  const auto& ref = kernels::pool_ref_kernel();
+  const auto& ref = kernels::pool_kernels().reference();
   SCOPED_TRACE(std::string(k.name) + " " + std::to_string(d.n) + "x" + std::to_string(d.c) + "x" +
                std::to_string(d.h) + "x" + std::to_string(d.w) + " k" + std::to_string(d.kernel) +
                " s" + std::to_string(d.stride) + " p" + std::to_string(d.padding) + " " +

@@ -18,8 +18,6 @@
 // BatchNorm that runs on oneDNN stays unfused.
 #include "kernels/batchnorm/batchnorm.h"
 
-#include <iterator>
-
 #include "kernels/common/cpu.h"
 
 namespace sparsetrain::kernels {
@@ -28,30 +26,21 @@ namespace {
 bool supports_all(const BatchNormDesc&) { return true; }
 
 constexpr BatchNormKernel kKernels[] = {
-    {"dnnl", batchnorm_dnnl_supports, batchnorm_forward_training_dnnl, batchnorm_backward_dnnl,
-     batchnorm_forward_inference_dnnl, batchnorm_backward_inference_dnnl},
-    {"avx512", batchnorm_avx512_supports, batchnorm_forward_training_avx512,
+    {"dnnl", Isa::kAvx2, batchnorm_dnnl_supports, batchnorm_forward_training_dnnl,
+     batchnorm_backward_dnnl, batchnorm_forward_inference_dnnl, batchnorm_backward_inference_dnnl},
+    {"avx512", Isa::kAvx512, batchnorm_avx512_supports, batchnorm_forward_training_avx512,
      batchnorm_backward_avx512, batchnorm_forward_inference_avx512,
      batchnorm_backward_inference_avx512},
-    {"tbb", supports_all, batchnorm_forward_training_tbb, batchnorm_backward_tbb,
+    {"tbb", Isa::kAvx2, supports_all, batchnorm_forward_training_tbb, batchnorm_backward_tbb,
      batchnorm_forward_inference_tbb, batchnorm_backward_inference_tbb},
-    {"ref", supports_all, batchnorm_forward_training_ref, batchnorm_backward_ref,
+    {"ref", Isa::kRef, supports_all, batchnorm_forward_training_ref, batchnorm_backward_ref,
      batchnorm_forward_inference_ref, batchnorm_backward_inference_ref},
 };
 
-bool reference_forced() { return best_isa() == Isa::kRef; }
+constexpr KernelList<BatchNormKernel> kList(kKernels);
 
 }  // namespace
 
-std::span<const BatchNormKernel> batchnorm_kernels() { return kKernels; }
-
-const BatchNormKernel& batchnorm_ref_kernel() { return kKernels[std::size(kKernels) - 1]; }
-
-const BatchNormKernel& batchnorm_kernel(const BatchNormDesc& desc) {
-  if (reference_forced()) return batchnorm_ref_kernel();
-  for (const BatchNormKernel& k : kKernels)
-    if (k.supports(desc)) return k;
-  return batchnorm_ref_kernel();
-}
+const KernelList<BatchNormKernel>& batchnorm_kernels() { return kList; }
 
 }  // namespace sparsetrain::kernels

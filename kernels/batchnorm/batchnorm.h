@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <span>
 
+#include "kernels/common/kernel_list.h"
 #include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
@@ -74,6 +75,7 @@ using BatchNormBackwardInferenceFn = void (*)(float* diff_src, float* diff_gamma
 // One implementation of the op.
 struct BatchNormKernel {
   const char* name;  // "dnnl", "avx512", "tbb", "ref"
+  Isa isa;           // kernels/common/kernel_list.h
   // Whether this implementation handles (and is meant for) `desc`.
   bool (*supports)(const BatchNormDesc& desc);
   BatchNormForwardTrainingFn forward_training;
@@ -83,12 +85,9 @@ struct BatchNormKernel {
 };
 
 // Every implementation, most preferred first; the scalar reference is last
-// and supports everything. Tests and benchmarks iterate this list.
-std::span<const BatchNormKernel> batchnorm_kernels();
-// The first implementation that supports `desc`; the reference when the
-// environment sets SPARSETRAIN_ISA=ref.
-const BatchNormKernel& batchnorm_kernel(const BatchNormDesc& desc);
-const BatchNormKernel& batchnorm_ref_kernel();
+// and supports everything. Nodes run batchnorm_kernels().pick_for(desc) (the
+// reference when SPARSETRAIN_ISA=ref); tests and benchmarks iterate it.
+const KernelList<BatchNormKernel>& batchnorm_kernels();
 
 // PyTorch's running-statistics update, with the UNBIASED batch variance:
 //   running_mean = (1 - momentum) * running_mean + momentum * mean

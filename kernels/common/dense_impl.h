@@ -2,7 +2,8 @@
 // nodes call: oneDNN, the fastest here and the default, or the scalar
 // reference (a test or a benchmark swaps it with one call, or
 // SPARSETRAIN_DENSE=ref for a whole process). The per-op lists
-// (kConv2dDenseKernels, kLinearDenseKernels) hold both.
+// (kConv2dDenseKernels, kLinearDenseKernels; kernels/common/kernel_list.h)
+// hold both.
 #pragma once
 
 #include <cstdint>

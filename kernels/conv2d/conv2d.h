@@ -29,6 +29,7 @@
 #include <string>
 
 #include "kernels/common/dense_impl.h"
+#include "kernels/common/kernel_list.h"
 #include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
@@ -101,31 +102,28 @@ using Conv2dBackwardDataFn = void (*)(float*, const float*, const float*, const 
 using Conv2dBackwardWeightsFn = void (*)(float*, float*, const float*, const float*,
                                          const Conv2dShape&, Layout);
 
-enum class Conv2dImpl : uint8_t { kRef, kDnnl };
-
 struct Conv2dKernels {
-  const char* name;
-  Conv2dImpl impl;
+  const char* name;  // "dnnl", "ref"
+  Isa isa;           // kernels/common/kernel_list.h
   Conv2dForwardFn forward;
   Conv2dBackwardDataFn backward_data;
   Conv2dBackwardWeightsFn backward_weights;
 };
 
-inline constexpr Conv2dKernels kConv2dDenseKernels[] = {
-    {"ref", Conv2dImpl::kRef, &conv2d_forward_ref, &conv2d_backward_data_ref,
-     &conv2d_backward_weights_ref},
-    {"dnnl", Conv2dImpl::kDnnl, &conv2d_forward_dnnl, &conv2d_backward_data_dnnl,
+inline constexpr Conv2dKernels kConv2dDenseEntries[] = {
+    {"dnnl", Isa::kRef, &conv2d_forward_dnnl, &conv2d_backward_data_dnnl,
      &conv2d_backward_weights_dnnl},
+    {"ref", Isa::kRef, &conv2d_forward_ref, &conv2d_backward_data_ref,
+     &conv2d_backward_weights_ref},
 };
+// oneDNN first, the scalar reference last.
+inline constexpr KernelList<Conv2dKernels> kConv2dDenseKernels(kConv2dDenseEntries);
 
-inline const Conv2dKernels& conv2d_dense_kernels(Conv2dImpl impl) {
-  return kConv2dDenseKernels[static_cast<int>(impl)];
-}
-
-// The variant the runtime's dense conv2d nodes run (kernels/common/dense_impl.h).
+// The variant the runtime's dense conv2d nodes run: the reference when
+// dense_impl() says so (kernels/common/dense_impl.h), else the list's pick.
 inline const Conv2dKernels& conv2d_dense() {
-  return conv2d_dense_kernels(dense_impl() == DenseImpl::kRef ? Conv2dImpl::kRef
-                                                              : Conv2dImpl::kDnnl);
+  return dense_impl() == DenseImpl::kRef ? kConv2dDenseKernels.reference()
+                                         : kConv2dDenseKernels.pick();
 }
 
 }  // namespace sparsetrain::kernels

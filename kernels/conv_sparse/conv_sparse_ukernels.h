@@ -30,6 +30,7 @@
 #include <span>
 
 #include "kernels/common/cpu.h"
+#include "kernels/common/kernel_list.h"
 #include "kernels/conv_sparse/conv_sparse.h"
 
 namespace sparsetrain::kernels {
@@ -129,9 +130,9 @@ struct ConvSddmmKernel {
 
 // One list per pass, best ISA first, ref last. Dispatch, tests and benchmarks
 // all iterate these lists (conv_sparse_dispatch.cc).
-std::span<const ConvGatherKernel> conv_sparse_fwd_kernels();
-std::span<const ConvGatherKernel> conv_sparse_bwd_data_kernels();
-std::span<const ConvSddmmKernel> conv_sparse_bwd_weights_kernels();
+const KernelList<ConvGatherKernel>& conv_sparse_fwd_kernels();
+const KernelList<ConvGatherKernel>& conv_sparse_bwd_data_kernels();
+const KernelList<ConvSddmmKernel>& conv_sparse_bwd_weights_kernels();
 
 // The first registered kernel of each pass whose ISA is <= `isa` and runs on
 // this CPU.

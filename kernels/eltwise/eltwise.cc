@@ -6,21 +6,19 @@
 // primitive or memory-object set-up per call) and oneDNN has no entry.
 #include "kernels/eltwise/eltwise.h"
 
-#include <iterator>
-
 #include "kernels/common/cpu.h"
 
 namespace sparsetrain::kernels {
 namespace {
 
 constexpr EltwiseKernel kKernels[] = {
-    {"tbb", relu_forward_tbb, relu_backward_tbb, add_forward_tbb, add_backward_tbb,
+    {"tbb", Isa::kAvx2, relu_forward_tbb, relu_backward_tbb, add_forward_tbb, add_backward_tbb,
      add_relu_forward_tbb, dropout_mask_tbb, dropout_forward_tbb, dropout_backward_tbb},
-    {"ref", relu_forward_ref, relu_backward_ref, add_forward_ref, add_backward_ref,
+    {"ref", Isa::kRef, relu_forward_ref, relu_backward_ref, add_forward_ref, add_backward_ref,
      add_relu_forward_ref, dropout_mask_ref, dropout_forward_ref, dropout_backward_ref},
 };
 
-bool reference_forced() { return best_isa() == Isa::kRef; }
+constexpr KernelList<EltwiseKernel> kList(kKernels);
 
 }  // namespace
 
@@ -33,12 +31,6 @@ uint64_t dropout_block_seed(uint64_t seed, int64_t block) {
   return z ^ (z >> 31);
 }
 
-std::span<const EltwiseKernel> eltwise_kernels() { return kKernels; }
-
-const EltwiseKernel& eltwise_ref_kernel() { return kKernels[std::size(kKernels) - 1]; }
-
-const EltwiseKernel& eltwise_kernel() {
-  return reference_forced() ? eltwise_ref_kernel() : kKernels[0];
-}
+const KernelList<EltwiseKernel>& eltwise_kernels() { return kList; }
 
 }  // namespace sparsetrain::kernels

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <span>
 
+#include "kernels/common/kernel_list.h"
+
 namespace sparsetrain::kernels {
 
 // --- ReLU ---------------------------------------------------------------------
@@ -50,6 +52,7 @@ using DropoutBackwardFn = void (*)(float* diff_src, const float* diff_dst, const
 // One implementation of the ops.
 struct EltwiseKernel {
   const char* name;  // "tbb", "ref"
+  Isa isa;           // kernels/common/kernel_list.h
   ReluForwardFn relu_forward;
   ReluBackwardFn relu_backward;
   AddForwardFn add_forward;
@@ -61,12 +64,9 @@ struct EltwiseKernel {
 };
 
 // Every implementation, most preferred first; the scalar reference is last.
-// Tests and benchmarks iterate this list.
-std::span<const EltwiseKernel> eltwise_kernels();
-// The preferred implementation; the reference when the environment sets
-// SPARSETRAIN_ISA=ref.
-const EltwiseKernel& eltwise_kernel();
-const EltwiseKernel& eltwise_ref_kernel();
+// Nodes run eltwise_kernels().pick() (the reference when SPARSETRAIN_ISA=ref);
+// tests and benchmarks iterate it.
+const KernelList<EltwiseKernel>& eltwise_kernels();
 
 // --- implementations ------------------------------------------------------------
 // Scalar reference: one plain loop each.

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "kernels/common/dense_impl.h"
+#include "kernels/common/kernel_list.h"
 
 namespace sparsetrain::kernels {
 
@@ -69,31 +70,28 @@ using LinearBackwardDataFn = void (*)(float*, const float*, const float*, const 
 using LinearBackwardWeightsFn = void (*)(float*, float*, const float*, const float*,
                                          const LinearShape&);
 
-enum class LinearImpl : uint8_t { kRef, kDnnl };
-
 struct LinearKernels {
-  const char* name;
-  LinearImpl impl;
+  const char* name;  // "dnnl", "ref"
+  Isa isa;           // kernels/common/kernel_list.h
   LinearForwardFn forward;
   LinearBackwardDataFn backward_data;
   LinearBackwardWeightsFn backward_weights;
 };
 
-inline constexpr LinearKernels kLinearDenseKernels[] = {
-    {"ref", LinearImpl::kRef, &linear_forward_ref, &linear_backward_data_ref,
-     &linear_backward_weights_ref},
-    {"dnnl", LinearImpl::kDnnl, &linear_forward_dnnl, &linear_backward_data_dnnl,
+inline constexpr LinearKernels kLinearDenseEntries[] = {
+    {"dnnl", Isa::kRef, &linear_forward_dnnl, &linear_backward_data_dnnl,
      &linear_backward_weights_dnnl},
+    {"ref", Isa::kRef, &linear_forward_ref, &linear_backward_data_ref,
+     &linear_backward_weights_ref},
 };
+// oneDNN first, the scalar reference last.
+inline constexpr KernelList<LinearKernels> kLinearDenseKernels(kLinearDenseEntries);
 
-inline const LinearKernels& linear_dense_kernels(LinearImpl impl) {
-  return kLinearDenseKernels[static_cast<int>(impl)];
-}
-
-// The variant the runtime's dense linear nodes run (kernels/common/dense_impl.h).
+// The variant the runtime's dense linear nodes run: the reference when
+// dense_impl() says so (kernels/common/dense_impl.h), else the list's pick.
 inline const LinearKernels& linear_dense() {
-  return linear_dense_kernels(dense_impl() == DenseImpl::kRef ? LinearImpl::kRef
-                                                              : LinearImpl::kDnnl);
+  return dense_impl() == DenseImpl::kRef ? kLinearDenseKernels.reference()
+                                         : kLinearDenseKernels.pick();
 }
 
 }  // namespace sparsetrain::kernels

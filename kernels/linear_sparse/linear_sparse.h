@@ -58,6 +58,7 @@
 #include <vector>
 
 #include "kernels/common/cpu.h"
+#include "kernels/common/kernel_list.h"
 #include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
@@ -208,9 +209,9 @@ struct SddmmKernel {
 // One list per op, best ISA first, ref last. Dispatch, tests and benchmarks
 // all iterate these lists, so a new kernel is tested and benchmarked by being
 // registered here (linear_sparse_dispatch.cc).
-std::span<const SpmmKernel> linear_sparse_fwd_kernels();
-std::span<const SpmmKernel> linear_sparse_bwd_data_kernels();
-std::span<const SddmmKernel> linear_sparse_bwd_weights_kernels();
+const KernelList<SpmmKernel>& linear_sparse_fwd_kernels();
+const KernelList<SpmmKernel>& linear_sparse_bwd_data_kernels();
+const KernelList<SddmmKernel>& linear_sparse_bwd_weights_kernels();
 
 // The first registered kernel of each op whose ISA is <= `isa` (and runs on
 // this CPU): the dispatcher's choice.

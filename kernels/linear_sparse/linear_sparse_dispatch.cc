@@ -1,7 +1,5 @@
 // The registry of sparse linear micro-kernels (one list per op, best ISA
 // first, ref last) and the run-time choice among them.
-#include <array>
-
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "kernels/linear_sparse/linear_sparse_ukernels.h"
 
@@ -12,44 +10,36 @@ namespace {
 // packed panel of the dense operand the same size as for the SIMD kernels.
 constexpr int kRefTile = 64;
 
-constexpr std::array kFwd = {
-    SpmmKernel{"f32_spmm_fwd_4x16__avx512", Isa::kAvx512, 64, 16, ukernel::f32_spmm_4x16__avx512},
-    SpmmKernel{"f32_spmm_fwd_4x8__avx2", Isa::kAvx2, 32, 8, ukernel::f32_spmm_4x8__avx2},
-    SpmmKernel{"f32_spmm_fwd__ref", Isa::kRef, kRefTile, 1, ukernel::f32_spmm__ref},
+constexpr SpmmKernel kFwd[] = {
+    {"f32_spmm_fwd_4x16__avx512", Isa::kAvx512, 64, 16, ukernel::f32_spmm_4x16__avx512},
+    {"f32_spmm_fwd_4x8__avx2", Isa::kAvx2, 32, 8, ukernel::f32_spmm_4x8__avx2},
+    {"f32_spmm_fwd__ref", Isa::kRef, kRefTile, 1, ukernel::f32_spmm__ref},
 };
 
-constexpr std::array kBwdData = {
-    SpmmKernel{"f32_spmm_bwd_data_4x16__avx512", Isa::kAvx512, 64, 16,
-               ukernel::f32_spmm_4x16__avx512},
-    SpmmKernel{"f32_spmm_bwd_data_4x8__avx2", Isa::kAvx2, 32, 8, ukernel::f32_spmm_4x8__avx2},
-    SpmmKernel{"f32_spmm_bwd_data__ref", Isa::kRef, kRefTile, 1, ukernel::f32_spmm__ref},
+constexpr SpmmKernel kBwdData[] = {
+    {"f32_spmm_bwd_data_4x16__avx512", Isa::kAvx512, 64, 16, ukernel::f32_spmm_4x16__avx512},
+    {"f32_spmm_bwd_data_4x8__avx2", Isa::kAvx2, 32, 8, ukernel::f32_spmm_4x8__avx2},
+    {"f32_spmm_bwd_data__ref", Isa::kRef, kRefTile, 1, ukernel::f32_spmm__ref},
 };
 
-constexpr std::array kBwdWeights = {
-    SddmmKernel{"f32_sddmm_bwd_weights_4x16__avx512", Isa::kAvx512, 64, 16,
-                ukernel::f32_sddmm_4x16__avx512},
-    SddmmKernel{"f32_sddmm_bwd_weights_4x8__avx2", Isa::kAvx2, 32, 8, ukernel::f32_sddmm_4x8__avx2},
-    SddmmKernel{"f32_sddmm_bwd_weights__ref", Isa::kRef, kRefTile, 1, ukernel::f32_sddmm__ref},
+constexpr SddmmKernel kBwdWeights[] = {
+    {"f32_sddmm_bwd_weights_4x16__avx512", Isa::kAvx512, 64, 16, ukernel::f32_sddmm_4x16__avx512},
+    {"f32_sddmm_bwd_weights_4x8__avx2", Isa::kAvx2, 32, 8, ukernel::f32_sddmm_4x8__avx2},
+    {"f32_sddmm_bwd_weights__ref", Isa::kRef, kRefTile, 1, ukernel::f32_sddmm__ref},
 };
 
-// The first entry whose ISA is at most `isa` and that this CPU runs. The ref
-// entry closes every list, so there always is one.
-template <class Kernel, std::size_t N>
-const Kernel* pick(const std::array<Kernel, N>& list, Isa isa) {
-  for (const Kernel& k : list) {
-    if (k.isa <= isa && isa_supported(k.isa)) return &k;
-  }
-  return &list.back();
-}
+constexpr KernelList<SpmmKernel> kFwdList(kFwd);
+constexpr KernelList<SpmmKernel> kBwdDataList(kBwdData);
+constexpr KernelList<SddmmKernel> kBwdWeightsList(kBwdWeights);
 
 }  // namespace
 
-std::span<const SpmmKernel> linear_sparse_fwd_kernels() { return kFwd; }
-std::span<const SpmmKernel> linear_sparse_bwd_data_kernels() { return kBwdData; }
-std::span<const SddmmKernel> linear_sparse_bwd_weights_kernels() { return kBwdWeights; }
+const KernelList<SpmmKernel>& linear_sparse_fwd_kernels() { return kFwdList; }
+const KernelList<SpmmKernel>& linear_sparse_bwd_data_kernels() { return kBwdDataList; }
+const KernelList<SddmmKernel>& linear_sparse_bwd_weights_kernels() { return kBwdWeightsList; }
 
 LinearSparseKernels linear_sparse_kernels(Isa isa) {
-  return {pick(kFwd, isa), pick(kBwdData, isa), pick(kBwdWeights, isa)};
+  return {&kFwdList.pick(isa), &kBwdDataList.pick(isa), &kBwdWeightsList.pick(isa)};
 }
 
 LinearSparseKernels linear_sparse_default_kernels() { return linear_sparse_kernels(best_isa()); }

@@ -10,8 +10,6 @@
 // serve CHWN and every global average pool.
 #include "kernels/pooling/pooling.h"
 
-#include <iterator>
-
 #include "kernels/common/cpu.h"
 
 namespace sparsetrain::kernels {
@@ -20,27 +18,20 @@ namespace {
 bool supports_all(const PoolDesc&) { return true; }
 
 constexpr PoolKernel kKernels[] = {
-    {"dnnl", pool_dnnl_supports, maxpool_forward_dnnl, maxpool_backward_dnnl, avgpool_forward_dnnl,
-     avgpool_backward_dnnl, global_avgpool_forward_tbb, global_avgpool_backward_tbb},
-    {"tbb", supports_all, maxpool_forward_tbb, maxpool_backward_tbb, avgpool_forward_tbb,
-     avgpool_backward_tbb, global_avgpool_forward_tbb, global_avgpool_backward_tbb},
-    {"ref", supports_all, maxpool_forward_ref, maxpool_backward_ref, avgpool_forward_ref,
+    {"dnnl", Isa::kAvx2, pool_dnnl_supports, maxpool_forward_dnnl, maxpool_backward_dnnl,
+     avgpool_forward_dnnl, avgpool_backward_dnnl, global_avgpool_forward_tbb,
+     global_avgpool_backward_tbb},
+    {"tbb", Isa::kAvx2, supports_all, maxpool_forward_tbb, maxpool_backward_tbb,
+     avgpool_forward_tbb, avgpool_backward_tbb, global_avgpool_forward_tbb,
+     global_avgpool_backward_tbb},
+    {"ref", Isa::kRef, supports_all, maxpool_forward_ref, maxpool_backward_ref, avgpool_forward_ref,
      avgpool_backward_ref, global_avgpool_forward_ref, global_avgpool_backward_ref},
 };
 
-bool reference_forced() { return best_isa() == Isa::kRef; }
+constexpr KernelList<PoolKernel> kList(kKernels);
 
 }  // namespace
 
-std::span<const PoolKernel> pool_kernels() { return kKernels; }
-
-const PoolKernel& pool_ref_kernel() { return kKernels[std::size(kKernels) - 1]; }
-
-const PoolKernel& pool_kernel(const PoolDesc& desc) {
-  if (reference_forced()) return pool_ref_kernel();
-  for (const PoolKernel& k : kKernels)
-    if (k.supports(desc)) return k;
-  return pool_ref_kernel();
-}
+const KernelList<PoolKernel>& pool_kernels() { return kList; }
 
 }  // namespace sparsetrain::kernels

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <span>
 
+#include "kernels/common/kernel_list.h"
 #include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
@@ -58,6 +59,7 @@ using GlobalAvgPoolBackwardFn = void (*)(float* diff_src, const float* diff_dst,
 // One implementation of the op.
 struct PoolKernel {
   const char* name;  // "dnnl", "tbb", "ref"
+  Isa isa;           // kernels/common/kernel_list.h
   // Whether this implementation handles (and is meant for) `desc`.
   bool (*supports)(const PoolDesc& desc);
   MaxPoolForwardFn max_forward;
@@ -69,12 +71,9 @@ struct PoolKernel {
 };
 
 // Every implementation, most preferred first; the scalar reference is last
-// and supports everything. Tests and benchmarks iterate this list.
-std::span<const PoolKernel> pool_kernels();
-// The first implementation that supports `desc`; the reference when the
-// environment sets SPARSETRAIN_ISA=ref.
-const PoolKernel& pool_kernel(const PoolDesc& desc);
-const PoolKernel& pool_ref_kernel();
+// and supports everything. Nodes run pool_kernels().pick_for(desc) (the
+// reference when SPARSETRAIN_ISA=ref); tests and benchmarks iterate it.
+const KernelList<PoolKernel>& pool_kernels();
 
 // --- implementations ------------------------------------------------------------
 // Scalar reference: plain loops over offset4, double sums.

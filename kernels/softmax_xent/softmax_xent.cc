@@ -3,28 +3,20 @@
 // 228 us (ref 854).
 #include "kernels/softmax_xent/softmax_xent.h"
 
-#include <iterator>
-
 #include "kernels/common/cpu.h"
 
 namespace sparsetrain::kernels {
 namespace {
 
 constexpr SoftmaxXentKernel kKernels[] = {
-    {"tbb", softmax_xent_tbb},
-    {"ref", softmax_xent_ref},
+    {"tbb", Isa::kAvx2, softmax_xent_tbb},
+    {"ref", Isa::kRef, softmax_xent_ref},
 };
 
-bool reference_forced() { return best_isa() == Isa::kRef; }
+constexpr KernelList<SoftmaxXentKernel> kList(kKernels);
 
 }  // namespace
 
-std::span<const SoftmaxXentKernel> softmax_xent_kernels() { return kKernels; }
-
-const SoftmaxXentKernel& softmax_xent_ref_kernel() { return kKernels[std::size(kKernels) - 1]; }
-
-const SoftmaxXentKernel& softmax_xent_kernel() {
-  return reference_forced() ? softmax_xent_ref_kernel() : kKernels[0];
-}
+const KernelList<SoftmaxXentKernel>& softmax_xent_kernels() { return kList; }
 
 }  // namespace sparsetrain::kernels

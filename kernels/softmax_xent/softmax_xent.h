@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <span>
 
+#include "kernels/common/kernel_list.h"
+
 namespace sparsetrain::kernels {
 
 // logits (N, K) row-major; labels (N), each in [0, K) (the caller checks);
@@ -21,14 +23,14 @@ using SoftmaxXentFn = void (*)(float* diff_logits, float* loss, int64_t* correct
 
 struct SoftmaxXentKernel {
   const char* name;  // "tbb", "ref"
+  Isa isa;           // kernels/common/kernel_list.h
   SoftmaxXentFn forward_backward;
 };
 
 // Every implementation, most preferred first; the scalar reference is last.
-std::span<const SoftmaxXentKernel> softmax_xent_kernels();
-// The preferred implementation; the reference when SPARSETRAIN_ISA=ref.
-const SoftmaxXentKernel& softmax_xent_kernel();
-const SoftmaxXentKernel& softmax_xent_ref_kernel();
+// The loss runs softmax_xent_kernels().pick() (the reference when
+// SPARSETRAIN_ISA=ref).
+const KernelList<SoftmaxXentKernel>& softmax_xent_kernels();
 
 // Scalar reference, all in double.
 void softmax_xent_ref(float* diff_logits, float* loss, int64_t* correct, const float* logits,

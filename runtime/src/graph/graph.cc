@@ -127,7 +127,7 @@ void accumulate(Tensor& into, const Tensor& add) {
   const Tensor same = to_layout(add, into.layout());
   SPARSETRAIN_ASSERT(same.numel() == into.numel());
   Tensor sum = Tensor::empty(into.shape(), into.layout());
-  kernels::eltwise_kernel().add_forward(sum.data(), into.data(), same.data(), sum.numel());
+  kernels::eltwise_kernels().pick().add_forward(sum.data(), into.data(), same.data(), sum.numel());
   into = std::move(sum);
 }
 

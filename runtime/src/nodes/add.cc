@@ -53,9 +53,9 @@ class Add final : public Node, public ReluFusable {
     Tensor y = Tensor::empty(a.shape(), a.layout());
     relu_fused_ = fuse_relu_ && args.training;
     if (relu_fused_) {
-      kernels::eltwise_kernel().add_relu_forward(y.data(), a.data(), b.data(), a.numel());
+      kernels::eltwise_kernels().pick().add_relu_forward(y.data(), a.data(), b.data(), a.numel());
     } else {
-      kernels::eltwise_kernel().add_forward(y.data(), a.data(), b.data(), a.numel());
+      kernels::eltwise_kernels().pick().add_forward(y.data(), a.data(), b.data(), a.numel());
     }
     return y;
   }
@@ -77,7 +77,7 @@ class Add final : public Node, public ReluFusable {
         diff[1] = dy.reshaped(dy.shape(), second_layout_);
       } else if (same_order(dy.layout(), second_layout_)) {
         diff[1] = Tensor::empty(dy.shape(), second_layout_);
-        kernels::eltwise_kernel().add_backward(nullptr, diff[1].data(), dy.data(), dy.numel());
+        kernels::eltwise_kernels().pick().add_backward(nullptr, diff[1].data(), dy.data(), dy.numel());
       } else {
         diff[1] = to_layout(dy, second_layout_);
       }

@@ -66,10 +66,10 @@ class BatchNorm2d final : public Node, public ReluFusable {
     // BatchNorm also fuses (oneDNN's NHWC kernel does not: unfused it stays).
     kernels::BatchNormDesc fused = desc;
     fused.relu = true;
-    const kernels::BatchNormKernel& plain = kernels::batchnorm_kernel(desc);
+    const kernels::BatchNormKernel& plain = kernels::batchnorm_kernels().pick_for(desc);
     relu_fused_ = fuse_relu_ && args.training && plain.supports(fused);
     desc.relu = relu_fused_;
-    const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernel(desc);
+    const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernels().pick_for(desc);
     Tensor y = Tensor::empty(x.shape(), x.layout());
     saved_mean_ = Tensor::empty({channels_});
     saved_stat_ = Tensor::empty({channels_});
@@ -106,7 +106,7 @@ class BatchNorm2d final : public Node, public ReluFusable {
     // diff_dst is the gradient of max(0, y) when the forward fused the ReLU
     // and the executor still fuses; of y otherwise.
     desc.relu = relu_fused_ && fuse_relu_;
-    const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernel(desc);
+    const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernels().pick_for(desc);
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0] != 0;
     Tensor dx = need ? Tensor::empty(x.shape(), x.layout()) : Tensor();
     float* dx_data = need ? dx.data() : nullptr;

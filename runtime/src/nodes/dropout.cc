@@ -48,7 +48,7 @@ class Dropout final : public Node {
     if (!args.training) return x;  // identity: a view, no copy
     const int64_t count = x.numel();
     mask_.resize(static_cast<size_t>(kernels::dropout_mask_words(count)));
-    const kernels::EltwiseKernel& k = kernels::eltwise_kernel();
+    const kernels::EltwiseKernel& k = kernels::eltwise_kernels().pick();
     k.dropout_mask(mask_.data(), count, p_, args.seed ^ name_hash_);
     Tensor y = Tensor::empty(x.shape(), x.layout());
     k.dropout_forward(y.data(), x.data(), mask_.data(), count, p_);
@@ -63,7 +63,7 @@ class Dropout final : public Node {
     SPARSETRAIN_ASSERT(static_cast<int64_t>(mask_.size()) ==
                        kernels::dropout_mask_words(dy.numel()));
     Tensor dx = Tensor::empty(dy.shape(), dy.layout());
-    kernels::eltwise_kernel().dropout_backward(dx.data(), dy.data(), mask_.data(), dy.numel(), p_);
+    kernels::eltwise_kernels().pick().dropout_backward(dx.data(), dy.data(), mask_.data(), dy.numel(), p_);
     return {dx};
   }
 

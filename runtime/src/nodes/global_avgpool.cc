@@ -35,7 +35,7 @@ class GlobalAvgPool final : public Node {
     input_layout_ = x.layout();
     const kernels::PoolDesc d = make_desc();
     Tensor y = Tensor::empty({d.n, d.c});
-    kernels::pool_kernel(d).global_avg_forward(y.data(), x.data(), d);
+    kernels::pool_kernels().pick_for(d).global_avg_forward(y.data(), x.data(), d);
     return y;
   }
 
@@ -46,7 +46,7 @@ class GlobalAvgPool final : public Node {
     const kernels::PoolDesc d = make_desc();
     SPARSETRAIN_ASSERT(dy.numel() == d.n * d.c);
     Tensor dx = Tensor::empty(input_shape_, input_layout_);
-    kernels::pool_kernel(d).global_avg_backward(dx.data(), dy.data(), d);
+    kernels::pool_kernels().pick_for(d).global_avg_backward(dx.data(), dy.data(), d);
     return {dx};
   }
 

@@ -55,9 +55,9 @@ class Pool2d final : public Node {
     const kernels::PoolDesc d = make_desc(x.shape(), x.layout());
     Tensor y = Tensor::empty({d.n, d.c, d.out_h(), d.out_w()}, x.layout());
     if (kind_ == PoolKind::kMax) {
-      kernels::pool_kernel(d).max_forward(y.data(), x.data(), d);
+      kernels::pool_kernels().pick_for(d).max_forward(y.data(), x.data(), d);
     } else {
-      kernels::pool_kernel(d).avg_forward(y.data(), x.data(), d);
+      kernels::pool_kernels().pick_for(d).avg_forward(y.data(), x.data(), d);
     }
     return y;
   }
@@ -71,9 +71,9 @@ class Pool2d final : public Node {
     Tensor dx = Tensor::empty(input_shape_, input_layout_);
     if (kind_ == PoolKind::kMax) {
       SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.inputs[0].defined());
-      kernels::pool_kernel(d).max_backward(dx.data(), dy.data(), args.inputs[0].data(), d);
+      kernels::pool_kernels().pick_for(d).max_backward(dx.data(), dy.data(), args.inputs[0].data(), d);
     } else {
-      kernels::pool_kernel(d).avg_backward(dx.data(), dy.data(), d);
+      kernels::pool_kernels().pick_for(d).avg_backward(dx.data(), dy.data(), d);
     }
     return {dx};
   }

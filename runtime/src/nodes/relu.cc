@@ -25,7 +25,7 @@ class Relu final : public Node {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1);
     const Tensor& x = args.inputs[0];
     Tensor y = Tensor::empty(x.shape(), x.layout());
-    kernels::eltwise_kernel().relu_forward(y.data(), x.data(), x.numel());
+    kernels::eltwise_kernels().pick().relu_forward(y.data(), x.data(), x.numel());
     return y;
   }
 
@@ -36,7 +36,7 @@ class Relu final : public Node {
     const Tensor dy = to_layout(*args.diff_dst, y.layout());
     SPARSETRAIN_ASSERT(dy.shape() == y.shape());
     Tensor dx = Tensor::empty(y.shape(), y.layout());
-    kernels::eltwise_kernel().relu_backward(dx.data(), dy.data(), y.data(), y.numel());
+    kernels::eltwise_kernels().pick().relu_backward(dx.data(), dy.data(), y.data(), y.numel());
     return {dx};
   }
 
