@@ -3,11 +3,7 @@
 // instantiate them with their own, file-local traits, so every instantiation
 // is compiled for its own ISA and stays local to its file).
 //
-// Traits T provide: Vec, Mask, kLanes, mask(valid lanes), zero(), set1(x),
-// set1_bits(bits) (the float with those bits in every lane),
-// load(p), loadm(m, p) (lanes off the mask read as zero and never fault),
-// store(p, v), storem(p, m, v), fma(a, b, c) = a * b + c, add(a, b),
-// hsum(v), and add_sums8(dst, acc, count): dst[t] += hsum(acc[t]) for t < count.
+// Traits T: kernels/common/simd_avx2.h lists their members.
 //
 // Gather (forward, backward-data). For an index row r, a tile of P positions
 // times V batch vectors lives in registers while r's taps stream by: per tap
