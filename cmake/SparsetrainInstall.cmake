@@ -1,13 +1,14 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
-# Installed as sparsetrain::runtime, sparsetrain::kernels, sparsetrain::graphs
-# (the same names as the in-tree aliases).
+# Installed as sparsetrain::sparsetrain (the shared library), and the static
+# sparsetrain::runtime, sparsetrain::kernels, sparsetrain::graphs (the same
+# names as the in-tree aliases).
 set_target_properties(sparsetrain_runtime PROPERTIES EXPORT_NAME runtime)
 set_target_properties(sparsetrain_kernels PROPERTIES EXPORT_NAME kernels)
 set_target_properties(sparsetrain_core PROPERTIES EXPORT_NAME core)
 set_target_properties(sparsetrain_graphs PROPERTIES EXPORT_NAME graphs)
 install(TARGETS sparsetrain DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(TARGETS sparsetrain_core sparsetrain_runtime sparsetrain_kernels sparsetrain_graphs
+install(TARGETS sparsetrain_core sparsetrain_runtime sparsetrain_kernels sparsetrain_graphs sparsetrain_shared
   EXPORT sparsetrainTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

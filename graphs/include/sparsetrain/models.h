@@ -4,10 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/trainer.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 struct ModelOptions {
   // The input sample: channels x height x width (MNIST 1x28x28, CIFAR 3x32x32).
@@ -35,4 +37,5 @@ Graph build_lenet5(const ModelOptions& options);
 // shortcuts are 1x1 convolutions with BatchNorm (option B).
 Graph build_cifar_resnet(int depth, const ModelOptions& options);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -23,11 +23,13 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/parameter.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 class Graph;
 class Optimizer;
@@ -169,4 +171,5 @@ void load_optimizer_state(const Checkpoint& ckpt, Optimizer& optimizer,
 void save_rng(Checkpoint& ckpt, const std::string& name, const Rng& rng);
 void load_rng(const Checkpoint& ckpt, const std::string& name, Rng& rng);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

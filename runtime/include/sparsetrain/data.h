@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 enum class Split : uint8_t {
   kTrain,
@@ -168,4 +170,5 @@ class Loader {
   std::unique_ptr<Impl> impl_;
 };
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -23,7 +23,10 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 // One official file of a dataset.
 struct RemoteFile {
@@ -112,4 +115,5 @@ struct DatasetStatus {
 // the validating readers.
 std::vector<DatasetStatus> list_datasets(const std::string& data_dir);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -7,7 +7,10 @@
 #include <string>
 #include <string_view>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 // Writes the concatenation of `parts` to `path`: into a temporary file
 // "<path>.tmp.<pid>" in the same folder, flushed to disk (fsync), renamed
@@ -21,4 +24,5 @@ void write_file_atomic(const std::string& path, std::span<const std::string_view
 void write_file_atomic(const std::string& path, std::string_view text,
                        const std::string& what = {});
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/hooks.h"
 #include "sparsetrain/node.h"
 #include "sparsetrain/parameter.h"
@@ -18,6 +19,7 @@
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 struct NodeId {
   int index = -1;
@@ -243,4 +245,5 @@ Tensor magnitude_mask(const Tensor& weight, float sparsity);
 int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer = nullptr,
                         bool compressed = true);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -14,10 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/parameter.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 enum class HookPoint : uint8_t {
   kBeforeForward,
@@ -75,4 +77,5 @@ class HookHandle {
 // Glob matching with '*' (any run) and '?' (one character).
 bool glob_match(std::string_view pattern, std::string_view text);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -18,7 +18,10 @@
 #include <string>
 #include <string_view>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 enum class LogLevel : uint8_t {
   kInfo,     // what the run decided, e.g. "linear 400->120 batch 50 density 0.023: sparse kernels
@@ -47,4 +50,5 @@ int num_threads();
 void set_dense_kernels(const std::string& name);
 std::string dense_kernels();
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <span>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 struct LossResult {
   float loss = 0.0f;    // mean over the batch of -log softmax(logits)[label]
@@ -21,4 +23,5 @@ struct LossResult {
 LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> labels,
                                  Tensor* diff_logits);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

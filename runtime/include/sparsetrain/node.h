@@ -17,11 +17,13 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/parameter.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 struct ForwardArgs {
   std::span<const Tensor> inputs;
@@ -110,4 +112,5 @@ class Node {
   std::string name_;
 };
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -23,10 +23,12 @@
 #include <utility>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/parameter.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 class Optimizer {
  public:
@@ -183,4 +185,5 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options);
 // max_norm is not positive.
 float clip_grad_norm(const std::vector<Parameter*>& params, float max_norm);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

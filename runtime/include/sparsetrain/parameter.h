@@ -5,9 +5,11 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 enum class ParamKind : uint8_t {
   kWeight,  // conv / linear weight: prunable
@@ -65,4 +67,5 @@ inline void apply_mask(Parameter& p, bool grads) {
   }
 }
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -15,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/files.h"  // write_file_atomic
 #include "sparsetrain/graph.h"
 #include "sparsetrain/hooks.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 // The interface the trainer runs a probe through.
 class Probe {
@@ -82,4 +84,5 @@ class ActivationStatsProbe final : public Probe {
   HookHandle handle_;
 };
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -68,9 +68,11 @@
 #include <utility>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/trainer.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 class Recipe {
  public:
@@ -102,4 +104,5 @@ class Recipe {
 // Recipe::parse reads back to the same options.
 std::string recipe_to_yaml(const TrainOptions& options);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

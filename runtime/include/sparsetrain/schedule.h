@@ -26,7 +26,10 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 struct LrScheduleOptions {
   std::string kind = "constant";  // constant | multistep | cosine | onecycle
@@ -57,4 +60,5 @@ class LrSchedule {
 // schedule 'foo' (expected constant, multistep, cosine, onecycle)".
 std::unique_ptr<LrSchedule> make_lr_schedule(const LrScheduleOptions& options);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

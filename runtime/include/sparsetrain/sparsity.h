@@ -13,9 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/tensor.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 class Graph;
 class Optimizer;
@@ -253,4 +255,5 @@ class SparsityController {
   std::vector<Tensor> rigl_grads_;  // dense gradients of the update step
 };
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -12,9 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/core/layout.h"  // Shape, Layout, offset4, shape_to_string
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 // Bytes held by all live tensors of the process, and the high-water mark
 // since the last reset. The executor reads these to report peak memory.
@@ -85,4 +87,5 @@ Tensor to_layout(const Tensor& t, Layout layout);
 // threads: what tests and Graph::profile() count.
 int64_t reorder_count();
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -10,9 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
 #include "sparsetrain/graph.h"
 
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 struct Dataset;
 
@@ -260,4 +262,5 @@ void request_stop();
 // (long operations other than training, such as downloads, also honour it).
 bool stop_requested();
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -9,7 +9,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 class Error : public std::runtime_error {
  public:
@@ -21,6 +24,7 @@ class Error : public std::runtime_error {
   std::abort();
 }
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain
 
 #define SPARSETRAIN_ASSERT(cond) \

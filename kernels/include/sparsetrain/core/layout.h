@@ -7,7 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 using Shape = std::vector<int64_t>;
 
@@ -37,4 +40,5 @@ inline int64_t offset4(Layout layout, const Shape& s, int64_t n, int64_t c, int6
   }
 }
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

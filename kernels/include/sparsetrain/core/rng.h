@@ -6,7 +6,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 class Rng {
  public:
@@ -56,4 +59,5 @@ class Rng {
   std::array<uint64_t, 4> state_{};
 };
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain
