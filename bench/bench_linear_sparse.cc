@@ -134,17 +134,9 @@ const char* layout_name(sk::BatchLayout layout) {
 
 enum class Pass { kFwd, kBwdData, kBwdWeights, kStep };
 const char* pass_name(Pass p) {
-  switch (p) {
-    case Pass::kFwd:
-      return "fwd";
-    case Pass::kBwdData:
-      return "bwd_data";
-    case Pass::kBwdWeights:
-      return "bwd_weights";
-    case Pass::kStep:
-      return "step";
-  }
-  return "?";
+  // Indexed by the enumerator, in declaration order.
+  constexpr const char* kNames[] = {"fwd", "bwd_data", "bwd_weights", "step"};
+  return kNames[static_cast<int>(p)];
 }
 
 void set_counters(benchmark::State& state, const Data& d, Pass pass, bool sparse = true) {

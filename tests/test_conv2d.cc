@@ -537,7 +537,7 @@ TEST(Conv2dNode, BadInputShapesThrow) {
       [&] {
         node->output_shape({{1, 3, 8, 8}, {1, 3, 8, 8}});
       },
-      {"conv2d 'conv1'", "expects 1 input, got 2"});
+      {"conv2d 'conv1'", "takes one input, got 2"});
   EXPECT_EQ(node->output_shape({{8, 3, 32, 32}}), (Shape{8, 16, 28, 28}));
   // The forward pass checks too.
   expect_error(

@@ -119,15 +119,9 @@ const CpuInfo& cpu_info() {
 }
 
 const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::kRef:
-      return "ref";
-    case Isa::kAvx2:
-      return "avx2";
-    case Isa::kAvx512:
-      return "avx512";
-  }
-  return "?";
+  // Indexed by the enumerator, in declaration order.
+  constexpr const char* kNames[] = {"ref", "avx2", "avx512"};
+  return kNames[static_cast<int>(isa)];
 }
 
 bool isa_supported(Isa isa, const CpuInfo& cpu) {

@@ -5,19 +5,9 @@
 namespace sparsetrain {
 
 const char* layout_name(Layout layout) {
-  switch (layout) {
-    case Layout::kPlain:
-      return "plain";
-    case Layout::kNCHW:
-      return "NCHW";
-    case Layout::kNHWC:
-      return "NHWC";
-    case Layout::kCN:
-      return "CN";
-    case Layout::kCHWN:
-      return "CHWN";
-  }
-  return "?";
+  // Indexed by the enumerator, in declaration order.
+  constexpr const char* kNames[] = {"plain", "NCHW", "NHWC", "CN", "CHWN"};
+  return kNames[static_cast<int>(layout)];
 }
 
 std::string shape_to_string(const Shape& shape) {

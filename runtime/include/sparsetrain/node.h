@@ -108,6 +108,11 @@ class Node {
   // A one-line description for summaries, e.g. "3x3 s1 p1, 16->16".
   virtual std::string describe() const { return {}; }
 
+ protected:
+  // For output_shape: throws Error "<type> '<name>' takes one input, got 2"
+  // unless there are exactly `count` inputs.
+  void expect_inputs(const std::vector<Shape>& inputs, std::size_t count) const;
+
  private:
   std::string name_;
 };

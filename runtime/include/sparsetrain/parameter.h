@@ -54,6 +54,9 @@ struct Parameter {
   bool decays() const { return kind == ParamKind::kWeight; }
 };
 
+// A dense parameter `name` of `kind` with value and gradient zero.
+Parameter zero_parameter(std::string name, ParamKind kind, const Shape& shape);
+
 // Zeroes the pruned entries of a masked parameter's value (and grad, when
 // `grads` is set); no-op for others.
 inline void apply_mask(Parameter& p, bool grads) {

@@ -319,15 +319,9 @@ std::string Graph::summary() {
 }
 
 const char* exec_mode_name(ExecMode mode) {
-  switch (mode) {
-    case ExecMode::kTrain:
-      return "train";
-    case ExecMode::kInference:
-      return "inference";
-    case ExecMode::kProbe:
-      return "probe";
-  }
-  return "?";
+  // Indexed by the enumerator, in declaration order.
+  constexpr const char* kNames[] = {"train", "inference", "probe"};
+  return kNames[static_cast<int>(mode)];
 }
 
 Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {

@@ -34,9 +34,7 @@ class Add final : public Node, public ReluFusable {
   const char* type() const override { return "add"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 2) {
-      throw Error("add '" + name() + "' takes two inputs, got " + std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 2);
     if (inputs[0] != inputs[1]) {
       throw Error("add '" + name() + "': input shapes " + shape_to_string(inputs[0]) + " and " +
                   shape_to_string(inputs[1]) + " differ");
@@ -77,7 +75,8 @@ class Add final : public Node, public ReluFusable {
         diff[1] = dy.reshaped(dy.shape(), second_layout_);
       } else if (same_order(dy.layout(), second_layout_)) {
         diff[1] = Tensor::empty(dy.shape(), second_layout_);
-        kernels::eltwise_kernels().pick().add_backward(nullptr, diff[1].data(), dy.data(), dy.numel());
+        kernels::eltwise_kernels().pick().add_backward(nullptr, diff[1].data(), dy.data(),
+                                                       dy.numel());
       } else {
         diff[1] = to_layout(dy, second_layout_);
       }

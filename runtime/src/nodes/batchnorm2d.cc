@@ -29,11 +29,8 @@ class BatchNorm2d final : public Node, public ReluFusable {
                   std::to_string(options.eps));
     }
     const auto make = [&](const char* field, ParamKind kind, float value) {
-      Parameter p;
-      p.name = name + "." + field;
-      p.kind = kind;
-      p.value = Tensor::full({channels}, value);
-      p.grad = Tensor::zeros({channels});
+      Parameter p = zero_parameter(name + "." + field, kind, {channels});
+      p.value.fill(value);
       return p;
     };
     weight_ = make("weight", ParamKind::kNorm, 1.0f);
@@ -45,10 +42,7 @@ class BatchNorm2d final : public Node, public ReluFusable {
   const char* type() const override { return "batchnorm2d"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 1) {
-      throw Error("batchnorm2d '" + name() + "' takes one input, got " +
-                  std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     const Shape& x = inputs[0];
     if (x.size() != 4 || x[1] != channels_) {
       throw Error("batchnorm2d '" + name() + "' expects a 4-D input (N, " +

@@ -51,26 +51,17 @@ class Conv2dNode final : public PrunableNode {
  public:
   Conv2dNode(const std::string& name, int64_t in_channels, const Conv2dOptions& options)
       : PrunableNode(name), in_channels_(in_channels), options_(options) {
-    weight_.name = name + ".weight";
-    weight_.kind = ParamKind::kWeight;
     const Shape weight_shape{options.out_channels, in_channels / options.groups, options.kernel,
                              options.kernel};
-    weight_.value = Tensor::zeros(weight_shape);
-    weight_.grad = Tensor::zeros(weight_shape);
-    if (options.bias) {
-      bias_.name = name + ".bias";
-      bias_.kind = ParamKind::kBias;
-      bias_.value = Tensor::zeros({options.out_channels});
-      bias_.grad = Tensor::zeros({options.out_channels});
-    }
+    weight_ = zero_parameter(name + ".weight", ParamKind::kWeight, weight_shape);
+    if (options.bias)
+      bias_ = zero_parameter(name + ".bias", ParamKind::kBias, {options.out_channels});
   }
 
   const char* type() const override { return "conv2d"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 1) {
-      throw Error(prefix() + "expects 1 input, got " + std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     const Shape& in = inputs[0];
     if (in.size() != 4) {
       throw Error(prefix() + "expects a 4-D input (N, " + std::to_string(in_channels_) +

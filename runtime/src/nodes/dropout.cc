@@ -35,9 +35,7 @@ class Dropout final : public Node {
   const char* type() const override { return "dropout"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 1) {
-      throw Error("dropout '" + name() + "' takes one input, got " + std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     return inputs[0];
   }
 
@@ -63,7 +61,8 @@ class Dropout final : public Node {
     SPARSETRAIN_ASSERT(static_cast<int64_t>(mask_.size()) ==
                        kernels::dropout_mask_words(dy.numel()));
     Tensor dx = Tensor::empty(dy.shape(), dy.layout());
-    kernels::eltwise_kernels().pick().dropout_backward(dx.data(), dy.data(), mask_.data(), dy.numel(), p_);
+    kernels::eltwise_kernels().pick().dropout_backward(dx.data(), dy.data(), mask_.data(),
+                                                       dy.numel(), p_);
     return {dx};
   }
 

@@ -20,9 +20,7 @@ class Flatten final : public Node {
   const char* type() const override { return "flatten"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 1) {
-      throw Error("flatten '" + name() + "' takes one input, got " + std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     const Shape& x = inputs[0];
     if (x.size() < 2) {
       throw Error("flatten '" + name() + "' expects an input (N, ...) of rank >= 2, got " +

@@ -15,10 +15,7 @@ class GlobalAvgPool final : public Node {
   const char* type() const override { return "global_avgpool"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 1) {
-      throw Error("global_avgpool '" + name() + "' takes one input, got " +
-                  std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     const Shape& x = inputs[0];
     if (x.size() != 4 || x[2] < 1 || x[3] < 1) {
       throw Error("global_avgpool '" + name() + "' expects a 4-D input (N, C, H, W), got " +

@@ -27,10 +27,7 @@ class Input final : public Node {
 
   // inputs: the one batch shape (N, sample...).
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 1) {
-      throw Error("input '" + name() + "' takes the batch as its only input, got " +
-                  std::to_string(inputs.size()) + " inputs");
-    }
+    expect_inputs(inputs, 1);
     const Shape& x = inputs[0];
     const Shape sample(x.begin() + (x.empty() ? 0 : 1), x.end());
     if (x.empty() || sample != sample_shape_) {

@@ -39,25 +39,17 @@ class LinearNode final : public PrunableNode {
  public:
   LinearNode(const std::string& name, int64_t in_features, const LinearOptions& options)
       : PrunableNode(name), in_features_(in_features), options_(options) {
-    weight_.name = name + ".weight";
-    weight_.kind = ParamKind::kWeight;
-    weight_.value = Tensor::zeros({options.out_features, in_features});
-    weight_.grad = Tensor::zeros({options.out_features, in_features});
-    if (options.bias) {
-      bias_.name = name + ".bias";
-      bias_.kind = ParamKind::kBias;
-      bias_.value = Tensor::zeros({options.out_features});
-      bias_.grad = Tensor::zeros({options.out_features});
-    }
+    weight_ =
+        zero_parameter(name + ".weight", ParamKind::kWeight, {options.out_features, in_features});
+    if (options.bias)
+      bias_ = zero_parameter(name + ".bias", ParamKind::kBias, {options.out_features});
   }
 
   const char* type() const override { return "linear"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
     const std::string where = "linear '" + name() + "': ";
-    if (inputs.size() != 1) {
-      throw Error(where + "expects 1 input, got " + std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     const Shape& in = inputs[0];
     if (in.empty()) throw Error(where + "expects a 2-D input (N, F), got a scalar");
     int64_t features = 1;

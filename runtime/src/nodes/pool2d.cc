@@ -31,9 +31,7 @@ class Pool2d final : public Node {
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
     const std::string where = std::string(type()) + " '" + name() + "'";
-    if (inputs.size() != 1) {
-      throw Error(where + " takes one input, got " + std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     const Shape& x = inputs[0];
     if (x.size() != 4) {
       throw Error(where + " expects a 4-D input (N, C, H, W), got " + shape_to_string(x));
@@ -71,7 +69,8 @@ class Pool2d final : public Node {
     Tensor dx = Tensor::empty(input_shape_, input_layout_);
     if (kind_ == PoolKind::kMax) {
       SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.inputs[0].defined());
-      kernels::pool_kernels().pick_for(d).max_backward(dx.data(), dy.data(), args.inputs[0].data(), d);
+      kernels::pool_kernels().pick_for(d).max_backward(dx.data(), dy.data(), args.inputs[0].data(),
+                                                       d);
     } else {
       kernels::pool_kernels().pick_for(d).avg_backward(dx.data(), dy.data(), d);
     }

@@ -15,9 +15,7 @@ class Relu final : public Node {
   const char* type() const override { return "relu"; }
 
   Shape output_shape(const std::vector<Shape>& inputs) const override {
-    if (inputs.size() != 1) {
-      throw Error("relu '" + name() + "' takes one input, got " + std::to_string(inputs.size()));
-    }
+    expect_inputs(inputs, 1);
     return inputs[0];
   }
 
