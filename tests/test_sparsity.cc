@@ -53,14 +53,16 @@ TEST(Sparsity, NamesParseAndErrorsNameTheFlag) {
   EXPECT_EQ(parse_distribution("erk"), Distribution::kErk);
   EXPECT_STREQ(distribution_name(Distribution::kErk), "erk");
   expect_error([] { parse_distribution("ERK2"); }, {"--distribution", "ERK2"});
-  EXPECT_EQ(parse_sparsity_method("acdc"), SparsityMethod::kAcdc);
-  EXPECT_EQ(parse_sparsity_method("rigl"), SparsityMethod::kRigl);
-  EXPECT_STREQ(sparsity_method_name(SparsityMethod::kGmp), "gmp");
-  expect_error([] { parse_sparsity_method("snip"); }, {"--sparsity-method", "snip"});
-  EXPECT_EQ(default_distribution(SparsityMethod::kStatic), Distribution::kUniform);
-  EXPECT_EQ(default_distribution(SparsityMethod::kAcdc), Distribution::kGlobal);
-  EXPECT_EQ(default_distribution(SparsityMethod::kGmp), Distribution::kGlobal);
-  EXPECT_EQ(default_distribution(SparsityMethod::kRigl), Distribution::kErk);
+  EXPECT_EQ(sparsity_method_names(), (std::vector<std::string>{"static", "acdc", "gmp", "rigl"}));
+  EXPECT_NE(dynamic_cast<AcdcMethod*>(make_sparsity_method("acdc").get()), nullptr);
+  EXPECT_NE(dynamic_cast<RiglMethod*>(make_sparsity_method("rigl").get()), nullptr);
+  EXPECT_NE(dynamic_cast<GmpMethod*>(make_sparsity_method("gmp").get()), nullptr);
+  expect_error([] { make_sparsity_method("snip"); },
+               {"--sparsity-method", "snip", "(expected static, acdc, gmp or rigl)"});
+  EXPECT_EQ(make_sparsity_method("static")->default_distribution(), Distribution::kUniform);
+  EXPECT_EQ(make_sparsity_method("acdc")->default_distribution(), Distribution::kGlobal);
+  EXPECT_EQ(make_sparsity_method("gmp")->default_distribution(), Distribution::kGlobal);
+  EXPECT_EQ(make_sparsity_method("rigl")->default_distribution(), Distribution::kErk);
   EXPECT_STREQ(phase_name(SparsityPhase::kDecompressed), "decompressed");
 }
 
@@ -266,17 +268,22 @@ TrainOptions method_options(const std::string& method, int64_t epochs) {
   return o;
 }
 
+// The built-ins' plans.
+const AcdcMethod& acdc(const SparsitySchedule& s) { return s.method_as<AcdcMethod>(); }
+const GmpMethod& gmp(const SparsitySchedule& s) { return s.method_as<GmpMethod>(); }
+const RiglMethod& rigl(const SparsitySchedule& s) { return s.method_as<RiglMethod>(); }
+
 TEST(Sparsity, AcdcDefaultPhasesOn200And30Epochs) {
   // The paper's schedule: 200 epochs, compressed from 10, 50, 90, 130, 170,
   // decompressed from 30, 70, 110, 150 (10 steps per epoch here).
   SparsitySchedule s = make_sparsity_schedule(method_options("acdc", 200), 10);
   EXPECT_EQ(s.distribution, Distribution::kGlobal);
-  EXPECT_EQ(s.compress_steps, (std::vector<int64_t>{100, 500, 900, 1300, 1700}));
-  EXPECT_EQ(s.decompress_steps, (std::vector<int64_t>{300, 700, 1100, 1500}));
+  EXPECT_EQ(acdc(s).compress_steps(), (std::vector<int64_t>{100, 500, 900, 1300, 1700}));
+  EXPECT_EQ(acdc(s).decompress_steps(), (std::vector<int64_t>{300, 700, 1100, 1500}));
   // 30 epochs of 100 steps: 1.5, 7.5, 13.5, 19.5, 25.5 and 4.5, 10.5, 16.5, 22.5.
   s = make_sparsity_schedule(method_options("acdc", 30), 100);
-  EXPECT_EQ(s.compress_steps, (std::vector<int64_t>{150, 750, 1350, 1950, 2550}));
-  EXPECT_EQ(s.decompress_steps, (std::vector<int64_t>{450, 1050, 1650, 2250}));
+  EXPECT_EQ(acdc(s).compress_steps(), (std::vector<int64_t>{150, 750, 1350, 1950, 2550}));
+  EXPECT_EQ(acdc(s).decompress_steps(), (std::vector<int64_t>{450, 1050, 1650, 2250}));
   EXPECT_EQ(s.phase_at(0), SparsityPhase::kDense);
   EXPECT_EQ(s.phase_at(149), SparsityPhase::kDense);
   EXPECT_EQ(s.phase_at(150), SparsityPhase::kCompressed);
@@ -302,8 +309,8 @@ TEST(Sparsity, AcdcGivenEpochsBecomeSteps) {
   o.decompress_epochs = {1.25};
   const SparsitySchedule s = make_sparsity_schedule(o, 7);
   // round(0.5 * 7) = 4, round(2 * 7) = 14, round(1.25 * 7) = 9.
-  EXPECT_EQ(s.compress_steps, (std::vector<int64_t>{4, 14}));
-  EXPECT_EQ(s.decompress_steps, (std::vector<int64_t>{9}));
+  EXPECT_EQ(acdc(s).compress_steps(), (std::vector<int64_t>{4, 14}));
+  EXPECT_EQ(acdc(s).decompress_steps(), (std::vector<int64_t>{9}));
   EXPECT_EQ(s.phase_at(3), SparsityPhase::kDense);
   EXPECT_EQ(s.phase_at(4), SparsityPhase::kCompressed);
   EXPECT_EQ(s.phase_at(9), SparsityPhase::kDecompressed);
@@ -347,17 +354,17 @@ TEST(Sparsity, AcdcPhasesAreValidated) {
 TEST(Sparsity, GmpPrunesEveryDtStepsOnTheCubic) {
   // Defaults on 10 epochs of 100 steps, dt 100: from step 100 to 600.
   SparsitySchedule s = make_sparsity_schedule(method_options("gmp", 10), 100);
-  EXPECT_EQ(s.prune_start_step, 100);
-  EXPECT_EQ(s.prune_end_step, 600);
-  EXPECT_FALSE(s.gmp_prunes_at(0));
-  EXPECT_TRUE(s.gmp_prunes_at(100));
-  EXPECT_FALSE(s.gmp_prunes_at(150));
-  EXPECT_TRUE(s.gmp_prunes_at(300));
-  EXPECT_TRUE(s.gmp_prunes_at(600));
-  EXPECT_FALSE(s.gmp_prunes_at(700));
-  EXPECT_DOUBLE_EQ(s.gmp_target(100), 0.0);
-  EXPECT_NEAR(s.gmp_target(350), 0.9 - 0.9 * 0.125, 1e-7);
-  EXPECT_NEAR(s.gmp_target(600), 0.9, 1e-7);
+  EXPECT_EQ(gmp(s).start_step(), 100);
+  EXPECT_EQ(gmp(s).end_step(), 600);
+  EXPECT_FALSE(gmp(s).prunes_at(0));
+  EXPECT_TRUE(gmp(s).prunes_at(100));
+  EXPECT_FALSE(gmp(s).prunes_at(150));
+  EXPECT_TRUE(gmp(s).prunes_at(300));
+  EXPECT_TRUE(gmp(s).prunes_at(600));
+  EXPECT_FALSE(gmp(s).prunes_at(700));
+  EXPECT_DOUBLE_EQ(gmp(s).target(100), 0.0);
+  EXPECT_NEAR(gmp(s).target(350), 0.9 - 0.9 * 0.125, 1e-7);
+  EXPECT_NEAR(gmp(s).target(600), 0.9, 1e-7);
   EXPECT_EQ(s.phase_at(99), SparsityPhase::kDense);
   EXPECT_EQ(s.phase_at(100), SparsityPhase::kMasked);
   EXPECT_EQ(s.phase_at(599), SparsityPhase::kMasked);
@@ -369,14 +376,14 @@ TEST(Sparsity, GmpPrunesEveryDtStepsOnTheCubic) {
   o.prune_start_epoch = 2;
   o.prune_end_epoch = 7;
   s = make_sparsity_schedule(o, 100);
-  EXPECT_EQ(s.prune_start_step, 200);
-  EXPECT_EQ(s.prune_end_step, 200 + 7 * 70);
-  EXPECT_TRUE(s.gmp_prunes_at(270));
-  EXPECT_NEAR(s.gmp_target(200), 0.5, 1e-7);
+  EXPECT_EQ(gmp(s).start_step(), 200);
+  EXPECT_EQ(gmp(s).end_step(), 200 + 7 * 70);
+  EXPECT_TRUE(gmp(s).prunes_at(270));
+  EXPECT_NEAR(gmp(s).target(200), 0.5, 1e-7);
   // An end at the run's end is clamped to its last step.
   o.prune_every_steps = 1;
   o.prune_end_epoch = 10;
-  EXPECT_EQ(make_sparsity_schedule(o, 100).prune_end_step, 999);
+  EXPECT_EQ(gmp(make_sparsity_schedule(o, 100)).end_step(), 999);
 }
 
 TEST(Sparsity, RiglUpdatesEveryDtWithCosineDecay) {
@@ -384,17 +391,19 @@ TEST(Sparsity, RiglUpdatesEveryDtWithCosineDecay) {
   o.drop_fraction = 0.4f;
   const SparsitySchedule s = make_sparsity_schedule(o, 100);
   EXPECT_EQ(s.distribution, Distribution::kErk);
-  EXPECT_EQ(s.update_end_step, 600);
-  EXPECT_FALSE(s.rigl_updates_at(0));
-  EXPECT_TRUE(s.rigl_updates_at(100));
-  EXPECT_FALSE(s.rigl_updates_at(150));
-  EXPECT_TRUE(s.rigl_updates_at(500));
-  EXPECT_FALSE(s.rigl_updates_at(600));
+  EXPECT_EQ(rigl(s).end_step(), 600);
+  EXPECT_FALSE(rigl(s).updates_at(0));
+  EXPECT_TRUE(rigl(s).updates_at(100));
+  EXPECT_FALSE(rigl(s).updates_at(150));
+  EXPECT_TRUE(rigl(s).updates_at(500));
+  EXPECT_FALSE(rigl(s).updates_at(600));
   EXPECT_EQ(s.phase_at(0), SparsityPhase::kCompressed);
-  EXPECT_DOUBLE_EQ(s.rigl_drop_fraction(0), 0.4f);
-  EXPECT_NEAR(s.rigl_drop_fraction(300), 0.2, 1e-7);
-  EXPECT_NEAR(s.rigl_drop_fraction(150), 0.2 * (1 + std::cos(std::numbers::pi / 4)), 1e-7);
-  EXPECT_DOUBLE_EQ(s.rigl_drop_fraction(600), 0.0);
+  EXPECT_DOUBLE_EQ(rigl(s).drop_fraction_at(0), 0.4f);
+  EXPECT_NEAR(rigl(s).drop_fraction_at(300), 0.2, 1e-7);
+  EXPECT_NEAR(rigl(s).drop_fraction_at(150), 0.2 * (1 + std::cos(std::numbers::pi / 4)), 1e-7);
+  EXPECT_DOUBLE_EQ(rigl(s).drop_fraction_at(600), 0.0);
+  // Another method's plan is refused by name.
+  expect_error([&] { gmp(s); }, {"'rigl'"});
 }
 
 TEST(Sparsity, OptionsAreValidatedByName) {

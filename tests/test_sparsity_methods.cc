@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -244,15 +245,16 @@ TEST(SparsityMethods, GmpRampsMaskedThenCompresses) {
   constexpr int64_t kSpe = 5;  // prunes at 5, 10, ..., 30; compressed from 30
   Harness h(o, kSpe);
   const SparsitySchedule& sched = h.controller().schedule();
-  ASSERT_EQ(sched.prune_start_step, 5);
-  ASSERT_EQ(sched.prune_end_step, 30);
+  const GmpMethod& gmp = sched.method_as<GmpMethod>();
+  ASSERT_EQ(gmp.start_step(), 5);
+  ASSERT_EQ(gmp.end_step(), 30);
   const int64_t n = total_weights(h);
   std::vector<std::set<int64_t>> previous;
   double last_target = 0;
   for (int64_t s = 0; s < 50; ++s) {
     h.begin(s);
-    if (sched.gmp_prunes_at(s)) {
-      const double target = sched.gmp_target(s);
+    if (gmp.prunes_at(s)) {
+      const double target = gmp.target(s);
       EXPECT_GE(target, last_target);
       last_target = target;
       int64_t kept = 0;
@@ -308,8 +310,9 @@ TEST(SparsityMethods, RiglKeepsCountsAndGrowsAtZero) {
       before.push_back(kept_set(p));
     }
     h.step(s);
-    const bool update = h.controller().schedule().rigl_updates_at(s);
-    const double fraction = h.controller().schedule().rigl_drop_fraction(s);
+    const RiglMethod& rigl = h.controller().schedule().method_as<RiglMethod>();
+    const bool update = rigl.updates_at(s);
+    const double fraction = rigl.drop_fraction_at(s);
     for (std::size_t l = 0; l < layers.size(); ++l) {
       const Parameter& p = h.graph().parameter(layers[l].param);
       const std::set<int64_t> after = kept_set(p);
@@ -577,6 +580,143 @@ TEST(SparsityMethods, ResumeContinuesAcdcGmpAndRigl) {
   rigl.epochs = 3;
   rigl.prune_every_steps = 4;
   expect_resume_matches(rigl, 14, "rigl");
+}
+
+// --- an app's own method ----------------------------------------------------
+
+// A method an app adds, all of it here: dense until --prune-start-epoch
+// (default: half the run), then one pruning by magnitude at the target,
+// fixed from then on.
+class OneShotMethod final : public SparsityMethod {
+ public:
+  std::unique_ptr<SparsityMethod> clone() const override {
+    return std::make_unique<OneShotMethod>(*this);
+  }
+  Distribution default_distribution() const override { return Distribution::kUniform; }
+  std::vector<std::string> option_flags() const override { return {"--prune-start-epoch"}; }
+  void plan(const TrainOptions& o, const SparsitySchedule& s) override {
+    const double epoch =
+        o.prune_start_epoch != -1.0 ? o.prune_start_epoch : 0.5 * static_cast<double>(o.epochs);
+    prune_step_ = epoch_to_step(epoch, s.steps_per_epoch);
+  }
+  SparsityPhase phase_at(const SparsitySchedule& s, int64_t step) const override {
+    return step < prune_step_ ? SparsityPhase::kDense : s.sparse_phase();
+  }
+  std::string describe(const SparsitySchedule& s) const override {
+    return "; pruned once at step " + std::to_string(prune_step_);
+  }
+  void before_step(SparsityController& c, int64_t step) override {
+    if (step != prune_step_) return;
+    const SparsitySchedule& s = c.schedule();
+    c.apply_masks(magnitude_masks(c.graph(), c.layers(), s.sparsity, s.distribution),
+                  !s.masked_storage);
+    c.set_phase(s.sparse_phase(), step);
+    c.record(step, "prune");
+  }
+
+ private:
+  int64_t prune_step_ = 0;
+};
+
+void register_one_shot() {
+  static const bool registered = [] {
+    register_sparsity_method("one-shot", [] { return std::make_unique<OneShotMethod>(); });
+    return true;
+  }();
+  (void)registered;
+}
+
+TEST(SparsityMethods, AnAppsOwnMethodRunsThroughTheController) {
+  register_one_shot();
+  EXPECT_EQ(sparsity_method_names(),
+            (std::vector<std::string>{"static", "acdc", "gmp", "rigl", "one-shot"}));
+  EXPECT_THROW(register_sparsity_method("gmp", [] { return std::make_unique<OneShotMethod>(); }),
+               Error);
+  TrainOptions o;
+  o.epochs = 4;
+  o.sparsity = 0.75f;
+  o.sparsity_method = "one-shot";
+  o.prune_start_epoch = 1.5;
+  EXPECT_NO_THROW(validate(o));
+  constexpr int64_t kSpe = 4;  // pruned at step 6
+  Harness h(o, kSpe);
+  std::vector<std::pair<int64_t, std::string>> fired;
+  HookHandle hook = h.graph().add_hook(HookPoint::kPhaseChange, "*",
+                                       [&](HookEvent& e) { fired.emplace_back(e.step, e.phase); });
+  const SparsitySchedule& sched = h.controller().schedule();
+  EXPECT_EQ(sched.describe(), "one-shot, uniform, target 0.750; pruned once at step 6");
+  const std::vector<PrunableLayer>& layers = h.controller().layers();
+  const std::vector<int64_t> expected = layer_keep_counts(layers, 0.75f, Distribution::kUniform);
+  std::vector<std::set<int64_t>> kept_at_prune;
+  for (int64_t s = 0; s < 16; ++s) {
+    EXPECT_TRUE(std::isfinite(h.step(s)));
+    EXPECT_EQ(h.controller().phase(), s < 6 ? SparsityPhase::kDense : SparsityPhase::kCompressed)
+        << "step " << s;
+    EXPECT_EQ(h.controller().phase(), sched.phase_at(s)) << "step " << s;
+    const std::vector<SparsityEvent> events = h.controller().take_events();
+    if (s == 6) {
+      ASSERT_EQ(events.size(), 2u);
+      EXPECT_EQ(events[0].kind, "phase");
+      EXPECT_EQ(events[1].kind, "prune");
+      EXPECT_NEAR(events[1].sparsity, 0.75, 1e-12);
+    } else {
+      EXPECT_TRUE(events.empty()) << "step " << s;
+    }
+    for (std::size_t l = 0; l < layers.size(); ++l) {
+      const Parameter& p = h.graph().parameter(layers[l].param);
+      ASSERT_EQ(p.compressed(), s >= 6) << layers[l].node << " step " << s;
+      if (s < 6) continue;
+      EXPECT_EQ(p.value.numel(), expected[l]) << layers[l].node << " step " << s;
+      // The masks stay as pruned.
+      if (s == 6) kept_at_prune.push_back(kept_set(p));
+      EXPECT_EQ(kept_set(p), kept_at_prune[l]) << layers[l].node << " step " << s;
+    }
+  }
+  EXPECT_EQ(fired, (std::vector<std::pair<int64_t, std::string>>{{6, "compressed"}}));
+  // A resumed controller adopts its phase.
+  SparsityController resumed(make_sparsity_schedule(o, kSpe), h.graph(), &h.optimizer());
+  resumed.resume(10);
+  EXPECT_EQ(resumed.phase(), SparsityPhase::kCompressed);
+  // The options know it: another method refuses its option naming it, an
+  // unknown name lists it.
+  TrainOptions other = o;
+  other.sparsity_method = "static";
+  try {
+    validate(other);
+    ADD_FAILURE() << "static accepted --prune-start-epoch";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(
+                  "--prune-start-epoch applies to --sparsity-method gmp, rigl or one-shot only"),
+              std::string::npos)
+        << e.what();
+  }
+  try {
+    make_sparsity_method("snip");
+    ADD_FAILURE() << "no error for an unknown method";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("(expected static, acdc, gmp, rigl or one-shot)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(SparsityMethods, AnAppsOwnMethodTrainsThroughTheTrainer) {
+  register_one_shot();
+  TrainOptions o = mnist_run("one-shot");
+  o.epochs = 2;  // 20 steps, pruned at step 10
+  Trainer t(o, zoo());
+  std::ostringstream log;
+  const TrainResult r = t.run(log);
+  ASSERT_EQ(r.epochs.size(), 2u);
+  EXPECT_EQ(r.epochs[0].phase, "dense");
+  EXPECT_EQ(r.epochs[1].phase, "compressed");
+  EXPECT_NEAR(r.epochs[1].sparsity, 0.9, 1e-6);
+  const std::string text = log.str();
+  EXPECT_NE(text.find("sparsity: one-shot, uniform, target 0.900; pruned once at step 10"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("step 10 (epoch 1.00): compressed, sparsity 0.900"), std::string::npos)
+      << text;
 }
 
 TEST(SparsityMethods, CommandLineErrorsNameTheFlag) {
