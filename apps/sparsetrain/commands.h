@@ -5,21 +5,24 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sparsetrain/trainer.h"
 
 namespace sparsetrain::cli {
 
-// The help of every command's --data-dir.
-inline constexpr const char* kDataDirHelp =
-    "Folder holding mnist/, fashion-mnist/, cifar-10/ (default: the first of $SPARSETRAIN_DATA, "
-    "~/.cache/sparsetrain/data and ../shared/data that holds the dataset)";
+// The help of a setting's flag (option_row(key).help), for the commands
+// that share it with train: --data-dir, --threads.
+inline std::string option_help(std::string_view key) { return std::string(option_row(key).help); }
+
+// The flag of a tristate row (auto | on | off -> -1 | 1 | 0), bound to
+// `target`.
+CLI::Option* add_tristate_option(CLI::App* app, const OptionRow& row, int& target);
 
 struct TrainCommand {
   TrainOptions options;
   CLI::App* app = nullptr;
-  std::string augment = "auto";
   bool no_progress = false;
   std::string recipe;         // YAML recipe under the flags (sparsetrain/recipe.h)
   bool print_recipe = false;  // print the resolved recipe and exit

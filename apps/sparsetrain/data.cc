@@ -200,7 +200,7 @@ CLI::App* add_data(CLI::App& app, DataCommand& cmd) {
                           "Only when no searched place (see `data list`) holds the dataset yet");
   cmd.list_app = sub->add_subcommand(
       "list", "Where each dataset is found, its files, and whether they verify");
-  cmd.list_app->add_option("--data-dir", cmd.dir, kDataDirHelp);
+  cmd.list_app->add_option("--data-dir", cmd.dir, option_help("data_dir"));
   cmd.list_app->add_flag("--json", cmd.json, "Print one JSON array");
   return sub;
 }

@@ -16,10 +16,10 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& cmd) {
       ->required();
   sub->add_option("--dataset", cmd.dataset,
                   "mnist | fashion-mnist | cifar10 (default: the training one)");
-  sub->add_option("--data-dir", cmd.data_dir, kDataDirHelp);
+  sub->add_option("--data-dir", cmd.data_dir, option_help("data_dir"));
   sub->add_option("--batch-size", cmd.batch_size, "Evaluation batch size")->capture_default_str();
   sub->add_option("--limit", cmd.limit, "Use only the first N test images");
-  sub->add_option("--threads", cmd.threads, "Worker threads (0: all cores)")->capture_default_str();
+  sub->add_option("--threads", cmd.threads, option_help("threads"))->capture_default_str();
   sub->add_flag("--json", cmd.json, "Print one JSON object");
   return sub;
 }

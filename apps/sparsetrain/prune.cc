@@ -50,18 +50,13 @@ CLI::App* add_prune(CLI::App& app, PruneCommand& cmd) {
                   "uniform (every layer at --sparsity) | erk (Erdos-Renyi-Kernel)")
       ->check(CLI::IsMember({"global", "uniform", "erk"}))
       ->capture_default_str();
-  sub->add_option("--dense-first-last", cmd.dense_first_last,
-                  "Keep the first and last prunable layer dense: auto (when the model has "
-                  "convolutions) | on | off")
-      ->transform(
-          CLI::CheckedTransformer(std::map<std::string, int>{{"auto", -1}, {"on", 1}, {"off", 0}}))
-      ->default_str("auto");
+  add_tristate_option(sub, option_row("dense_first_last"), cmd.dense_first_last);
   sub->add_option("--out", cmd.out, "Folder of the pruned checkpoint (checkpoint.safetensors)")
       ->required();
-  sub->add_option("--data-dir", cmd.data_dir, kDataDirHelp);
+  sub->add_option("--data-dir", cmd.data_dir, option_help("data_dir"));
   sub->add_option("--test-limit", cmd.test_limit, "Evaluate on the first N test images only");
   sub->add_option("--batch-size", cmd.batch_size, "Evaluation batch size")->capture_default_str();
-  sub->add_option("--threads", cmd.threads, "Worker threads (0: all cores)")->capture_default_str();
+  sub->add_option("--threads", cmd.threads, option_help("threads"))->capture_default_str();
   sub->add_flag("--no-eval", cmd.no_eval, "Skip the test accuracy before and after pruning");
   sub->add_flag("--json", cmd.json, "Print one JSON object");
   return sub;

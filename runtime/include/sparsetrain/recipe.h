@@ -15,7 +15,7 @@
 //   seed: 0
 //   threads: 0                          # 0: all cores
 //   augment: auto                       # auto | true | false
-//   train_limit: -1                     # -1: all images
+//   train_limit: -1                     # -1: all images, else at least 1
 //   test_limit: -1
 //   clip_grad_norm: 0                   # 0: off
 //   kernels: auto                       # auto | sparse | dense
@@ -57,10 +57,13 @@
 //     rewind_epoch: 5
 //     rewind_from: runs/dense/epoch-5   # weight-rewind (default: the original run's)
 //
-// Every key is optional. A wrong recipe is refused with an Error naming the
-// file, the line and the key: YAML syntax, an unknown or repeated key, a
-// value of the wrong type or out of range, a method parameter for another
-// method, or AC/DC phases that overlap, leave a gap or are out of order.
+// The keys are the recipe keys of the settings schema (option_rows(),
+// options.h), read and range-checked as their rows say; sparsity.phases sets
+// compress_epochs and decompress_epochs. Every key is optional. A wrong
+// recipe is refused with an Error naming the file, the line and the key:
+// YAML syntax, an unknown or repeated key, a value of the wrong type or out
+// of range, a method parameter for another method, or AC/DC phases that
+// overlap, leave a gap or are out of order.
 #pragma once
 
 #include <functional>

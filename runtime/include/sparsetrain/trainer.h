@@ -12,115 +12,16 @@
 
 #include "sparsetrain/core/export.h"
 #include "sparsetrain/graph.h"
+#include "sparsetrain/options.h"
 
 namespace sparsetrain {
 SPARSETRAIN_PUBLIC_BEGIN
 
 struct Dataset;
 
-struct TrainOptions {
-  std::string model = "lenet5";
-  std::string dataset = "mnist";
-  std::string data_dir;  // empty: search the places of data_search_places() (data.h)
-  int64_t epochs = 1;
-  int64_t batch_size = 50;
-  std::string optimizer = "sgd";  // sgd | adamw
-  float lr = 0.05f;
-  float momentum = 0.9f;
-  bool nesterov = true;
-  float weight_decay = 5e-4f;
-  float beta1 = 0.9f, beta2 = 0.999f, adam_eps = 1e-8f;
-  std::string lr_schedule = "onecycle";  // constant | multistep | cosine | onecycle
-  std::vector<int64_t> milestones;       // epochs, for multistep
-  float lr_gamma = 0.1f;
-  int64_t warmup_epochs = 0;
-  float clip_grad_norm = 0.0f;  // 0: no clipping
-  int threads = 0;              // 0: all hardware threads
-  uint64_t seed = 0;
-  int augment = -1;          // -1: dataset default (crop + flip on CIFAR-10), 0 off, 1 on
-  int64_t train_limit = -1;  // use only the first N training images
-  int64_t test_limit = -1;
-  int64_t eval_batch_size = 500;
-  std::string out_dir;       // checkpoints; empty: none
-  std::string metrics_path;  // JSON lines; empty: none
-  std::string resume_dir;    // continue the run saved there
-  int64_t max_steps = -1;    // stop (and checkpoint) after this many steps in total
-  int64_t log_every = 0;     // also log the loss of every N-th step to the metrics file
-  std::string sparse_storage = "compressed";  // compressed | masked (dense storage + mask)
-  std::vector<std::string> probes;  // registered probes (sparsetrain/probes.h): "activation-stats"
-  // --- sparsity (DESIGN.md "Sparsity methods", sparsetrain/sparsity.h) ----
-  // Target sparsity over the prunable weights (conv and linear weights of
-  // the layers chosen below); 0: a dense run.
-  float sparsity = 0.0f;
-  // static: magnitude masks right after initialisation, fixed for the run;
-  // acdc: alternating compressed / decompressed phases;
-  // gmp: gradual magnitude pruning on the cubic schedule;
-  // rigl: ERK masks at initialisation, drop by magnitude, grow by gradient.
-  std::string sparsity_method = "static";
-  // global | uniform | erk; empty: the method's default (static: uniform,
-  // acdc and gmp: global, rigl: erk).
-  std::string distribution;
-  // Leave the first and the last prunable layer dense: -1 when the model
-  // has convolutions (the stem conv and the classifier are tiny and
-  // sensitive), 0 never, 1 always.
-  int dense_first_last = -1;
-  // acdc: epochs (fractions allowed, counted from 0) at which compressed and
-  // decompressed phases begin; the run is dense before the first compressed
-  // phase. Empty: the paper's proportions scaled to `epochs` (dense warm-up
-  // to 5%, compressed phases from 5, 25, 45, 65 and 85%, decompressed ones
-  // from 15, 35, 55 and 75%).
-  std::vector<double> compress_epochs;
-  std::vector<double> decompress_epochs;
-  // gmp: s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3, pruning every
-  // `prune_every_steps` steps (dt) from `prune_start_epoch` (t0) to
-  // `prune_end_epoch` (t0 + n dt), s_f = sparsity. -1: the method's default
-  // (gmp: from 10% to 60% of the run; rigl: updates from the start until
-  // 75% of the run).
-  float initial_sparsity = 0.0f;    // s_i
-  double prune_start_epoch = -1;    // t0
-  double prune_end_epoch = -1;      // t0 + n dt
-  int64_t prune_every_steps = 100;  // dt; gmp and rigl
-  // rigl: fraction of each layer's stored weights dropped and regrown at the
-  // first update, cosine-decayed to zero at prune_end_epoch.
-  float drop_fraction = 0.3f;
-  std::string kernels = "auto";  // compressed layers: sparse | dense | auto
-  bool progress = true;
-  // --- snapshots and retraining after pruning (Renda et al., ICLR 2020) ---
-  // Also save the whole training state at the end of these epochs (0: before
-  // the first step) as out_dir/epoch-<E>/checkpoint.safetensors, for weight
-  // rewinding. Needs out_dir.
-  std::vector<int64_t> save_epochs;
-  // Start from this checkpoint's weights (file or run folder; BatchNorm
-  // statistics and biases included) instead of a random initialisation. Its
-  // masked or compressed weights keep their masks for the whole run
-  // (compressed unless sparse_storage is "masked"). The optimizer starts
-  // fresh.
-  std::string init_from;
-  // With init_from: how the learning rate and the weights of the retraining
-  // are chosen.
-  //   finetune       the original run's final lr, constant, for `epochs`;
-  //   lr-rewind      the original run's lr schedule replayed from epoch
-  //                  rewind_epoch for `epochs` (the pruned weights kept);
-  //   weight-rewind  as lr-rewind, and every parameter reset to the original
-  //                  run's snapshot at epoch rewind_epoch, pruned by the
-  //                  checkpoint's masks.
-  // Empty: the lr schedule of these options. Resolving a mode rewrites the
-  // lr fields below, so a saved run resumes with its resolved schedule.
-  std::string retrain;
-  // -1: epochs of the original run minus `epochs` (the last `epochs`
-  // epochs of the original schedule, as in the paper).
-  int64_t rewind_epoch = -1;
-  // weight-rewind: the snapshot to rewind to; empty: epoch-<E>/ in the run
-  // folder the pruned checkpoint came from.
-  std::string rewind_from;
-  // The lr schedule spans this many epochs (0: `epochs`), and the run's step
-  // s takes its value at step s + lr_schedule_offset_epochs * steps per
-  // epoch. Set by lr-rewind and weight-rewind.
-  int64_t lr_schedule_epochs = 0;
-  int64_t lr_schedule_offset_epochs = 0;
-};
-
-// Throws Error naming the option when a value is out of range.
+// Throws Error naming the option when a value is out of range (each row's
+// check_option, options.h) or settings do not fit together (the sparsity
+// method's and retraining's rules).
 void validate(const TrainOptions& options);
 
 // The hyper-parameters that suit a model out of the box (the command line
@@ -132,6 +33,9 @@ void validate(const TrainOptions& options);
 //   schedule peaking at lr 0.1.
 // Every other field keeps its TrainOptions default.
 TrainOptions recommended_options(const std::string& model);
+// The options as JSON, one key a saved row (option_rows()); reading takes
+// the keys it finds and leaves the other fields at their defaults, so the
+// options of older checkpoints load.
 std::string options_to_json(const TrainOptions& options);
 TrainOptions options_from_json(const std::string& json);
 

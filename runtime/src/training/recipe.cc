@@ -1,3 +1,8 @@
+// Recipes (sparsetrain/recipe.h): the YAML reader and writer. Both walk the
+// settings schema (option_rows(), options.h): a row's recipe_key places it
+// ("optimizer.lr" in the optimizer section), its type and range say how the
+// value is read and checked. Only the AC/DC phase list (sparsity.phases, for
+// compress_epochs and decompress_epochs) has a reader and writer of its own.
 #include "sparsetrain/recipe.h"
 
 #include <yaml-cpp/yaml.h>
@@ -5,23 +10,23 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <limits>
-#include <map>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
-#include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
+#include "training/options_internal.h"
 
 namespace sparsetrain {
 
 namespace {
 
-constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
+using detail::float_text;
+using detail::join;
+
 // Longest piece of recipe text quoted in an error message.
 constexpr std::size_t kMaxQuoted = 60;
 
@@ -45,36 +50,37 @@ std::string printable(const std::string& text) {
   return out;
 }
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
-
-// The shortest decimal text that reads back as the same value (as a float
-// when `single`).
-std::string float_text(double value, bool single) {
-  char text[64];
-  const auto result = single ? std::to_chars(text, text + sizeof text, static_cast<float>(value))
-                             : std::to_chars(text, text + sizeof text, value);
-  std::string s(text, result.ptr);
-  // YAML 1.1 readers take "1e-08" as a string; "1.0e-08" is a float everywhere.
-  const std::size_t e = s.find('e');
-  if (e != std::string::npos && s.find('.') == std::string::npos) s.insert(e, ".0");
-  return s;
-}
-
 struct Phase {
   bool compressed = false;
   double start = 0, end = 0;
   int line = 0;
 };
 
+// The sparsity methods of sparsity.phases (compress_epochs and
+// decompress_epochs have no recipe key of their own).
+const std::vector<std::string> kPhaseMethods = {"acdc"};
+
+template <class T>
+struct is_vector : std::false_type {};
+template <class T>
+struct is_vector<std::vector<T>> : std::true_type {};
+
+bool contains(const std::vector<std::string>& items, const std::string& item) {
+  return std::find(items.begin(), items.end(), item) != items.end();
+}
+
+// "optimizer.lr" -> {"optimizer", "lr"}; "epochs" -> {"", "epochs"}.
+std::pair<std::string, std::string> split_key(std::string_view recipe_key) {
+  const std::size_t dot = recipe_key.find('.');
+  if (dot == std::string_view::npos) return {"", std::string(recipe_key)};
+  return {std::string(recipe_key.substr(0, dot)), std::string(recipe_key.substr(dot + 1))};
+}
+
 }  // namespace
 
-// Reads a YAML document into a Recipe: every key is looked up in a table of
-// sections, every value converted and range-checked where it stands, so an
-// error can name its line.
+// Reads a YAML document into a Recipe: every key is looked up in the
+// sections the rows make, every value converted and range-checked where it
+// stands, so an error can name its line.
 class RecipeParser {
  public:
   explicit RecipeParser(Recipe& recipe) : r_(recipe) {}
@@ -148,36 +154,28 @@ class RecipeParser {
     return v.Scalar();
   }
 
-  int64_t integer(const YAML::Node& v, const std::string& key, int64_t min,
-                  int64_t max = kNoMax) const {
-    const std::string expected =
-        max == kNoMax ? "an integer >= " + std::to_string(min)
-                      : "an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
+  // An integer that `accepts`; `expected` says which ("an integer >= 1").
+  template <class Accepts>
+  int64_t integer(const YAML::Node& v, const std::string& key, const std::string& expected,
+                  Accepts accepts) const {
     const std::string s = scalar(v, key, expected.c_str());
     int64_t value = 0;
     const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-    if (ec != std::errc() || end != s.data() + s.size() || value < min || value > max) {
+    if (ec != std::errc() || end != s.data() + s.size() || !accepts(static_cast<double>(value))) {
       fail(v, key, "expected " + expected + ", got " + quoted(s));
     }
     return value;
   }
 
-  // A finite number in [min, max] (an open end where `open_min` / `open_max`).
-  double number(const YAML::Node& v, const std::string& key, double min, double max,
-                bool open_min = false, bool open_max = false) const {
-    std::ostringstream range;
-    range << (open_min ? "(" : "[") << float_text(min, false) << ", "
-          << (std::isinf(max) ? "inf" : float_text(max, false))
-          << (open_max || std::isinf(max) ? ")" : "]");
-    const std::string expected = "a number in " + range.str();
+  // A finite number that `accepts`.
+  template <class Accepts>
+  double number(const YAML::Node& v, const std::string& key, const std::string& expected,
+                Accepts accepts) const {
     const std::string s = scalar(v, key, expected.c_str());
     char* end = nullptr;
     const double value = s.empty() ? std::nan("") : std::strtod(s.c_str(), &end);
     const bool parsed = !s.empty() && end == s.c_str() + s.size() && std::isfinite(value);
-    if (!parsed || value < min || value > max || (open_min && value == min) ||
-        (open_max && value == max)) {
-      fail(v, key, "expected " + expected + ", got " + quoted(s));
-    }
+    if (!parsed || !accepts(value)) fail(v, key, "expected " + expected + ", got " + quoted(s));
     return value;
   }
 
@@ -215,58 +213,74 @@ class RecipeParser {
     }
   }
 
-  std::vector<int64_t> integers(const YAML::Node& v, const std::string& key, int64_t min,
-                                bool increasing) const {
-    if (!v.IsSequence()) fail(v, key, "expected a list of integers, e.g. [100, 150]");
-    std::vector<int64_t> out;
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      const int64_t x = integer(v[i], key, min);
-      if (increasing && !out.empty() && x <= out.back()) {
-        fail(v[i], key,
-             "must increase: " + std::to_string(x) + " follows " + std::to_string(out.back()));
+  // --- the rows' values ------------------------------------------------------
+
+  // A value of the row's member type T.
+  template <class T>
+  T value(const OptionRow& row, const YAML::Node& v, const std::string& key) const {
+    if constexpr (std::is_same_v<T, std::string>) {
+      return row.choices.empty() ? text(v, key) : choice(v, key, row.choices);
+    } else if constexpr (std::is_same_v<T, bool>) {
+      return boolean(v, key);
+    } else if constexpr (std::is_integral_v<T>) {
+      if (row.tristate) return static_cast<T>(tristate(v, key));
+      return static_cast<T>(integer(v, key, option_expected(row),
+                                    [&row](double x) { return option_accepts(row, x); }));
+    } else if constexpr (std::is_floating_point_v<T>) {
+      return static_cast<T>(number(v, key, option_expected(row),
+                                   [&row](double x) { return option_accepts(row, x); }));
+    } else {
+      static_assert(is_vector<T>::value);
+      using Item = typename T::value_type;
+      if (!v.IsSequence()) {
+        fail(v, key,
+             std::is_integral_v<Item>         ? "expected a list of integers, e.g. [100, 150]"
+             : std::is_floating_point_v<Item> ? "expected a list of numbers, e.g. [1.5, 4.5]"
+                                              : "expected a list, e.g. [a, b]");
       }
-      out.push_back(x);
+      T out;
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        const Item x = value<Item>(row, v[i], key);
+        if constexpr (std::is_arithmetic_v<Item>) {
+          if (row.increasing && !out.empty() && !(x > out.back())) {
+            fail(v[i], key,
+                 "must increase: " + std::to_string(x) + " follows " + std::to_string(out.back()));
+          }
+        }
+        out.push_back(x);
+      }
+      return out;
     }
-    return out;
   }
 
-  // --- sections -----------------------------------------------------------------
-
-  template <class T>
-  Handler field(T TrainOptions::*member,
-                std::function<T(const YAML::Node&, const std::string&)> read) {
-    return [this, member, read](const YAML::Node& v, const std::string& key) {
-      const T value = read(v, key);
-      set(key, v, [member, value](TrainOptions& o) { o.*member = value; });
+  // Reads the row's value and sets it; remembers what the checks across
+  // keys need (the model, the epochs, the sparsity method and its
+  // parameters).
+  Handler field(const OptionRow& row) {
+    return [this, &row](const YAML::Node& v, const std::string& key) {
+      if (!row.methods.empty()) method_params_.push_back({key, key_line_, row.methods});
+      std::visit(
+          [&](auto m) {
+            using T = std::remove_cvref_t<decltype(std::declval<TrainOptions&>().*m)>;
+            const T x = value<T>(row, v, key);
+            if constexpr (std::is_same_v<T, std::string>) {
+              if (m == &TrainOptions::model) r_.model_ = x;
+              if (m == &TrainOptions::sparsity_method) {
+                method_ = x;
+                method_line_ = v.Mark().line + 1;
+              }
+            } else if constexpr (std::is_same_v<T, int64_t>) {
+              if (m == &TrainOptions::epochs) {
+                epochs_ = x;
+                epochs_line_ = v.Mark().line + 1;
+              }
+            }
+            set(key, v, [m, x](TrainOptions& o) { o.*m = x; });
+          },
+          row.member);
     };
   }
-  Handler int_field(int64_t TrainOptions::*member, int64_t min) {
-    return field<int64_t>(member, [this, min](const YAML::Node& v, const std::string& key) {
-      return integer(v, key, min);
-    });
-  }
-  Handler float_field(float TrainOptions::*member, double min, double max, bool open_min,
-                      bool open_max) {
-    return field<float>(member, [=, this](const YAML::Node& v, const std::string& key) {
-      return static_cast<float>(number(v, key, min, max, open_min, open_max));
-    });
-  }
-  Handler choice_field(std::string TrainOptions::*member, std::vector<std::string> choices) {
-    return field<std::string>(member, [this, choices](const YAML::Node& v, const std::string& key) {
-      return choice(v, key, choices);
-    });
-  }
-  Handler text_field(std::string TrainOptions::*member) {
-    return field<std::string>(
-        member, [this](const YAML::Node& v, const std::string& key) { return text(v, key); });
-  }
-  Handler limit_field(int64_t TrainOptions::*member) {
-    return field<int64_t>(member, [this](const YAML::Node& v, const std::string& key) {
-      const int64_t n = integer(v, key, -1);
-      if (n == 0) fail(v, key, "expected -1 (all images) or a positive count, got 0");
-      return n;
-    });
-  }
+
   Handler section(const std::string& name, Section entries) {
     return [this, name, entries = std::move(entries)](const YAML::Node& v, const std::string& key) {
       if (!v.IsMap()) fail(v, key, "expected a mapping of " + name + " keys");
@@ -274,125 +288,34 @@ class RecipeParser {
     };
   }
 
+  // The top-level keys and the sections, in the order of the rows.
   Section top_level() {
-    constexpr double kInf = std::numeric_limits<double>::infinity();
-    return {
-        {"description", [this](const YAML::Node& v, const std::string& key) { text(v, key); }},
-        {"model",
-         [this](const YAML::Node& v, const std::string& key) {
-           const std::string model = text(v, key);
-           r_.model_ = model;
-           set(key, v, [model](TrainOptions& o) { o.model = model; });
-         }},
-        {"dataset", choice_field(&TrainOptions::dataset, dataset_names())},
-        {"data_dir", text_field(&TrainOptions::data_dir)},
-        {"epochs",
-         [this](const YAML::Node& v, const std::string& key) {
-           const int64_t epochs = integer(v, key, 1);
-           epochs_ = epochs;
-           epochs_line_ = v.Mark().line + 1;
-           set(key, v, [epochs](TrainOptions& o) { o.epochs = epochs; });
-         }},
-        {"batch_size", int_field(&TrainOptions::batch_size, 1)},
-        {"eval_batch_size", int_field(&TrainOptions::eval_batch_size, 1)},
-        {"seed", field<uint64_t>(&TrainOptions::seed,
-                                 [this](const YAML::Node& v, const std::string& key) {
-                                   return static_cast<uint64_t>(integer(v, key, 0));
-                                 })},
-        {"threads", field<int>(&TrainOptions::threads,
-                               [this](const YAML::Node& v, const std::string& key) {
-                                 return static_cast<int>(integer(v, key, 0, 1024));
-                               })},
-        {"augment", field<int>(&TrainOptions::augment,
-                               [this](const YAML::Node& v, const std::string& key) {
-                                 return tristate(v, key);
-                               })},
-        {"train_limit", limit_field(&TrainOptions::train_limit)},
-        {"test_limit", limit_field(&TrainOptions::test_limit)},
-        {"clip_grad_norm", float_field(&TrainOptions::clip_grad_norm, 0, kInf, false, false)},
-        {"kernels", choice_field(&TrainOptions::kernels, {"auto", "sparse", "dense"})},
-        {"save_epochs",
-         field<std::vector<int64_t>>(&TrainOptions::save_epochs,
-                                     [this](const YAML::Node& v, const std::string& key) {
-                                       return integers(v, key, 0, /*increasing=*/true);
-                                     })},
-        {"optimizer",
-         section("optimizer",
-                 {{"name", choice_field(&TrainOptions::optimizer, {"sgd", "adamw"})},
-                  {"lr", float_field(&TrainOptions::lr, 0, kInf, true, false)},
-                  {"momentum", float_field(&TrainOptions::momentum, 0, 1, false, true)},
-                  {"nesterov", field<bool>(&TrainOptions::nesterov,
-                                           [this](const YAML::Node& v, const std::string& key) {
-                                             return boolean(v, key);
-                                           })},
-                  {"weight_decay", float_field(&TrainOptions::weight_decay, 0, kInf, false, false)},
-                  {"beta1", float_field(&TrainOptions::beta1, 0, 1, false, true)},
-                  {"beta2", float_field(&TrainOptions::beta2, 0, 1, false, true)},
-                  {"eps", float_field(&TrainOptions::adam_eps, 0, kInf, true, false)}})},
-        {"lr_schedule",
-         section("lr_schedule",
-                 {{"name", choice_field(&TrainOptions::lr_schedule,
-                                        {"constant", "multistep", "cosine", "onecycle"})},
-                  {"milestones",
-                   field<std::vector<int64_t>>(&TrainOptions::milestones,
-                                               [this](const YAML::Node& v, const std::string& key) {
-                                                 return integers(v, key, 1, /*increasing=*/true);
-                                               })},
-                  {"gamma", float_field(&TrainOptions::lr_gamma, 0, kInf, true, false)},
-                  {"warmup_epochs", int_field(&TrainOptions::warmup_epochs, 0)},
-                  {"span_epochs", int_field(&TrainOptions::lr_schedule_epochs, 0)},
-                  {"offset_epochs", int_field(&TrainOptions::lr_schedule_offset_epochs, 0)}})},
-        {"sparsity", section("sparsity", sparsity_section())},
-        {"retrain",
-         section("retrain", {{"init_from", text_field(&TrainOptions::init_from)},
-                             {"mode", choice_field(&TrainOptions::retrain,
-                                                   {"finetune", "lr-rewind", "weight-rewind"})},
-                             {"rewind_epoch", int_field(&TrainOptions::rewind_epoch, 0)},
-                             {"rewind_from", text_field(&TrainOptions::rewind_from)}})},
+    Section top = {
+        {"description", [this](const YAML::Node& v, const std::string& key) { text(v, key); }}};
+    std::vector<std::pair<std::string, Section>> sections;
+    auto entries_of = [&sections](const std::string& name) -> Section& {
+      for (auto& [n, entries] : sections) {
+        if (n == name) return entries;
+      }
+      return sections.emplace_back(name, Section{}).second;
     };
+    for (const OptionRow& row : option_rows()) {
+      if (row.recipe_key.empty()) continue;
+      const auto [name, key] = split_key(row.recipe_key);
+      (name.empty() ? top : entries_of(name)).emplace_back(key, field(row));
+    }
+    entries_of("sparsity")
+        .emplace_back("phases", [this](const YAML::Node& v, const std::string& key) {
+          method_params_.push_back({key, key_line_, kPhaseMethods});
+          read_phases(v, key);
+        });
+    for (auto& [name, entries] : sections) top.emplace_back(name, section(name, entries));
+    return top;
   }
 
-  // Remembers where a method parameter was given, for check_methods.
-  Handler method_param(const std::string& name, Handler inner) {
-    return [this, name, inner](const YAML::Node& v, const std::string& key) {
-      method_params_.emplace_back(name, key_line_);
-      inner(v, key);
-    };
-  }
-
-  Section sparsity_section() {
-    auto epoch = [this](double TrainOptions::*member) {
-      return field<double>(member, [this](const YAML::Node& v, const std::string& key) {
-        return number(v, key, 0, std::numeric_limits<double>::max());
-      });
-    };
-    return {
-        {"method",
-         [this](const YAML::Node& v, const std::string& key) {
-           method_ = choice(v, key, {"static", "acdc", "gmp", "rigl"});
-           method_line_ = v.Mark().line + 1;
-           const std::string m = method_;
-           set(key, v, [m](TrainOptions& o) { o.sparsity_method = m; });
-         }},
-        {"target", float_field(&TrainOptions::sparsity, 0, 1, false, true)},
-        {"distribution", choice_field(&TrainOptions::distribution, {"global", "uniform", "erk"})},
-        {"dense_first_last", field<int>(&TrainOptions::dense_first_last,
-                                        [this](const YAML::Node& v, const std::string& key) {
-                                          return tristate(v, key);
-                                        })},
-        {"storage", choice_field(&TrainOptions::sparse_storage, {"compressed", "masked"})},
-        {"phases", method_param("phases", [this](const YAML::Node& v,
-                                                 const std::string& key) { read_phases(v, key); })},
-        {"initial_sparsity",
-         method_param("initial_sparsity",
-                      float_field(&TrainOptions::initial_sparsity, 0, 1, false, true))},
-        {"start_epoch", method_param("start_epoch", epoch(&TrainOptions::prune_start_epoch))},
-        {"end_epoch", method_param("end_epoch", epoch(&TrainOptions::prune_end_epoch))},
-        {"every_steps",
-         method_param("every_steps", int_field(&TrainOptions::prune_every_steps, 1))},
-        {"drop_fraction", method_param("drop_fraction", float_field(&TrainOptions::drop_fraction, 0,
-                                                                    1, false, true))},
-    };
+  // A phase's start or end.
+  double epoch(const YAML::Node& v, const std::string& key) const {
+    return number(v, key, "a number in [0, inf)", [](double x) { return x >= 0; });
   }
 
   void read_phases(const YAML::Node& v, const std::string& key) {
@@ -416,11 +339,11 @@ class RecipeParser {
                   }},
                  {"start",
                   [&](const YAML::Node& s, const std::string& k) {
-                    phase.start = number(s, k, 0, std::numeric_limits<double>::max());
+                    phase.start = epoch(s, k);
                     has_start = true;
                   }},
                  {"end", [&](const YAML::Node& s, const std::string& k) {
-                    phase.end = number(s, k, 0, std::numeric_limits<double>::max());
+                    phase.end = epoch(s, k);
                     has_end = true;
                   }}});
       if (!has_state || !has_start || !has_end) {
@@ -499,22 +422,19 @@ class RecipeParser {
   // A method's parameters with another method named.
   void check_methods() const {
     if (method_.empty()) return;
-    const std::map<std::string, std::vector<std::string>> users = {
-        {"phases", {"acdc"}},
-        {"initial_sparsity", {"gmp"}},
-        {"start_epoch", {"gmp", "rigl"}},
-        {"end_epoch", {"gmp", "rigl"}},
-        {"every_steps", {"gmp", "rigl"}},
-        {"drop_fraction", {"rigl"}},
-    };
-    for (const auto& [name, line] : method_params_) {
-      const std::vector<std::string>& methods = users.at(name);
-      if (std::find(methods.begin(), methods.end(), method_) != methods.end()) continue;
-      throw Error(where_line(line) + ": sparsity." + name + ": applies to method " + join(methods) +
+    for (const MethodParam& p : method_params_) {
+      if (contains(p.methods, method_)) continue;
+      throw Error(where_line(p.line) + ": " + p.key + ": applies to method " + join(p.methods) +
                   " only, but sparsity.method is " + method_ + " (line " +
                   std::to_string(method_line_) + ")");
     }
   }
+
+  struct MethodParam {
+    std::string key;
+    int line = 0;
+    std::vector<std::string> methods;
+  };
 
   Recipe& r_;
   int key_line_ = 0;  // of the key whose value is being read
@@ -522,7 +442,7 @@ class RecipeParser {
   int epochs_line_ = 0;
   std::string method_;
   int method_line_ = 0;
-  std::vector<std::pair<std::string, int>> method_params_;  // name, line
+  std::vector<MethodParam> method_params_;
   std::vector<Phase> phases_;
   std::string phases_key_;
 };
@@ -578,90 +498,75 @@ std::string yaml_string(const std::string& s) {
   return e.c_str();
 }
 
-std::string int_list(const std::vector<int64_t>& values) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    out += (i ? ", " : "") + std::to_string(values[i]);
+template <class T>
+std::string yaml_value(const OptionRow& row, const T& value) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return yaml_string(value);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return value ? "true" : "false";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return float_text(static_cast<double>(value), std::is_same_v<T, float>);
+  } else if constexpr (std::is_integral_v<T>) {
+    if (row.tristate) return value < 0 ? "auto" : (value ? "true" : "false");
+    return std::to_string(value);
+  } else {
+    std::string out = "[";
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      out += (i ? ", " : "") + yaml_value(row, value[i]);
+    }
+    return out + "]";
   }
-  return out + "]";
 }
 
-std::string tristate_text(int value) { return value < 0 ? "auto" : (value ? "true" : "false"); }
+// sparsity.phases: the phase starts merged in order; each phase ends where
+// the next begins, the last with the run.
+std::string phases_yaml(const TrainOptions& o) {
+  if (!contains(kPhaseMethods, o.sparsity_method) || o.compress_epochs.empty()) return "";
+  std::vector<std::pair<double, bool>> starts;
+  for (const double e : o.compress_epochs) starts.emplace_back(e, true);
+  for (const double e : o.decompress_epochs) starts.emplace_back(e, false);
+  std::sort(starts.begin(), starts.end());
+  std::string y = "  phases:\n";
+  for (std::size_t i = 0; i < starts.size(); ++i) {
+    const double end = i + 1 < starts.size() ? starts[i + 1].first : static_cast<double>(o.epochs);
+    y += std::string("    - {state: ") + (starts[i].second ? "compressed" : "decompressed") +
+         ", start: " + float_text(starts[i].first, false) + ", end: " + float_text(end, false) +
+         "}\n";
+  }
+  return y;
+}
 
 }  // namespace
 
 std::string recipe_to_yaml(const TrainOptions& o) {
-  std::ostringstream y;
-  auto f = [](float v) { return float_text(static_cast<double>(v), true); };
-  auto d = [](double v) { return float_text(v, false); };
-  y << "model: " << yaml_string(o.model) << "\n"
-    << "dataset: " << yaml_string(o.dataset) << "\n";
-  // No data_dir: the datasets are searched for (data_search_places).
-  if (!o.data_dir.empty()) y << "data_dir: " << yaml_string(o.data_dir) << "\n";
-  y << "epochs: " << o.epochs << "\n"
-    << "batch_size: " << o.batch_size << "\n"
-    << "eval_batch_size: " << o.eval_batch_size << "\n"
-    << "seed: " << o.seed << "\n"
-    << "threads: " << o.threads << "\n"
-    << "augment: " << tristate_text(o.augment) << "\n"
-    << "train_limit: " << o.train_limit << "\n"
-    << "test_limit: " << o.test_limit << "\n"
-    << "clip_grad_norm: " << f(o.clip_grad_norm) << "\n"
-    << "kernels: " << o.kernels << "\n";
-  if (!o.save_epochs.empty()) y << "save_epochs: " << int_list(o.save_epochs) << "\n";
-  y << "optimizer:\n"
-    << "  name: " << o.optimizer << "\n"
-    << "  lr: " << f(o.lr) << "\n"
-    << "  momentum: " << f(o.momentum) << "\n"
-    << "  nesterov: " << (o.nesterov ? "true" : "false") << "\n"
-    << "  weight_decay: " << f(o.weight_decay) << "\n"
-    << "  beta1: " << f(o.beta1) << "\n"
-    << "  beta2: " << f(o.beta2) << "\n"
-    << "  eps: " << f(o.adam_eps) << "\n"
-    << "lr_schedule:\n"
-    << "  name: " << o.lr_schedule << "\n";
-  if (!o.milestones.empty()) y << "  milestones: " << int_list(o.milestones) << "\n";
-  y << "  gamma: " << f(o.lr_gamma) << "\n"
-    << "  warmup_epochs: " << o.warmup_epochs << "\n";
-  if (o.lr_schedule_epochs != 0) y << "  span_epochs: " << o.lr_schedule_epochs << "\n";
-  if (o.lr_schedule_offset_epochs != 0)
-    y << "  offset_epochs: " << o.lr_schedule_offset_epochs << "\n";
-  y << "sparsity:\n"
-    << "  method: " << o.sparsity_method << "\n"
-    << "  target: " << f(o.sparsity) << "\n";
-  if (!o.distribution.empty()) y << "  distribution: " << o.distribution << "\n";
-  y << "  dense_first_last: " << tristate_text(o.dense_first_last) << "\n"
-    << "  storage: " << o.sparse_storage << "\n";
-  if (o.sparsity_method == "acdc" && !o.compress_epochs.empty()) {
-    // Phase starts merged in order; each phase ends where the next begins,
-    // the last with the run.
-    std::vector<std::pair<double, bool>> starts;
-    for (const double e : o.compress_epochs) starts.emplace_back(e, true);
-    for (const double e : o.decompress_epochs) starts.emplace_back(e, false);
-    std::sort(starts.begin(), starts.end());
-    y << "  phases:\n";
-    for (std::size_t i = 0; i < starts.size(); ++i) {
-      const double end =
-          i + 1 < starts.size() ? starts[i + 1].first : static_cast<double>(o.epochs);
-      y << "    - {state: " << (starts[i].second ? "compressed" : "decompressed")
-        << ", start: " << d(starts[i].first) << ", end: " << d(end) << "}\n";
+  static const TrainOptions defaults;
+  // The lines of each section in the order the rows first name it; the top
+  // level ("") first.
+  std::vector<std::pair<std::string, std::string>> sections = {{"", ""}};
+  auto lines_of = [&sections](const std::string& name) -> std::string& {
+    for (auto& [n, lines] : sections) {
+      if (n == name) return lines;
     }
+    return sections.emplace_back(name, "").second;
+  };
+  for (const OptionRow& row : option_rows()) {
+    if (row.recipe_key.empty()) continue;
+    if (!row.methods.empty() && !contains(row.methods, o.sparsity_method)) continue;
+    const auto [name, key] = split_key(row.recipe_key);
+    std::visit(
+        [&](auto m) {
+          if (row.omit_default && o.*m == defaults.*m) return;
+          lines_of(name) += (name.empty() ? "" : "  ") + key + ": " + yaml_value(row, o.*m) + "\n";
+        },
+        row.member);
   }
-  if (o.sparsity_method == "gmp") y << "  initial_sparsity: " << f(o.initial_sparsity) << "\n";
-  if (o.sparsity_method == "gmp" || o.sparsity_method == "rigl") {
-    if (o.prune_start_epoch >= 0) y << "  start_epoch: " << d(o.prune_start_epoch) << "\n";
-    if (o.prune_end_epoch >= 0) y << "  end_epoch: " << d(o.prune_end_epoch) << "\n";
-    y << "  every_steps: " << o.prune_every_steps << "\n";
+  lines_of("sparsity") += phases_yaml(o);
+  std::string y;
+  for (const auto& [name, lines] : sections) {
+    if (!name.empty() && !lines.empty()) y += name + ":\n";
+    y += lines;
   }
-  if (o.sparsity_method == "rigl") y << "  drop_fraction: " << f(o.drop_fraction) << "\n";
-  if (!o.init_from.empty()) {
-    y << "retrain:\n"
-      << "  init_from: " << yaml_string(o.init_from) << "\n";
-    if (!o.retrain.empty()) y << "  mode: " << o.retrain << "\n";
-    if (o.rewind_epoch >= 0) y << "  rewind_epoch: " << o.rewind_epoch << "\n";
-    if (!o.rewind_from.empty()) y << "  rewind_from: " << yaml_string(o.rewind_from) << "\n";
-  }
-  return y.str();
+  return y;
 }
 
 }  // namespace sparsetrain

@@ -116,17 +116,9 @@ int64_t saved_epoch(const Checkpoint& ck, const std::string& path) {
 }  // namespace
 
 void validate_retrain_options(const TrainOptions& o) {
-  if (!o.retrain.empty() && o.retrain != kFinetune && o.retrain != kLrRewind &&
-      o.retrain != kWeightRewind) {
-    throw Error("--retrain: unknown mode '" + o.retrain +
-                "' (expected finetune, lr-rewind or weight-rewind)");
-  }
   if (!o.retrain.empty() && o.init_from.empty()) {
     throw Error("--retrain " + o.retrain +
                 " needs --init-from: the pruned checkpoint to retrain (see sparsetrain prune)");
-  }
-  if (o.rewind_epoch < -1) {
-    throw Error("--rewind-epoch must be >= 0, got " + std::to_string(o.rewind_epoch));
   }
   if (o.retrain == kFinetune && o.rewind_epoch >= 0) {
     throw Error(
@@ -137,7 +129,6 @@ void validate_retrain_options(const TrainOptions& o) {
     throw Error("--rewind-from is for --retrain weight-rewind");
   }
   for (const int64_t e : o.save_epochs) {
-    if (e < 0) throw Error("--save-epochs: epochs must be >= 0, got " + std::to_string(e));
     if (e > o.epochs) {
       throw Error("--save-epochs: epoch " + std::to_string(e) + " is past the end of the run (" +
                   std::to_string(o.epochs) + " epochs)");
@@ -146,8 +137,6 @@ void validate_retrain_options(const TrainOptions& o) {
   if (!o.save_epochs.empty() && o.out_dir.empty()) {
     throw Error("--save-epochs needs --out: snapshots go to <out>/epoch-<E>/");
   }
-  if (o.lr_schedule_epochs < 0) throw Error("lr_schedule_epochs must be >= 0");
-  if (o.lr_schedule_offset_epochs < 0) throw Error("lr_schedule_offset_epochs must be >= 0");
 }
 
 std::unique_ptr<LrSchedule> make_run_lr_schedule(const TrainOptions& o, int64_t steps_per_epoch) {

@@ -14,9 +14,9 @@
 
 namespace sparsetrain::detail {
 
-// Throws Error naming the flag when a retraining or snapshot option is out
-// of range or missing its companion (--retrain without --init-from,
-// --save-epochs without --out).
+// Throws Error naming the flag when retraining or snapshot options do not
+// fit together (--retrain without --init-from, --save-epochs without --out or
+// past the run's end); each one's own range is its row's (options.h).
 void validate_retrain_options(const TrainOptions& options);
 
 // Loads options.init_from into a freshly initialised graph (masks fixed:
