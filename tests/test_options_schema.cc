@@ -51,7 +51,7 @@ struct is_vector<std::vector<T>> : std::true_type {};
 template <class T>
 T other_value(const OptionRow& row, const T& d) {
   if constexpr (std::is_same_v<T, std::string>) {
-    for (const std::string& c : row.choices) {
+    for (const std::string& c : option_choices(row)) {
       if (c != d) return c;
     }
     return "some-value";
@@ -149,7 +149,7 @@ TEST(OptionsSchema, RecipesWriteAndReadEveryRow) {
     if (row.recipe_key.empty()) continue;
     ++rows_with_keys;
     TrainOptions o;
-    if (!row.methods.empty()) o.sparsity_method = row.methods.front();
+    if (row.method_specific) o.sparsity_method = option_methods(row).front();
     set_other(row, o);
     const std::string yaml = recipe_to_yaml(o);
     SCOPED_TRACE(std::string(row.key) + ":\n" + yaml);
@@ -175,7 +175,7 @@ TEST(OptionsSchema, RecipesWriteAndReadEveryRow) {
 template <class T>
 bool out_of_range(const OptionRow& row, T& value) {
   if constexpr (std::is_same_v<T, std::string>) {
-    if (row.choices.empty() || row.choices_bind_recipes_only) return false;
+    if (option_choices(row).empty() || row.choices_bind_recipes_only) return false;
     value = "no-such-value";
     return true;
   } else if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::vector<std::string>>) {
@@ -269,7 +269,7 @@ TEST(OptionsSchema, TheCommandLineTakesEveryFlag) {
           }
         },
         row.member);
-    if (!row.methods.empty()) args += " --sparsity-method " + row.methods.front();
+    if (row.method_specific) args += " --sparsity-method " + option_methods(row).front();
     if (row.member == OptionMember(&TrainOptions::resume_dir) ||
         row.member == OptionMember(&TrainOptions::init_from)) {
       // A checkpoint to read: the missing one is named.

@@ -22,6 +22,8 @@
 #include "sparsetrain/loss.h"
 #include "sparsetrain/models.h"
 #include "sparsetrain/optim.h"
+#include "sparsetrain/options.h"
+#include "sparsetrain/recipe.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/sparsity.h"
 #include "sparsetrain/trainer.h"
@@ -695,6 +697,38 @@ TEST(SparsityMethods, AnAppsOwnMethodRunsThroughTheController) {
     ADD_FAILURE() << "no error for an unknown method";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("(expected static, acdc, gmp, rigl or one-shot)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// The settings schema reads the registry: the app's method is a value of
+// --sparsity-method and of a recipe's sparsity.method, and the per-method
+// settings it reads (option_flags) are allowed for it and refused for a
+// method that does not read them.
+TEST(SparsityMethods, AnAppsOwnMethodIsASettingsChoice) {
+  register_one_shot();
+  const OptionRow& method = option_row("sparsity_method");
+  const std::vector<std::string> choices = option_choices(method);
+  EXPECT_NE(std::find(choices.begin(), choices.end(), "one-shot"), choices.end());
+  const std::vector<std::string> readers = option_methods(option_row("prune_start_epoch"));
+  EXPECT_EQ(readers, (std::vector<std::string>{"gmp", "rigl", "one-shot"}));
+  EXPECT_EQ(option_methods(option_row("drop_fraction")), std::vector<std::string>{"rigl"});
+  const Recipe recipe = Recipe::parse(
+      "model: mlp\nepochs: 4\nsparsity:\n  method: one-shot\n  target: 0.5\n"
+      "  start_epoch: 2\n",
+      "test");
+  TrainOptions o = recommended_options("mlp");
+  recipe.apply(o);
+  EXPECT_EQ(o.sparsity_method, "one-shot");
+  EXPECT_EQ(o.prune_start_epoch, 2.0);
+  EXPECT_NO_THROW(validate(o));
+  o.drop_fraction = 0.5f;
+  try {
+    validate(o);
+    ADD_FAILURE() << "a rigl-only setting under one-shot was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--drop-fraction applies to --sparsity-method rigl only"),
               std::string::npos)
         << e.what();
   }

@@ -51,8 +51,9 @@ void add_row_option(CLI::App* sub, const OptionRow& row, TrainOptions& o) {
         if constexpr (requires { typename T::value_type; } && !std::is_same_v<T, std::string>) {
           opt->delimiter(',');
         }
-        if (!row.choices.empty() && !row.choices_bind_recipes_only) {
-          opt->check(CLI::IsMember(row.choices));
+        if (const auto choices = option_choices(row);
+            !choices.empty() && !row.choices_bind_recipes_only) {
+          opt->check(CLI::IsMember(choices));
         }
         if (row.show_default && !row.tristate) opt->capture_default_str();
       },

@@ -14,7 +14,10 @@
 #include <variant>
 #include <vector>
 
+#include "sparsetrain/core/export.h"
+
 namespace sparsetrain {
+SPARSETRAIN_PUBLIC_BEGIN
 
 // What is trained on what.
 struct ModelDataOptions {
@@ -176,12 +179,18 @@ struct OptionRow {
   // An int read as a switch: -1 auto, 1 on (true in recipes), 0 off (false).
   bool tristate = false;
   bool increasing = false;  // lists: every item greater than the one before
-  // Strings: the values allowed ("" too when it is the default).
+  // Strings: the values allowed ("" too when it is the default); read them
+  // through option_choices().
   std::vector<std::string> choices;
+  // The values allowed are the registered sparsity methods
+  // (sparsity_method_names(), an app's own included).
+  bool choices_are_sparsity_methods = false;
   bool choices_bind_recipes_only = false;  // code may use other values (an app's own dataset)
-  // Sparsity methods the setting is for: recipes refuse it under another
-  // method and write it for these only. Empty: every method.
-  std::vector<std::string> methods;
+  // Read by some sparsity methods only: those whose
+  // SparsityMethod::option_flags() list the flag (option_methods()). A run
+  // that sets it under another method is refused; recipes write it for
+  // those methods only.
+  bool method_specific = false;
   bool show_default = false;  // the flag's help shows the default
   bool omit_default = false;  // recipes leave the key out while it holds the default
   bool saved = true;          // part of the options JSON (not a run's own --resume, progress)
@@ -228,8 +237,12 @@ struct OptionRow {
     choices = std::move(values);
     return std::move(*this);
   }
-  OptionRow for_methods(std::vector<std::string> names) && {
-    methods = std::move(names);
+  OptionRow one_of_sparsity_methods() && {
+    choices_are_sparsity_methods = true;
+    return std::move(*this);
+  }
+  OptionRow per_method() && {
+    method_specific = true;
     return std::move(*this);
   }
   OptionRow shown() && {
@@ -255,6 +268,15 @@ const std::vector<OptionRow>& option_rows();
 // The row of `key` ("lr"); throws Error when there is none.
 const OptionRow& option_row(std::string_view key);
 
+// The values a string row allows (empty: any).
+std::vector<std::string> option_choices(const OptionRow& row);
+// The registered sparsity methods that read a method-specific row (empty
+// for any other row).
+std::vector<std::string> option_methods(const OptionRow& row);
+// Whether `options` holds something other than the default in the row's
+// member.
+bool option_is_set(const OptionRow& row, const TrainOptions& options);
+
 // What a row takes, for messages: "an integer >= 1", "a number in [0, 1)",
 // "-1 (all images) or an integer >= 1", "one of: sgd, adamw".
 std::string option_expected(const OptionRow& row);
@@ -264,4 +286,5 @@ bool option_accepts(const OptionRow& row, double value);
 // holds a value the row does not take.
 void check_option(const OptionRow& row, const TrainOptions& options);
 
+SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

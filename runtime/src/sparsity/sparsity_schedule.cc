@@ -8,41 +8,11 @@
 #include <cstdio>
 
 #include "sparsetrain/error.h"
+#include "sparsetrain/options.h"
 #include "sparsetrain/sparsity.h"
-#include "sparsetrain/trainer.h"
 #include "sparsity/sparsity_internal.h"
 
 namespace sparsetrain {
-namespace {
-
-// The options only some methods read (SparsityMethod::option_flags), and
-// whether a run sets them (they have no default a method could tell apart).
-struct MethodOption {
-  const char* flag;
-  bool (*set)(const TrainOptions&);
-};
-constexpr MethodOption kMethodOptions[] = {
-    {"--compress-epochs", [](const TrainOptions& o) { return !o.compress_epochs.empty(); }},
-    {"--decompress-epochs", [](const TrainOptions& o) { return !o.decompress_epochs.empty(); }},
-    {"--initial-sparsity", [](const TrainOptions& o) { return o.initial_sparsity != 0.0f; }},
-    {"--prune-start-epoch", [](const TrainOptions& o) { return o.prune_start_epoch != -1.0; }},
-    {"--prune-end-epoch", [](const TrainOptions& o) { return o.prune_end_epoch != -1.0; }},
-};
-
-bool reads(const SparsityMethod& method, const std::string& flag) {
-  const std::vector<std::string> flags = method.option_flags();
-  return std::find(flags.begin(), flags.end(), flag) != flags.end();
-}
-
-// "gmp or rigl": the registered methods that read `flag`.
-std::string methods_reading(const std::string& flag) {
-  std::vector<std::string> names;
-  for (const std::string& name : sparsity_method_names())
-    if (reads(*make_sparsity_method(name), flag)) names.push_back(name);
-  return detail::join_or(names);
-}
-
-}  // namespace
 
 std::string detail::format_epochs(const std::vector<int64_t>& steps, int64_t steps_per_epoch) {
   std::string out;
@@ -121,10 +91,14 @@ void validate_sparsity_options(const TrainOptions& o) {
   }
   if (method->needs_target() && o.sparsity == 0.0f)
     fail("--sparsity-method " + o.sparsity_method + " needs a target: set --sparsity (e.g. 0.9)");
-  for (const MethodOption& option : kMethodOptions) {
-    if (option.set(o) && !reads(*method, option.flag)) {
-      fail(std::string(option.flag) + " applies to --sparsity-method " +
-           methods_reading(option.flag) + " only (this run: " + o.sparsity_method + ")");
+  // The settings only some methods read (the schema's per-method rows):
+  // refused when set under another method.
+  for (const OptionRow& row : option_rows()) {
+    if (!row.method_specific || !option_is_set(row, o)) continue;
+    const std::vector<std::string> readers = option_methods(row);
+    if (std::find(readers.begin(), readers.end(), o.sparsity_method) == readers.end()) {
+      fail(std::string(row.name()) + " applies to --sparsity-method " + detail::join_or(readers) +
+           " only (this run: " + o.sparsity_method + ")");
     }
   }
   const double epochs = static_cast<double>(o.epochs);

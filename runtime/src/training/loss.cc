@@ -36,8 +36,8 @@ LossResult softmax_cross_entropy(const Tensor& logits, std::span<const int32_t> 
     *diff_logits = Tensor::empty({n, k});
     diff = diff_logits->data();
   }
-  kernels::softmax_xent_kernels().pick().forward_backward(diff, &result.loss, &result.correct, rows.data(),
-                                                  labels.data(), n, k);
+  kernels::softmax_xent_kernels().pick().forward_backward(diff, &result.loss, &result.correct,
+                                                          rows.data(), labels.data(), n, k);
   return result;
 }
 

@@ -9,6 +9,7 @@
 
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/sparsity_method.h"
 #include "training/options_internal.h"
 
 namespace sparsetrain {
@@ -121,7 +122,7 @@ Rows sparsity_rows() {
           "static (masks fixed after initialisation) | acdc (alternating compressed and "
           "decompressed phases) | gmp (gradual magnitude pruning, cubic) | rigl (drop by "
           "magnitude, grow by gradient)")
-          .one_of({"static", "acdc", "gmp", "rigl"})
+          .one_of_sparsity_methods()
           .shown(),
       row("sparsity", &TrainOptions::sparsity, "--sparsity", "sparsity.target",
           "Target sparsity over the pruned conv and linear weights (0: dense)")
@@ -142,15 +143,17 @@ Rows sparsity_rows() {
       // Recipes give both as sparsity.phases (recipe.cc).
       row("compress_epochs", &TrainOptions::compress_epochs, "--compress-epochs", "",
           "acdc: epochs (comma-separated, fractions allowed) where compressed phases "
-          "begin (default: 5,25,45,65,85% of the run)"),
+          "begin (default: 5,25,45,65,85% of the run)")
+          .per_method(),
       row("decompress_epochs", &TrainOptions::decompress_epochs, "--decompress-epochs", "",
           "acdc: epochs where decompressed phases begin, one fewer than "
-          "--compress-epochs (default: 15,35,55,75% of the run)"),
+          "--compress-epochs (default: 15,35,55,75% of the run)")
+          .per_method(),
       row("initial_sparsity", &TrainOptions::initial_sparsity, "--initial-sparsity",
           "sparsity.initial_sparsity", "gmp: sparsity of the first pruning step")
           .at_least(0)
           .below(1)
-          .for_methods({"gmp"})
+          .per_method()
           .shown(),
       row("prune_start_epoch", &TrainOptions::prune_start_epoch, "--prune-start-epoch",
           "sparsity.start_epoch",
@@ -158,7 +161,7 @@ Rows sparsity_rows() {
           "gmp 10% of the run, rigl 0)")
           .at_least(0)
           .or_minus_one("the method's default")
-          .for_methods({"gmp", "rigl"})
+          .per_method()
           .omitted_by_default()
           .shown(),
       row("prune_end_epoch", &TrainOptions::prune_end_epoch, "--prune-end-epoch",
@@ -167,14 +170,14 @@ Rows sparsity_rows() {
           "updates after it (epochs, -1: gmp 60%, rigl 75% of the run)")
           .at_least(0)
           .or_minus_one("the method's default")
-          .for_methods({"gmp", "rigl"})
+          .per_method()
           .omitted_by_default()
           .shown(),
       row("prune_every_steps", &TrainOptions::prune_every_steps, "--prune-every-steps",
           "sparsity.every_steps",
           "gmp: steps between pruning steps; rigl: steps between mask updates")
           .at_least(1)
-          .for_methods({"gmp", "rigl"})
+          .per_method()
           .shown(),
       row("drop_fraction", &TrainOptions::drop_fraction, "--drop-fraction",
           "sparsity.drop_fraction",
@@ -182,7 +185,7 @@ Rows sparsity_rows() {
           "update, cosine-decayed to 0 at --prune-end-epoch")
           .at_least(0)
           .below(1)
-          .for_methods({"rigl"})
+          .per_method()
           .shown(),
   };
 }
@@ -317,6 +320,25 @@ std::string float_text(double value, bool single) {
 
 }  // namespace detail
 
+std::vector<std::string> option_choices(const OptionRow& row) {
+  return row.choices_are_sparsity_methods ? sparsity_method_names() : row.choices;
+}
+
+std::vector<std::string> option_methods(const OptionRow& row) {
+  std::vector<std::string> names;
+  if (!row.method_specific) return names;
+  for (const std::string& name : sparsity_method_names()) {
+    const std::vector<std::string> flags = make_sparsity_method(name)->option_flags();
+    if (std::find(flags.begin(), flags.end(), row.flag) != flags.end()) names.push_back(name);
+  }
+  return names;
+}
+
+bool option_is_set(const OptionRow& row, const TrainOptions& options) {
+  static const TrainOptions defaults;
+  return std::visit([&](auto m) { return !(options.*m == defaults.*m); }, row.member);
+}
+
 const std::vector<OptionRow>& option_rows() {
   static const std::vector<OptionRow> rows = all_rows();
   return rows;
@@ -330,7 +352,8 @@ const OptionRow& option_row(std::string_view key) {
 }
 
 std::string option_expected(const OptionRow& row) {
-  if (!row.choices.empty()) return "one of: " + detail::join(row.choices);
+  if (const auto choices = option_choices(row); !choices.empty())
+    return "one of: " + detail::join(choices);
   if (row.tristate) return "auto, on or off (-1, 1 or 0)";
   const bool integer = std::visit(
       [](auto m) {
@@ -378,11 +401,12 @@ void check_option(const OptionRow& row, const TrainOptions& options) {
         const T& value = options.*m;
         if constexpr (std::is_same_v<T, std::string>) {
           const bool unset = value.empty() && value == defaults.*m;
-          const bool bound = !row.choices.empty() && !row.choices_bind_recipes_only;
+          const std::vector<std::string> choices = option_choices(row);
+          const bool bound = !choices.empty() && !row.choices_bind_recipes_only;
           if (bound && !unset &&
-              std::find(row.choices.begin(), row.choices.end(), value) == row.choices.end()) {
+              std::find(choices.begin(), choices.end(), value) == choices.end()) {
             throw Error(name + ": unknown value " + value_text(value) +
-                        " (expected one of: " + detail::join(row.choices) + ")");
+                        " (expected one of: " + detail::join(choices) + ")");
           }
         } else if constexpr (std::is_same_v<T, std::vector<std::string>> ||
                              std::is_same_v<T, bool>) {

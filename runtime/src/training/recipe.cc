@@ -219,7 +219,8 @@ class RecipeParser {
   template <class T>
   T value(const OptionRow& row, const YAML::Node& v, const std::string& key) const {
     if constexpr (std::is_same_v<T, std::string>) {
-      return row.choices.empty() ? text(v, key) : choice(v, key, row.choices);
+      const std::vector<std::string> choices = option_choices(row);
+      return choices.empty() ? text(v, key) : choice(v, key, choices);
     } else if constexpr (std::is_same_v<T, bool>) {
       return boolean(v, key);
     } else if constexpr (std::is_integral_v<T>) {
@@ -258,7 +259,7 @@ class RecipeParser {
   // parameters).
   Handler field(const OptionRow& row) {
     return [this, &row](const YAML::Node& v, const std::string& key) {
-      if (!row.methods.empty()) method_params_.push_back({key, key_line_, row.methods});
+      if (row.method_specific) method_params_.push_back({key, key_line_, option_methods(row)});
       std::visit(
           [&](auto m) {
             using T = std::remove_cvref_t<decltype(std::declval<TrainOptions&>().*m)>;
@@ -551,7 +552,7 @@ std::string recipe_to_yaml(const TrainOptions& o) {
   };
   for (const OptionRow& row : option_rows()) {
     if (row.recipe_key.empty()) continue;
-    if (!row.methods.empty() && !contains(row.methods, o.sparsity_method)) continue;
+    if (row.method_specific && !contains(option_methods(row), o.sparsity_method)) continue;
     const auto [name, key] = split_key(row.recipe_key);
     std::visit(
         [&](auto m) {

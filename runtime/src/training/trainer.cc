@@ -15,7 +15,6 @@
 #include <sstream>
 
 #include "kernels/common/threads.h"
-#include "training/retrain.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
@@ -26,6 +25,7 @@
 #include "sparsetrain/recipe.h"
 #include "sparsetrain/schedule.h"
 #include "sparsetrain/sparsity.h"
+#include "training/retrain.h"
 #include "training/trainer_report.h"
 
 namespace sparsetrain {

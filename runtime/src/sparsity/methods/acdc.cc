@@ -9,8 +9,8 @@
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
+#include "sparsetrain/options.h"
 #include "sparsetrain/sparsity.h"
-#include "sparsetrain/trainer.h"
 #include "sparsity/methods/registry.h"
 #include "sparsity/sparsity_internal.h"
 

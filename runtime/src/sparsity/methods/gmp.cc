@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "sparsetrain/options.h"
 #include "sparsetrain/sparsity.h"
-#include "sparsetrain/trainer.h"
 #include "sparsity/methods/registry.h"
 #include "sparsity/sparsity_internal.h"
 
@@ -41,7 +41,7 @@ std::unique_ptr<SparsityMethod> GmpMethod::clone() const {
 }
 
 std::vector<std::string> GmpMethod::option_flags() const {
-  return {"--initial-sparsity", "--prune-start-epoch", "--prune-end-epoch"};
+  return {"--initial-sparsity", "--prune-start-epoch", "--prune-end-epoch", "--prune-every-steps"};
 }
 
 void GmpMethod::validate(const TrainOptions& o) const {

@@ -11,8 +11,8 @@
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
+#include "sparsetrain/options.h"
 #include "sparsetrain/sparsity.h"
-#include "sparsetrain/trainer.h"
 #include "sparsity/methods/registry.h"
 #include "sparsity/sparsity_internal.h"
 
@@ -39,7 +39,7 @@ std::unique_ptr<SparsityMethod> RiglMethod::clone() const {
 }
 
 std::vector<std::string> RiglMethod::option_flags() const {
-  return {"--prune-start-epoch", "--prune-end-epoch"};
+  return {"--prune-start-epoch", "--prune-end-epoch", "--prune-every-steps", "--drop-fraction"};
 }
 
 void RiglMethod::validate(const TrainOptions& o) const {
