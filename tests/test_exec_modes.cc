@@ -180,6 +180,42 @@ TEST(ExecModes, BackwardAfterInferenceIsRefused) {
   EXPECT_STREQ(exec_mode_name(ExecMode::kProbe), "probe");
 }
 
+// A plan is made once per mode, hook set and sparse state, then reused; a
+// new hook or compressed layers make a new one. The ResNet-20 plan in train
+// mode folds BatchNorm's ReLU, which a forward hook on that ReLU turns off.
+TEST(ExecModes, PlansAreMadeOncePerModeHooksAndSparsity) {
+  Graph g = model("resnet20", 3, 8);
+  const Tensor x = random_tensor({2, 3, 8, 8}, 4);
+  EXPECT_EQ(g.plans_made(), 0);
+  g.forward(x, ExecMode::kTrain);
+  g.forward(x, ExecMode::kTrain);
+  EXPECT_EQ(g.plans_made(), 1);
+  g.forward(x, ExecMode::kProbe);
+  g.forward(x, ExecMode::kInference);
+  g.forward(x, ExecMode::kTrain);
+  g.forward(x, ExecMode::kProbe);
+  EXPECT_EQ(g.plans_made(), 3);
+  const Tensor fused = g.forward(x, ExecMode::kTrain);
+  int seen = 0;
+  HookHandle h = g.add_hook(HookPoint::kAfterForward, "*relu*", [&](HookEvent&) { ++seen; });
+  const Tensor unfused = g.forward(x, ExecMode::kTrain);
+  EXPECT_EQ(g.plans_made(), 4);
+  EXPECT_GT(seen, 0);
+  // Fused or not, the same numbers.
+  ASSERT_EQ(fused.numel(), unfused.numel());
+  for (int64_t i = 0; i < fused.numel(); ++i) ASSERT_EQ(fused[i], unfused[i]) << i;
+  h.remove();
+  g.forward(x, ExecMode::kTrain);
+  EXPECT_EQ(g.plans_made(), 5);
+  const std::vector<PrunableLayer> layers = prunable_layers(g, true);
+  const std::vector<Tensor> masks = magnitude_masks(g, layers, 0.9f, Distribution::kUniform);
+  for (std::size_t k = 0; k < layers.size(); ++k) g.compress(layers[k].node, masks[k]);
+  g.set_sparse_kernels("sparse");
+  g.forward(x, ExecMode::kTrain);
+  g.forward(x, ExecMode::kTrain);
+  EXPECT_EQ(g.plans_made(), 6);
+}
+
 int64_t weight_grad_passes(Graph& g, const std::string& node) {
   return nodes::as_prunable(g.node(node))->weight_grad_passes();
 }

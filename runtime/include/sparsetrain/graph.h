@@ -198,6 +198,11 @@ class Graph {
   Tensor backward(const Tensor& diff_output, bool want_input_grad = false);
   // The mode of the last forward.
   ExecMode last_mode() const;
+  // How many execution plans forward has made: a plan (which dense stems run
+  // on the direct kernels, which producers apply their ReLU, what backward
+  // keeps) is decided from the nodes' traits once per mode, set of hooks and
+  // sparse state of the layers, and reused while those stay the same.
+  int64_t plans_made() const;
 
   // Freezes (or unfreezes) every parameter whose name matches `pattern`
   // (as hooks match node names: "*" for all, "conv*", an exact name;

@@ -44,6 +44,49 @@ struct Graph::Impl {
 
   std::shared_ptr<HookRegistry> hooks = std::make_shared<HookRegistry>();
 
+  // What a forward in one mode does, decided from the nodes' traits: which
+  // dense stems run on the direct kernels, which producers apply the ReLU
+  // after them, which outputs backward keeps. Made once per mode, hook set
+  // and sparse state of the layers (`key`), and reused while they stay.
+  struct Plan {
+    ExecMode mode = ExecMode::kInference;
+    int64_t hooks_version = -1;
+    std::vector<char> runs_sparse;  // per node: a prunable layer on the sparse kernels
+    std::vector<char> direct_dense, relu_fused, keep;
+  };
+  std::vector<Plan> plans;  // one per mode at most
+  int64_t plans_made = 0;
+
+  const Plan& plan_for(ExecMode mode) {
+    const int n = static_cast<int>(nodes.size());
+    std::vector<char> sparse(n, 0);
+    for (int i = 0; i < n; ++i)
+      if (const nodes::PrunableNode* p = nodes::as_prunable(*nodes[i]))
+        sparse[i] = p->runs_sparse();
+    for (const Plan& p : plans)
+      if (p.mode == mode && p.hooks_version == hooks->version() && p.runs_sparse == sparse)
+        return p;
+    std::erase_if(plans, [mode](const Plan& p) { return p.mode == mode; });
+    Plan& p = plans.emplace_back();
+    p.mode = mode;
+    p.hooks_version = hooks->version();
+    p.runs_sparse = std::move(sparse);
+    p.direct_dense.assign(n, 0);
+    p.relu_fused.assign(n, 0);
+    p.keep.assign(n, 0);
+    for (int i = 0; i < n; ++i) {
+      p.direct_dense[i] = stem_feeds_sparse(i);
+      p.relu_fused[i] = mode == ExecMode::kTrain && relu_fusable(i);
+      if (mode == ExecMode::kInference) continue;
+      const Saves s = nodes[i]->saves();
+      if (s.output) p.keep[i] = 1;
+      if (s.inputs)
+        for (NodeId in : inputs[i]) p.keep[in.index] = 1;
+    }
+    ++plans_made;
+    return p;
+  }
+
   // Profiling (Graph::set_profiling): per node, indexed like `nodes`.
   struct Timing {
     double forward_s = 0, backward_s = 0;
@@ -330,6 +373,8 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
 
 ExecMode Graph::last_mode() const { return impl_->mode; }
 
+int64_t Graph::plans_made() const { return impl_->plans_made; }
+
 int Graph::set_frozen(const std::string& pattern, bool frozen) {
   int count = 0;
   for (Parameter* p : parameters()) {
@@ -359,24 +404,17 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
   g.fed.assign(n, {});
   g.diffs.assign(n, Tensor());
   if (g.profiling) g.timings.resize(n);
-  g.keep_for_backward.assign(n, 0);
   g.relu_folded.assign(n, 0);
-  for (int i = 0; i < n; ++i)
+  const Impl::Plan& plan = g.plan_for(mode);
+  for (int i = 0; i < n; ++i) {
     if (nodes::PrunableNode* p = nodes::as_prunable(*g.nodes[i]))
-      p->set_direct_dense(g.stem_feeds_sparse(i));
-  for (int i = 0; i < n; ++i)
+      p->set_direct_dense(plan.direct_dense[i]);
     if (nodes::ReluFusable* f = nodes::as_relu_fusable(*g.nodes[i]))
-      f->set_relu_fusion(training && g.relu_fusable(i));
+      f->set_relu_fusion(plan.relu_fused[i]);
+  }
+  g.keep_for_backward = plan.keep;
   g.mode = mode;
   g.backward_ready = keep;
-  if (keep) {
-    for (int i = 0; i < n; ++i) {
-      const Saves s = g.nodes[i]->saves();
-      if (s.output) g.keep_for_backward[i] = 1;
-      if (s.inputs)
-        for (NodeId in : g.inputs[i]) g.keep_for_backward[in.index] = 1;
-    }
-  }
   std::vector<int> remaining(n);
   for (int i = 0; i < n; ++i) remaining[i] = static_cast<int>(g.consumers[i].size());
 
@@ -388,8 +426,7 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
       g.outs[i] =
           x.rank() == 4 && x.layout() == Layout::kPlain ? x.reshaped(x.shape(), Layout::kNCHW) : x;
     } else if (const int j = g.inputs[i].empty() ? -1 : g.inputs[i][0].index;
-               j >= 0 && training && g.relu_fusable(j) &&
-               nodes::as_relu_fusable(*g.nodes[j])->relu_fused()) {
+               j >= 0 && plan.relu_fused[j] && nodes::as_relu_fusable(*g.nodes[j])->relu_fused()) {
       // The node before this ReLU has applied it.
       g.outs[i] = g.outs[j];
       g.fed[i].push_back(g.outs[j].layout());

@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "nodes/nodes.h"
-#include "sparsity/sparsity_internal.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/optim.h"
+#include "sparsity/sparsity_internal.h"
 
 namespace sparsetrain {
 

@@ -26,11 +26,12 @@ bool glob_match(std::string_view pattern, std::string_view text) {
 int64_t HookRegistry::add(HookPoint point, std::string pattern, HookFn fn, HookOptions options) {
   const int64_t id = next_id_++;
   entries_.push_back({id, point, std::move(pattern), std::move(fn), options});
+  ++version_;
   return id;
 }
 
 void HookRegistry::remove(int64_t id) {
-  std::erase_if(entries_, [id](const Entry& e) { return e.id == id; });
+  if (std::erase_if(entries_, [id](const Entry& e) { return e.id == id; }) > 0) ++version_;
 }
 
 bool HookRegistry::contains(int64_t id) const {

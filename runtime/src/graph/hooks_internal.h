@@ -18,6 +18,8 @@ class HookRegistry {
   bool wants_input_grad() const;
   bool empty() const { return entries_.empty(); }
   void fire(HookEvent& event) const;
+  // Changes with every add and remove (execution plans depend on the hooks).
+  int64_t version() const { return version_; }
 
  private:
   struct Entry {
@@ -29,6 +31,7 @@ class HookRegistry {
   };
   std::vector<Entry> entries_;
   int64_t next_id_ = 0;
+  int64_t version_ = 0;
 };
 
 }  // namespace sparsetrain
