@@ -80,6 +80,16 @@ void run(const dnnl::primitive& primitive, const std::unordered_map<int, memory>
   }
 }
 
+// The arguments every pass reads: src and the per-channel tensors.
+std::unordered_map<int, memory> stat_args(const Primitives& p, const float* src, const float* gamma,
+                                          const float* beta, const float* mean, const float* var) {
+  return {{DNNL_ARG_SRC, dnnl_wrap(p.data, src)},
+          {DNNL_ARG_SCALE, dnnl_wrap(p.stat, gamma)},
+          {DNNL_ARG_SHIFT, dnnl_wrap(p.stat, beta)},
+          {DNNL_ARG_MEAN, dnnl_wrap(p.stat, mean)},
+          {DNNL_ARG_VARIANCE, dnnl_wrap(p.stat, var)}};
+}
+
 // var = 1 / rstd^2 - eps, the inverse of rstd = 1 / sqrt(var + eps).
 const float* variance_from_rstd(const float* rstd, const BatchNormDesc& d) {
   float* var = channel_scratch(kVariance, d);
@@ -104,17 +114,12 @@ void run_backward(const BnBackward& primitive, const Primitives& p, float* diff_
     unused_diff_src.resize(static_cast<size_t>(d.numel()));
     diff_src = unused_diff_src.data();
   }
-  run(primitive,
-      {{DNNL_ARG_SRC, dnnl_wrap(p.data, src)},
-       {DNNL_ARG_DIFF_DST, dnnl_wrap(p.data, diff_dst)},
-       {DNNL_ARG_SCALE, dnnl_wrap(p.stat, gamma)},
-       {DNNL_ARG_SHIFT, dnnl_wrap(p.stat, shift)},
-       {DNNL_ARG_MEAN, dnnl_wrap(p.stat, mean)},
-       {DNNL_ARG_VARIANCE, dnnl_wrap(p.stat, var)},
-       {DNNL_ARG_DIFF_SRC, dnnl_wrap(p.data, diff_src)},
-       {DNNL_ARG_DIFF_SCALE, dnnl_wrap(p.stat, dgamma)},
-       {DNNL_ARG_DIFF_SHIFT, dnnl_wrap(p.stat, dbeta)}},
-      "batchnorm backward");
+  auto args = stat_args(p, src, gamma, shift, mean, var);
+  args.emplace(DNNL_ARG_DIFF_DST, dnnl_wrap(p.data, diff_dst));
+  args.emplace(DNNL_ARG_DIFF_SRC, dnnl_wrap(p.data, diff_src));
+  args.emplace(DNNL_ARG_DIFF_SCALE, dnnl_wrap(p.stat, dgamma));
+  args.emplace(DNNL_ARG_DIFF_SHIFT, dnnl_wrap(p.stat, dbeta));
+  run(primitive, args, "batchnorm backward");
   for (int64_t c = 0; c < d.c; ++c) {
     diff_gamma[c] += dgamma[c];
     diff_beta[c] += dbeta[c];
@@ -134,14 +139,9 @@ void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const
                                      const BatchNormDesc& d) {
   const auto p = primitives(d);
   float* var = channel_scratch(kVariance, d);
-  run(p->forward_training,
-      {{DNNL_ARG_SRC, dnnl_wrap(p->data, src)},
-       {DNNL_ARG_DST, dnnl_wrap(p->data, dst)},
-       {DNNL_ARG_SCALE, dnnl_wrap(p->stat, gamma)},
-       {DNNL_ARG_SHIFT, dnnl_wrap(p->stat, beta)},
-       {DNNL_ARG_MEAN, dnnl_wrap(p->stat, mean)},
-       {DNNL_ARG_VARIANCE, dnnl_wrap(p->stat, var)}},
-      "batchnorm forward training");
+  auto args = stat_args(*p, src, gamma, beta, mean, var);
+  args.emplace(DNNL_ARG_DST, dnnl_wrap(p->data, dst));
+  run(p->forward_training, args, "batchnorm forward training");
   for (int64_t c = 0; c < d.c; ++c)
     rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + d.eps));
 }
@@ -159,14 +159,9 @@ void batchnorm_forward_inference_dnnl(float* dst, const float* src, const float*
                                       const float* beta, const float* mean, const float* var,
                                       const BatchNormDesc& d) {
   const auto p = primitives(d);
-  run(p->forward_inference,
-      {{DNNL_ARG_SRC, dnnl_wrap(p->data, src)},
-       {DNNL_ARG_DST, dnnl_wrap(p->data, dst)},
-       {DNNL_ARG_SCALE, dnnl_wrap(p->stat, gamma)},
-       {DNNL_ARG_SHIFT, dnnl_wrap(p->stat, beta)},
-       {DNNL_ARG_MEAN, dnnl_wrap(p->stat, mean)},
-       {DNNL_ARG_VARIANCE, dnnl_wrap(p->stat, var)}},
-      "batchnorm forward inference");
+  auto args = stat_args(*p, src, gamma, beta, mean, var);
+  args.emplace(DNNL_ARG_DST, dnnl_wrap(p->data, dst));
+  run(p->forward_inference, args, "batchnorm forward inference");
 }
 
 void batchnorm_backward_inference_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,

@@ -102,13 +102,7 @@ using Conv2dBackwardDataFn = void (*)(float*, const float*, const float*, const 
 using Conv2dBackwardWeightsFn = void (*)(float*, float*, const float*, const float*,
                                          const Conv2dShape&, Layout);
 
-struct Conv2dKernels {
-  const char* name;  // "dnnl", "ref"
-  Isa isa;           // kernels/common/kernel_list.h
-  Conv2dForwardFn forward;
-  Conv2dBackwardDataFn backward_data;
-  Conv2dBackwardWeightsFn backward_weights;
-};
+using Conv2dKernels = DenseKernels<Conv2dForwardFn, Conv2dBackwardDataFn, Conv2dBackwardWeightsFn>;
 
 inline constexpr Conv2dKernels kConv2dDenseEntries[] = {
     {"dnnl", Isa::kRef, &conv2d_forward_dnnl, &conv2d_backward_data_dnnl,
@@ -119,11 +113,7 @@ inline constexpr Conv2dKernels kConv2dDenseEntries[] = {
 // oneDNN first, the scalar reference last.
 inline constexpr KernelList<Conv2dKernels> kConv2dDenseKernels(kConv2dDenseEntries);
 
-// The variant the runtime's dense conv2d nodes run: the reference when
-// dense_impl() says so (kernels/common/dense_impl.h), else the list's pick.
-inline const Conv2dKernels& conv2d_dense() {
-  return dense_impl() == DenseImpl::kRef ? kConv2dDenseKernels.reference()
-                                         : kConv2dDenseKernels.pick();
-}
+// The variant the runtime's dense conv2d nodes run (dense_pick).
+inline const Conv2dKernels& conv2d_dense() { return dense_pick(kConv2dDenseKernels); }
 
 }  // namespace sparsetrain::kernels

@@ -38,13 +38,12 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <vector>
 
+#include "kernels/common/scratch.h"
 #include "kernels/conv_sparse/conv_sparse.h"
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
 #include "sparsetrain/core/error.h"
@@ -52,7 +51,6 @@
 namespace sparsetrain::kernels {
 namespace {
 
-constexpr std::size_t kAlign = 64;
 // Tasks per thread when cutting units (and channels): a few, so a thread that
 // starts late still gets its share.
 constexpr int64_t kTasksPerThread = 4;
@@ -66,67 +64,6 @@ constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 constexpr int64_t kWeightSlices = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }  // a >= 0, b > 0
-
-// A pool of 64-byte aligned buffers reused across calls (a fresh allocation
-// of the per-call arrays would page-fault on every pass). Each call takes its
-// own buffer, so concurrent calls never share one.
-template <class T>
-class ScratchPool {
- public:
-  struct Buffer {
-    T* data = nullptr;
-    std::size_t count = 0;
-    ~Buffer() { std::free(data); }
-  };
-
-  static ScratchPool& instance() {
-    static ScratchPool* pool = new ScratchPool();  // never destroyed: used at exit by late callers
-    return *pool;
-  }
-
-  std::unique_ptr<Buffer> acquire(std::size_t count) {
-    std::unique_ptr<Buffer> buffer;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!free_.empty()) {
-        buffer = std::move(free_.back());
-        free_.pop_back();
-      }
-    }
-    if (!buffer) buffer = std::make_unique<Buffer>();
-    if (buffer->count < count) {
-      std::free(buffer->data);
-      const std::size_t bytes =
-          (std::max<std::size_t>(count, 1) * sizeof(T) + kAlign - 1) / kAlign * kAlign;
-      buffer->data = static_cast<T*>(std::aligned_alloc(kAlign, bytes));
-      SPARSETRAIN_ASSERT(buffer->data != nullptr);
-      buffer->count = count;
-    }
-    return buffer;
-  }
-
-  void release(std::unique_ptr<Buffer> buffer) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    free_.push_back(std::move(buffer));
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<Buffer>> free_;
-};
-
-template <class T>
-class Scratch {
- public:
-  explicit Scratch(std::size_t count) : buffer_(ScratchPool<T>::instance().acquire(count)) {}
-  ~Scratch() { ScratchPool<T>::instance().release(std::move(buffer_)); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  T* data() const { return buffer_->data; }
-
- private:
-  std::unique_ptr<typename ScratchPool<T>::Buffer> buffer_;
-};
 
 // The call's geometry, all in elements.
 struct Geometry {
@@ -366,28 +303,33 @@ Lines backward_lines(const Geometry& g) {
   return lines;
 }
 
-// The offset tables. Forward: tap (c, i, j) of a filter reads input channel
-// c of its group at row i and column j from the position's origin.
-std::vector<int64_t> forward_offsets(const Geometry& g) {
-  std::vector<int64_t> off(static_cast<std::size_t>(g.cg * g.kh * g.kw));
+// The offset tables: offset(ch, i, j) for every tap (ch, i, j) of a
+// filter over `channels` channels, in tap order.
+template <class Offset>
+std::vector<int64_t> tap_offsets(const Geometry& g, int64_t channels, Offset offset) {
+  std::vector<int64_t> off(static_cast<std::size_t>(channels * g.kh * g.kw));
   std::size_t k = 0;
-  for (int64_t c = 0; c < g.cg; ++c)
+  for (int64_t ch = 0; ch < channels; ++ch)
     for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j) off[k++] = c * g.src_plane() + i * g.w * g.n + j * g.n;
+      for (int64_t j = 0; j < g.kw; ++j) off[k++] = offset(ch, i, j);
   return off;
+}
+
+// Forward: tap (c, i, j) of a filter reads input channel c of its group at
+// row i and column j from the position's origin.
+std::vector<int64_t> forward_offsets(const Geometry& g) {
+  return tap_offsets(g, g.cg, [&](int64_t c, int64_t i, int64_t j) {
+    return c * g.src_plane() + i * g.w * g.n + j * g.n;
+  });
 }
 
 // Backward-data: tap (o, i, j) of an input channel reads output channel o of
 // its group at row yq - i / SH and column xq - j / SW from the position's
 // origin (yq, xq).
 std::vector<int64_t> backward_offsets(const Geometry& g) {
-  std::vector<int64_t> off(static_cast<std::size_t>(g.og * g.kh * g.kw));
-  std::size_t k = 0;
-  for (int64_t o = 0; o < g.og; ++o)
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j)
-        off[k++] = o * g.dst_plane() - (i / g.sh) * g.ow * g.n - (j / g.sw) * g.n;
-  return off;
+  return tap_offsets(g, g.og, [&](int64_t o, int64_t i, int64_t j) {
+    return o * g.dst_plane() - (i / g.sh) * g.ow * g.n - (j / g.sw) * g.n;
+  });
 }
 
 // The call's taps (ConvTap): each entry's input offset, from the offset table
@@ -452,6 +394,37 @@ void for_units(int64_t units, int64_t rows, int64_t work, Body body) {
       oneapi::tbb::simple_partitioner());
 }
 
+// Calls the kernel along every line of line group `group`.
+template <class Kernel, class Args>
+void run_lines(const Kernel& kernel, Args& a, const Lines& lines, int64_t group) {
+  for (int64_t k = lines.group_begin(group); k < lines.group_end(group); ++k) {
+    a.line = lines.line(k);
+    kernel.fn(a);
+  }
+}
+
+// Runs a gather pass (forward, backward-data) over `rows` index rows: `base`
+// holds the call's arguments with in and out at batch lane 0; `work` counts
+// its multiply-adds. A unit is one batch block of one line group; units are
+// numbered group-major when `group_major`, else block-major.
+void run_gather(const ConvGatherKernel& kernel, const ConvGatherArgs& base, const Lines& lines,
+                const Geometry& g, int64_t rows, int64_t work, bool group_major) {
+  const int64_t tile = kernel.tile_n;
+  const int64_t blocks = ceil_div(g.n, tile);
+  for_units(blocks * lines.groups(), rows, work, [&](int64_t u, int64_t r0, int64_t r1) {
+    const int64_t b = group_major ? u % blocks : u / lines.groups();
+    const int64_t group = group_major ? u / blocks : u % lines.groups();
+    const int64_t n0 = b * tile;
+    ConvGatherArgs a = base;
+    a.in += n0;
+    a.out += n0;
+    a.row_begin = r0;
+    a.row_end = r1;
+    a.n = std::min(tile, g.n - n0);
+    run_lines(kernel, a, lines, group);
+  });
+}
+
 }  // namespace
 
 void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const float* src,
@@ -460,30 +433,20 @@ void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const 
   const Geometry g = geometry(w, shape);
   if (g.n == 0) return;
   const CallTaps taps(w.fwd_tap, w.fwd_entry, w.values, forward_offsets(g));
-  const Lines lines = forward_lines(g);
-  const int64_t tile = kernel.tile_n;
-  const int64_t blocks = ceil_div(g.n, tile);
-  const int64_t work = w.nnz * g.oh * g.ow * g.n;
-  for_units(blocks * lines.groups(), g.o, work, [&](int64_t u, int64_t r0, int64_t r1) {
-    const int64_t b = u % blocks, group = u / blocks;
-    const int64_t n0 = b * tile;
-    ConvGatherArgs a;
-    a.taps = {w.fwd_ptr.data(), w.fwd_panels, g.kh * g.kw, taps.data()};
-    a.in = src + n0;
-    a.in_group_stride = g.cg * g.src_plane();
-    a.rows_per_group = g.og;
-    a.out = dst + n0;
-    a.out_rs = g.dst_plane();
-    a.bias = bias;
-    a.row_begin = r0;
-    a.row_end = r1;
-    a.n = std::min(tile, g.n - n0);
-    a.init = bias != nullptr ? ConvSparseInit::kBias : ConvSparseInit::kZero;
-    for (int64_t k = lines.group_begin(group); k < lines.group_end(group); ++k) {
-      a.line = lines.line(k);
-      kernel.fn(a);
-    }
-  });
+  const ConvGatherArgs base{
+      .taps = {w.fwd_ptr.data(), w.fwd_panels, g.kh * g.kw, taps.data()},
+      .line = {},  // line, rows and n: set per unit and line
+      .in = src,
+      .in_group_stride = g.cg * g.src_plane(),
+      .rows_per_group = g.og,
+      .out = dst,
+      .out_rs = g.dst_plane(),
+      .bias = bias,
+      .row_begin = 0,
+      .row_end = 0,
+      .n = 0,
+      .init = bias != nullptr ? ConvSparseInit::kBias : ConvSparseInit::kZero};
+  run_gather(kernel, base, forward_lines(g), g, g.o, w.nnz * g.oh * g.ow * g.n, true);
 }
 
 void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_src,
@@ -511,30 +474,20 @@ void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_
     return;
   }
   const CallTaps taps(w.bwd_tap, w.bwd_entry, w.values, backward_offsets(g));
-  const Lines lines = backward_lines(g);
-  const int64_t tile = kernel.tile_n;
-  const int64_t blocks = ceil_div(g.n, tile);
-  const int64_t work = w.nnz * g.oh * g.ow * g.n;
-  for_units(blocks * lines.groups(), g.c, work, [&](int64_t u, int64_t r0, int64_t r1) {
-    const int64_t b = u / lines.groups(), group = u % lines.groups();
-    const int64_t n0 = b * tile;
-    ConvGatherArgs a;
-    a.taps = {w.bwd_ptr.data(), w.bwd_panels, g.kh * g.kw, taps.data()};
-    a.in = diff_dst + n0;
-    a.in_group_stride = g.og * g.dst_plane();
-    a.rows_per_group = g.cg;
-    a.out = diff_src + n0;
-    a.out_rs = g.src_plane();
-    a.bias = nullptr;
-    a.row_begin = r0;
-    a.row_end = r1;
-    a.n = std::min(tile, g.n - n0);
-    a.init = accumulate ? ConvSparseInit::kAccumulate : ConvSparseInit::kZero;
-    for (int64_t k = lines.group_begin(group); k < lines.group_end(group); ++k) {
-      a.line = lines.line(k);
-      kernel.fn(a);
-    }
-  });
+  const ConvGatherArgs base{
+      .taps = {w.bwd_ptr.data(), w.bwd_panels, g.kh * g.kw, taps.data()},
+      .line = {},  // line, rows and n: set per unit and line
+      .in = diff_dst,
+      .in_group_stride = g.og * g.dst_plane(),
+      .rows_per_group = g.cg,
+      .out = diff_src,
+      .out_rs = g.src_plane(),
+      .bias = nullptr,
+      .row_begin = 0,
+      .row_end = 0,
+      .n = 0,
+      .init = accumulate ? ConvSparseInit::kAccumulate : ConvSparseInit::kZero};
+  run_gather(kernel, base, backward_lines(g), g, g.c, w.nnz * g.oh * g.ow * g.n, false);
 }
 
 void conv_sparse_backward_weights_with(const ConvSddmmKernel& kernel, float* diff_values,
@@ -572,10 +525,7 @@ void conv_sparse_backward_weights_with(const ConvSddmmKernel& kernel, float* dif
       a.row_begin = r0;
       a.row_end = r1;
       a.n = std::min(tile, g.n - n0);
-      for (int64_t k = lines.group_begin(group); k < lines.group_end(group); ++k) {
-        a.line = lines.line(k);
-        kernel.fn(a);
-      }
+      run_lines(kernel, a, lines, group);
     }
   });
 

@@ -6,21 +6,7 @@
 // primitive or memory-object set-up per call) and oneDNN has no entry.
 #include "kernels/eltwise/eltwise.h"
 
-#include "kernels/common/cpu.h"
-
 namespace sparsetrain::kernels {
-namespace {
-
-constexpr EltwiseKernel kKernels[] = {
-    {"tbb", Isa::kAvx2, relu_forward_tbb, relu_backward_tbb, add_forward_tbb, add_backward_tbb,
-     add_relu_forward_tbb, dropout_mask_tbb, dropout_forward_tbb, dropout_backward_tbb},
-    {"ref", Isa::kRef, relu_forward_ref, relu_backward_ref, add_forward_ref, add_backward_ref,
-     add_relu_forward_ref, dropout_mask_ref, dropout_forward_ref, dropout_backward_ref},
-};
-
-constexpr KernelList<EltwiseKernel> kList(kKernels);
-
-}  // namespace
 
 uint64_t dropout_block_seed(uint64_t seed, int64_t block) {
   // splitmix64 finaliser of seed + (block + 1) * golden ratio: unrelated
@@ -31,6 +17,11 @@ uint64_t dropout_block_seed(uint64_t seed, int64_t block) {
   return z ^ (z >> 31);
 }
 
-const KernelList<EltwiseKernel>& eltwise_kernels() { return kList; }
+const KernelList<EltwiseKernel>& eltwise_kernels() {
+  // Copies of the constant-initialised entries, made on first use.
+  static const EltwiseKernel kKernels[] = {kEltwiseTbb, kEltwiseRef};
+  static const KernelList<EltwiseKernel> kList(kKernels);
+  return kList;
+}
 
 }  // namespace sparsetrain::kernels

@@ -69,29 +69,11 @@ struct EltwiseKernel {
 const KernelList<EltwiseKernel>& eltwise_kernels();
 
 // --- implementations ------------------------------------------------------------
-// Scalar reference: one plain loop each.
-void relu_forward_ref(float* dst, const float* src, int64_t count);
-void relu_backward_ref(float* diff_src, const float* diff_dst, const float* dst, int64_t count);
-void add_forward_ref(float* dst, const float* a, const float* b, int64_t count);
-void add_backward_ref(float* diff_a, float* diff_b, const float* diff_dst, int64_t count);
-void add_relu_forward_ref(float* dst, const float* a, const float* b, int64_t count);
-void dropout_mask_ref(uint64_t* mask, int64_t count, float p, uint64_t seed);
-void dropout_forward_ref(float* dst, const float* src, const uint64_t* mask, int64_t count,
-                         float p);
-void dropout_backward_ref(float* diff_src, const float* diff_dst, const uint64_t* mask,
-                          int64_t count, float p);
-
-// Vectorisable loops over TBB blocks (oneDNN's eltwise and binary primitives
-// are within 15% on these memory-bound loops; see eltwise.cc).
-void relu_forward_tbb(float* dst, const float* src, int64_t count);
-void relu_backward_tbb(float* diff_src, const float* diff_dst, const float* dst, int64_t count);
-void add_forward_tbb(float* dst, const float* a, const float* b, int64_t count);
-void add_backward_tbb(float* diff_a, float* diff_b, const float* diff_dst, int64_t count);
-void add_relu_forward_tbb(float* dst, const float* a, const float* b, int64_t count);
-void dropout_mask_tbb(uint64_t* mask, int64_t count, float p, uint64_t seed);
-void dropout_forward_tbb(float* dst, const float* src, const uint64_t* mask, int64_t count,
-                         float p);
-void dropout_backward_tbb(float* diff_src, const float* diff_dst, const uint64_t* mask,
-                          int64_t count, float p);
+// Scalar reference: one plain loop each (eltwise_ref.cc).
+extern const EltwiseKernel kEltwiseRef;
+// Vectorisable loops over TBB blocks (eltwise_tbb.cc; oneDNN's eltwise and
+// binary primitives are within 15% on these memory-bound loops; see
+// eltwise.cc).
+extern const EltwiseKernel kEltwiseTbb;
 
 }  // namespace sparsetrain::kernels

@@ -3,6 +3,7 @@
 #include "sparsetrain/core/rng.h"
 
 namespace sparsetrain::kernels {
+namespace {
 
 void relu_forward_ref(float* dst, const float* src, int64_t count) {
   for (int64_t i = 0; i < count; ++i) dst[i] = src[i] < 0.0f ? 0.0f : src[i];
@@ -56,5 +57,18 @@ void dropout_backward_ref(float* diff_src, const float* diff_dst, const uint64_t
   for (int64_t i = 0; i < count; ++i)
     diff_src[i] = diff_dst[i] * ((mask[i / 64] >> (i % 64)) & 1 ? scale : 0.0f);
 }
+
+}  // namespace
+
+constinit const EltwiseKernel kEltwiseRef = {"ref",
+                                             Isa::kRef,
+                                             relu_forward_ref,
+                                             relu_backward_ref,
+                                             add_forward_ref,
+                                             add_backward_ref,
+                                             add_relu_forward_ref,
+                                             dropout_mask_ref,
+                                             dropout_forward_ref,
+                                             dropout_backward_ref};
 
 }  // namespace sparsetrain::kernels

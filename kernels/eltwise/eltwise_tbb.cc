@@ -49,8 +49,6 @@ void masked_scale(float* __restrict y, const float* __restrict x, const uint64_t
   for (; i < end; ++i) y[i] = x[i] * ((mask[i / 64] >> (i % 64)) & 1 ? scale : 0.0f);
 }
 
-}  // namespace
-
 void relu_forward_tbb(float* dst, const float* src, int64_t count) {
   parallel_blocks(count, [&](int64_t begin, int64_t end) {
     float* __restrict y = dst;
@@ -144,5 +142,18 @@ void dropout_backward_tbb(float* diff_src, const float* diff_dst, const uint64_t
     masked_scale(diff_src, diff_dst, mask, begin, end, scale);
   });
 }
+
+}  // namespace
+
+constinit const EltwiseKernel kEltwiseTbb = {"tbb",
+                                             Isa::kAvx2,
+                                             relu_forward_tbb,
+                                             relu_backward_tbb,
+                                             add_forward_tbb,
+                                             add_backward_tbb,
+                                             add_relu_forward_tbb,
+                                             dropout_mask_tbb,
+                                             dropout_forward_tbb,
+                                             dropout_backward_tbb};
 
 }  // namespace sparsetrain::kernels

@@ -70,13 +70,7 @@ using LinearBackwardDataFn = void (*)(float*, const float*, const float*, const 
 using LinearBackwardWeightsFn = void (*)(float*, float*, const float*, const float*,
                                          const LinearShape&);
 
-struct LinearKernels {
-  const char* name;  // "dnnl", "ref"
-  Isa isa;           // kernels/common/kernel_list.h
-  LinearForwardFn forward;
-  LinearBackwardDataFn backward_data;
-  LinearBackwardWeightsFn backward_weights;
-};
+using LinearKernels = DenseKernels<LinearForwardFn, LinearBackwardDataFn, LinearBackwardWeightsFn>;
 
 inline constexpr LinearKernels kLinearDenseEntries[] = {
     {"dnnl", Isa::kRef, &linear_forward_dnnl, &linear_backward_data_dnnl,
@@ -87,11 +81,7 @@ inline constexpr LinearKernels kLinearDenseEntries[] = {
 // oneDNN first, the scalar reference last.
 inline constexpr KernelList<LinearKernels> kLinearDenseKernels(kLinearDenseEntries);
 
-// The variant the runtime's dense linear nodes run: the reference when
-// dense_impl() says so (kernels/common/dense_impl.h), else the list's pick.
-inline const LinearKernels& linear_dense() {
-  return dense_impl() == DenseImpl::kRef ? kLinearDenseKernels.reference()
-                                         : kLinearDenseKernels.pick();
-}
+// The variant the runtime's dense linear nodes run (dense_pick).
+inline const LinearKernels& linear_dense() { return dense_pick(kLinearDenseKernels); }
 
 }  // namespace sparsetrain::kernels

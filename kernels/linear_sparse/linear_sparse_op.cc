@@ -30,20 +30,17 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <new>
 #include <vector>
 
+#include "kernels/common/scratch.h"
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
 namespace {
 
-constexpr std::size_t kAlign = 64;
 // Batch columns per block of the kBlocked layout, and the vector width its
 // narrow blocks round up to.
 constexpr int64_t kBatchBlock = 64;
@@ -65,52 +62,6 @@ constexpr int64_t kChunkBytesInL2 = int64_t{256} << 10;
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-
-// A pool of 64-byte aligned buffers for the packed operand, reused across
-// calls (a fresh multi-megabyte allocation would page-fault on every pass).
-// Each call takes its own buffer, so concurrent and nested calls never share.
-class ScratchPool {
- public:
-  struct Buffer {
-    float* data = nullptr;
-    std::size_t floats = 0;
-    ~Buffer() { std::free(data); }
-  };
-
-  std::unique_ptr<Buffer> acquire(std::size_t floats) {
-    std::unique_ptr<Buffer> buffer;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!free_.empty()) {
-        buffer = std::move(free_.back());
-        free_.pop_back();
-      }
-    }
-    if (!buffer) buffer = std::make_unique<Buffer>();
-    if (buffer->floats < floats) {
-      std::free(buffer->data);
-      const std::size_t bytes = (floats * sizeof(float) + kAlign - 1) / kAlign * kAlign;
-      buffer->data = static_cast<float*>(std::aligned_alloc(kAlign, bytes));
-      SPARSETRAIN_ASSERT(buffer->data != nullptr);
-      buffer->floats = floats;
-    }
-    return buffer;
-  }
-
-  void release(std::unique_ptr<Buffer> buffer) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    free_.push_back(std::move(buffer));
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<Buffer>> free_;
-};
-
-ScratchPool& scratch_pool() {
-  static ScratchPool* pool = new ScratchPool();  // never destroyed: used at exit by late callers
-  return *pool;
-}
 
 // One batch tile as the micro-kernels see it: columns [n0, n0 + n), which
 // sit in layout block `block` at column `sub` of that block.
@@ -172,7 +123,7 @@ class PackedOperand {
       ld_[i] = round_up(tiles[i].n, vec);
       floats += b.features * ld_[i];
     }
-    buffer_ = scratch_pool().acquire(static_cast<std::size_t>(floats));
+    buffer_ = ScratchPool<float>::instance().acquire(static_cast<std::size_t>(floats));
     float* packed = buffer_->data;
     const int64_t rows = b.features;
     const int64_t chunks = (rows + kPackChunkRows - 1) / kPackChunkRows;
@@ -196,7 +147,7 @@ class PackedOperand {
         oneapi::tbb::simple_partitioner());
   }
   ~PackedOperand() {
-    if (buffer_) scratch_pool().release(std::move(buffer_));
+    if (buffer_) ScratchPool<float>::instance().release(std::move(buffer_));
   }
   PackedOperand(const PackedOperand&) = delete;
   PackedOperand& operator=(const PackedOperand&) = delete;
@@ -209,7 +160,7 @@ class PackedOperand {
  private:
   View<const float> b_;
   std::vector<int64_t> offset_, ld_;
-  std::unique_ptr<ScratchPool::Buffer> buffer_;
+  std::unique_ptr<ScratchPool<float>::Buffer> buffer_;
 };
 
 // Runs body(tile_begin, tile_end, row_begin, row_end) over tasks on TBB.
