@@ -87,27 +87,42 @@ CpuInfo detect() {
   const bool os_zmm = os_ymm && (xcr0 & zmm_mask) == zmm_mask;
   const bool os_tiles = (xcr0 & (kXcr0TileCfg | kXcr0TileData)) == (kXcr0TileCfg | kXcr0TileData);
 
-  info.sse42 = bit(l1.ecx, 20);
-  info.avx = bit(l1.ecx, 28) && os_ymm;
-  info.fma = bit(l1.ecx, 12) && os_ymm;
-  info.f16c = bit(l1.ecx, 29) && os_ymm;
-  if (max_leaf < 7) return info;
-
-  const Regs l7 = cpuid(7, 0);
-  const Regs l7s1 = l7.eax >= 1 ? cpuid(7, 1) : Regs{};
-  info.bmi2 = bit(l7.ebx, 8);
-  info.avx2 = bit(l7.ebx, 5) && os_ymm;
-  info.avx512f = bit(l7.ebx, 16) && os_zmm;
-  info.avx512dq = bit(l7.ebx, 17) && os_zmm;
-  info.avx512cd = bit(l7.ebx, 28) && os_zmm;
-  info.avx512bw = bit(l7.ebx, 30) && os_zmm;
-  info.avx512vl = bit(l7.ebx, 31) && os_zmm;
-  info.avx512_vbmi2 = bit(l7.ecx, 6) && os_zmm;
-  info.avx512_vnni = bit(l7.ecx, 11) && os_zmm;
-  info.avx512_bf16 = bit(l7s1.eax, 5) && os_zmm;
-  info.amx_bf16 = bit(l7.edx, 22) && os_tiles;
-  info.amx_tile = bit(l7.edx, 24) && os_tiles;
-  info.amx_int8 = bit(l7.edx, 25) && os_tiles;
+  // Leaf 7 only where the CPU has it: its registers read as zero otherwise.
+  const Regs l7 = max_leaf >= 7 ? cpuid(7, 0) : Regs{};
+  const Regs l7s1 = max_leaf >= 7 && l7.eax >= 1 ? cpuid(7, 1) : Regs{};
+  // Each feature: its register and bit, and the register state the OS must
+  // save for it (none for the scalar ones).
+  enum class Os { kNone, kYmm, kZmm, kTiles };
+  struct Feature {
+    bool CpuInfo::*flag;
+    const uint32_t* reg;
+    int bit;
+    Os os;
+  };
+  const Feature features[] = {
+      {&CpuInfo::sse42, &l1.ecx, 20, Os::kNone},
+      {&CpuInfo::avx, &l1.ecx, 28, Os::kYmm},
+      {&CpuInfo::fma, &l1.ecx, 12, Os::kYmm},
+      {&CpuInfo::f16c, &l1.ecx, 29, Os::kYmm},
+      {&CpuInfo::bmi2, &l7.ebx, 8, Os::kNone},
+      {&CpuInfo::avx2, &l7.ebx, 5, Os::kYmm},
+      {&CpuInfo::avx512f, &l7.ebx, 16, Os::kZmm},
+      {&CpuInfo::avx512dq, &l7.ebx, 17, Os::kZmm},
+      {&CpuInfo::avx512cd, &l7.ebx, 28, Os::kZmm},
+      {&CpuInfo::avx512bw, &l7.ebx, 30, Os::kZmm},
+      {&CpuInfo::avx512vl, &l7.ebx, 31, Os::kZmm},
+      {&CpuInfo::avx512_vbmi2, &l7.ecx, 6, Os::kZmm},
+      {&CpuInfo::avx512_vnni, &l7.ecx, 11, Os::kZmm},
+      {&CpuInfo::avx512_bf16, &l7s1.eax, 5, Os::kZmm},
+      {&CpuInfo::amx_bf16, &l7.edx, 22, Os::kTiles},
+      {&CpuInfo::amx_tile, &l7.edx, 24, Os::kTiles},
+      {&CpuInfo::amx_int8, &l7.edx, 25, Os::kTiles},
+  };
+  for (const Feature& f : features) {
+    const bool os = f.os == Os::kNone || (f.os == Os::kYmm && os_ymm) ||
+                    (f.os == Os::kZmm && os_zmm) || (f.os == Os::kTiles && os_tiles);
+    info.*f.flag = bit(*f.reg, f.bit) && os;
+  }
   return info;
 }
 
