@@ -15,7 +15,7 @@ namespace {
 
 class Flatten final : public UnaryNode {
  public:
-  explicit Flatten(const std::string& name) : UnaryNode(name) {}
+  using UnaryNode::UnaryNode;
 
   const char* type() const override { return "flatten"; }
 

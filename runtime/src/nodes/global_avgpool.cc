@@ -10,7 +10,7 @@ namespace {
 
 class GlobalAvgPool final : public UnaryNode {
  public:
-  explicit GlobalAvgPool(const std::string& name) : UnaryNode(name) {}
+  using UnaryNode::UnaryNode;
 
   const char* type() const override { return "global_avgpool"; }
 

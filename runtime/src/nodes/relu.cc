@@ -10,7 +10,7 @@ namespace {
 
 class Relu final : public UnaryNode {
  public:
-  explicit Relu(const std::string& name) : UnaryNode(name) {}
+  using UnaryNode::UnaryNode;
 
   const char* type() const override { return "relu"; }
 
