@@ -43,6 +43,27 @@ void check_magic(const InputFile& f, uint32_t magic, uint32_t expected, const ch
   f.fail(problem);
 }
 
+// Reads the header (`header_bytes`: magic, count, dimensions) into `header`,
+// checks the magic and returns the count.
+int64_t read_idx_header(InputFile& f, uint8_t* header, int64_t header_bytes, uint32_t magic,
+                        const char* what) {
+  f.read_exact(header, header_bytes, header_bytes, /*at_least=*/true);
+  check_magic(f, load_be32(header), magic, what);
+  return load_be32(header + 4);
+}
+
+// Appends the first `limit` (all when negative) of the `count` items of
+// `item_bytes` after the header to `out`; a file read to its last item must
+// end there.
+void read_idx_items(InputFile& f, std::vector<uint8_t>& out, int64_t header_bytes, int64_t count,
+                    int64_t item_bytes, int64_t limit) {
+  const int64_t total = header_bytes + count * item_bytes;
+  f.check_size(total);
+  const int64_t kept = limit >= 0 ? std::min(limit, count) : count;
+  f.append_exact(out, kept * item_bytes, total);
+  if (kept == count) f.expect_end(total);
+}
+
 struct IdxImages {
   std::string file;
   int64_t count = 0;            // as declared in the header
@@ -60,9 +81,7 @@ IdxImages read_idx_images(const fs::path& path, int64_t limit) {
   IdxImages out;
   out.file = f.name();
   uint8_t header[kIdxImagesHeaderBytes];
-  f.read_exact(header, kIdxImagesHeaderBytes, kIdxImagesHeaderBytes, /*at_least=*/true);
-  check_magic(f, load_be32(header), kIdxImagesMagic, "IDX images");
-  out.count = load_be32(header + 4);
+  out.count = read_idx_header(f, header, kIdxImagesHeaderBytes, kIdxImagesMagic, "IDX images");
   const int64_t rows = load_be32(header + 8);
   const int64_t cols = load_be32(header + 12);
   if (rows != kMnistSide || cols != kMnistSide) {
@@ -76,10 +95,7 @@ IdxImages read_idx_images(const fs::path& path, int64_t limit) {
     f.fail("image count " + std::to_string(out.count) + " is too large (" + std::to_string(total) +
            " bytes; the limit is " + std::to_string(kMaxFileBytes) + ")");
   }
-  f.check_size(total);
-  const int64_t kept = limit >= 0 ? std::min(limit, out.count) : out.count;
-  f.append_exact(out.pixels, kept * image_bytes, total);
-  if (kept == out.count) f.expect_end(total);
+  read_idx_items(f, out.pixels, kIdxImagesHeaderBytes, out.count, image_bytes, limit);
   return out;
 }
 
@@ -88,16 +104,10 @@ IdxLabels read_idx_labels(const fs::path& path, int64_t limit) {
   IdxLabels out;
   out.file = f.name();
   uint8_t header[kIdxLabelsHeaderBytes];
-  f.read_exact(header, kIdxLabelsHeaderBytes, kIdxLabelsHeaderBytes, /*at_least=*/true);
-  check_magic(f, load_be32(header), kIdxLabelsMagic, "IDX labels");
-  out.count = load_be32(header + 4);
+  out.count = read_idx_header(f, header, kIdxLabelsHeaderBytes, kIdxLabelsMagic, "IDX labels");
   if (out.count == 0) f.fail("no labels (the header's count is 0)");
-  const int64_t total = kIdxLabelsHeaderBytes + out.count;
-  f.check_size(total);
-  const int64_t kept = limit >= 0 ? std::min(limit, out.count) : out.count;
   std::vector<uint8_t> bytes;
-  f.append_exact(bytes, kept, total);
-  if (kept == out.count) f.expect_end(total);
+  read_idx_items(f, bytes, kIdxLabelsHeaderBytes, out.count, 1, limit);
   out.labels.resize(bytes.size());
   for (size_t i = 0; i < bytes.size(); ++i) {
     if (bytes[i] >= kNumClasses10) {

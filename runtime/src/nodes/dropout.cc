@@ -24,9 +24,9 @@ uint64_t hash_name(const std::string& s) {
   return h;
 }
 
-class Dropout final : public Node {
+class Dropout final : public UnaryNode {
  public:
-  Dropout(const std::string& name, float p) : Node(name), p_(p), name_hash_(hash_name(name)) {
+  Dropout(const std::string& name, float p) : UnaryNode(name), p_(p), name_hash_(hash_name(name)) {
     if (!(p >= 0.0f && p < 1.0f)) {
       throw Error("dropout '" + name + "': p must be in [0, 1), got " + std::to_string(p));
     }
@@ -34,14 +34,7 @@ class Dropout final : public Node {
 
   const char* type() const override { return "dropout"; }
 
-  Shape output_shape(const std::vector<Shape>& inputs) const override {
-    expect_inputs(inputs, 1);
-    return inputs[0];
-  }
-
-  Tensor forward(const ForwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
-    const Tensor& x = args.inputs[0];
+  Tensor unary_forward(const Tensor& x, const ForwardArgs& args) override {
     mask_.clear();
     if (!args.training) return x;  // identity: a view, no copy
     const int64_t count = x.numel();
@@ -53,17 +46,15 @@ class Dropout final : public Node {
     return y;
   }
 
-  std::vector<Tensor> backward(const BackwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.diff_dst != nullptr);
-    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+  Tensor unary_backward(const BackwardArgs& args) override {
     const Tensor& dy = *args.diff_dst;
-    if (mask_.empty()) return {dy};  // the forward ran in evaluation mode
+    if (mask_.empty()) return dy;  // the forward ran in evaluation mode
     SPARSETRAIN_ASSERT(static_cast<int64_t>(mask_.size()) ==
                        kernels::dropout_mask_words(dy.numel()));
     Tensor dx = Tensor::empty(dy.shape(), dy.layout());
     kernels::eltwise_kernels().pick().dropout_backward(dx.data(), dy.data(), mask_.data(),
                                                        dy.numel(), p_);
-    return {dx};
+    return dx;
   }
 
   Saves saves() const override { return {}; }

@@ -13,15 +13,13 @@
 namespace sparsetrain::nodes {
 namespace {
 
-class Flatten final : public Node {
+class Flatten final : public UnaryNode {
  public:
-  explicit Flatten(const std::string& name) : Node(name) {}
+  using UnaryNode::UnaryNode;
 
   const char* type() const override { return "flatten"; }
 
-  Shape output_shape(const std::vector<Shape>& inputs) const override {
-    expect_inputs(inputs, 1);
-    const Shape& x = inputs[0];
+  Shape unary_shape(const Shape& x) const override {
     if (x.size() < 2) {
       throw Error("flatten '" + name() + "' expects an input (N, ...) of rank >= 2, got " +
                   shape_to_string(x));
@@ -29,35 +27,26 @@ class Flatten final : public Node {
     return {x[0], Tensor::count(Shape(x.begin() + 1, x.end()))};
   }
 
-  Tensor forward(const ForwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
-    const Tensor& x = args.inputs[0];
+  Tensor unary_forward(const Tensor& x, const ForwardArgs& /*args*/) override {
     SPARSETRAIN_ASSERT(x.rank() >= 2);
-    input_shape_ = x.shape();
-    input_layout_ = x.layout();
-    const Shape out = output_shape({x.shape()});
+    const Shape out = unary_shape(x.shape());
     if (x.layout() == Layout::kCHWN) return x.reshaped(out, Layout::kCN);
     // to_layout returns x itself (a view) when it is already in NCHW order.
     const Layout order = x.rank() == 4 ? Layout::kNCHW : Layout::kPlain;
     return to_layout(x, order).reshaped(out, Layout::kPlain);
   }
 
-  std::vector<Tensor> backward(const BackwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.diff_dst != nullptr && !input_shape_.empty());
-    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+  Tensor unary_backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(!input_shape_.empty());
     if (input_layout_ == Layout::kCHWN) {
-      return {to_layout(*args.diff_dst, Layout::kCN).reshaped(input_shape_, Layout::kCHWN)};
+      return to_layout(*args.diff_dst, Layout::kCN).reshaped(input_shape_, Layout::kCHWN);
     }
     const Tensor dy = to_layout(*args.diff_dst, Layout::kPlain);
     const Layout order = input_shape_.size() == 4 ? Layout::kNCHW : Layout::kPlain;
-    return {to_layout(dy.reshaped(input_shape_, order), input_layout_)};
+    return to_layout(dy.reshaped(input_shape_, order), input_layout_);
   }
 
   Saves saves() const override { return {}; }
-
- private:
-  Shape input_shape_;  // of the last forward
-  Layout input_layout_ = Layout::kPlain;
 };
 
 }  // namespace

@@ -8,15 +8,13 @@
 namespace sparsetrain::nodes {
 namespace {
 
-class GlobalAvgPool final : public Node {
+class GlobalAvgPool final : public UnaryNode {
  public:
-  explicit GlobalAvgPool(const std::string& name) : Node(name) {}
+  using UnaryNode::UnaryNode;
 
   const char* type() const override { return "global_avgpool"; }
 
-  Shape output_shape(const std::vector<Shape>& inputs) const override {
-    expect_inputs(inputs, 1);
-    const Shape& x = inputs[0];
+  Shape unary_shape(const Shape& x) const override {
     if (x.size() != 4 || x[2] < 1 || x[3] < 1) {
       throw Error("global_avgpool '" + name() + "' expects a 4-D input (N, C, H, W), got " +
                   shape_to_string(x));
@@ -24,27 +22,22 @@ class GlobalAvgPool final : public Node {
     return {x[0], x[1]};
   }
 
-  Tensor forward(const ForwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
-    const Tensor& x = args.inputs[0];
+  Tensor unary_forward(const Tensor& x, const ForwardArgs& /*args*/) override {
     SPARSETRAIN_ASSERT(x.rank() == 4);
-    input_shape_ = x.shape();
-    input_layout_ = x.layout();
     const kernels::PoolDesc d = make_desc();
     Tensor y = Tensor::empty({d.n, d.c});
     kernels::pool_kernels().pick_for(d).global_avg_forward(y.data(), x.data(), d);
     return y;
   }
 
-  std::vector<Tensor> backward(const BackwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.diff_dst != nullptr && input_shape_.size() == 4);
-    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+  Tensor unary_backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(input_shape_.size() == 4);
     const Tensor dy = to_layout(*args.diff_dst, Layout::kPlain);
     const kernels::PoolDesc d = make_desc();
     SPARSETRAIN_ASSERT(dy.numel() == d.n * d.c);
     Tensor dx = Tensor::empty(input_shape_, input_layout_);
     kernels::pool_kernels().pick_for(d).global_avg_backward(dx.data(), dy.data(), d);
-    return {dx};
+    return dx;
   }
 
   Saves saves() const override { return {}; }
@@ -54,9 +47,6 @@ class GlobalAvgPool final : public Node {
     const Shape& x = input_shape_;
     return {x[0], x[1], x[2], x[3], 1, 1, 0, input_layout_};
   }
-
-  Shape input_shape_;  // of the last forward
-  Layout input_layout_ = Layout::kNCHW;
 };
 
 }  // namespace

@@ -28,6 +28,29 @@ std::unique_ptr<Node> make_add(const std::string& name);
 std::unique_ptr<Node> make_flatten(const std::string& name);
 std::unique_ptr<Node> make_dropout(const std::string& name, float p);
 
+// --- one input, no parameters (node.cc) -----------------------------------------
+// The frame of ReLU, dropout, flatten and the pooling nodes: the input count
+// is checked once here, the shape and layout of the last forward's input are
+// kept for backward, and the backward returns an empty gradient at once when
+// the input's is not wanted (BackwardArgs::need_diff_src).
+class UnaryNode : public Node {
+ public:
+  using Node::Node;
+  Shape output_shape(const std::vector<Shape>& inputs) const final;
+  Tensor forward(const ForwardArgs& args) final;
+  std::vector<Tensor> backward(const BackwardArgs& args) final;
+
+ protected:
+  // The output's shape for an input of shape `x` (default: the same).
+  virtual Shape unary_shape(const Shape& x) const { return x; }
+  virtual Tensor unary_forward(const Tensor& x, const ForwardArgs& args) = 0;
+  // Only called with a diff_dst, when the input's gradient is wanted.
+  virtual Tensor unary_backward(const BackwardArgs& args) = 0;
+
+  Shape input_shape_;  // of the last forward
+  Layout input_layout_ = Layout::kNCHW;
+};
+
 // --- prunable layers (linear.cc, conv2d.cc) ------------------------------------
 // A node whose weight can be compressed: linear and conv2d. See
 // Graph::compress for the semantics; the graph adds the optimizer state.

@@ -14,10 +14,10 @@ namespace {
 
 enum class PoolKind { kMax, kAvg };
 
-class Pool2d final : public Node {
+class Pool2d final : public UnaryNode {
  public:
   Pool2d(const std::string& name, PoolKind kind, const PoolOptions& options)
-      : Node(name), kind_(kind), options_(options) {
+      : UnaryNode(name), kind_(kind), options_(options) {
     if (options.kernel < 1 || options.stride < 1 || options.padding < 0 ||
         options.padding > options.kernel / 2) {
       throw Error(std::string(type()) + " '" + name + "': kernel " +
@@ -29,10 +29,8 @@ class Pool2d final : public Node {
 
   const char* type() const override { return kind_ == PoolKind::kMax ? "maxpool2d" : "avgpool2d"; }
 
-  Shape output_shape(const std::vector<Shape>& inputs) const override {
+  Shape unary_shape(const Shape& x) const override {
     const std::string where = std::string(type()) + " '" + name() + "'";
-    expect_inputs(inputs, 1);
-    const Shape& x = inputs[0];
     if (x.size() != 4) {
       throw Error(where + " expects a 4-D input (N, C, H, W), got " + shape_to_string(x));
     }
@@ -44,12 +42,8 @@ class Pool2d final : public Node {
     return {x[0], x[1], d.out_h(), d.out_w()};
   }
 
-  Tensor forward(const ForwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
-    const Tensor& x = args.inputs[0];
+  Tensor unary_forward(const Tensor& x, const ForwardArgs& /*args*/) override {
     SPARSETRAIN_ASSERT(x.rank() == 4);
-    input_shape_ = x.shape();
-    input_layout_ = x.layout();
     const kernels::PoolDesc d = make_desc(x.shape(), x.layout());
     Tensor y = Tensor::empty({d.n, d.c, d.out_h(), d.out_w()}, x.layout());
     if (kind_ == PoolKind::kMax) {
@@ -60,9 +54,8 @@ class Pool2d final : public Node {
     return y;
   }
 
-  std::vector<Tensor> backward(const BackwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.diff_dst != nullptr && input_shape_.size() == 4);
-    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+  Tensor unary_backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(input_shape_.size() == 4);
     const Tensor dy = to_layout(*args.diff_dst, input_layout_);
     const kernels::PoolDesc d = make_desc(input_shape_, input_layout_);
     SPARSETRAIN_ASSERT(dy.numel() == d.dst_numel());
@@ -74,7 +67,7 @@ class Pool2d final : public Node {
     } else {
       kernels::pool_kernels().pick_for(d).avg_backward(dx.data(), dy.data(), d);
     }
-    return {dx};
+    return dx;
   }
 
   Saves saves() const override { return {.inputs = kind_ == PoolKind::kMax, .output = false}; }
@@ -91,8 +84,6 @@ class Pool2d final : public Node {
 
   PoolKind kind_;
   PoolOptions options_;
-  Shape input_shape_;  // of the last forward
-  Layout input_layout_ = Layout::kNCHW;
 };
 
 }  // namespace

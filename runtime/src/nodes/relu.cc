@@ -8,34 +8,26 @@
 namespace sparsetrain::nodes {
 namespace {
 
-class Relu final : public Node {
+class Relu final : public UnaryNode {
  public:
-  explicit Relu(const std::string& name) : Node(name) {}
+  using UnaryNode::UnaryNode;
 
   const char* type() const override { return "relu"; }
 
-  Shape output_shape(const std::vector<Shape>& inputs) const override {
-    expect_inputs(inputs, 1);
-    return inputs[0];
-  }
-
-  Tensor forward(const ForwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.inputs.size() == 1);
-    const Tensor& x = args.inputs[0];
+  Tensor unary_forward(const Tensor& x, const ForwardArgs& /*args*/) override {
     Tensor y = Tensor::empty(x.shape(), x.layout());
     kernels::eltwise_kernels().pick().relu_forward(y.data(), x.data(), x.numel());
     return y;
   }
 
-  std::vector<Tensor> backward(const BackwardArgs& args) override {
-    SPARSETRAIN_ASSERT(args.output != nullptr && args.diff_dst != nullptr);
-    if (!args.need_diff_src.empty() && args.need_diff_src[0] == 0) return {Tensor()};
+  Tensor unary_backward(const BackwardArgs& args) override {
+    SPARSETRAIN_ASSERT(args.output != nullptr);
     const Tensor& y = *args.output;
     const Tensor dy = to_layout(*args.diff_dst, y.layout());
     SPARSETRAIN_ASSERT(dy.shape() == y.shape());
     Tensor dx = Tensor::empty(y.shape(), y.layout());
     kernels::eltwise_kernels().pick().relu_backward(dx.data(), dy.data(), y.data(), y.numel());
-    return {dx};
+    return dx;
   }
 
   Saves saves() const override { return {.inputs = false, .output = true}; }

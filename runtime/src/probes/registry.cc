@@ -2,23 +2,18 @@
 #include "probes/registry.h"
 
 #include <algorithm>
-#include <map>
 #include <mutex>
 #include <string>
 
+#include "base/named_registry.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/probes.h"
 
 namespace sparsetrain {
 namespace {
 
-std::mutex& registry_mutex() {
-  static std::mutex m;
-  return m;
-}
-
-std::map<std::string, ProbeFactory>& registry() {
-  static std::map<std::string, ProbeFactory> r;
+detail::NamedRegistry<ProbeFactory>& registry() {
+  static detail::NamedRegistry<ProbeFactory> r("register_probe", "a probe");
   return r;
 }
 
@@ -30,29 +25,19 @@ void register_builtin_probes() {
 }  // namespace
 
 void register_probe(const std::string& name, ProbeFactory factory) {
-  if (name.empty() || !factory) throw Error("register_probe: a probe needs a name and a factory");
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  if (!registry().emplace(name, std::move(factory)).second) {
-    throw Error("register_probe: a probe named '" + name + "' is already registered");
-  }
+  registry().add(name, std::move(factory));
 }
 
 std::vector<std::string> probe_names() {
   register_builtin_probes();
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  std::vector<std::string> names;
-  for (const auto& [name, factory] : registry()) names.push_back(name);
+  std::vector<std::string> names = registry().names();
+  std::sort(names.begin(), names.end());
   return names;
 }
 
 std::unique_ptr<Probe> make_probe(const std::string& name) {
   register_builtin_probes();
-  ProbeFactory factory;
-  {
-    std::lock_guard<std::mutex> lock(registry_mutex());
-    const auto it = registry().find(name);
-    if (it != registry().end()) factory = it->second;
-  }
+  const ProbeFactory factory = registry().find(name);
   if (!factory) {
     std::string known;
     for (const std::string& n : probe_names()) known += (known.empty() ? "" : ", ") + n;

@@ -60,12 +60,8 @@ std::string lr_text(float lr) {
 
 const std::string& meta_or_throw(const Checkpoint& ck, const std::string& path, const char* key,
                                  const char* flag) {
-  const auto it = ck.metadata().find(key);
-  if (it == ck.metadata().end()) {
-    throw Error(std::string(flag) + ": '" + path +
-                "' is not a sparsetrain training checkpoint (no '" + key + "' metadata)");
-  }
-  return it->second;
+  return checkpoint_meta(
+      ck, key, std::string(flag) + ": '" + path + "' is not a sparsetrain training checkpoint");
 }
 
 // The masks of the graph's masked or compressed weights, by node.
@@ -153,6 +149,13 @@ std::unique_ptr<LrSchedule> make_run_lr_schedule(const TrainOptions& o, int64_t 
   return std::make_unique<OffsetSchedule>(std::move(schedule),
                                           o.lr_schedule_offset_epochs * steps_per_epoch,
                                           o.lr_schedule_offset_epochs);
+}
+
+const std::string& checkpoint_meta(const Checkpoint& ck, const char* key,
+                                   const std::string& not_ours) {
+  const auto it = ck.metadata().find(key);
+  if (it == ck.metadata().end()) throw Error(not_ours + " (no '" + key + "' metadata)");
+  return it->second;
 }
 
 std::string snapshot_path(const std::string& run_dir, int64_t epoch) {

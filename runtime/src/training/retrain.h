@@ -12,6 +12,10 @@
 #include "sparsetrain/schedule.h"
 #include "sparsetrain/trainer.h"
 
+namespace sparsetrain {
+class Checkpoint;
+}
+
 namespace sparsetrain::detail {
 
 // Throws Error naming the flag when retraining or snapshot options do not
@@ -30,6 +34,12 @@ std::string apply_init_from(TrainOptions& options, Graph& graph, int64_t steps_p
 // epochs), read lr_schedule_offset_epochs later.
 std::unique_ptr<LrSchedule> make_run_lr_schedule(const TrainOptions& options,
                                                  int64_t steps_per_epoch);
+
+// The checkpoint's metadata `key`; throws Error "<not_ours> (no '<key>'
+// metadata)" when it has none, `not_ours` saying which file is not what
+// (e.g. "run.safetensors: not a sparsetrain checkpoint").
+const std::string& checkpoint_meta(const Checkpoint& ck, const char* key,
+                                   const std::string& not_ours);
 
 // <run_dir>/epoch-<epoch>/checkpoint.safetensors
 std::string snapshot_path(const std::string& run_dir, int64_t epoch);

@@ -301,12 +301,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
 void Trainer::load_checkpoint(const std::string& path) {
   Impl& m = *impl_;
   const Checkpoint ck = Checkpoint::load(path);
-  const auto& meta = ck.metadata();
   auto field = [&](const char* key) -> const std::string& {
-    auto it = meta.find(key);
-    if (it == meta.end())
-      throw Error(path + ": not a sparsetrain training checkpoint (no '" + key + "' metadata)");
-    return it->second;
+    return detail::checkpoint_meta(ck, key, path + ": not a sparsetrain training checkpoint");
   };
   const TrainOptions saved = options_from_json(field("options"));
   if (saved.model != m.options.model) {
@@ -572,12 +568,8 @@ TrainOptions read_checkpoint_options(const std::string& path) {
 TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& factory,
                                    Graph& graph_out) {
   const Checkpoint ck = Checkpoint::load(path);
-  const auto& meta = ck.metadata();
   auto field = [&](const char* key) -> const std::string& {
-    auto it = meta.find(key);
-    if (it == meta.end())
-      throw Error(path + ": not a sparsetrain checkpoint (no '" + key + "' metadata)");
-    return it->second;
+    return detail::checkpoint_meta(ck, key, path + ": not a sparsetrain checkpoint");
   };
   TrainOptions o = options_from_json(field("options"));
   std::array<int64_t, 3> shape{};
