@@ -229,37 +229,50 @@ void for_tasks(const SparsePanels& s, int64_t batch, int64_t num_tiles, int64_t 
 }
 
 // out (s.rows, N) = [bias +] S * B, or += when init0 is kAccumulate.
-void run_spmm(const SparsePanels& s, const float* values, View<const float> b, View<float> out,
-              const float* bias, SpmmInit init0, const SpmmKernel& kernel) {
-  if (s.rows == 0 || b.batch == 0) return;
+// Runs fn(tile, packed tile of b, its ldb, panel, row range) over every
+// batch tile of `b` and every panel of `s`, rows split into tasks
+// (for_tasks; `by_rows` as there). The kernel's tile width and vector width
+// set how b is packed.
+template <class Kernel, class Fn>
+void for_panel_tiles(const SparsePanels& s, View<const float> b, const Kernel& kernel, bool by_rows,
+                     Fn fn) {
   const std::vector<Tile> tiles = make_tiles(b.batch, b.layout, kernel.tile_n);
   const PackedOperand packed(b, tiles, kernel.vec);
   const auto num_tiles = static_cast<int64_t>(tiles.size());
   const int64_t tile_bytes = kernel.tile_n * static_cast<int64_t>(sizeof(float));
-  for_tasks(s, b.batch, num_tiles, tile_bytes, true,
+  for_tasks(s, b.batch, num_tiles, tile_bytes, by_rows,
             [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
               for (int64_t t = t0; t < t1; ++t) {
                 const auto i = static_cast<std::size_t>(t);
                 const float* bt = packed.tile(i, tiles[i]);
                 const int64_t ldb = packed.ld(i);
-                for (int64_t p = 0; p < s.num_panels; ++p) {
-                  SpmmArgs args;
-                  args.row_ptr = s.row_ptr(p);
-                  args.col = s.col.data();
-                  args.values = values;
-                  args.b = bt + s.panel_begin(p) * ldb;
-                  args.ldb = ldb;
-                  args.out = out.tile(tiles[i]);
-                  args.ldo = out.ld();
-                  args.bias = bias;
-                  args.row_begin = r0;
-                  args.row_end = r1;
-                  args.n = tiles[i].n;
-                  args.init = p == 0 ? init0 : SpmmInit::kAccumulate;
-                  kernel.fn(args);
-                }
+                for (int64_t p = 0; p < s.num_panels; ++p)
+                  fn(tiles[i], bt + s.panel_begin(p) * ldb, ldb, p, r0, r1);
               }
             });
+}
+
+void run_spmm(const SparsePanels& s, const float* values, View<const float> b, View<float> out,
+              const float* bias, SpmmInit init0, const SpmmKernel& kernel) {
+  if (s.rows == 0 || b.batch == 0) return;
+  for_panel_tiles(
+      s, b, kernel, true,
+      [&](const Tile& tile, const float* bp, int64_t ldb, int64_t p, int64_t r0, int64_t r1) {
+        SpmmArgs args;
+        args.row_ptr = s.row_ptr(p);
+        args.col = s.col.data();
+        args.values = values;
+        args.b = bp;
+        args.ldb = ldb;
+        args.out = out.tile(tile);
+        args.ldo = out.ld();
+        args.bias = bias;
+        args.row_begin = r0;
+        args.row_end = r1;
+        args.n = tile.n;
+        args.init = p == 0 ? init0 : SpmmInit::kAccumulate;
+        kernel.fn(args);
+      });
 }
 
 }  // namespace
@@ -322,33 +335,23 @@ void linear_sparse_backward_weights(float* diff_values, float* diff_bias, const 
   if (s.rows == 0 || batch == 0) return;
   const View<const float> a{diff_dst, w.out_features, batch, layout};
   const View<const float> b{src, w.in_features, batch, layout};
-  const std::vector<Tile> tiles = make_tiles(batch, layout, k.tile_n);
-  const PackedOperand packed(b, tiles, k.vec);
-  const auto num_tiles = static_cast<int64_t>(tiles.size());
-  const int64_t tile_bytes = k.tile_n * static_cast<int64_t>(sizeof(float));
-  for_tasks(s, batch, num_tiles, tile_bytes, false,
-            [&](int64_t t0, int64_t t1, int64_t r0, int64_t r1) {
-              for (int64_t t = t0; t < t1; ++t) {
-                const auto i = static_cast<std::size_t>(t);
-                const float* bt = packed.tile(i, tiles[i]);
-                const int64_t ldb = packed.ld(i);
-                for (int64_t p = 0; p < s.num_panels; ++p) {
-                  SddmmArgs args;
-                  args.row_ptr = s.row_ptr(p);
-                  args.col = s.col.data();
-                  args.b = bt + s.panel_begin(p) * ldb;
-                  args.ldb = ldb;
-                  args.a = a.tile(tiles[i]);
-                  args.lda = a.ld();
-                  args.diff_values = diff_values;
-                  args.diff_bias = p == 0 ? diff_bias : nullptr;
-                  args.row_begin = r0;
-                  args.row_end = r1;
-                  args.n = tiles[i].n;
-                  k.fn(args);
-                }
-              }
-            });
+  for_panel_tiles(
+      s, b, k, false,
+      [&](const Tile& tile, const float* bp, int64_t ldb, int64_t p, int64_t r0, int64_t r1) {
+        SddmmArgs args;
+        args.row_ptr = s.row_ptr(p);
+        args.col = s.col.data();
+        args.b = bp;
+        args.ldb = ldb;
+        args.a = a.tile(tile);
+        args.lda = a.ld();
+        args.diff_values = diff_values;
+        args.diff_bias = p == 0 ? diff_bias : nullptr;
+        args.row_begin = r0;
+        args.row_end = r1;
+        args.n = tile.n;
+        k.fn(args);
+      });
 }
 
 }  // namespace sparsetrain::kernels

@@ -32,6 +32,15 @@ struct SoftmaxXentKernel {
 // SPARSETRAIN_ISA=ref).
 const KernelList<SoftmaxXentKernel>& softmax_xent_kernels();
 
+// The first index of the row's largest logit (the prediction both variants
+// count as correct or not).
+inline int64_t first_argmax(const float* x, int64_t k) {
+  int64_t argmax = 0;
+  for (int64_t j = 1; j < k; ++j)
+    if (x[j] > x[argmax]) argmax = j;
+  return argmax;
+}
+
 // Scalar reference, all in double.
 void softmax_xent_ref(float* diff_logits, float* loss, int64_t* correct, const float* logits,
                       const int32_t* labels, int64_t n, int64_t k);

@@ -11,9 +11,7 @@ void softmax_xent_ref(float* diff_logits, float* loss, int64_t* correct, const f
   int64_t hits = 0;
   for (int64_t i = 0; i < n; ++i) {
     const float* x = logits + i * k;
-    int64_t argmax = 0;
-    for (int64_t j = 1; j < k; ++j)
-      if (x[j] > x[argmax]) argmax = j;
+    const int64_t argmax = first_argmax(x, k);
     const double m = x[argmax];
     double sum = 0.0;
     for (int64_t j = 0; j < k; ++j) sum += std::exp(x[j] - m);

@@ -27,9 +27,7 @@ void softmax_xent_tbb(float* diff_logits, float* loss, int64_t* correct, const f
     std::vector<float> e(static_cast<size_t>(k));
     for (int64_t i = begin; i < end; ++i) {
       const float* x = logits + i * k;
-      int64_t argmax = 0;
-      for (int64_t j = 1; j < k; ++j)
-        if (x[j] > x[argmax]) argmax = j;
+      const int64_t argmax = first_argmax(x, k);
       const float m = x[argmax];
       float sum = 0.0f;
       for (int64_t j = 0; j < k; ++j) {

@@ -64,6 +64,11 @@ const std::string& meta_or_throw(const Checkpoint& ck, const std::string& path, 
       ck, key, std::string(flag) + ": '" + path + "' is not a sparsetrain training checkpoint");
 }
 
+// The options a training checkpoint was saved with.
+TrainOptions saved_options(const Checkpoint& ck, const std::string& path, const char* flag) {
+  return options_from_json(meta_or_throw(ck, path, "options", flag));
+}
+
 // The masks of the graph's masked or compressed weights, by node.
 std::map<std::string, Tensor> current_masks(Graph& graph) {
   std::map<std::string, Tensor> masks;
@@ -166,8 +171,7 @@ std::string snapshot_path(const std::string& run_dir, int64_t epoch) {
 std::string apply_init_from(TrainOptions& o, Graph& graph, int64_t steps_per_epoch) {
   const std::string path = checkpoint_file(o.init_from);
   const Checkpoint ck = Checkpoint::load(path);
-  const TrainOptions original =
-      options_from_json(meta_or_throw(ck, path, "options", "--init-from"));
+  const TrainOptions original = saved_options(ck, path, "--init-from");
   if (original.model != o.model) {
     throw Error("--init-from: '" + path + "' holds model '" + original.model +
                 "' but this run trains '" + o.model + "' (--model)");
@@ -251,8 +255,7 @@ std::string apply_init_from(TrainOptions& o, Graph& graph, int64_t steps_per_epo
                 std::to_string(rewind) + ", or name one with --rewind-from)");
   }
   const Checkpoint snap = Checkpoint::load(snapshot);
-  const TrainOptions snap_options =
-      options_from_json(meta_or_throw(snap, snapshot, "options", "--rewind-from"));
+  const TrainOptions snap_options = saved_options(snap, snapshot, "--rewind-from");
   if (snap_options.model != o.model) {
     throw Error("--rewind-from: '" + snapshot + "' holds model '" + snap_options.model +
                 "', not '" + o.model + "'");
