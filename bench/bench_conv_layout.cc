@@ -57,17 +57,8 @@ constexpr ConvLayer kResNet20[] = {
 };
 
 Conv2dShape shape_of(const ConvLayer& l) {
-  return {.batch = kBatch,
-          .in_channels = l.in_channels,
-          .in_h = l.side,
-          .in_w = l.side,
-          .out_channels = l.out_channels,
-          .kernel_h = l.kernel,
-          .kernel_w = l.kernel,
-          .stride_h = l.stride,
-          .stride_w = l.stride,
-          .pad_h = l.padding,
-          .pad_w = l.padding};
+  return Conv2dShape::make(kBatch, l.in_channels, l.side, l.side, l.out_channels, l.kernel,
+                           l.stride, l.padding, 1);
 }
 
 Tensor random_tensor(const Shape& shape, Layout layout, uint64_t seed) {

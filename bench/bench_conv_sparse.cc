@@ -53,6 +53,7 @@ namespace sparsetrain {
 namespace {
 
 namespace sk = kernels;
+using bench::random_floats;
 using kernels::Conv2dShape;
 
 constexpr int kDefaultThreads = 2;
@@ -79,22 +80,7 @@ constexpr Case kCases[] = {
 constexpr double kSparsities[] = {0.9, 0.95, 0.98};
 
 Conv2dShape shape_of(const Case& c) {
-  Conv2dShape s;
-  s.batch = c.batch;
-  s.in_channels = c.c;
-  s.in_h = s.in_w = c.side;
-  s.out_channels = c.o;
-  s.kernel_h = s.kernel_w = c.kernel;
-  s.stride_h = s.stride_w = c.stride;
-  s.pad_h = s.pad_w = c.pad;
-  return s;
-}
-
-std::vector<float> random_floats(int64_t count, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<std::size_t>(count));
-  for (float& x : v) x = dist(rng);
-  return v;
+  return Conv2dShape::make(c.batch, c.c, c.side, c.side, c.o, c.kernel, c.stride, c.pad, 1);
 }
 
 // A 64-byte aligned float array (as Tensor storage is in the runtime).

@@ -42,11 +42,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "kernels/common/cpu.h"
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "sparsetrain/tensor.h"
 
 namespace sk = sparsetrain::kernels;
+using sparsetrain::bench::random_floats;
 
 namespace {
 
@@ -71,13 +73,6 @@ std::string shape_suffix(const Shape& s) {
 
 std::string case_suffix(const Shape& s, double sparsity) {
   return shape_suffix(s) + "/sparsity:" + std::to_string(sparsity).substr(0, 4);
-}
-
-std::vector<float> random_floats(int64_t count, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<std::size_t>(count));
-  for (float& x : v) x = dist(rng);
-  return v;
 }
 
 // Operands of one case. Activations are features x batch, in the kBlocked

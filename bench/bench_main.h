@@ -5,8 +5,11 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <random>
+#include <vector>
 
 namespace sparsetrain::bench {
 
@@ -24,6 +27,15 @@ inline int take_threads_flag(int& argc, char** argv, int fallback) {
   }
   argc = out;
   return threads;
+}
+
+// `count` values uniform in [-1, 1) (the benchmarks' weights and
+// activations).
+inline std::vector<float> random_floats(int64_t count, std::mt19937& rng) {
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<std::size_t>(count));
+  for (float& x : v) x = dist(rng);
+  return v;
 }
 
 // Initialises Google Benchmark with the remaining flags and runs the

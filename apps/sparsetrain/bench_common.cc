@@ -268,6 +268,14 @@ void require_warmup_threads(int warmup, int threads) {
     throw Error("--threads must be at least 0 (0: all cores), got " + std::to_string(threads));
 }
 
+void check_layer_options(const BenchLayerOptions& o) {
+  require_at_least(o.batch, 1, "--batch");
+  require_at_least(o.reps, 1, "--reps");
+  parse_cache(o.cache);  // throws naming --cache
+  require_sparsity(o.sparsity);
+  require_warmup_threads(o.warmup, o.threads);
+}
+
 void reject_extras(const CLI::App& app) {
   const std::vector<std::string> extras = app.remaining();
   if (extras.empty()) return;

@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "commands.h"
+
 namespace sparsetrain::cli::bench {
 
 using Clock = std::chrono::steady_clock;
@@ -139,6 +141,9 @@ void require_at_least(int64_t v, int64_t min, const char* flag);
 void require_sparsity(double s);
 // Throws Error naming --warmup / --threads when negative.
 void require_warmup_threads(int warmup, int threads);
+// The checks every layer benchmark's options share (--batch, --reps,
+// --cache, --sparsity, --warmup, --threads); throws Error naming the flag.
+void check_layer_options(const BenchLayerOptions& options);
 // The subcommands take unknown arguments as extras (allow_extras) so that
 // they are reported here as one line and exit code 1: throws Error naming the
 // first one.

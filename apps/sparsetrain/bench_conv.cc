@@ -54,16 +54,8 @@ Tensor flat(const std::vector<float>& v) {
 }
 
 sk::Conv2dShape conv_shape(const BenchConvCommand& cmd) {
-  sk::Conv2dShape s;
-  s.batch = cmd.batch;
-  s.in_channels = cmd.cin;
-  s.in_h = s.in_w = cmd.hw;
-  s.out_channels = cmd.cout;
-  s.kernel_h = s.kernel_w = cmd.k;
-  s.stride_h = s.stride_w = cmd.stride;
-  s.pad_h = s.pad_w = cmd.padding;
-  s.groups = cmd.groups;
-  return s;
+  return sk::Conv2dShape::make(cmd.batch, cmd.cin, cmd.hw, cmd.hw, cmd.cout, cmd.k, cmd.stride,
+                               cmd.padding, cmd.groups);
 }
 
 void build(Problem& p, const BenchConvCommand& cmd, double sparsity) {
@@ -203,11 +195,7 @@ void validate(BenchConvCommand& cmd) {
   if (cmd.padding == -1) cmd.padding = cmd.k / 2;
   require_at_least(cmd.padding, 0, "--padding");
   require_at_least(cmd.groups, 1, "--groups");
-  require_at_least(cmd.batch, 1, "--batch");
-  require_at_least(cmd.reps, 1, "--reps");
-  parse_cache(cmd.cache);  // throws naming --cache
-  require_sparsity(cmd.sparsity);
-  require_warmup_threads(cmd.warmup, cmd.threads);
+  check_layer_options(cmd);
   if (cmd.cin % cmd.groups != 0 || cmd.cout % cmd.groups != 0) {
     throw Error("--groups " + std::to_string(cmd.groups) + " must divide --cin " +
                 std::to_string(cmd.cin) + " and --cout " + std::to_string(cmd.cout));

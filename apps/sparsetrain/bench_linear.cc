@@ -207,11 +207,7 @@ LayerReport measure(const BenchLinearCommand& cmd, double sparsity) {
 int run_bench_linear(BenchLinearCommand& cmd) {
   require_at_least(cmd.in, 1, "--in");
   require_at_least(cmd.out, 1, "--out");
-  require_at_least(cmd.batch, 1, "--batch");
-  require_at_least(cmd.reps, 1, "--reps");
-  parse_cache(cmd.cache);  // throws naming --cache
-  require_sparsity(cmd.sparsity);
-  require_warmup_threads(cmd.warmup, cmd.threads);
+  check_layer_options(cmd);
   sk::set_num_threads(cmd.threads);
   const std::string plot = !cmd.plot.empty() ? cmd.plot
                                              : "bench-linear-" + std::to_string(cmd.in) + "x" +

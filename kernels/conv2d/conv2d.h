@@ -48,6 +48,15 @@ struct Conv2dShape {
   int64_t pad_w = 0;         // PW
   int64_t groups = 1;        // G; divides C and O
 
+  // A square kernel with the same stride and padding along both axes (all
+  // the model zoo and the benchmarks use).
+  static Conv2dShape make(int64_t batch, int64_t in_channels, int64_t in_h, int64_t in_w,
+                          int64_t out_channels, int64_t kernel, int64_t stride, int64_t pad,
+                          int64_t groups) {
+    return {batch,  in_channels, in_h,   in_w, out_channels, kernel,
+            kernel, stride,      stride, pad,  pad,          groups};
+  }
+
   int64_t out_h() const { return (in_h + 2 * pad_h - kernel_h) / stride_h + 1; }
   int64_t out_w() const { return (in_w + 2 * pad_w - kernel_w) / stride_w + 1; }
   Shape src_shape() const { return {batch, in_channels, in_h, in_w}; }

@@ -388,17 +388,9 @@ class Conv2dNode final : public PrunableNode {
   std::string prefix() const { return "conv2d '" + name() + "': "; }
 
   kernels::Conv2dShape kernel_shape(const Shape& in) const {
-    kernels::Conv2dShape s;
-    s.batch = in[0];
-    s.in_channels = in[1];
-    s.in_h = in[2];
-    s.in_w = in[3];
-    s.out_channels = options_.out_channels;
-    s.kernel_h = s.kernel_w = options_.kernel;
-    s.stride_h = s.stride_w = options_.stride;
-    s.pad_h = s.pad_w = options_.padding;
-    s.groups = options_.groups;
-    return s;
+    return kernels::Conv2dShape::make(in[0], in[1], in[2], in[3], options_.out_channels,
+                                      options_.kernel, options_.stride, options_.padding,
+                                      options_.groups);
   }
 
   const float* bias_data() const { return options_.bias ? bias_.value.data() : nullptr; }
