@@ -7,11 +7,12 @@
 # prints the run's set-up, the per-epoch table with each phase and sparsity,
 # and the final test accuracy.
 # Extra arguments go to `sparsetrain train` and override the recipe (e.g.
-# --threads 1, --seed 3 or --data-dir DIR).
+# --threads 1, --seed 3 or --data-dir DIR). Each run replaces the previous
+# one in runs/lenet5-mnist-acdc95 (--force).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh release sparsetrain
 build/release/sparsetrain data fetch mnist --if-missing
 exec build/release/sparsetrain train --recipe recipes/lenet5_mnist_acdc95.yaml \
-  --out runs/lenet5-mnist-acdc95 --metrics runs/lenet5-mnist-acdc95/metrics.jsonl "$@"
+  --out runs/lenet5-mnist-acdc95 --metrics runs/lenet5-mnist-acdc95/metrics.jsonl --force "$@"

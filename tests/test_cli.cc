@@ -145,9 +145,59 @@ TEST_F(Cli, DivergingLossStopsWithAClearMessage) {
   const auto before = fs::file_size(d / "checkpoint.safetensors");
   const RunResult r = run(
       "train --model mlp --lr 100000 --train-limit 640 --test-limit 100 --no-progress --data-dir " +
-      data_dir() + " --out " + d.string());
+      data_dir() + " --out " + d.string() + " --force");
   expect_error(r, "the loss is");
   EXPECT_EQ(fs::file_size(d / "checkpoint.safetensors"), before);
+}
+
+// Issue 16, finding 1: `prune --out` at the source run's folder replaced its
+// training checkpoint (optimizer state lost, --resume then failed). Now it
+// is refused, even with --force, and the run still resumes; another run's
+// checkpoint is replaced only with --force, and `train --out` likewise.
+TEST_F(Cli, NoCommandOverwritesAnotherRunsCheckpoint) {
+  const fs::path d = temp_dir("keep");
+  fs::copy_file(checkpoint(), d / "checkpoint.safetensors");
+  const std::string bytes = [&] {
+    std::ifstream in(d / "checkpoint.safetensors", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  const auto unchanged = [&] {
+    std::ifstream in(d / "checkpoint.safetensors", std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {}) == bytes;
+  };
+  const std::string prune = "prune --checkpoint " + d.string() + " --sparsity 0.5 --no-eval --out ";
+  for (const std::string force : {"", " --force"}) {
+    expect_error(run(prune + d.string() + force), "is the checkpoint this command reads");
+    EXPECT_TRUE(unchanged()) << force;
+  }
+  const RunResult resumed =
+      run("train --model mlp --epochs 2 --train-limit 512 --test-limit 200 --threads 2 "
+          "--no-progress --data-dir " +
+          data_dir() + " --resume " + d.string() + " --out " + d.string() + " --max-steps 12");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out;
+
+  const fs::path other = temp_dir("other");
+  fs::copy_file(checkpoint(), other / "checkpoint.safetensors");
+  expect_error(run(prune + other.string()), "--force");
+  const RunResult forced = run(prune + other.string() + " --force");
+  EXPECT_EQ(forced.exit_code, 0) << forced.out;
+  EXPECT_NE(forced.out.find("the original, with optimizer state"), std::string::npos) << forced.out;
+  // Pruning the pruned file: its source has no optimizer state to speak of.
+  const fs::path third = temp_dir("third");
+  const RunResult again = run("prune --checkpoint " + other.string() +
+                              " --sparsity 0.6 --no-eval --out " + third.string());
+  EXPECT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_EQ(again.out.find("optimizer state"), std::string::npos) << again.out;
+
+  const fs::path run_dir = temp_dir("train-over");
+  fs::copy_file(checkpoint(), run_dir / "checkpoint.safetensors");
+  expect_error(run("train --model mlp --train-limit 512 --test-limit 50 --no-progress --data-dir " +
+                   data_dir() + " --out " + run_dir.string()),
+               "--force");
+  expect_error(run("train --model mlp --train-limit 512 --test-limit 50 --no-progress --data-dir " +
+                   data_dir() + " --init-from " + run_dir.string() + " --retrain finetune --out " +
+                   run_dir.string() + " --force"),
+               "is the checkpoint this command reads");
 }
 
 TEST_F(Cli, InfoAndHelpWork) {

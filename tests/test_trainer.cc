@@ -129,6 +129,7 @@ TEST(Trainer, DivergedLossIsAnErrorAndKeepsTheCheckpoint) {
   ASSERT_FALSE(before.empty());
   o.lr = 1e5f;
   o.epochs = 3;
+  o.force = true;  // a new run into the same folder
   Trainer bad(o, zoo());
   std::ostringstream log;
   try {

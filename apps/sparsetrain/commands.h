@@ -53,6 +53,7 @@ struct PruneCommand {
   int64_t batch_size = 500;
   int threads = 0;
   bool no_eval = false;
+  bool force = false;  // replace a checkpoint already in --out
   bool json = false;
 };
 CLI::App* add_prune(CLI::App& app, PruneCommand& cmd);

@@ -59,6 +59,8 @@ CLI::App* add_prune(CLI::App& app, PruneCommand& cmd) {
   sub->add_option("--threads", cmd.threads, option_help("threads"))->capture_default_str();
   sub->add_flag("--no-eval", cmd.no_eval, "Skip the test accuracy before and after pruning");
   sub->add_flag("--json", cmd.json, "Print one JSON object");
+  sub->add_flag("--force", cmd.force,
+                "Replace a checkpoint already in --out (never the one being pruned)");
   return sub;
 }
 
@@ -69,6 +71,10 @@ int run_prune(PruneCommand& cmd) {
   if (cmd.batch_size < 1) throw Error("--batch-size must be at least 1");
   set_num_threads(cmd.threads);
   const std::string path = checkpoint_file(cmd.checkpoint);
+  const std::string out_path = (fs::path(cmd.out) / "checkpoint.safetensors").string();
+  // Before any work: the pruned file must not replace the source's training
+  // state, nor (without --force) another checkpoint.
+  check_checkpoint_target(out_path, "--out", {path}, cmd.force);
   const Checkpoint source = Checkpoint::load(path);
   Graph graph;
   const TrainOptions trained = load_model_checkpoint(path, zoo_factory(), graph);
@@ -126,7 +132,6 @@ int run_prune(PruneCommand& cmd) {
   std::error_code ec;
   fs::create_directories(cmd.out, ec);
   if (ec) throw Error("--out: cannot create directory '" + cmd.out + "': " + ec.message());
-  const std::string out_path = (fs::path(cmd.out) / "checkpoint.safetensors").string();
   out.save(out_path);
 
   if (cmd.json) {
@@ -180,8 +185,10 @@ int run_prune(PruneCommand& cmd) {
                 100.0 * before.accuracy, 100.0 * after.accuracy,
                 static_cast<long long>(before.samples));
   }
-  std::printf("checkpoint: %s (%s; the original, with optimizer state: %s)\n", out_path.c_str(),
-              megabytes(fs::file_size(out_path)).c_str(), megabytes(fs::file_size(path)).c_str());
+  const bool had_state = source.metadata().count("state") > 0;
+  std::printf("checkpoint: %s (%s; the original%s: %s)\n", out_path.c_str(),
+              megabytes(fs::file_size(out_path)).c_str(), had_state ? ", with optimizer state" : "",
+              megabytes(fs::file_size(path)).c_str());
   return 0;
 }
 

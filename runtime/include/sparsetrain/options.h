@@ -135,6 +135,10 @@ struct RunOptions {
   std::string out_dir;                        // checkpoints; empty: none
   std::string metrics_path;                   // JSON lines; empty: none
   std::string resume_dir;                     // continue the run saved there
+  // Replace a checkpoint already in out_dir that is not the run being
+  // resumed (without it such a run is refused: its training state would be
+  // lost).
+  bool force = false;
   int64_t max_steps = -1;           // stop (and checkpoint) after this many steps in total
   int64_t log_every = 0;            // also log the loss of every N-th step to the metrics file
   std::vector<std::string> probes;  // registered probes (sparsetrain/probes.h): "activation-stats"

@@ -159,6 +159,13 @@ TrainOptions read_checkpoint_options(const std::string& path);
 // `path` itself, or path/checkpoint.safetensors when `path` is a folder.
 std::string checkpoint_file(const std::string& path);
 
+// Before a command writes a checkpoint to `target`: refuses (Error naming
+// `flag`) when `target` is one of the checkpoints the command reads
+// (`sources`, files or run folders), whose training state it would replace,
+// and, unless `force`, when a checkpoint is there already.
+void check_checkpoint_target(const std::string& target, const std::string& flag,
+                             const std::vector<std::string>& sources, bool force);
+
 // Stops a running Trainer::run at the next step boundary (after saving a
 // checkpoint when out_dir is set); safe to call from a signal handler.
 void request_stop();

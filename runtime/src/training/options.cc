@@ -258,6 +258,9 @@ Rows run_rows() {
       row("resume_dir", &TrainOptions::resume_dir, "--resume", "",
           "Continue the run saved in this folder (or checkpoint file)")
           .not_saved(),
+      row("force", &TrainOptions::force, "--force", "",
+          "Replace a checkpoint already in --out (another run's training state is lost)")
+          .not_saved(),
       row("max_steps", &TrainOptions::max_steps, "--max-steps", "",
           "Stop after this many steps in total (checkpointed)")
           .at_least(0)

@@ -354,6 +354,11 @@ TrainResult Trainer::run(std::ostream& log) {
     fs::create_directories(o.out_dir, ec);
     if (ec) throw Error("--out: cannot create directory '" + o.out_dir + "': " + ec.message());
     ck_path = fs::path(o.out_dir) / kCheckpointFile;
+    // A run resuming itself writes over its own checkpoint; any other run
+    // may not replace one (unless --force), nor the one it starts from.
+    const bool resuming_here =
+        !o.resume_dir.empty() && fs::equivalent(checkpoint_file(o.resume_dir), ck_path, ec);
+    if (!resuming_here) check_checkpoint_target(ck_path.string(), "--out", {o.init_from}, o.force);
     // The resolved recipe: `train --recipe <out>/recipe.yaml` repeats the run.
     const fs::path recipe_path = fs::path(o.out_dir) / "recipe.yaml";
     write_file_atomic(recipe_path.string(), recipe_to_yaml(o), "--out " + recipe_path.string());
@@ -553,6 +558,24 @@ std::string checkpoint_file(const std::string& path) {
   std::filesystem::path p(path);
   if (std::filesystem::is_directory(p)) p /= kCheckpointFile;
   return p.string();
+}
+
+void check_checkpoint_target(const std::string& target, const std::string& flag,
+                             const std::vector<std::string>& sources, bool force) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(target, ec)) return;
+  for (const std::string& source : sources) {
+    if (source.empty() || !fs::equivalent(target, checkpoint_file(source), ec)) continue;
+    throw Error(flag + ": '" + target +
+                "' is the checkpoint this command reads; writing there would replace its "
+                "training state (choose another folder)");
+  }
+  if (!force) {
+    throw Error(flag + ": '" + target +
+                "' already holds a checkpoint; choose another folder, or replace it with "
+                "--force (its training state is lost)");
+  }
 }
 
 TrainOptions read_checkpoint_options(const std::string& path) {
