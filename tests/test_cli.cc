@@ -200,6 +200,30 @@ TEST_F(Cli, NoCommandOverwritesAnotherRunsCheckpoint) {
                "is the checkpoint this command reads");
 }
 
+// Issue 16, finding 4: a legal folder name that is not UTF-8 could not be
+// used at all (nlohmann's type_error escaped). Now a run trains into it,
+// evaluates, prunes into another, and fine-tunes from that one.
+TEST_F(Cli, FoldersWhoseNamesAreNotUtf8Work) {
+  const fs::path base = temp_dir("utf8");
+  const std::string run_dir = (base / "run\xff").string();
+  const std::string common =
+      " --model mlp --train-limit 512 --test-limit 100 --threads 2 "
+      "--no-progress --data-dir " +
+      data_dir();
+  const std::string quoted = "'" + run_dir + "'";
+  RunResult r = run("train" + common + " --out " + quoted + " --metrics " + quoted + "/m.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  r = run("eval --checkpoint " + quoted + " --limit 100 --json --data-dir " + data_dir());
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"accuracy\""), std::string::npos) << r.out;
+  r = run("prune --checkpoint " + quoted + " --sparsity 0.5 --no-eval --out " + quoted + "-p");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  r = run("train" + common + " --init-from " + quoted + "-p --retrain finetune --out " + quoted +
+          "-ft");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(fs::path(run_dir + "-ft") / "checkpoint.safetensors"));
+}
+
 TEST_F(Cli, InfoAndHelpWork) {
   const RunResult info = run("info");
   EXPECT_EQ(info.exit_code, 0) << info.out;

@@ -143,6 +143,46 @@ TEST(OptionsSchema, JsonHoldsEverySavedRowAndOnlyThose) {
 
 // Every row with a recipe key, set to another value, is written by
 // recipe_to_yaml and read back by Recipe::parse.
+// Issue 16, finding 4: text that is not UTF-8 (a legal Linux folder name)
+// made options_to_json throw nlohmann's type_error; a recipe holding it
+// escaped the library's error type. Now the options store it losslessly and
+// every failure is a sparsetrain::Error.
+TEST(OptionsSchema, TextThatIsNotUtf8IsKeptExactly) {
+  TrainOptions o;
+  o.data_dir = "/tmp/data-\xf3\x9f";
+  o.out_dir = "runs/\xff";
+  o.probes = {"activation-stats"};
+  const std::string j = options_to_json(o);
+  EXPECT_TRUE(nlohmann::json::accept(j)) << j;
+  const TrainOptions r = options_from_json(j);
+  EXPECT_EQ(r.data_dir, o.data_dir);
+  EXPECT_EQ(r.out_dir, o.out_dir);
+  EXPECT_EQ(r.probes, o.probes);
+  // UTF-8 stays a plain JSON string.
+  o.data_dir =
+      "/tmp/donn\xc3\xa9"
+      "es";
+  EXPECT_NE(options_to_json(o).find("\"data_dir\":\"/tmp/donn\xc3\xa9"
+                                    "es\""),
+            std::string::npos);
+  // A recipe with such a field: loaded, or refused with the library's error.
+  for (const char* text : {"model: \x9f\n", "data_dir: \xf3\n",
+                           "epochs: 2\ndata_dir: a\xff"
+                           "b\n"}) {
+    try {
+      const Recipe recipe = Recipe::parse(text, "bad.yaml");
+      TrainOptions applied = recommended_options("lenet5");
+      recipe.apply(applied);
+      (void)options_from_json(options_to_json(applied));
+      (void)recipe_to_yaml(applied);
+    } catch (const Error&) {
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "an exception other than sparsetrain::Error: " << e.what();
+    }
+  }
+  EXPECT_THROW(options_from_json(R"({"data_dir": {"bytes": "zz"}})"), Error);
+}
+
 TEST(OptionsSchema, RecipesWriteAndReadEveryRow) {
   int rows_with_keys = 0;
   for (const OptionRow& row : option_rows()) {

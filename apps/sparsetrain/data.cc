@@ -148,7 +148,7 @@ int run_list(DataCommand& cmd) {
                      {"test_files", st.test_files},
                      {"files", files}});
     }
-    std::cout << arr.dump() << "\n";
+    std::cout << arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return all_ok ? 0 : 1;
   }
   std::cout << "places searched, in order:\n";

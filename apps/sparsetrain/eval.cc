@@ -50,7 +50,7 @@ int run_eval(EvalCommand& cmd) {
                                  {"accuracy", r.accuracy},
                                  {"loss", r.loss},
                                  {"per_class", per_class}})
-                     .dump()
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
               << "\n";
     return 0;
   }

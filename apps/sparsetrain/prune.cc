@@ -6,6 +6,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "base/json_text.h"
 #include "commands.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
@@ -117,8 +118,9 @@ int run_prune(PruneCommand& cmd) {
     out.metadata()[key] = value;
   }
   save_parameters(out, graph.parameters());
-  json pruned = {{"from", fs::absolute(path).lexically_normal().string()},
-                 {"source_run", fs::absolute(path).lexically_normal().parent_path().string()},
+  json pruned = {{"from", detail::text_to_json(fs::absolute(path).lexically_normal().string())},
+                 {"source_run", detail::text_to_json(
+                                    fs::absolute(path).lexically_normal().parent_path().string())},
                  {"sparsity", cmd.sparsity},
                  {"distribution", distribution_name(distribution)},
                  {"dense_first_last", dense_first_last},
@@ -160,7 +162,7 @@ int run_prune(PruneCommand& cmd) {
       j["test_accuracy_before"] = before.accuracy;
       j["test_accuracy_after"] = after.accuracy;
     }
-    std::cout << j.dump() << "\n";
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     return 0;
   }
 

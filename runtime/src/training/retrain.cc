@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/json_text.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/sparsity.h"
@@ -93,9 +94,7 @@ std::string source_run_of(const Checkpoint& ck, const std::string& path) {
   if (pruned != ck.metadata().end()) {
     try {
       const json j = json::parse(pruned->second);
-      if (j.contains("source_run") && j.at("source_run").is_string()) {
-        return j.at("source_run").get<std::string>();
-      }
+      if (j.contains("source_run")) return detail::json_to_text(j.at("source_run"));
     } catch (const json::exception& e) {
       throw Error("--init-from: '" + path + "': bad 'pruned' metadata: " + e.what());
     }

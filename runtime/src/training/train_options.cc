@@ -3,7 +3,10 @@
 // the settings schema (options.cc).
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
+#include <vector>
 
+#include "base/json_text.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/probes.h"
 #include "sparsetrain/sparsity.h"
@@ -41,10 +44,41 @@ TrainOptions recommended_options(const std::string& model) {
   return o;
 }
 
+namespace {
+
+// Text members go through text_to_json: a non-UTF-8 path survives.
+template <class T>
+json to_json_value(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return detail::text_to_json(v);
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    json a = json::array();
+    for (const std::string& s : v) a.push_back(detail::text_to_json(s));
+    return a;
+  } else {
+    return v;
+  }
+}
+
+template <class T>
+void from_json_value(const json& j, T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    v = detail::json_to_text(j);
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    v.clear();
+    for (const json& s : j) v.push_back(detail::json_to_text(s));
+  } else {
+    j.get_to(v);
+  }
+}
+
+}  // namespace
+
 std::string options_to_json(const TrainOptions& o) {
   json j = json::object();
   for (const OptionRow& row : option_rows()) {
-    if (row.saved) std::visit([&](auto m) { j[std::string(row.key)] = o.*m; }, row.member);
+    if (row.saved)
+      std::visit([&](auto m) { j[std::string(row.key)] = to_json_value(o.*m); }, row.member);
   }
   return j.dump();
 }
@@ -56,7 +90,7 @@ TrainOptions options_from_json(const std::string& text) {
     for (const OptionRow& row : option_rows()) {
       const auto it = j.find(std::string(row.key));
       if (!row.saved || it == j.end()) continue;  // older checkpoints: the default
-      std::visit([&](auto m) { it->get_to(o.*m); }, row.member);
+      std::visit([&](auto m) { from_json_value(*it, o.*m); }, row.member);
     }
   } catch (const json::exception& e) {
     throw Error(std::string("run options: not valid JSON: ") + e.what());

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "base/json_text.h"
 #include "kernels/common/threads.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
@@ -294,7 +295,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
   meta["history"] = history.dump();
   meta["sample_shape"] = json({m.train.channels, m.train.height, m.train.width}).dump();
   meta["num_classes"] = std::to_string(m.train.num_classes);
-  meta["recipe"] = recipe_to_yaml(m.options);
+  // For people reading the file (the options above are exact).
+  meta["recipe"] = detail::utf8_lossy(recipe_to_yaml(m.options));
   ck.save(path);
 }
 
@@ -346,7 +348,10 @@ TrainResult Trainer::run(std::ostream& log) {
     if (!metrics) throw Error("--metrics: cannot open '" + o.metrics_path + "' for writing");
   }
   auto emit = [&metrics](const json& j) {
-    if (metrics.is_open()) metrics << j.dump() << '\n' << std::flush;
+    // Log lines: a non-UTF-8 path in an event is written with U+FFFD, not
+    // refused (the options themselves are stored losslessly).
+    if (metrics.is_open())
+      metrics << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
   };
   fs::path ck_path;
   if (!o.out_dir.empty()) {
