@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -508,4 +510,46 @@ TEST_F(SparseCheckpointTest, FormatOneFilesStillLoad) {
 }
 
 }  // namespace
+// Issue 16, finding 5: an all-zero "mask/fc.weight" added to a current
+// (format 2) file was read as a legacy mask and silently pruned the model;
+// finding 6: NaN and infinite weights were loaded and evaluated. Both are
+// refused, naming the tensor; a format-1 mask that does not match its
+// weights is refused too.
+TEST_F(SparseCheckpointTest, StrayMasksAndNonFiniteWeightsAreRefused) {
+  Graph g = tiny_graph(5);
+  const auto refused = [&](const Checkpoint& ck, const std::string& needle) {
+    ck.save(path("bad.safetensors"));
+    Graph h = tiny_graph(9);
+    try {
+      load_graph_parameters(Checkpoint::load(path("bad.safetensors")), h);
+      ADD_FAILURE() << "loaded; expected an error with " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  Checkpoint dense;
+  save_parameters(dense, g.parameters());
+  dense.metadata()["format"] = "sparsetrain-checkpoint-2";
+  Checkpoint stray = dense;
+  stray.put_u8("mask/fc.weight", {7, 10}, std::vector<uint8_t>(70, 0));
+  refused(stray, "'mask/fc.weight' is not part of a sparsetrain-checkpoint-2 file");
+
+  for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    Checkpoint nan = dense;
+    Tensor w = g.parameter("fc.weight").value.clone();
+    w[17] = bad;
+    nan.put("param/fc.weight", w);
+    refused(nan, "at flat position 17");
+  }
+
+  Checkpoint v1;
+  v1.put("param/fc.weight", g.parameter("fc.weight").value);  // nothing pruned
+  v1.put("param/fc.bias", g.parameter("fc.bias").value);
+  std::vector<uint8_t> half(70, 1);
+  half[3] = 0;
+  v1.put_u8("mask/fc.weight", {7, 10}, half);
+  v1.metadata()["format"] = "sparsetrain-checkpoint-1";
+  refused(v1, "masks flat position 3");
+}
+
 }  // namespace sparsetrain

@@ -224,6 +224,39 @@ TEST_F(Cli, FoldersWhoseNamesAreNotUtf8Work) {
   EXPECT_TRUE(fs::exists(fs::path(run_dir + "-ft") / "checkpoint.safetensors"));
 }
 
+// Issue 16, finding 6: the smaller ones.
+TEST_F(Cli, SmallerHardeningFindings) {
+  const std::string common =
+      " --model mlp --train-limit 512 --test-limit 100 --no-progress --data-dir " + data_dir();
+  // --max-steps 0 ran a step; --threads far beyond any machine was taken by
+  // eval and prune.
+  expect_error(run("train" + common + " --max-steps 0"), "--max-steps");
+  expect_error(run("eval --checkpoint " + checkpoint().string() + " --threads 10000"), "--threads");
+  expect_error(run("prune --checkpoint " + checkpoint().string() +
+                   " --sparsity 0.5 --threads 10000 --out " + temp_dir("p").string()),
+               "--threads");
+  // A second YAML document was silently ignored.
+  const fs::path recipe = temp_dir("multi") / "r.yaml";
+  std::ofstream(recipe) << "model: mlp\n---\nmodel: lenet5\n";
+  expect_error(run("train --recipe " + recipe.string()), "line 3: a second YAML document");
+  // A one-cycle schedule too short to rise named a flag that does not exist.
+  const RunResult short_run = run("train --model mlp --train-limit 64 --no-progress --data-dir " +
+                                  data_dir() + " --out " + temp_dir("short").string());
+  expect_error(short_run, "--lr-schedule onecycle");
+  EXPECT_EQ(short_run.out.find("pct-start"), std::string::npos) << short_run.out;
+  // A write killed half-way left checkpoint.safetensors.tmp.<pid> forever.
+  const fs::path dir = temp_dir("stale");
+  std::ofstream(dir / "checkpoint.safetensors.tmp.4194300") << "half";
+  std::ofstream(dir / "notes.tmp.txt") << "not ours";
+  const RunResult r = run("train" + common + " --max-steps 3 --out " + dir.string());
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_FALSE(fs::exists(dir / "checkpoint.safetensors.tmp.4194300"));
+  EXPECT_TRUE(fs::exists(dir / "notes.tmp.txt"));
+  // eval takes the run's own data folder when not given one.
+  const RunResult e = run("eval --checkpoint " + checkpoint().string() + " --limit 50");
+  EXPECT_EQ(e.exit_code, 0) << e.out;
+}
+
 TEST_F(Cli, InfoAndHelpWork) {
   const RunResult info = run("info");
   EXPECT_EQ(info.exit_code, 0) << info.out;

@@ -170,17 +170,17 @@ TEST(LrSchedule, RejectsBadOptions) {
 
   o = options("onecycle");
   o.onecycle_pct_start = 1.0f;
-  expect_error(o, "--onecycle-pct-start");
+  expect_error(o, "--lr-schedule onecycle");
   o.onecycle_pct_start = 0.3f;
   o.onecycle_div_factor = 0.0f;
-  expect_error(o, "--onecycle-div-factor");
+  expect_error(o, "onecycle_div_factor");
   o.onecycle_div_factor = 25.0f;
   o.onecycle_final_div = -1.0f;
-  expect_error(o, "--onecycle-final-div");
+  expect_error(o, "onecycle_final_div");
   o.onecycle_final_div = 1e4f;
   o.steps_per_epoch = 1;
   o.total_epochs = 3;  // 0.3 * 3 steps: no rising phase
-  expect_error(o, "--onecycle-pct-start");
+  expect_error(o, "--lr-schedule onecycle");
 }
 
 }  // namespace

@@ -15,6 +15,12 @@ namespace sparsetrain::cli {
 // The help of a setting's flag (option_row(key).help), for the commands
 // that share it with train: --data-dir, --threads.
 inline std::string option_help(std::string_view key) { return std::string(option_row(key).help); }
+// --threads of a command other than train, checked by its settings row.
+inline void check_threads(int threads) {
+  TrainOptions o;
+  o.threads = threads;
+  check_option(option_row("threads"), o);
+}
 
 // The flag of a tristate row (auto | on | off -> -1 | 1 | 0), bound to
 // `target`.

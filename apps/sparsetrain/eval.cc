@@ -26,13 +26,18 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& cmd) {
 
 int run_eval(EvalCommand& cmd) {
   if (cmd.batch_size < 1) throw Error("--batch-size must be at least 1");
+  check_threads(cmd.threads);
   set_num_threads(cmd.threads);
   std::string path = cmd.checkpoint;
   if (std::filesystem::is_directory(path)) path += "/checkpoint.safetensors";
   Graph graph;
   const TrainOptions trained = load_model_checkpoint(path, zoo_factory(), graph);
   const std::string dataset = cmd.dataset.empty() ? trained.dataset : cmd.dataset;
-  const Dataset data = load_dataset(dataset, cmd.data_dir, Split::kTest, cmd.limit);
+  // Without --data-dir, the folder the run was trained from (when it named
+  // one and this is its dataset), else the usual search.
+  const std::string data_dir =
+      !cmd.data_dir.empty() || dataset != trained.dataset ? cmd.data_dir : trained.data_dir;
+  const Dataset data = load_dataset(dataset, data_dir, Split::kTest, cmd.limit);
   graph.node(graph.find("input")).output_shape({Shape{1, data.channels, data.height, data.width}});
   const EvalResult r = evaluate_graph(graph, data, cmd.batch_size);
   if (cmd.json) {

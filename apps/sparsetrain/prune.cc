@@ -70,6 +70,7 @@ int run_prune(PruneCommand& cmd) {
     throw Error("--sparsity must be in [0, 1), got " + std::to_string(cmd.sparsity));
   }
   if (cmd.batch_size < 1) throw Error("--batch-size must be at least 1");
+  check_threads(cmd.threads);
   set_num_threads(cmd.threads);
   const std::string path = checkpoint_file(cmd.checkpoint);
   const std::string out_path = (fs::path(cmd.out) / "checkpoint.safetensors").string();
@@ -88,7 +89,8 @@ int run_prune(PruneCommand& cmd) {
   Dataset test;
   EvalResult before, after;
   if (!cmd.no_eval) {
-    test = load_dataset(trained.dataset, cmd.data_dir, Split::kTest, cmd.test_limit);
+    test = load_dataset(trained.dataset, cmd.data_dir.empty() ? trained.data_dir : cmd.data_dir,
+                        Split::kTest, cmd.test_limit);
     before = evaluate_graph(graph, test, cmd.batch_size);
   }
 

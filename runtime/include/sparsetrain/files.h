@@ -24,5 +24,11 @@ void write_file_atomic(const std::string& path, std::span<const std::string_view
 void write_file_atomic(const std::string& path, std::string_view text,
                        const std::string& what = {});
 
+// Removes the temporary files ("<name>.tmp.<pid>") that a writer killed
+// mid-write left in `dir` and in its subfolders one level down, when the
+// process that made them is gone. Returns how many were removed. A missing
+// folder has none.
+int remove_stale_temporaries(const std::string& dir);
+
 SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

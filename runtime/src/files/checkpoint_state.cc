@@ -9,6 +9,7 @@
 #include <bit>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -48,6 +49,21 @@ constexpr int kBitsPerByte = 8;
 std::string where_of(const Checkpoint& ckpt) {
   return ckpt.source().empty() ? std::string("checkpoint (in memory)")
                                : "checkpoint '" + ckpt.source() + "'";
+}
+
+// A parameter's (or optimizer slot's) values: a run that diverged never
+// saves, so a NaN or an infinity is damage, refused rather than evaluated
+// or pruned as if it were a model.
+Tensor finite_values(const Checkpoint& ckpt, const std::string& name, const Shape* shape) {
+  Tensor t = shape != nullptr ? ckpt.get(name, *shape) : ckpt.get(name);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (!std::isfinite(t[i])) {
+      throw Error(where_of(ckpt) + ": tensor " + quote_text(name) + " holds " +
+                  (std::isnan(t[i]) ? "NaN" : "an infinity") + " at flat position " +
+                  std::to_string(i) + " (the file is damaged)");
+    }
+  }
+  return t;
 }
 
 std::string values_name(const std::string& param) { return kSparsePrefix + param + "/values"; }
@@ -149,15 +165,31 @@ std::map<std::string, SparseEntry> read_sparse_entries(const Checkpoint& ckpt, b
                     " belongs to no entry of the 'sparse' metadata (which is missing)");
       }
       if (name.rfind(kLegacyMaskPrefix, 0) != 0) continue;
+      // Format 2 has no "mask/" tensors: one there is not a legacy mask but
+      // a stray tensor that would silently prune the model.
+      const auto format = ckpt.metadata().find("format");
+      if (format != ckpt.metadata().end() && format->second != "sparsetrain-checkpoint-1") {
+        throw Error(where + ": tensor " + quote_text(name) + " is not part of a " + format->second +
+                    " file (masks are 'sparse/<name>/bitmask' with the "
+                    "'sparse' metadata); refusing to apply it");
+      }
       const std::string param = name.substr(std::strlen(kLegacyMaskPrefix));
       const std::string value_name = kParamPrefix + param;
-      const Tensor dense = ckpt.get(value_name);
+      const Tensor dense = finite_values(ckpt, value_name, nullptr);
       const std::vector<uint8_t> mask = ckpt.get_u8(name, dense.shape());
       SparseEntry e;
       e.shape = dense.shape();
       e.dense = dense;
       for (std::size_t i = 0; i < mask.size(); ++i) {
-        if (mask[i] != 0) e.positions.push_back(static_cast<int64_t>(i));
+        if (mask[i] != 0) {
+          e.positions.push_back(static_cast<int64_t>(i));
+        } else if (dense[static_cast<int64_t>(i)] != 0.0f) {
+          // Format 1 saved pruned weights as zeros: a value outside the mask
+          // means the mask does not belong to these weights.
+          throw Error(where + ": tensor " + quote_text(name) + " masks flat position " +
+                      std::to_string(i) + " of " + quote_text(value_name) +
+                      ", which holds a nonzero weight (the mask does not match the weights)");
+        }
       }
       entries[param] = std::move(e);
       *legacy = true;
@@ -220,7 +252,7 @@ std::map<std::string, SparseEntry> read_sparse_entries(const Checkpoint& ckpt, b
                     shape_to_string(vt.shape) + ", expected F32 (" + std::to_string(nnz) +
                     "): one value per bit set in " + quote_text(bitmask_name(param)));
       }
-      const Tensor values = ckpt.get(vname);
+      const Tensor values = finite_values(ckpt, vname, nullptr);
       e.dense = Tensor::zeros(e.shape);
       for (std::size_t k = 0; k < e.positions.size(); ++k) {
         e.dense[e.positions[k]] = values[static_cast<int64_t>(k)];
@@ -230,7 +262,7 @@ std::map<std::string, SparseEntry> read_sparse_entries(const Checkpoint& ckpt, b
         throw Error(what + " is masked but tensor " + quote_text(values_name(param)) +
                     " holds compressed values too (ambiguous)");
       }
-      e.dense = ckpt.get(kParamPrefix + param, e.shape);
+      e.dense = finite_values(ckpt, kParamPrefix + param, &e.shape);
       std::size_t next = 0;
       for (int64_t i = 0; i < e.dense.numel(); ++i) {
         const bool kept = next < e.positions.size() && e.positions[next] == i;
@@ -321,7 +353,7 @@ void load_parameters(const Checkpoint& ckpt, const std::vector<Parameter*>& para
   values.reserve(params.size());
   for (const Parameter* p : params) {
     const std::string name = kParamPrefix + p->name;
-    values.push_back(p->value.defined() ? ckpt.get(name, p->value.shape()) : ckpt.get(name));
+    values.push_back(finite_values(ckpt, name, p->value.defined() ? &p->value.shape() : nullptr));
   }
   for (std::size_t i = 0; i < params.size(); ++i) {
     Parameter& p = *params[i];
@@ -365,7 +397,7 @@ void load_graph_parameters(const Checkpoint& ckpt, Graph& graph, SparseLoad mode
         throw Error(where + ": tensor " + quote_text(values_name(p.name)) +
                     " has no entry in the 'sparse' metadata");
       }
-      dense[i] = ckpt.get(kParamPrefix + p.name, shape);
+      dense[i] = finite_values(ckpt, kParamPrefix + p.name, &shape);
       continue;
     }
     if (it->second.shape != shape) {
@@ -470,7 +502,7 @@ void load_optimizer_state(const Checkpoint& ckpt, Optimizer& optimizer,
   for (const std::string& name : ckpt.names()) {
     if (name.rfind(prefix, 0) != 0) continue;
     const std::string slot_name = name.substr(prefix.size());
-    Tensor t = ckpt.get(name);
+    Tensor t = finite_values(ckpt, name, nullptr);
     const std::size_t dot = slot_name.rfind('.');
     const auto it = !by_position || dot == std::string::npos
                         ? compressed.end()

@@ -1,6 +1,7 @@
 #include "sparsetrain/files.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -77,6 +78,33 @@ void write_file_atomic(const std::string& path, std::span<const std::string_view
 void write_file_atomic(const std::string& path, std::string_view text, const std::string& what) {
   const std::string_view parts[] = {text};
   write_file_atomic(path, parts, what);
+}
+
+int remove_stale_temporaries(const std::string& dir) {
+  namespace fs = std::filesystem;
+  int removed = 0;
+  const auto sweep = [&removed](const fs::path& folder) {
+    std::error_code ec;
+    for (const fs::directory_entry& e : fs::directory_iterator(folder, ec)) {
+      const std::string name = e.path().filename().string();
+      const std::size_t at = name.rfind(".tmp.");
+      if (at == std::string::npos || at + 5 == name.size()) continue;
+      const std::string digits = name.substr(at + 5);
+      if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9)
+        continue;
+      const auto pid = static_cast<pid_t>(std::stol(digits));
+      // Still being written by a live process (or one we may not signal).
+      if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+      std::error_code rm;
+      if (e.is_regular_file(rm) && fs::remove(e.path(), rm)) ++removed;
+    }
+  };
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  sweep(dir);
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory(ec)) sweep(e.path());
+  return removed;
 }
 
 }  // namespace sparsetrain

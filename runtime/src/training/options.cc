@@ -263,7 +263,7 @@ Rows run_rows() {
           .not_saved(),
       row("max_steps", &TrainOptions::max_steps, "--max-steps", "",
           "Stop after this many steps in total (checkpointed)")
-          .at_least(0)
+          .at_least(1)
           .or_minus_one("no limit"),
       row("log_every", &TrainOptions::log_every, "--log-every", "",
           "Also log every N-th step's loss to --metrics")

@@ -88,7 +88,12 @@ class RecipeParser {
   void parse(const std::string& text) {
     YAML::Node root;
     try {
-      root = YAML::Load(text);
+      const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+      if (docs.size() > 1) {
+        throw Error(where_line(docs[1].Mark().line + 1) +
+                    ": a second YAML document; a recipe is one document (remove the '---')");
+      }
+      if (!docs.empty()) root = docs[0];
     } catch (const YAML::ParserException& e) {
       throw Error(where_line(e.mark.line + 1) + ": not valid YAML: " + printable(e.msg));
     }

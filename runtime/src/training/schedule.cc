@@ -189,14 +189,17 @@ std::unique_ptr<LrSchedule> make_lr_schedule(const LrScheduleOptions& o) {
       break;
     case Kind::kOneCycle: {
       if (!(o.onecycle_pct_start > 0.0f && o.onecycle_pct_start < 1.0f)) {
-        bad("--onecycle-pct-start", "must be in (0, 1), got " + fmt(o.onecycle_pct_start));
+        bad("--lr-schedule onecycle",
+            "its rising fraction must be in (0, 1), got " + fmt(o.onecycle_pct_start));
       }
-      require_positive_finite("--onecycle-div-factor", o.onecycle_div_factor);
-      require_positive_finite("--onecycle-final-div", o.onecycle_final_div);
+      require_positive_finite("onecycle_div_factor", o.onecycle_div_factor);
+      require_positive_finite("onecycle_final_div", o.onecycle_final_div);
       const double total_steps = static_cast<double>(o.total_epochs * o.steps_per_epoch);
       if (static_cast<double>(o.onecycle_pct_start) * total_steps <= 1.0) {
-        bad("--onecycle-pct-start", fmt(o.onecycle_pct_start) + " of " + fmt(total_steps) +
-                                        " steps leaves the rising phase less than one step");
+        bad("--lr-schedule onecycle",
+            "its rising phase (" + fmt(o.onecycle_pct_start) + " of " + fmt(total_steps) +
+                " steps) is shorter than one step; train more steps (--epochs, --train-limit, "
+                "--batch-size) or choose another --lr-schedule");
       }
       break;
     }

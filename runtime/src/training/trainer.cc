@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "base/json_text.h"
+#include "kernels/common/log.h"
 #include "kernels/common/threads.h"
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/data.h"
@@ -359,6 +360,10 @@ TrainResult Trainer::run(std::ostream& log) {
     fs::create_directories(o.out_dir, ec);
     if (ec) throw Error("--out: cannot create directory '" + o.out_dir + "': " + ec.message());
     ck_path = fs::path(o.out_dir) / kCheckpointFile;
+    // What a run killed in the middle of a write left behind.
+    if (const int stale = remove_stale_temporaries(o.out_dir); stale > 0)
+      kernels::log(kernels::LogLevel::kInfo, "removed " + std::to_string(stale) +
+                                                 " unfinished temporary file(s) in " + o.out_dir);
     // A run resuming itself writes over its own checkpoint; any other run
     // may not replace one (unless --force), nor the one it starts from.
     const bool resuming_here =
