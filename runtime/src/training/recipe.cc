@@ -558,7 +558,11 @@ std::string recipe_to_yaml(const TrainOptions& o) {
   for (const OptionRow& row : option_rows()) {
     if (row.recipe_key.empty()) continue;
     if (row.method_specific && !contains(option_methods(row), o.sparsity_method)) continue;
-    const auto [name, key] = split_key(row.recipe_key);
+    // Named copies, not structured bindings: the lambda below uses them
+    // (clang before 16 cannot capture a binding).
+    const auto split = split_key(row.recipe_key);
+    const std::string& name = split.first;
+    const std::string& key = split.second;
     std::visit(
         [&](auto m) {
           if (row.omit_default && o.*m == defaults.*m) return;

@@ -1,0 +1,74 @@
+// Execution plans: what a forward in one mode does, from the nodes' traits.
+#include <utility>
+
+#include "graph/graph_impl.h"
+
+namespace sparsetrain {
+
+// Whether node i (a BatchNorm or an Add) may apply the ReLU that is its
+// only consumer in the forward: nothing else reads its output and no
+// forward hook would see the fused tensors (backward runs unfused).
+bool Graph::Impl::relu_fusable(int i) const {
+  if (nodes::as_relu_fusable(*nodes[i]) == nullptr || consumers[i].size() != 1 || i == output)
+    return false;
+  const int r = consumers[i][0];
+  if (!nodes[r]->traits().relu || inputs[r].size() != 1) return false;
+  for (const HookPoint point : {HookPoint::kBeforeForward, HookPoint::kAfterForward})
+    if (hooks->any(point, nodes[i]->name()) || hooks->any(point, nodes[r]->name())) return false;
+  return true;
+}
+
+// A dense convolution runs on the direct kernels in kCHWN
+// (PrunableNode::set_direct_dense) when it reads the graph input and its
+// output reaches, through BatchNorm and ReLU nodes only, nothing but Adds
+// and convolutions that run sparse: the activations then enter the sparse
+// kernels' layout at the graph input (a few channels) and no reorder sits
+// after the stem, in either direction.
+bool Graph::Impl::stem_feeds_sparse(int i) const {
+  if (!nodes[i]->traits().convolution || inputs[i].size() != 1 || inputs[i][0].index != input)
+    return false;
+  int j = i;
+  while (consumers[j].size() == 1 && j != output) {
+    if (!nodes[consumers[j][0]]->traits().layout_transparent) break;
+    j = consumers[j][0];
+  }
+  if (j == output) return false;
+  bool sparse = false;
+  for (const int k : consumers[j]) {
+    if (nodes[k]->traits().sums_inputs) continue;
+    const nodes::PrunableNode* p = nodes::as_prunable(*nodes[k]);
+    if (p == nullptr || !nodes[k]->traits().convolution || !p->runs_sparse()) return false;
+    sparse = true;
+  }
+  return sparse;
+}
+
+const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
+  const int n = static_cast<int>(nodes.size());
+  std::vector<char> sparse(n, 0);
+  for (int i = 0; i < n; ++i)
+    if (const nodes::PrunableNode* p = nodes::as_prunable(*nodes[i])) sparse[i] = p->runs_sparse();
+  for (const Plan& p : plans)
+    if (p.mode == mode && p.hooks_version == hooks->version() && p.runs_sparse == sparse) return p;
+  std::erase_if(plans, [mode](const Plan& p) { return p.mode == mode; });
+  Plan& p = plans.emplace_back();
+  p.mode = mode;
+  p.hooks_version = hooks->version();
+  p.runs_sparse = std::move(sparse);
+  p.direct_dense.assign(n, 0);
+  p.relu_fused.assign(n, 0);
+  p.keep.assign(n, 0);
+  for (int i = 0; i < n; ++i) {
+    p.direct_dense[i] = stem_feeds_sparse(i);
+    p.relu_fused[i] = mode == ExecMode::kTrain && relu_fusable(i);
+    if (mode == ExecMode::kInference) continue;
+    const Saves s = nodes[i]->saves();
+    if (s.output) p.keep[i] = 1;
+    if (s.inputs)
+      for (NodeId in : inputs[i]) p.keep[in.index] = 1;
+  }
+  ++plans_made;
+  return p;
+}
+
+}  // namespace sparsetrain
