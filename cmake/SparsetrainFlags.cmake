@@ -4,7 +4,10 @@
 # at run time from CPUID.
 # -Wno-restrict: GCC 12 reports false overlaps in std::string concatenation at -O3
 # (GCC bug 105329).
-set(SPARSETRAIN_WARNINGS -Wall -Wextra -Wpedantic -Wno-unused-parameter -Wno-restrict)
+set(SPARSETRAIN_WARNINGS -Wall -Wextra -Wpedantic -Wno-unused-parameter)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  list(APPEND SPARSETRAIN_WARNINGS -Wno-restrict)
+endif()
 if(SPARSETRAIN_WERROR)
   list(APPEND SPARSETRAIN_WARNINGS -Werror)
 endif()
@@ -12,6 +15,12 @@ endif()
 if(SPARSETRAIN_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
+endif()
+
+# Fuzzing: every object carries libFuzzer's coverage counters; the targets
+# link the fuzzer's main (tests/fuzz).
+if(SPARSETRAIN_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link)
 endif()
 
 set(SPARSETRAIN_AVX2_FLAGS -mavx2 -mfma -mf16c -mbmi2)
