@@ -307,8 +307,7 @@ TEST(Conv2dDnnl, SameResultsForOneAndTwoThreads) {
   for (int threads : {1, 2}) {
     kernels::set_num_threads(threads);
     EXPECT_EQ(kernels::num_threads(), threads);
-    expect_matches_ref(*kernels::kConv2dDenseKernels.find("dnnl"), s, Layout::kNHWC,
-                       true, 11);
+    expect_matches_ref(*kernels::kConv2dDenseKernels.find("dnnl"), s, Layout::kNHWC, true, 11);
   }
   kernels::set_num_threads(before);
 }

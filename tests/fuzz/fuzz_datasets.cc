@@ -50,10 +50,8 @@ struct Slot {
   const char* file;  // the one the input replaces
 };
 constexpr Slot kSlots[] = {
-    {"mnist", "mnist", "t10k-images-idx3-ubyte"},
-    {"mnist", "mnist", "t10k-labels-idx1-ubyte"},
-    {"mnist", "mnist", "t10k-images-idx3-ubyte.gz"},
-    {"cifar10", "cifar-10", "data_batch_5.bin"},
+    {"mnist", "mnist", "t10k-images-idx3-ubyte"},    {"mnist", "mnist", "t10k-labels-idx1-ubyte"},
+    {"mnist", "mnist", "t10k-images-idx3-ubyte.gz"}, {"cifar10", "cifar-10", "data_batch_5.bin"},
     {"cifar10", "cifar-10", "data_batch_5.bin.gz"},
 };
 

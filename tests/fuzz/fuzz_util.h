@@ -23,8 +23,8 @@ namespace sparsetrain::fuzz {
 // A folder of this process's own, removed at exit.
 inline const std::filesystem::path& work_dir() {
   static const std::filesystem::path dir = [] {
-    std::filesystem::path d = std::filesystem::temp_directory_path() /
-                              ("sparsetrain-fuzz-" + std::to_string(::getpid()));
+    std::filesystem::path d =
+        std::filesystem::temp_directory_path() / ("sparsetrain-fuzz-" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     std::atexit([] {
       std::error_code ec;
