@@ -398,6 +398,29 @@ TEST_F(CheckpointTest, MutatedFilesNeverCrash) {
   EXPECT_GE(rejected, static_cast<int>(bytes.size()));  // every truncation fails
 }
 
+// Issue 16, finding 2: a header of 80,000 zero-length entries took 36 s
+// and 1.4 million more than 10 minutes (the duplicate-key check rescanned
+// every object). The check is one linear pass now, and a header is capped at
+// 65,536 entries: 60,000 load (this test would time out before the fix), one
+// more than the cap is refused before any object is built.
+TEST_F(CheckpointTest, HeadersParseInLinearTimeUnderAnEntryCap) {
+  const auto header_of = [](int64_t entries) {
+    std::string h = "{";
+    for (int64_t i = 0; i < entries; ++i) {
+      if (i > 0) h += ",";
+      h += "\"t" + std::to_string(i) + R"(":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})";
+    }
+    return h + "}";
+  };
+  const std::string ok = path("many.safetensors");
+  write_bytes(ok, file_bytes(header_of(60000), ""));
+  EXPECT_EQ(Checkpoint::load(ok).names().size(), 60000u);
+  expect_corrupt("too_many", file_bytes(header_of(65537), ""), "more than 65536 entries");
+  std::string meta = R"({"__metadata__":{)";
+  for (int i = 0; i <= 65536; ++i) meta += (i > 0 ? ",\"k" : "\"k") + std::to_string(i) + "\":\"\"";
+  expect_corrupt("too_many_fields", file_bytes(meta + "}}", ""), "more than 65536 entries");
+}
+
 TEST_F(CheckpointTest, FailedSaveLeavesTheOldFileLoadable) {
   Checkpoint good;
   good.put("w", Tensor::from({2}, {1.0f, 2.0f}));

@@ -17,7 +17,9 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
+#include <vector>
 
 #include "files/checkpoint_internal.h"
 #include "sparsetrain/error.h"
@@ -42,6 +44,63 @@ constexpr uint64_t kDataAlignment = 8;
 // A valid header nests 3 levels ({ -> { -> [); anything much deeper is junk.
 constexpr int kMaxJsonDepth = 16;
 constexpr const char* kMetadataKey = "__metadata__";
+// Entries (tensors, and metadata fields) a header may hold. A model here
+// has a few hundred tensors with their optimizer state and sparse encoding;
+// a header claiming more is not one of ours, and is refused before it is
+// turned into objects.
+constexpr int64_t kMaxHeaderEntries = 65536;
+
+// One linear pass over the header's JSON (SAX, no document built): the first
+// key repeated within one object, and the number of top-level entries and of
+// metadata fields. (nlohmann's parser with a callback rescans the parent
+// object whenever a child object ends: quadratic in the entries.)
+class HeaderKeys : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  std::string repeated;
+  int64_t entries = 0;   // keys of the top-level object
+  int64_t metadata = 0;  // keys of "__metadata__"
+  bool too_many = false;
+
+  bool start_object(std::size_t) override {
+    objects_.emplace_back();
+    in_metadata_.push_back(objects_.size() == 2 && last_key_ == kMetadataKey);
+    return true;
+  }
+  bool end_object() override {
+    objects_.pop_back();
+    in_metadata_.pop_back();
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (objects_.size() == 1) ++entries;
+    if (!in_metadata_.empty() && in_metadata_.back()) ++metadata;
+    if (entries > kMaxHeaderEntries || metadata > kMaxHeaderEntries) {
+      too_many = true;
+      return false;  // stop reading
+    }
+    if (repeated.empty() && !objects_.back().insert(k).second) repeated = k;
+    last_key_ = k;
+    return true;
+  }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  // The real parse below reports the error with its position.
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  std::vector<std::unordered_set<std::string>> objects_;
+  std::vector<bool> in_metadata_;
+  std::string last_key_;
+};
 
 struct DtypeInfo {
   const char* name;
@@ -343,30 +402,23 @@ Checkpoint Checkpoint::load(const std::string& path) {
   }
   // JSON itself allows repeated keys (the parser keeps the last); a header
   // that names a tensor or a field twice is ambiguous, so it is refused.
-  std::vector<std::set<std::string>> keys_at_depth(kMaxJsonDepth + 2);
-  std::string repeated_key;
-  auto note_keys = [&](int depth, json::parse_event_t event, json& parsed) {
-    const auto d = static_cast<std::size_t>(depth);
-    if (d + 1 >= keys_at_depth.size()) return true;
-    if (event == json::parse_event_t::object_start) {
-      keys_at_depth[d + 1].clear();
-    } else if (event == json::parse_event_t::key && parsed.is_string() && repeated_key.empty() &&
-               !keys_at_depth[d].insert(parsed.get<std::string>()).second) {
-      repeated_key = parsed.get<std::string>();
-    }
-    return true;
-  };
+  HeaderKeys keys;
+  json::sax_parse(header, &keys);
+  if (keys.too_many) {
+    throw bad("header holds more than " + std::to_string(kMaxHeaderEntries) +
+              " entries (tensors or metadata fields); no sparsetrain model needs that many");
+  }
   json h;
   try {
-    h = json::parse(header, note_keys);
+    h = json::parse(header);
   } catch (const json::exception& e) {
     throw bad("header is not valid JSON: " + printable(e.what()));
   } catch (const std::bad_alloc&) {
     throw bad("header of " + std::to_string(header_size) + " bytes is too large to parse");
   }
   if (!h.is_object()) throw bad("header is not a JSON object");
-  if (!repeated_key.empty())
-    throw bad("key " + quote_text(repeated_key) + " appears twice in the header");
+  if (!keys.repeated.empty())
+    throw bad("key " + quote_text(keys.repeated) + " appears twice in the header");
 
   Checkpoint ckpt;
   ckpt.source_ = path;
