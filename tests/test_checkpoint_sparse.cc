@@ -553,3 +553,56 @@ TEST_F(SparseCheckpointTest, StrayMasksAndNonFiniteWeightsAreRefused) {
 }
 
 }  // namespace sparsetrain
+
+namespace sparsetrain {
+namespace {
+
+// Issue 16, finding 3: a 498 KB checkpoint whose metadata claimed samples
+// [1, 3000, 3000] made eval allocate 8.4 GB before a shape error, and
+// [1, 100000, 100000] or 1e12 classes ended in a misleading "out of memory".
+// The claims are checked before the model is built.
+TEST_F(SparseCheckpointTest, SampleShapeAndClassClaimsAreCheckedBeforeTheModelIsBuilt) {
+  Graph g = build_model("mlp", ModelOptions{1, 28, 28, 10});
+  TrainOptions o = mlp_options(0.0f, "masked");
+  const auto write = [&](const std::string& dataset, const std::string& shape,
+                         const std::string& classes) {
+    Checkpoint ck;
+    save_parameters(ck, g.parameters());
+    o.dataset = dataset;
+    ck.metadata()["options"] = options_to_json(o);
+    ck.metadata()["sample_shape"] = shape;
+    ck.metadata()["num_classes"] = classes;
+    ck.save(path("claims.safetensors"));
+    return path("claims.safetensors");
+  };
+  const auto refused = [&](const std::string& file, const std::string& needle) {
+    Graph h;
+    try {
+      load_model_checkpoint(file, zoo(), h);
+      ADD_FAILURE() << "loaded; expected an error with " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  Graph ok;
+  load_model_checkpoint(write("mnist", "[1,28,28]", "10"), zoo(), ok);
+  EXPECT_EQ(ok.parameter_count(), g.parameter_count());
+
+  refused(write("mnist", "[1,3000,3000]", "10"),
+          "its metadata claims samples [1,3000,3000] and 10 classes, but its dataset mnist has "
+          "samples [1,28,28] and 10 classes");
+  refused(write("mnist", "[1,100000,100000]", "10"), "but its dataset mnist has samples");
+  refused(write("mnist", "[1,28,28]", "1000000000000"), "1000000000000 classes, but its dataset");
+  refused(write("mnist", "[1,28,28]", "1e12"), "bad sample_shape / num_classes metadata");
+  refused(write("cifar10", "[1,28,28]", "10"), "but its dataset cifar10 has samples [3,32,32]");
+  // A dataset the runtime does not know (an app's own): bounds no image
+  // dataset reaches.
+  refused(write("my-set", "[1,60000,60000]", "10"),
+          "more than any model of the runtime can be built for");
+  refused(write("my-set", "[1,100000,100000]", "10"), "a side out of range");
+  refused(write("my-set", "[1,28,28]", "1000000000000"), "more than any model");
+  refused(write("my-set", "[0,28,28]", "10"), "a side out of range");
+}
+
+}  // namespace
+}  // namespace sparsetrain

@@ -478,18 +478,28 @@ TEST_F(BadInput, HugeCountInHeader) {
   put_be32(images, 28);
   write_file(mnist_dir() / "train-images-idx3-ubyte.gz", gzip(images));
   expect_error([&] { load_mnist(); },
-               {"train-images-idx3-ubyte.gz: image count 4294967295 is too large"});
+               {"train-images-idx3-ubyte.gz: the header claims 4294967295 images, but a train "
+                "file of MNIST or Fashion-MNIST holds at most 60000"});
+  // One over what the format holds, for labels and for the test split.
+  Bytes labels;
+  put_be32(labels, 0x00000801);
+  put_be32(labels, 10001);
+  write_file(tmp_.path() / "mnist" / "t10k-images-idx3-ubyte.gz", gzip(idx_images(3)));
+  write_file(tmp_.path() / "mnist" / "t10k-labels-idx1-ubyte.gz", gzip(labels));
+  expect_error([&] { load_dataset("mnist", tmp_.str(), Split::kTest); },
+               {"t10k-labels-idx1-ubyte.gz: the header claims 10001 labels, but a test file",
+                "holds at most 10000"});
   // Within the limit but far beyond the data: truncated, after reading what
   // is there.
   Bytes some;
   put_be32(some, 0x00000803);
-  put_be32(some, 1000000);
+  put_be32(some, 60000);
   put_be32(some, 28);
   put_be32(some, 28);
   some.resize(some.size() + 784, 1);
   write_file(mnist_dir() / "train-images-idx3-ubyte.gz", gzip(some));
   expect_error([&] { load_mnist(); },
-               {"train-images-idx3-ubyte.gz: truncated: expected 784000016 bytes after "
+               {"train-images-idx3-ubyte.gz: truncated: expected 47040016 bytes after "
                 "decompression, got 800"});
 }
 
@@ -541,6 +551,26 @@ TEST_F(BadInput, CifarSizeNotAMultipleOfTheRecord) {
   expect_error([&] { load_cifar_test(); },
                {"data_batch_5.bin.gz: size 3074 bytes after decompression is not a multiple of "
                 "the 3073-byte CIFAR-10 record"});
+}
+
+TEST_F(BadInput, CifarFileLargerThanABatchStopsAtTheBatchSize) {
+  // A batch file holds 10,000 records. A small .gz that expands to more is
+  // refused once one byte past 10,000 records has been decompressed, not at
+  // the 2 GiB limit of any file (issue 16: 3 GB took 30 s and 4.6 GB).
+  const Bytes zeros(static_cast<size_t>(12000) * 3073, 0);
+  const Bytes gz = gzip(zeros);
+  EXPECT_LT(gz.size(), zeros.size() / 100);
+  write_file(cifar_dir() / "data_batch_5.bin.gz", gz);
+  expect_error([&] { load_cifar_test(); },
+               {"data_batch_5.bin.gz: too large: more than 30730000 bytes after decompression, "
+                "but a CIFAR-10 batch file holds at most 10000 records (30730000 bytes)"});
+  fs::remove(cifar_dir() / "data_batch_5.bin.gz");
+  write_file(cifar_dir() / "data_batch_5.bin", zeros);
+  expect_error([&] { load_cifar_test(); },
+               {"data_batch_5.bin: too large: 36876000 bytes, but a CIFAR-10 batch file"});
+  // Exactly 10,000 records load.
+  write_file(cifar_dir() / "data_batch_5.bin", Bytes(zeros.begin(), zeros.begin() + 30730000));
+  EXPECT_EQ(load_dataset("cifar10", tmp_.str(), Split::kTest).size(), 10000);
 }
 
 TEST_F(BadInput, CifarBadLabelAndEmptyFile) {

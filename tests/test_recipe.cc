@@ -159,6 +159,13 @@ TEST(Recipe, BadValuesAreRefusedWithTheirLine) {
   expect_refused("epochs:\n", "line 1: epochs: has no value");
   expect_refused("model: mlp\n  epochs: 3\n bad: [\n", "line 2: not valid YAML");
   expect_refused("- model: mlp\n", "line 1: a recipe is a mapping");
+  // Issue 16, finding 6: yaml-cpp's own message for deep nesting is "bad file".
+  std::string deep = "model: mlp\nsparsity: ";
+  for (int i = 0; i < 3000; ++i) deep += "[";
+  expect_refused(deep + "\n", "not valid YAML: nested too deeply for the YAML parser");
+  std::string indented = "model: mlp\n";
+  for (int i = 0; i < 3000; ++i) indented += std::string(static_cast<size_t>(i), ' ') + "a:\n";
+  expect_refused(indented, "line 500: not valid YAML: nested too deeply");
   expect_refused("sparsity:\n  method: gmp\n  target: 0.9\n  drop_fraction: 0.3\n",
                  "line 4: sparsity.drop_fraction: applies to method rigl only, but sparsity.method "
                  "is gmp (line 2)");

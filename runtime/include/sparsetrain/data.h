@@ -55,6 +55,15 @@ struct Dataset {
 // The names load_dataset() accepts: {"mnist", "fashion-mnist", "cifar10"}.
 std::vector<std::string> dataset_names();
 
+// What every sample of a dataset load_dataset() knows looks like, without
+// reading it: e.g. {1, 28, 28, 10} for "mnist". Throws Error for an unknown
+// name. Used to check what a file claims about its data before allocating.
+struct DatasetGeometry {
+  int64_t channels = 0, height = 0, width = 0;
+  int num_classes = 0;
+};
+DatasetGeometry dataset_geometry(const std::string& name);
+
 // Reads a dataset into memory.
 //
 // data_dir is either the folder that holds the dataset folders (mnist/,

@@ -19,10 +19,13 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kCifarChannels = 3;
-constexpr int64_t kCifarSide = 32;
 constexpr int64_t kCifarImageBytes = kCifarChannels * kCifarSide * kCifarSide;  // 3072
 constexpr int64_t kCifarRecordBytes = 1 + kCifarImageBytes;                     // 3073
-constexpr int64_t kMaxRecordsPerFile = kMaxFileBytes / kCifarRecordBytes;
+// Every batch file of the format holds 10,000 records (30,730,000 bytes);
+// reading stops one byte past that, so a small .gz that expands to gigabytes
+// is refused after 30 MB, not after the 2 GiB any-file limit.
+constexpr int64_t kMaxRecordsPerFile = 10000;
+constexpr int64_t kMaxBatchBytes = kMaxRecordsPerFile * kCifarRecordBytes;
 
 // With the official test batch (the unpacked cifar-10-binary.tar.gz): train
 // on batches 1-5, test on test_batch. Without it (this project's
@@ -44,6 +47,14 @@ std::string record_size_problem(const InputFile& f, int64_t bytes) {
          std::to_string(kCifarImageBytes) + " pixel bytes)";
 }
 
+// bytes < 0: more than the limit, size unknown (a gzip stream not read to its end).
+std::string too_large_problem(const InputFile& f, int64_t bytes) {
+  return "too large: " +
+         (bytes < 0 ? "more than " + f.bytes_phrase(kMaxBatchBytes) : f.bytes_phrase(bytes)) +
+         ", but a CIFAR-10 batch file holds at most " + std::to_string(kMaxRecordsPerFile) +
+         " records (" + std::to_string(kMaxBatchBytes) + " bytes)";
+}
+
 // Reads the first `limit` records (all when limit < 0). The whole file is
 // checked whenever it is read to its end.
 CifarBatch read_cifar_batch(const fs::path& path, int64_t limit) {
@@ -51,14 +62,11 @@ CifarBatch read_cifar_batch(const fs::path& path, int64_t limit) {
   if (!f.compressed()) {
     if (f.disk_size() == 0) f.fail("empty file (no records)");
     if (f.disk_size() % kCifarRecordBytes != 0) f.fail(record_size_problem(f, f.disk_size()));
-    if (f.disk_size() > kMaxFileBytes) {
-      f.fail("too large: " + f.bytes_phrase(f.disk_size()) + " (the limit is " +
-             std::to_string(kMaxFileBytes) + ")");
-    }
+    if (f.disk_size() > kMaxBatchBytes) f.fail(too_large_problem(f, f.disk_size()));
   }
   // One byte more than the limit tells "too large" from "exactly at the limit".
   const int64_t want =
-      limit >= 0 ? std::min(limit, kMaxRecordsPerFile) * kCifarRecordBytes : kMaxFileBytes + 1;
+      limit >= 0 ? std::min(limit, kMaxRecordsPerFile) * kCifarRecordBytes : kMaxBatchBytes + 1;
   std::vector<uint8_t> bytes;
   const int64_t got = f.append_up_to(bytes, want);
   if (got < want) {  // read to the end of the data: check all of it
@@ -67,7 +75,7 @@ CifarBatch read_cifar_batch(const fs::path& path, int64_t limit) {
     if (got % kCifarRecordBytes != 0) f.fail(record_size_problem(f, got));
     f.expect_end(got);
   } else if (limit < 0) {
-    f.fail("too large: more than " + f.bytes_phrase(kMaxFileBytes) + " (the limit)");
+    f.fail(too_large_problem(f, -1));
   }
 
   const int64_t records = got / kCifarRecordBytes;

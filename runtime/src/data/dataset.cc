@@ -167,6 +167,13 @@ DatasetLocation locate_dataset(const std::string& name, const std::string& data_
 
 const char* split_name(Split split) { return split == Split::kTrain ? "train" : "test"; }
 
+DatasetGeometry dataset_geometry(const std::string& name) {
+  const DatasetInfo& info = find_dataset(name);
+  const int64_t side = info.format == Format::kIdx ? data::kMnistSide : data::kCifarSide;
+  return {static_cast<int64_t>(info.mean.size()), side, side,
+          static_cast<int>(info.class_names.size())};
+}
+
 std::vector<std::string> dataset_names() {
   std::vector<std::string> names;
   for (const auto& info : dataset_table()) names.emplace_back(info.name);

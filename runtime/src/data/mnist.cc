@@ -20,7 +20,6 @@ constexpr uint32_t kIdxImagesMagic = 0x00000803;  // u8 data, 3 dimensions
 constexpr uint32_t kIdxLabelsMagic = 0x00000801;  // u8 data, 1 dimension
 constexpr int64_t kIdxImagesHeaderBytes = 16;
 constexpr int64_t kIdxLabelsHeaderBytes = 8;
-constexpr int64_t kMnistSide = 28;
 constexpr uint32_t kGzipMagicPrefix = 0x1f8b0000;  // first two bytes of a gzip file
 
 uint32_t load_be32(const uint8_t* p) {
@@ -76,7 +75,21 @@ struct IdxLabels {
   std::vector<int32_t> labels;  // (kept)
 };
 
-IdxImages read_idx_images(const fs::path& path, int64_t limit) {
+// The most items an IDX file of the split may declare: MNIST and
+// Fashion-MNIST hold 60,000 training and 10,000 test samples. A header that
+// claims more is refused before anything is read or decompressed.
+int64_t max_idx_count(Split split) { return split == Split::kTrain ? 60000 : 10000; }
+
+void check_idx_count(const InputFile& f, int64_t count, Split split, const char* items) {
+  if (count == 0) f.fail(std::string("no ") + items + " (the header's count is 0)");
+  if (count > max_idx_count(split)) {
+    f.fail("the header claims " + std::to_string(count) + " " + items + ", but a " +
+           split_name(split) + " file of MNIST or Fashion-MNIST holds at most " +
+           std::to_string(max_idx_count(split)));
+  }
+}
+
+IdxImages read_idx_images(const fs::path& path, Split split, int64_t limit) {
   InputFile f(path);
   IdxImages out;
   out.file = f.name();
@@ -88,24 +101,19 @@ IdxImages read_idx_images(const fs::path& path, int64_t limit) {
     f.fail("unexpected image size " + std::to_string(rows) + "x" + std::to_string(cols) +
            " (expected 28x28)");
   }
-  if (out.count == 0) f.fail("no images (the header's count is 0)");
+  check_idx_count(f, out.count, split, "images");
   const int64_t image_bytes = rows * cols;
-  const int64_t total = kIdxImagesHeaderBytes + out.count * image_bytes;  // < 2^52: no overflow
-  if (total > kMaxFileBytes) {
-    f.fail("image count " + std::to_string(out.count) + " is too large (" + std::to_string(total) +
-           " bytes; the limit is " + std::to_string(kMaxFileBytes) + ")");
-  }
   read_idx_items(f, out.pixels, kIdxImagesHeaderBytes, out.count, image_bytes, limit);
   return out;
 }
 
-IdxLabels read_idx_labels(const fs::path& path, int64_t limit) {
+IdxLabels read_idx_labels(const fs::path& path, Split split, int64_t limit) {
   InputFile f(path);
   IdxLabels out;
   out.file = f.name();
   uint8_t header[kIdxLabelsHeaderBytes];
   out.count = read_idx_header(f, header, kIdxLabelsHeaderBytes, kIdxLabelsMagic, "IDX labels");
-  if (out.count == 0) f.fail("no labels (the header's count is 0)");
+  check_idx_count(f, out.count, split, "labels");
   std::vector<uint8_t> bytes;
   read_idx_items(f, bytes, kIdxLabelsHeaderBytes, out.count, 1, limit);
   out.labels.resize(bytes.size());
@@ -123,8 +131,8 @@ IdxLabels read_idx_labels(const fs::path& path, int64_t limit) {
 
 void read_mnist_family(const fs::path& dir, Split split, int64_t limit, Dataset& out) {
   const std::string prefix = split == Split::kTrain ? "train" : "t10k";
-  IdxImages images = read_idx_images(dir / (prefix + "-images-idx3-ubyte"), limit);
-  IdxLabels labels = read_idx_labels(dir / (prefix + "-labels-idx1-ubyte"), limit);
+  IdxImages images = read_idx_images(dir / (prefix + "-images-idx3-ubyte"), split, limit);
+  IdxLabels labels = read_idx_labels(dir / (prefix + "-labels-idx1-ubyte"), split, limit);
   if (images.count != labels.count) {
     throw Error(labels.file + ": holds " + std::to_string(labels.count) + " labels, but " +
                 images.file + " holds " + std::to_string(images.count) +

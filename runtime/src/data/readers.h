@@ -11,7 +11,9 @@
 
 namespace sparsetrain::data {
 
-inline constexpr int kNumClasses10 = 10;  // MNIST, Fashion-MNIST and CIFAR-10
+inline constexpr int kNumClasses10 = 10;   // MNIST, Fashion-MNIST and CIFAR-10
+inline constexpr int64_t kMnistSide = 28;  // MNIST and Fashion-MNIST: 28x28, one channel
+inline constexpr int64_t kCifarSide = 32;  // CIFAR-10: 32x32, three channels
 
 // MNIST and Fashion-MNIST: IDX files in `dir`. Fills pixels, labels and the
 // image geometry of `out`.

@@ -5,6 +5,7 @@
 // compress_epochs and decompress_epochs) has a reader and writer of its own.
 #include "sparsetrain/recipe.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -94,6 +95,11 @@ class RecipeParser {
                     ": a second YAML document; a recipe is one document (remove the '---')");
       }
       if (!docs.empty()) root = docs[0];
+    } catch (const YAML::DeepRecursion& e) {
+      // yaml-cpp's own message for this is "bad file".
+      throw Error(where_line(e.mark.line + 1) +
+                  ": not valid YAML: nested too deeply for the YAML parser (a recipe needs three "
+                  "levels: section, method, setting)");
     } catch (const YAML::ParserException& e) {
       throw Error(where_line(e.mark.line + 1) + ": not valid YAML: " + printable(e.msg));
     }
