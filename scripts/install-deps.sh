@@ -15,6 +15,7 @@ packages=(
   zlib1g-dev libpng-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev ca-certificates  # data fetch
   python3  # the tests' loopback HTTP server
+  clang libclang-rt-14-dev libomp-dev  # the fuzz targets: libFuzzer, sanitizers, OpenMP
 )
 if [ "$#" -gt 0 ]; then packages+=("$@"); fi
 

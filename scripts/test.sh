@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite: builds the release and
 # the asan (address + undefined-behaviour sanitizer) presets and runs ctest
-# on both.
+# on both, then runs every fuzz target for FUZZ_SECONDS (default 60) each
+# (scripts/fuzz.sh; FUZZ_SECONDS=0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -12,4 +13,8 @@ for preset in release asan; do
   echo "=== test: $preset"
   ctest --preset "$preset" -j "${JOBS:-$(nproc)}" || status=1
 done
+if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
+  echo "=== fuzz: every target for ${FUZZ_SECONDS:-60} s"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-60}" || status=1
+fi
 exit $status
