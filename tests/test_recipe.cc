@@ -159,6 +159,9 @@ TEST(Recipe, BadValuesAreRefusedWithTheirLine) {
   expect_refused("epochs:\n", "line 1: epochs: has no value");
   expect_refused("model: mlp\n  epochs: 3\n bad: [\n", "line 2: not valid YAML");
   expect_refused("- model: mlp\n", "line 1: a recipe is a mapping");
+  // yaml-cpp 0.7's LoadAll allocated without end on "," (found by fuzzing).
+  expect_refused(",", "line 1: not valid YAML: ',' where a key or a value should start");
+  expect_refused("\n\n ,\n", "line 3: not valid YAML: ','");
   // Issue 16, finding 6: yaml-cpp's own message for deep nesting is "bad file".
   std::string deep = "model: mlp\nsparsity: ";
   for (int i = 0; i < 3000; ++i) deep += "[";

@@ -6,6 +6,7 @@
 #include "sparsetrain/recipe.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <type_traits>
@@ -70,6 +72,62 @@ bool contains(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
 }
 
+// Where the first node of each document starts, for up to `most`
+// documents. yaml-cpp 0.7's own LoadAll never returns, allocating without
+// bound, on some invalid streams such as "," (found by tests/fuzz/
+// fuzz_recipe; fixed upstream after 0.7): the parser then yields documents
+// that consume no input, which this stops at.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> marks;
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    start_ = mark;
+    first_node_ = false;
+  }
+  void OnDocumentEnd() override {
+    if (start_) marks.push_back(*start_);
+    start_.reset();
+  }
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (!first_node_) {
+      first_node_ = true;
+      start_ = mark;
+    }
+  }
+  std::optional<YAML::Mark> start_;
+  bool first_node_ = false;
+};
+
+std::vector<YAML::Mark> document_starts(const std::string& text, size_t most) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts starts;
+  for (size_t i = 0; i < most; ++i) {
+    const size_t before = starts.marks.size();
+    if (!parser.HandleNextDocument(starts)) break;
+    if (starts.marks.size() == before) break;  // a document without a node
+  }
+  return starts.marks;
+}
+
 // "optimizer.lr" -> {"optimizer", "lr"}; "epochs" -> {"", "epochs"}.
 std::pair<std::string, std::string> split_key(std::string_view recipe_key) {
   const std::size_t dot = recipe_key.find('.');
@@ -89,12 +147,19 @@ class RecipeParser {
   void parse(const std::string& text) {
     YAML::Node root;
     try {
-      const std::vector<YAML::Node> docs = YAML::LoadAll(text);
-      if (docs.size() > 1) {
-        throw Error(where_line(docs[1].Mark().line + 1) +
+      const std::vector<YAML::Mark> starts = document_starts(text, 2);
+      if (starts.size() > 1 && starts[1].pos <= starts[0].pos) {
+        // The parser went round without reading anything (see DocumentStarts).
+        const size_t at = static_cast<size_t>(std::max(starts[1].pos, 0));
+        throw Error(where_line(starts[1].line + 1) + ": not valid YAML: " +
+                    (at < text.size() ? "'" + printable(text.substr(at, 1)) + "'" : "the end") +
+                    " where a key or a value should start");
+      }
+      if (starts.size() > 1) {
+        throw Error(where_line(starts[1].line + 1) +
                     ": a second YAML document; a recipe is one document (remove the '---')");
       }
-      if (!docs.empty()) root = docs[0];
+      root = YAML::Load(text);
     } catch (const YAML::DeepRecursion& e) {
       // yaml-cpp's own message for this is "bad file".
       throw Error(where_line(e.mark.line + 1) +
