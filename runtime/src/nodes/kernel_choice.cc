@@ -42,7 +42,7 @@ std::string describe(const KernelChoice& c) {
     how = text;
   } else {
     std::snprintf(text, sizeof text, " (sparse %.3f ms, dense %.3f ms per step%s)", c.sparse_ms,
-                  c.dense_ms, c.decided_by == "margin" ? "; within 10%: the rule decides" : "");
+                  c.dense_ms, c.decided_by == "margin" ? "; a tie: the density rule decides" : "");
     how = text;
   }
   return c.layer + " " + c.op + " " + c.shape + ": " + (c.sparse ? "sparse" : "dense") +
