@@ -80,7 +80,7 @@ CLI::App* add_bench(CLI::App& app, BenchCommand& cmd) {
   model
       ->add_option("--kernels", m.kernels,
                    "Kernels of the compressed layers: sparse | dense | auto (timed once per "
-                   "shape and density)")
+                   "layer, shape and density) | auto-fixed (the density rule only)")
       ->capture_default_str();
   model->add_option("--threads", m.threads, "Threads (0: all cores)")->capture_default_str();
   model->add_option("--steps", m.steps, "Timed steps of each model (medians are reported)")

@@ -353,9 +353,10 @@ void validate(const BenchModelCommand& cmd) {
   require_sparsity(cmd.sparsity);
   require_warmup_threads(cmd.warmup, cmd.threads);
   parse_distribution(cmd.distribution);  // throws naming --distribution
-  if (cmd.kernels != "sparse" && cmd.kernels != "dense" && cmd.kernels != "auto") {
+  if (cmd.kernels != "sparse" && cmd.kernels != "dense" && cmd.kernels != "auto" &&
+      cmd.kernels != "auto-fixed") {
     throw Error("--kernels: unknown kernels '" + cmd.kernels +
-                "' (expected sparse, dense or auto)");
+                "' (expected sparse, dense, auto or auto-fixed)");
   }
 }
 

@@ -13,6 +13,7 @@
 
 #include "sparsetrain/core/export.h"
 #include "sparsetrain/hooks.h"
+#include "sparsetrain/kernel_choices.h"
 #include "sparsetrain/node.h"
 #include "sparsetrain/parameter.h"
 #include "sparsetrain/rng.h"
@@ -161,10 +162,13 @@ class Graph {
   void mask(const std::string& node_name, const Tensor& mask);
   void unmask(const std::string& node_name);
   // Kernels of compressed layers: "sparse", "dense" (the stored values
-  // scattered into a dense weight for oneDNN) or "auto" (default: one
-  // training step of each timed once per problem (shape, batch, stored count,
-  // stride, padding, image size) in the process, the faster one cached and
-  // logged on std::clog). Throws Error naming --kernels on another value.
+  // scattered into a dense weight for oneDNN), "auto" (default: one training
+  // step of each timed once per layer and problem (shape, batch, stored
+  // count, stride, padding, image size), ties within a margin decided by
+  // the fixed rule) or "auto-fixed" (the fixed rule only, nothing timed);
+  // see sparsetrain/kernel_choices.h. Each decision is logged
+  // (sparsetrain/log.h) and recorded (kernel_choices()). Throws Error
+  // naming --kernels on another value.
   //
   // Layouts: sparse linear layers read and write (F, N) Layout::kCN, sparse
   // convolutions (C, H, W, N) Layout::kCHWN; BatchNorm, ReLU, pooling, Add
@@ -179,6 +183,25 @@ class Graph {
   // all conv2d and linear nodes.
   int sparse_layer_count();
   int prunable_layer_count() const;
+  // The names of the layers sparse_layer_count() counts, in node order.
+  std::vector<std::string> sparse_layer_names();
+
+  // --- kernel choices (sparsetrain/kernel_choices.h) ---------------------------
+  // The auto and auto-fixed decisions this graph has used, in the order first
+  // used (replayed ones included, marked KernelChoice::replayed).
+  std::vector<KernelChoice> kernel_choices() const;
+  // Takes these records instead of deciding, for the same layer and problem,
+  // from the next forward on (replacing decisions already made for them).
+  // Throws Error starting with `where` (the file, "--kernel-choices FILE")
+  // when a record names a node that is not a conv2d or linear layer of this
+  // graph, or a layer of the other op.
+  void replay_kernel_choices(const std::vector<KernelChoice>& choices,
+                             const std::string& where = "kernel choices");
+  // For tests and experiments: called after each timing, may change the
+  // medians (KernelTimingHook). Empty: none.
+  void set_kernel_timing_hook(KernelTimingHook hook);
+  // Timings run so far (a problem timed once counts once).
+  int64_t kernel_timings_run() const;
 
   // --- running ------------------------------------------------------------
   // x: (N, C, H, W) or (N, F), plain layout. Returns the output (N, K) in

@@ -131,10 +131,15 @@ struct RunOptions {
   int threads = 0;  // 0: all hardware threads
   uint64_t seed = 0;
   std::string sparse_storage = "compressed";  // compressed | masked (dense storage + mask)
-  std::string kernels = "auto";               // compressed layers: sparse | dense | auto
-  std::string out_dir;                        // checkpoints; empty: none
-  std::string metrics_path;                   // JSON lines; empty: none
-  std::string resume_dir;                     // continue the run saved there
+  // Kernels of compressed layers: sparse | dense | auto | auto-fixed
+  // (sparsetrain/kernel_choices.h).
+  std::string kernels = "auto";
+  // A kernel-choices file (or run folder) whose choices the auto modes
+  // replay (Graph::replay_kernel_choices); empty: none.
+  std::string kernel_choices;
+  std::string out_dir;       // checkpoints; empty: none
+  std::string metrics_path;  // JSON lines; empty: none
+  std::string resume_dir;    // continue the run saved there
   // Replace a checkpoint already in out_dir that is not the run being
   // resumed (without it such a run is refused: its training state would be
   // lost).

@@ -57,8 +57,9 @@ struct EpochStats {
   double seconds = 0;
   double samples_per_second = 0;
   int64_t peak_bytes = 0;
-  int sparse_layers = 0;    // prunable layers that ran on the sparse kernels
-  int prunable_layers = 0;  // all prunable (conv and linear) layers
+  int sparse_layers = 0;                        // prunable layers that ran on the sparse kernels
+  int prunable_layers = 0;                      // all prunable (conv and linear) layers
+  std::vector<std::string> sparse_layer_names;  // those that ran sparse, in node order
   // Sparsity at the end of the epoch: the phase of the sparsity schedule
   // ("dense", "masked", "compressed", "decompressed"; phase_name), the
   // sparsity over all prunable weights, and the bytes of parameters plus
@@ -132,6 +133,11 @@ class Trainer {
   // lr_schedule_offset_epochs already applied), and the steps taken so far.
   float lr_at(int64_t step) const;
   int64_t steps_done() const;
+
+  // The kernel choices of the run so far (Graph::kernel_choices): also in
+  // every checkpoint (replayed by options.resume_dir) and, with out_dir, in
+  // <out_dir>/kernel_choices.json (replayed by options.kernel_choices).
+  std::vector<KernelChoice> kernel_choices() const;
 
   void save_checkpoint(const std::string& path) const;
   void load_checkpoint(const std::string& path);

@@ -54,6 +54,7 @@ NodeId Graph::add_node(std::unique_ptr<Node> node, const std::vector<NodeId>& in
   for (NodeId id : inputs) in_shapes.push_back(g.shapes[g.check(id)]);
   Shape out = node->output_shape(in_shapes);
   const int index = static_cast<int>(g.nodes.size());
+  if (nodes::PrunableNode* p = nodes::as_prunable(*node)) p->set_choice_book(g.choices);
   for (NodeId id : inputs) g.consumers[id.index].push_back(index);
   g.nodes.push_back(std::move(node));
   g.inputs.push_back(inputs);
@@ -520,7 +521,10 @@ std::vector<NodeTiming> Graph::profile() const {
   return out;
 }
 
-void Graph::set_step(int64_t step) { impl_->step = step; }
+void Graph::set_step(int64_t step) {
+  impl_->step = step;
+  impl_->choices->set_step(step);
+}
 int64_t Graph::step() const { return impl_->step; }
 
 HookHandle Graph::add_hook(HookPoint point, const std::string& pattern, HookFn fn,

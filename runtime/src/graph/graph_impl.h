@@ -43,6 +43,9 @@ struct Graph::Impl {
   int64_t step = 0;
 
   std::shared_ptr<HookRegistry> hooks = std::make_shared<HookRegistry>();
+  // The kernel choices of the prunable nodes (nodes/kernel_choice.h), shared
+  // with them (add_node).
+  std::shared_ptr<nodes::KernelChoiceBook> choices = std::make_shared<nodes::KernelChoiceBook>();
 
   // What a forward in one mode does, decided from the nodes' traits: which
   // dense stems run on the direct kernels, which producers apply the ReLU

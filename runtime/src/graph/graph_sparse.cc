@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "graph/graph_impl.h"
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
@@ -116,6 +117,47 @@ void Graph::mask(const std::string& node_name, const Tensor& mask) {
 void Graph::unmask(const std::string& node_name) {
   prunable_node(*this, node_name, "unmask").weight().mask = Tensor();
 }
+
+std::vector<std::string> Graph::sparse_layer_names() {
+  std::vector<std::string> names;
+  for (auto& n : impl_->nodes)
+    if (nodes::PrunableNode* p = nodes::as_prunable(*n); p != nullptr && p->runs_sparse())
+      names.push_back(n->name());
+  return names;
+}
+
+std::vector<KernelChoice> Graph::kernel_choices() const { return impl_->choices->made(); }
+
+void Graph::replay_kernel_choices(const std::vector<KernelChoice>& choices,
+                                  const std::string& where) {
+  for (std::size_t k = 0; k < choices.size(); ++k) {
+    const KernelChoice& c = choices[k];
+    const auto it = impl_->by_name.find(c.layer);
+    Node* n = it == impl_->by_name.end() ? nullptr : impl_->nodes[it->second].get();
+    const std::string entry =
+        where + ": choice " + std::to_string(k + 1) + " (layer '" + c.layer + "')";
+    if (n == nullptr || nodes::as_prunable(*n) == nullptr) {
+      std::string layers;
+      for (const auto& m : impl_->nodes)
+        if (nodes::as_prunable(*m) != nullptr) layers += (layers.empty() ? "" : ", ") + m->name();
+      throw Error(entry +
+                  ": this model has no conv2d or linear layer of that name (its "
+                  "prunable layers: " +
+                  layers + "); the choices were recorded for another model");
+    }
+    if (!c.op.empty() && c.op != n->type()) {
+      throw Error(entry + ": recorded for a " + c.op + " layer, but '" + c.layer + "' is a " +
+                  n->type() + "; the choices were recorded for another model");
+    }
+  }
+  impl_->choices->replay(choices);
+}
+
+void Graph::set_kernel_timing_hook(KernelTimingHook hook) {
+  impl_->choices->set_timing_hook(std::move(hook));
+}
+
+int64_t Graph::kernel_timings_run() const { return impl_->choices->timings_run(); }
 
 int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer, bool compressed) {
   detail::check_sparsity(sparsity);

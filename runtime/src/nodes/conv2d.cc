@@ -16,23 +16,21 @@
 // are scattered into a dense weight for oneDNN and the weight gradient is
 // gathered back at the stored positions.
 //
-// Auto mode times the sparse step against the dense one once per problem
-// (weight geometry, stored count, image size, batch) in the process and
-// caches the faster (sparse_choice.h).
+// Auto modes ask the graph's kernel-choice book once per problem (weight
+// geometry, stored count, image size, batch): timed or by the fixed rule,
+// or replayed from a record (kernel_choice.h, sparsetrain/kernel_choices.h).
 #include "kernels/conv2d/conv2d.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/conv_sparse/conv_sparse.h"
 #include "nodes/nodes.h"
-#include "nodes/sparse_choice.h"
 #include "sparsetrain/error.h"
 
 namespace sparsetrain::nodes {
@@ -204,17 +202,14 @@ class Conv2dNode final : public PrunableNode {
     forget_kernels();
   }
 
-  void set_kernels(SparseKernels kernels) override {
-    kernels_ = kernels;
-    choices_.clear();
-  }
+  void set_kernels(SparseKernels kernels) override { kernels_ = kernels; }
 
   bool runs_direct() const override { return direct_ && !packed_; }
 
   bool runs_sparse() const override {
     if (!packed_ || kernels_ == SparseKernels::kDense) return false;
     if (kernels_ == SparseKernels::kSparse) return true;
-    return last_sparse_;
+    return last_sparse_;  // auto modes
   }
 
   Layout input_layout(const Shape& input) override {
@@ -251,21 +246,15 @@ class Conv2dNode final : public PrunableNode {
   }
 
   void forget_kernels() {
-    choices_.clear();
     direct_packed_.reset();
     saved_src_ = Tensor();
     dense_scratch_ = Tensor();
     dense_grad_scratch_ = Tensor();
   }
 
-  bool use_sparse(const Shape& input) {
-    if (kernels_ != SparseKernels::kAuto) return kernels_ == SparseKernels::kSparse;
-    auto it = choices_.find(input);
-    if (it == choices_.end()) it = choices_.emplace(input, choose_sparse(input)).first;
-    return it->second;
-  }
-
-  bool choose_sparse(const Shape& input) const;
+  // Asked at every forward (and by the executor for the input's layout);
+  // the book decides once per problem.
+  bool use_sparse(const Shape& input);
 
   // keep: save the input (in the layout backward reads) for backward.
   Tensor forward_compressed(const Tensor& x, bool keep) {
@@ -403,8 +392,7 @@ class Conv2dNode final : public PrunableNode {
   // Compressed state (null when dense).
   std::unique_ptr<kernels::ConvSparseWeights> packed_;
   SparseKernels kernels_ = SparseKernels::kAuto;
-  std::map<Shape, bool> choices_;  // input shape -> sparse, in auto mode
-  bool sparse_step_ = true;        // what the last forward ran
+  bool sparse_step_ = true;  // what the last forward ran
   bool last_sparse_ = true;
   Tensor saved_src_;           // the input in the layout of the last forward
   Tensor dense_scratch_;       // dense mode: the scattered weight
@@ -416,14 +404,16 @@ class Conv2dNode final : public PrunableNode {
 
 // Auto mode: one training step of the layer (forward, backward-data,
 // backward-weights) on the sparse kernels in kCHWN against oneDNN in
-// dense_conv_layout(), once per problem in the process. The dense side also
+// dense_conv_layout(), once per problem in the graph. The dense side also
 // pays the four reorders it costs inside a run of sparse layers, which is
 // where a compressed layer sits (its input and output, and their gradients,
 // kCHWN -> NHWC and back): at a density where the two kernels are close, the
 // sparse ones win the layer, as they win the step. (ResNet-20 under AC/DC's
 // global top-k leaves the 16-channel layers at 35-40% density, where oneDNN
 // alone is up to 9% faster but the four 8 MB reorders cost about 3 ms.)
-bool Conv2dNode::choose_sparse(const Shape& input) const {
+bool Conv2dNode::use_sparse(const Shape& input) {
+  if (kernels_ == SparseKernels::kSparse || kernels_ == SparseKernels::kDense)
+    return kernels_ == SparseKernels::kSparse;
   const kernels::ConvSparseWeights& w = *packed_;
   const kernels::Conv2dShape s = kernel_shape(input);
   const auto ll = [](int64_t v) { return static_cast<long long>(v); };
@@ -433,12 +423,19 @@ bool Conv2dNode::choose_sparse(const Shape& input) const {
                 ll(s.groups), ll(s.in_h), ll(s.in_w), ll(s.batch), ll(w.nnz),
                 ll(options_.bias ? 1 : 0));
   const std::string groups = s.groups == 1 ? "" : " g" + std::to_string(s.groups);
-  std::snprintf(label, sizeof label,
-                "conv2d %lld->%lld %lldx%lld s%lld p%lld%s %lldx%lld batch %lld density %.3f",
-                ll(s.in_channels), ll(s.out_channels), ll(s.kernel_h), ll(s.kernel_w),
-                ll(s.stride_h), ll(s.pad_h), groups.c_str(), ll(s.in_h), ll(s.in_w), ll(s.batch),
-                w.density());
-  return choose_sparse_kernels(key, label, [&] {
+  std::snprintf(
+      label, sizeof label, "%lld->%lld %lldx%lld s%lld p%lld%s %lldx%lld batch %lld density %.3f",
+      ll(s.in_channels), ll(s.out_channels), ll(s.kernel_h), ll(s.kernel_w), ll(s.stride_h),
+      ll(s.pad_h), groups.c_str(), ll(s.in_h), ll(s.in_w), ll(s.batch), w.density());
+  KernelChoice problem;
+  problem.layer = name();
+  problem.op = "conv2d";
+  problem.problem = key;
+  problem.shape = label;
+  problem.batch = s.batch;
+  problem.nnz = w.nnz;
+  problem.density = w.density();
+  return decide_sparse(kernels_, std::move(problem), [&] {
     const Layout dense_layout = dense_conv_layout();
     Tensor src = Tensor::full(s.src_shape(), 0.5f, Layout::kCHWN);
     Tensor dst = Tensor::empty(s.dst_shape(), Layout::kCHWN);

@@ -13,23 +13,21 @@
 // mode the nonzeros are scattered into a dense weight for the oneDNN kernels
 // and the weight gradient is gathered back at the nonzeros.
 //
-// Auto mode times the sparse passes against the dense ones once per (shape,
-// batch, density) in the process and caches the faster choice
-// (sparse_choice.h).
+// Auto modes ask the graph's kernel-choice book once per (shape, batch,
+// stored count): timed or by the fixed rule, or replayed from a record
+// (kernel_choice.h, sparsetrain/kernel_choices.h).
 #include "kernels/linear/linear.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "nodes/nodes.h"
-#include "nodes/sparse_choice.h"
 #include "sparsetrain/error.h"
 
 namespace sparsetrain::nodes {
@@ -153,7 +151,6 @@ class LinearNode final : public PrunableNode {
     weight_.dense_shape = {O, I};
     weight_.dense_index = std::move(index);
     packed_ = std::move(packed);
-    choices_.clear();
     dense_scratch_ = Tensor();
     dense_grad_scratch_ = Tensor();
   }
@@ -165,20 +162,16 @@ class LinearNode final : public PrunableNode {
     weight_.dense_shape.clear();
     weight_.dense_index.clear();
     packed_.reset();
-    choices_.clear();
     dense_scratch_ = Tensor();
     dense_grad_scratch_ = Tensor();
   }
 
-  void set_kernels(SparseKernels kernels) override {
-    kernels_ = kernels;
-    choices_.clear();
-  }
+  void set_kernels(SparseKernels kernels) override { kernels_ = kernels; }
 
   bool runs_sparse() const override {
     if (!packed_ || kernels_ == SparseKernels::kDense) return false;
     if (kernels_ == SparseKernels::kSparse) return true;
-    return last_sparse_;
+    return last_sparse_;  // auto modes
   }
 
   // kCN (features x batch) on the sparse kernels, else plain (N, F).
@@ -217,14 +210,9 @@ class LinearNode final : public PrunableNode {
     kernels::linear_sparse_sync_transposed(*packed_);
   }
 
-  bool use_sparse(int64_t batch) {
-    if (kernels_ != SparseKernels::kAuto) return kernels_ == SparseKernels::kSparse;
-    auto it = choices_.find(batch);
-    if (it == choices_.end()) it = choices_.emplace(batch, choose_sparse(batch)).first;
-    return it->second;
-  }
-
-  bool choose_sparse(int64_t batch) const;
+  // Asked at every forward (and by the executor for the input's layout);
+  // the book decides once per problem.
+  bool use_sparse(int64_t batch);
 
   // keep: save the input (in the layout backward reads) for backward.
   Tensor forward_compressed(const Tensor& x, bool keep) {
@@ -316,8 +304,7 @@ class LinearNode final : public PrunableNode {
   // Compressed state (null when dense).
   std::unique_ptr<kernels::LinearSparseWeights> packed_;
   SparseKernels kernels_ = SparseKernels::kAuto;
-  std::map<int64_t, bool> choices_;  // batch -> sparse, in auto mode
-  bool sparse_step_ = true;          // what the last forward ran
+  bool sparse_step_ = true;  // what the last forward ran
   bool last_sparse_ = true;
   Tensor saved_src_;           // the input in the layout of the last forward
   Tensor dense_scratch_;       // dense mode: the scattered weight
@@ -325,19 +312,29 @@ class LinearNode final : public PrunableNode {
 };
 
 // Auto mode: the forward + backward-data + backward-weights time of the sparse
-// kernels against oneDNN, once per (O, I, batch, nnz) in the process.
-bool LinearNode::choose_sparse(int64_t batch) const {
+// kernels against oneDNN, once per (O, I, batch, nnz) in the graph.
+bool LinearNode::use_sparse(int64_t batch) {
+  if (kernels_ == SparseKernels::kSparse || kernels_ == SparseKernels::kDense)
+    return kernels_ == SparseKernels::kSparse;
   const kernels::LinearSparseWeights& w = *packed_;
   const int64_t O = w.out_features, I = w.in_features;
   char key[128], label[128];
   std::snprintf(key, sizeof key, "linear %lld %lld %lld %lld", static_cast<long long>(O),
                 static_cast<long long>(I), static_cast<long long>(batch),
                 static_cast<long long>(w.nnz));
-  std::snprintf(label, sizeof label, "linear %lld->%lld batch %lld density %.3f",
+  std::snprintf(label, sizeof label, "%lld->%lld batch %lld density %.3f",
                 static_cast<long long>(I), static_cast<long long>(O), static_cast<long long>(batch),
                 w.density());
   const kernels::LinearShape s = kernel_shape(batch);
-  return choose_sparse_kernels(key, label, [&] {
+  KernelChoice problem;
+  problem.layer = name();
+  problem.op = "linear";
+  problem.problem = key;
+  problem.shape = label;
+  problem.batch = batch;
+  problem.nnz = w.nnz;
+  problem.density = w.density();
+  return decide_sparse(kernels_, std::move(problem), [&] {
     Tensor src = Tensor::full({I, batch}, 0.5f);
     Tensor dst = Tensor::empty({O, batch});
     Tensor dsrc = Tensor::empty({I, batch});

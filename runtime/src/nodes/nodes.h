@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 
+#include "nodes/kernel_choice.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/node.h"
 
@@ -55,9 +57,11 @@ class UnaryNode : public Node {
 // A node whose weight can be compressed: linear and conv2d. See
 // Graph::compress for the semantics; the graph adds the optimizer state.
 
-// Kernels of a compressed layer: timed choice (sparse_choice.h), or forced.
-enum class SparseKernels : uint8_t { kAuto, kSparse, kDense };
+// Kernels of a compressed layer: chosen (kernel_choice.h: timed, or by the
+// fixed rule only), or forced.
+enum class SparseKernels : uint8_t { kAuto, kAutoFixed, kSparse, kDense };
 SparseKernels parse_sparse_kernels(const std::string& mode);  // throws Error naming --kernels
+const char* sparse_kernels_name(SparseKernels kernels);       // "auto", "auto-fixed", ...
 
 class PrunableNode : public Node {
  public:
@@ -91,8 +95,21 @@ class PrunableNode : public Node {
   // parameter gradients or with weight and bias frozen).
   int64_t weight_grad_passes() const { return weight_grad_passes_; }
 
+  // Where the node's kernel choices are made and recorded: its graph's book
+  // (Graph::add_node); a node outside a graph makes its own.
+  void set_choice_book(std::shared_ptr<KernelChoiceBook> book) { book_ = std::move(book); }
+
  protected:
+  // Whether a compressed layer runs `problem` (layer, op, problem key and
+  // description set) on the sparse kernels under mode `kernels`: forced, or
+  // asked of the book (kernel_choice.h), which calls `prepare` only to time.
+  bool decide_sparse(SparseKernels kernels, KernelChoice problem,
+                     const std::function<TimedSteps()>& prepare);
+
   int64_t weight_grad_passes_ = 0;
+
+ private:
+  std::shared_ptr<KernelChoiceBook> book_;
 };
 
 // Where one backward's weight and bias gradients go (BackwardArgs::param_grads,

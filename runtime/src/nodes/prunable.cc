@@ -10,7 +10,32 @@ SparseKernels parse_sparse_kernels(const std::string& mode) {
   if (mode == "auto") return SparseKernels::kAuto;
   if (mode == "sparse") return SparseKernels::kSparse;
   if (mode == "dense") return SparseKernels::kDense;
-  throw Error("--kernels: unknown kernels '" + mode + "' (expected sparse, dense or auto)");
+  if (mode == "auto-fixed") return SparseKernels::kAutoFixed;
+  throw Error("--kernels: unknown kernels '" + mode +
+              "' (expected sparse, dense, auto or auto-fixed)");
+}
+
+const char* sparse_kernels_name(SparseKernels kernels) {
+  switch (kernels) {
+    case SparseKernels::kAuto:
+      return "auto";
+    case SparseKernels::kAutoFixed:
+      return "auto-fixed";
+    case SparseKernels::kSparse:
+      return "sparse";
+    case SparseKernels::kDense:
+      return "dense";
+  }
+  return "auto";
+}
+
+bool PrunableNode::decide_sparse(SparseKernels kernels, KernelChoice problem,
+                                 const std::function<TimedSteps()>& prepare) {
+  if (kernels == SparseKernels::kSparse || kernels == SparseKernels::kDense)
+    return kernels == SparseKernels::kSparse;
+  if (!book_) book_ = std::make_shared<KernelChoiceBook>();
+  problem.kernels = sparse_kernels_name(kernels);
+  return book_->choose(std::move(problem), prepare);
 }
 
 GradTargets grad_targets(const BackwardArgs& args, Parameter& weight, Parameter* bias) {

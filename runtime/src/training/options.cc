@@ -242,10 +242,15 @@ Rows run_rows() {
           .at_least(0)
           .shown(),
       row("kernels", &TrainOptions::kernels, "--kernels", "kernels",
-          "Kernels of compressed linear layers: sparse | dense | auto (timed once per "
-          "shape and density)")
-          .one_of({"auto", "sparse", "dense"})
+          "Kernels of compressed conv and linear layers: sparse | dense | auto (timed once per "
+          "layer, shape and density; ties within 10% by the density rule) | auto-fixed (the "
+          "density rule only: the same choices on any machine)")
+          .one_of({"auto", "sparse", "dense", "auto-fixed"})
           .shown(),
+      row("kernel_choices", &TrainOptions::kernel_choices, "--kernel-choices", "kernel_choices",
+          "Replay the kernel choices recorded in this file (a run's kernel_choices.json, or its "
+          "folder), so the run repeats that one bit for bit")
+          .omitted_by_default(),
       row("sparse_storage", &TrainOptions::sparse_storage, "--sparse-storage", "sparsity.storage",
           "How pruned layers are held: compressed (nonzeros only, sparse kernels) | "
           "masked (dense weight + mask, dense kernels)")

@@ -23,6 +23,12 @@ void validate(const TrainOptions& o) {
   validate_sparsity_options(o);
   detail::validate_retrain_options(o);
   for (const auto& p : o.probes) make_probe(p);  // throws naming an unknown one
+  if (!o.kernel_choices.empty() && o.kernels != "auto" && o.kernels != "auto-fixed") {
+    throw Error(
+        "--kernel-choices replays the choices of --kernels auto or auto-fixed; with "
+        "--kernels " +
+        o.kernels + " every compressed layer is forced " + o.kernels + " (drop one of the two)");
+  }
 }
 
 TrainOptions recommended_options(const std::string& model) {

@@ -21,6 +21,7 @@
 #include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/files.h"
+#include "sparsetrain/kernel_choices.h"
 #include "sparsetrain/loss.h"
 #include "sparsetrain/optim.h"
 #include "sparsetrain/probes.h"
@@ -143,7 +144,8 @@ struct Trainer::Impl {
   int64_t epoch_seen = 0;
   double epoch_seconds = 0;  // time spent on the epoch in progress before a resume
   std::vector<EpochStats> history;
-  std::string init_note;  // what init_from / retrain did, for the run log
+  std::string init_note;     // what init_from / retrain did, for the run log
+  std::string choices_note;  // kernel choices replayed, for the run log
   std::vector<TrainerCallbacks> callbacks;
 
   // Everything after the graph and the data are in place.
@@ -201,6 +203,13 @@ void Trainer::add_callbacks(TrainerCallbacks callbacks) {
 void Trainer::Impl::start(Trainer& self) {
   Impl& m = *this;
   m.graph.set_sparse_kernels(m.options.kernels);
+  if (!m.options.kernel_choices.empty()) {
+    const std::string file = kernel_choices_file(m.options.kernel_choices);
+    const std::vector<KernelChoice> recorded = read_kernel_choices(file);
+    m.graph.replay_kernel_choices(recorded, "--kernel-choices " + file);
+    m.choices_note =
+        "kernel choices: replaying " + std::to_string(recorded.size()) + " from " + file + "\n";
+  }
   if (!m.options.init_from.empty() && m.options.resume_dir.empty()) {
     // Weights and fixed masks of a checkpoint (retrain.h); a resumed run has
     // its own and its options already resolved.
@@ -230,6 +239,7 @@ int64_t Trainer::steps_done() const { return impl_->step; }
 Graph& Trainer::graph() { return impl_->graph; }
 const Dataset& Trainer::train_data() const { return impl_->train; }
 const Dataset& Trainer::test_data() const { return impl_->test; }
+std::vector<KernelChoice> Trainer::kernel_choices() const { return impl_->graph.kernel_choices(); }
 
 float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
   Impl& m = *impl_;
@@ -296,6 +306,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
   meta["history"] = history.dump();
   meta["sample_shape"] = json({m.train.channels, m.train.height, m.train.width}).dump();
   meta["num_classes"] = std::to_string(m.train.num_classes);
+  // Replayed by --resume, so the resumed run takes the same kernels.
+  meta["kernel_choices"] = kernel_choices_to_json(m.graph.kernel_choices());
   // For people reading the file (the options above are exact).
   meta["recipe"] = detail::utf8_lossy(recipe_to_yaml(m.options));
   ck.save(path);
@@ -330,6 +342,13 @@ void Trainer::load_checkpoint(const std::string& path) {
   } catch (const json::exception& e) {
     throw Error(path + ": bad training state in the checkpoint metadata: " + e.what());
   }
+  if (const auto it = ck.metadata().find("kernel_choices"); it != ck.metadata().end()) {
+    const std::string where = path + ": metadata 'kernel_choices'";
+    const std::vector<KernelChoice> recorded = kernel_choices_from_json(it->second, where);
+    m.graph.replay_kernel_choices(recorded, where);
+    m.choices_note +=
+        "kernel choices: replaying " + std::to_string(recorded.size()) + " from the checkpoint\n";
+  }
   // The masks came back with the parameters; the phase follows from the step.
   m.sparsity->resume(m.step);
 }
@@ -354,7 +373,7 @@ TrainResult Trainer::run(std::ostream& log) {
     if (metrics.is_open())
       metrics << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
   };
-  fs::path ck_path;
+  fs::path ck_path, choices_path;
   if (!o.out_dir.empty()) {
     std::error_code ec;
     fs::create_directories(o.out_dir, ec);
@@ -369,10 +388,25 @@ TrainResult Trainer::run(std::ostream& log) {
     const bool resuming_here =
         !o.resume_dir.empty() && fs::equivalent(checkpoint_file(o.resume_dir), ck_path, ec);
     if (!resuming_here) check_checkpoint_target(ck_path.string(), "--out", {o.init_from}, o.force);
+    choices_path = fs::path(o.out_dir) / "kernel_choices.json";
     // The resolved recipe: `train --recipe <out>/recipe.yaml` repeats the run.
     const fs::path recipe_path = fs::path(o.out_dir) / "recipe.yaml";
     write_file_atomic(recipe_path.string(), recipe_to_yaml(o), "--out " + recipe_path.string());
   }
+  // The checkpoint and the kernel choices so far (replayed by --resume and
+  // --kernel-choices).
+  auto save_run = [&] {
+    if (ck_path.empty()) return;
+    save_checkpoint(ck_path.string());
+    write_kernel_choices(choices_path.string(), m.graph.kernel_choices());
+  };
+  // Each new kernel choice (training or evaluation batches) in the metrics.
+  std::size_t choices_emitted = 0;
+  auto emit_choices = [&] {
+    const std::vector<KernelChoice> made = m.graph.kernel_choices();
+    for (; choices_emitted < made.size(); ++choices_emitted)
+      emit(kernel_choice_event(made[choices_emitted]));
+  };
   // Snapshots for weight rewinding: the state after `epoch` epochs.
   auto save_snapshot = [&](int64_t epoch) {
     if (std::find(o.save_epochs.begin(), o.save_epochs.end(), epoch) == o.save_epochs.end()) return;
@@ -414,6 +448,7 @@ TrainResult Trainer::run(std::ostream& log) {
   log << "), batch " << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " ("
       << o.lr_schedule << "), " << kernels::num_threads() << " threads\n";
   if (!m.init_note.empty()) log << m.init_note << "\n";
+  log << m.choices_note;
   log_sparsity_header(log, *m.sparsity, m.graph, o.kernels);
   for (const SparsityEvent& ev : m.sparsity->take_events())
     emit(sparsity_event_json(ev, *m.sparsity, m.steps_per_epoch));
@@ -423,7 +458,9 @@ TrainResult Trainer::run(std::ostream& log) {
   log << table_header();
   for (const TrainerCallbacks& c : m.callbacks)
     if (c.on_start) c.on_start(*this);
-  for (const auto& e : m.history) log << table_row(e);
+  for (std::size_t i = 0; i < m.history.size(); ++i)
+    log << table_row(m.history[i])
+        << sparse_layers_note(i ? &m.history[i - 1] : nullptr, m.history[i]);
   log << std::flush;
   const bool tty = o.progress && ::isatty(STDOUT_FILENO) && &log == &std::cout;
   if (m.step == 0) save_snapshot(0);
@@ -441,6 +478,7 @@ TrainResult Trainer::run(std::ostream& log) {
     while (loader.next(batch)) {
       const float lr = m.schedule->lr(m.step);
       const float loss = step(batch.images, batch.labels);
+      emit_choices();
       peak = std::max(peak, m.graph.last_peak_bytes());
       ++m.batch_in_epoch;
       result.step_losses.push_back(loss);
@@ -468,7 +506,7 @@ TrainResult Trainer::run(std::ostream& log) {
     progress.finish();
     if (stopped) {
       m.epoch_seconds += seconds_since(t0);
-      if (!ck_path.empty()) save_checkpoint(ck_path.string());
+      save_run();
       result.interrupted = true;
       log << "stopped at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
           << m.batch_in_epoch << ")";
@@ -490,6 +528,7 @@ TrainResult Trainer::run(std::ostream& log) {
     e.peak_bytes = peak;
     e.sparse_layers = m.graph.sparse_layer_count();
     e.prunable_layers = m.graph.prunable_layer_count();
+    e.sparse_layer_names = m.graph.sparse_layer_names();
     e.phase = shown_phase(m.sparsity->phase(), m.graph);
     e.sparsity = sparsity_report(m.graph).prunable_sparsity();
     e.param_bytes = parameter_memory_bytes(m.graph, m.optimizer.get());
@@ -501,8 +540,10 @@ TrainResult Trainer::run(std::ostream& log) {
     for (auto& probe : probes) probe->detach();
     e.test_accuracy = ev.accuracy;
     e.test_loss = ev.loss;
+    emit_choices();
+    log << table_row(e) << sparse_layers_note(m.history.empty() ? nullptr : &m.history.back(), e)
+        << std::flush;
     m.history.push_back(e);
-    log << table_row(e) << std::flush;
     for (const TrainerCallbacks& c : m.callbacks)
       if (c.on_epoch_end) c.on_epoch_end(*this, e);
     json ej = epoch_to_json(e);
@@ -514,7 +555,7 @@ TrainResult Trainer::run(std::ostream& log) {
     m.epoch_correct = 0;
     m.epoch_seen = 0;
     m.epoch_seconds = 0;
-    if (!ck_path.empty()) save_checkpoint(ck_path.string());
+    save_run();
     save_snapshot(m.epoch);
   }
   result.epochs = m.history;

@@ -31,6 +31,7 @@ json epoch_to_json(const EpochStats& e) {
           {"peak_memory_bytes", e.peak_bytes},
           {"sparse_layers", e.sparse_layers},
           {"prunable_layers", e.prunable_layers},
+          {"sparse_layer_names", e.sparse_layer_names},
           {"phase", e.phase},
           {"sparsity", e.sparsity},
           {"param_memory_bytes", e.param_bytes}};
@@ -49,6 +50,7 @@ EpochStats epoch_from_json(const json& j) {
   e.peak_bytes = j.at("peak_memory_bytes").get<int64_t>();
   e.sparse_layers = j.value("sparse_layers", 0);
   e.prunable_layers = j.value("prunable_layers", 0);
+  e.sparse_layer_names = j.value("sparse_layer_names", std::vector<std::string>{});
   e.phase = j.value("phase", std::string("dense"));
   e.sparsity = j.value("sparsity", 0.0);
   e.param_bytes = j.value("param_memory_bytes", int64_t{0});
@@ -87,6 +89,22 @@ std::string table_row(const EpochStats& e) {
                 sparse.c_str(), 100.0 * e.sparsity, e.phase.c_str(),
                 format_bytes(e.param_bytes).c_str());
   return line;
+}
+
+std::string sparse_layers_note(const EpochStats* previous, const EpochStats& e) {
+  const std::vector<std::string> before =
+      previous == nullptr ? std::vector<std::string>{} : previous->sparse_layer_names;
+  if (e.sparse_layer_names == before) return {};
+  std::string names;
+  for (const std::string& n : e.sparse_layer_names) names += (names.empty() ? "" : ", ") + n;
+  return "       sparse kernels (" + std::to_string(e.sparse_layers) + "/" +
+         std::to_string(e.prunable_layers) + "): " + (names.empty() ? "none" : names) + "\n";
+}
+
+json kernel_choice_event(const KernelChoice& c) {
+  json j = json::parse(kernel_choices_to_json({c})).at("choices").at(0);
+  j["event"] = "kernel_choice";
+  return j;
 }
 
 // The phase shown in the table: the method's, except that a run whose masks

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sparsetrain/graph.h"
+#include "sparsetrain/kernel_choices.h"
 #include "sparsetrain/sparsity.h"
 #include "sparsetrain/trainer.h"
 
@@ -89,6 +90,12 @@ EpochStats epoch_from_json(const json& j);
 std::string format_bytes(int64_t bytes);
 std::string table_header();
 std::string table_row(const EpochStats& e);
+// The line under a table row naming the layers on the sparse kernels, when
+// they differ from the previous epoch's (null: none); empty otherwise.
+std::string sparse_layers_note(const EpochStats* previous, const EpochStats& e);
+// A kernel choice as a metrics event ("event": "kernel_choice" and the
+// fields of kernel_choices_to_json).
+json kernel_choice_event(const KernelChoice& c);
 const char* shown_phase(SparsityPhase phase, Graph& graph);
 std::string densities_text(const std::vector<PrunableLayer>& layers,
                            const std::vector<double>& densities);
