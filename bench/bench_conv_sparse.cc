@@ -317,19 +317,19 @@ void register_all() {
           [s, p](benchmark::State& st) { bm_dense(st, s, p); });
     for (double sp : kSparsities) {
       const std::string suffix = case_name(c) + sparsity_name(sp);
-      for (const sk::ConvGatherKernel& k : sk::conv_sparse_fwd_kernels()) {
+      for (const sk::ConvGatherKernel& k : sk::conv_sparse_kernel_lists().fwd) {
         if (!sk::isa_supported(k.isa)) continue;
         reg(std::string("sparse/") + k.name + suffix, [s, sp, &k](benchmark::State& st) {
           bm_sparse(st, s, sp, {&k, nullptr, nullptr}, kFwd);
         });
       }
-      for (const sk::ConvGatherKernel& k : sk::conv_sparse_bwd_data_kernels()) {
+      for (const sk::ConvGatherKernel& k : sk::conv_sparse_kernel_lists().bwd_data) {
         if (!sk::isa_supported(k.isa)) continue;
         reg(std::string("sparse/") + k.name + suffix, [s, sp, &k](benchmark::State& st) {
           bm_sparse(st, s, sp, {nullptr, &k, nullptr}, kBwdData);
         });
       }
-      for (const sk::ConvSddmmKernel& k : sk::conv_sparse_bwd_weights_kernels()) {
+      for (const sk::ConvSddmmKernel& k : sk::conv_sparse_kernel_lists().bwd_weights) {
         if (!sk::isa_supported(k.isa)) continue;
         reg(std::string("sparse/") + k.name + suffix, [s, sp, &k](benchmark::State& st) {
           bm_sparse(st, s, sp, {nullptr, nullptr, &k}, kBwdWeights);

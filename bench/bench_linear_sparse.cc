@@ -350,17 +350,17 @@ void register_all() {
     }
     for (double sp : kSparsities) {
       const std::string suffix = case_suffix(s, sp);
-      for (const sk::SpmmKernel& k : sk::linear_sparse_fwd_kernels()) {
+      for (const sk::SpmmKernel& k : sk::linear_sparse_kernel_lists().fwd) {
         if (!sk::isa_supported(k.isa)) continue;
         reg(std::string("sparse/") + k.name + suffix,
             [&k, s, sp](benchmark::State& st) { sparse_fwd(st, &k, s, sp); });
       }
-      for (const sk::SpmmKernel& k : sk::linear_sparse_bwd_data_kernels()) {
+      for (const sk::SpmmKernel& k : sk::linear_sparse_kernel_lists().bwd_data) {
         if (!sk::isa_supported(k.isa)) continue;
         reg(std::string("sparse/") + k.name + suffix,
             [&k, s, sp](benchmark::State& st) { sparse_bwd_data(st, &k, s, sp); });
       }
-      for (const sk::SddmmKernel& k : sk::linear_sparse_bwd_weights_kernels()) {
+      for (const sk::SddmmKernel& k : sk::linear_sparse_kernel_lists().bwd_weights) {
         if (!sk::isa_supported(k.isa)) continue;
         reg(std::string("sparse/") + k.name + suffix,
             [&k, s, sp](benchmark::State& st) { sparse_bwd_weights(st, &k, s, sp); });

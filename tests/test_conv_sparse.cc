@@ -492,11 +492,11 @@ TEST(ConvSparseFormat, MemoryGrowsWithTheEntries) {
 
 Kernels kernels_of(Isa isa) {
   Kernels k;
-  for (const ConvGatherKernel& x : conv_sparse_fwd_kernels())
+  for (const ConvGatherKernel& x : conv_sparse_kernel_lists().fwd)
     if (x.isa == isa && !k.fwd) k.fwd = &x;
-  for (const ConvGatherKernel& x : conv_sparse_bwd_data_kernels())
+  for (const ConvGatherKernel& x : conv_sparse_kernel_lists().bwd_data)
     if (x.isa == isa && !k.bwd_data) k.bwd_data = &x;
-  for (const ConvSddmmKernel& x : conv_sparse_bwd_weights_kernels())
+  for (const ConvSddmmKernel& x : conv_sparse_kernel_lists().bwd_weights)
     if (x.isa == isa && !k.bwd_weights) k.bwd_weights = &x;
   return k;
 }
@@ -507,11 +507,11 @@ Kernels kernels_of(Isa isa) {
 std::vector<Kernels> all_kernels_of(Isa isa) {
   std::vector<const ConvGatherKernel*> fwd, bwd_data;
   std::vector<const ConvSddmmKernel*> bwd_weights;
-  for (const ConvGatherKernel& x : conv_sparse_fwd_kernels())
+  for (const ConvGatherKernel& x : conv_sparse_kernel_lists().fwd)
     if (x.isa == isa) fwd.push_back(&x);
-  for (const ConvGatherKernel& x : conv_sparse_bwd_data_kernels())
+  for (const ConvGatherKernel& x : conv_sparse_kernel_lists().bwd_data)
     if (x.isa == isa) bwd_data.push_back(&x);
-  for (const ConvSddmmKernel& x : conv_sparse_bwd_weights_kernels())
+  for (const ConvSddmmKernel& x : conv_sparse_kernel_lists().bwd_weights)
     if (x.isa == isa) bwd_weights.push_back(&x);
   std::vector<Kernels> out;
   const std::size_t count = std::max({fwd.size(), bwd_data.size(), bwd_weights.size()});
@@ -715,9 +715,9 @@ TEST(ConvSparseRegistry, ListsEndWithRefAndNamesSayTheIsa) {
       }
     }
   };
-  check(conv_sparse_fwd_kernels(), "fwd");
-  check(conv_sparse_bwd_data_kernels(), "bwd_data");
-  check(conv_sparse_bwd_weights_kernels(), "bwd_weights");
+  check(conv_sparse_kernel_lists().fwd, "fwd");
+  check(conv_sparse_kernel_lists().bwd_data, "bwd_data");
+  check(conv_sparse_kernel_lists().bwd_weights, "bwd_weights");
 }
 
 TEST(ConvSparseRegistry, PicksTheBestKernelAtMostTheRequestedIsa) {

@@ -435,11 +435,11 @@ class LinearSparseKernelTest : public ::testing::TestWithParam<Isa> {
  protected:
   void SetUp() override {
     if (!isa_supported(GetParam())) GTEST_SKIP() << "this CPU lacks " << isa_name(GetParam());
-    for (const SpmmKernel& k : linear_sparse_fwd_kernels())
+    for (const SpmmKernel& k : linear_sparse_kernel_lists().fwd)
       if (k.isa == GetParam()) kernels_.fwd = &k;
-    for (const SpmmKernel& k : linear_sparse_bwd_data_kernels())
+    for (const SpmmKernel& k : linear_sparse_kernel_lists().bwd_data)
       if (k.isa == GetParam()) kernels_.bwd_data = &k;
-    for (const SddmmKernel& k : linear_sparse_bwd_weights_kernels())
+    for (const SddmmKernel& k : linear_sparse_kernel_lists().bwd_weights)
       if (k.isa == GetParam()) kernels_.bwd_weights = &k;
     ASSERT_NE(kernels_.fwd, nullptr);
     ASSERT_NE(kernels_.bwd_data, nullptr);
@@ -662,9 +662,9 @@ TEST(LinearSparseRegistry, ListsEndWithRefAndNamesSayTheIsa) {
       }
     }
   };
-  check(linear_sparse_fwd_kernels());
-  check(linear_sparse_bwd_data_kernels());
-  check(linear_sparse_bwd_weights_kernels());
+  check(linear_sparse_kernel_lists().fwd);
+  check(linear_sparse_kernel_lists().bwd_data);
+  check(linear_sparse_kernel_lists().bwd_weights);
 }
 
 TEST(LinearSparseRegistry, PicksTheBestKernelAtMostTheRequestedIsa) {

@@ -129,14 +129,19 @@ Comparison compare(int warmup, int reps, int forms, CacheState cache,
 
 // --- the report -----------------------------------------------------------------
 
-LayerReport layer_report(const Comparison& c, int reps, CacheState cache, const std::string& isa,
-                         const std::function<std::string(int, int)>& describe) {
+LayerReport measure_layer(const BenchLayerOptions& options, double sparsity, const std::string& isa,
+                          int forms, const std::function<void(int, int)>& dense,
+                          const PassFn& sparse,
+                          const std::function<std::string(int, int)>& describe) {
+  const CacheState cache = parse_cache(options.cache);
+  const Comparison c = compare(options.warmup, options.reps, forms, cache, dense, sparse);
   LayerReport r;
   r.t = c.t;
   r.threads = kernels::num_threads();
-  r.reps = reps;
+  r.reps = options.reps;
   r.cache = cache;
   r.isa = isa;
+  r.sparsity = sparsity;
   for (int pass = kFwd; pass <= kBwdWeights; ++pass) {
     if (!r.dense_impl.empty()) r.dense_impl += " ";
     r.dense_impl += std::string(kPassNames[pass]) + "=" + describe(c.form[pass], pass);

@@ -108,11 +108,15 @@ struct LayerReport {
   PassTimes t;
 };
 
-// A report of comparison `c` (times, thread count, reps, ISA); dense_impl
-// lists the chosen form of each pass as "fwd=<form>:<impl> bwd_data=...",
-// describe(form, pass) giving "<form>:<impl>". The caller adds the rest.
-LayerReport layer_report(const Comparison& c, int reps, CacheState cache, const std::string& isa,
-                         const std::function<std::string(int, int)>& describe);
+// compare() of the dense `forms` against the sparse side under the options'
+// --warmup, --reps and --cache, and its report (times, thread count, reps,
+// cache, ISA, sparsity); dense_impl lists the chosen form of each pass as
+// "fwd=<form>:<impl> bwd_data=...", describe(form, pass) giving
+// "<form>:<impl>". The caller adds the rest.
+LayerReport measure_layer(const BenchLayerOptions& options, double sparsity, const std::string& isa,
+                          int forms, const std::function<void(int, int)>& dense,
+                          const PassFn& sparse,
+                          const std::function<std::string(int, int)>& describe);
 
 nlohmann::ordered_json to_json(const LayerReport& r);
 // The table of one sparsity, or the sweep's rows as they come.

@@ -153,16 +153,13 @@ LayerReport measure(const BenchConvCommand& cmd, double sparsity) {
   build(p, cmd, sparsity);
   const sk::Conv2dShape& s = p.shape;
 
-  const CacheState cache = parse_cache(cmd.cache);
-  const Comparison c = compare(
-      cmd.warmup, cmd.reps, kNumLayouts, cache,
+  LayerReport r = measure_layer(
+      cmd, sparsity, sk::isa_name(isa), kNumLayouts,
       [&](int f, int pass) { run_dense(p, pass, kDenseLayouts[f]); },
-      [&](int pass) { run_sparse(p, pass, isa); });
-  std::array<std::array<std::string, kNumKernelPasses>, kNumLayouts> impls;
-  for (int f = 0; f < kNumLayouts; ++f) impls[f] = dense_impls(s, kDenseLayouts[f]);
-  LayerReport r = layer_report(c, cmd.reps, cache, sk::isa_name(isa), [&](int f, int pass) {
-    return std::string(kLayoutNames[f]) + ":" + impls[f][pass];
-  });
+      [&](int pass) { run_sparse(p, pass, isa); },
+      [&](int f, int pass) {
+        return std::string(kLayoutNames[f]) + ":" + dense_impls(s, kDenseLayouts[f])[pass];
+      });
   r.command = "conv";
   r.shape = {{"cin", s.in_channels}, {"cout", s.out_channels}, {"hw", s.in_h},
              {"k", s.kernel_h},      {"stride", s.stride_h},   {"padding", s.pad_h},
@@ -176,7 +173,6 @@ LayerReport measure(const BenchConvCommand& cmd, double sparsity) {
                  std::to_string(s.in_w) + " k" + std::to_string(cmd.k) + " s" +
                  std::to_string(cmd.stride);
   r.dense_name = "oneDNN convolution";
-  r.sparsity = sparsity;
   r.nnz = p.w.nnz;
   r.dense_size = p.w.dense_size();
   r.dense_flop = static_cast<double>(s.flops());

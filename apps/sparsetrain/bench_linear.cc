@@ -178,14 +178,11 @@ LayerReport measure(const BenchLinearCommand& cmd, double sparsity) {
   build(p, cmd, sparsity);
   dnnl::stream& stream = sk::dnnl_thread_stream();
 
-  const CacheState cache = parse_cache(cmd.cache);
-  const Comparison c = compare(
-      cmd.warmup, cmd.reps, kNumForms, cache,
+  LayerReport r = measure_layer(
+      cmd, sparsity, sk::isa_name(isa), kNumForms,
       [&](int f, int pass) { p.dense[f][pass].run(stream); },
-      [&](int pass) { run_sparse(p, pass, kernels); });
-  LayerReport r = layer_report(c, cmd.reps, cache, sk::isa_name(isa), [&](int f, int pass) {
-    return std::string(kFormNames[f]) + ":" + p.dense[f][pass].impl;
-  });
+      [&](int pass) { run_sparse(p, pass, kernels); },
+      [&](int f, int pass) { return std::string(kFormNames[f]) + ":" + p.dense[f][pass].impl; });
   r.command = "linear";
   r.shape = {{"in", p.in}, {"out", p.out}, {"batch", p.batch}};
   r.shape_line = "batch " + std::to_string(p.batch) + " x " + std::to_string(p.in) + " -> " +
@@ -193,7 +190,6 @@ LayerReport measure(const BenchLinearCommand& cmd, double sparsity) {
   r.plot_title =
       "b" + std::to_string(p.batch) + " " + std::to_string(p.in) + "->" + std::to_string(p.out);
   r.dense_name = "oneDNN matmul";
-  r.sparsity = sparsity;
   r.nnz = p.w.nnz;
   r.dense_size = p.in * p.out;
   r.dense_flop = 2.0 * static_cast<double>(p.in * p.out * p.batch);

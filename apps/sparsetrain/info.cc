@@ -36,26 +36,7 @@ int run_info(InfoCommand& cmd) {
   char eigen_ver[32];
   std::snprintf(eigen_ver, sizeof eigen_ver, "%d.%d.%d", EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION,
                 EIGEN_MINOR_VERSION);
-  const std::vector<std::pair<const char*, bool>> features = {{"sse4.2", cpu.sse42},
-                                                              {"avx", cpu.avx},
-                                                              {"avx2", cpu.avx2},
-                                                              {"fma", cpu.fma},
-                                                              {"f16c", cpu.f16c},
-                                                              {"bmi2", cpu.bmi2},
-                                                              {"avx512f", cpu.avx512f},
-                                                              {"avx512cd", cpu.avx512cd},
-                                                              {"avx512bw", cpu.avx512bw},
-                                                              {"avx512dq", cpu.avx512dq},
-                                                              {"avx512vl", cpu.avx512vl},
-                                                              {"avx512_vnni", cpu.avx512_vnni},
-                                                              {"avx512_bf16", cpu.avx512_bf16},
-                                                              {"avx512_vbmi2", cpu.avx512_vbmi2},
-                                                              {"amx_tile", cpu.amx_tile},
-                                                              {"amx_bf16", cpu.amx_bf16},
-                                                              {"amx_int8", cpu.amx_int8}};
-  std::string present;
-  for (const auto& [name, on] : features)
-    if (on) present += (present.empty() ? "" : " ") + std::string(name);
+  const std::string present = kernels::cpu_feature_names(cpu);
   const std::string conv_layout = layout_name(nodes::dense_conv_layout());
   const int threads = kernels::num_threads();
   const kernels::LinearSparseKernels sparse = kernels::linear_sparse_kernels(active);

@@ -25,22 +25,29 @@ namespace {
 
 bool supports_all(const BatchNormDesc&) { return true; }
 
-constexpr BatchNormKernel kKernels[] = {
-    {"dnnl", Isa::kAvx2, batchnorm_dnnl_supports, batchnorm_forward_training_dnnl,
-     batchnorm_backward_dnnl, batchnorm_forward_inference_dnnl, batchnorm_backward_inference_dnnl},
-    {"avx512", Isa::kAvx512, batchnorm_avx512_supports, batchnorm_forward_training_avx512,
-     batchnorm_backward_avx512, batchnorm_forward_inference_avx512,
-     batchnorm_backward_inference_avx512},
-    {"tbb", Isa::kAvx2, supports_all, batchnorm_forward_training_tbb, batchnorm_backward_tbb,
-     batchnorm_forward_inference_tbb, batchnorm_backward_inference_tbb},
-    {"ref", Isa::kRef, supports_all, batchnorm_forward_training_ref, batchnorm_backward_ref,
-     batchnorm_forward_inference_ref, batchnorm_backward_inference_ref},
-};
-
-constexpr KernelList<BatchNormKernel> kList(kKernels);
+constexpr BatchNormKernel kDnnl = {"dnnl",
+                                   Isa::kAvx2,
+                                   batchnorm_dnnl_supports,
+                                   batchnorm_forward_training_dnnl,
+                                   batchnorm_backward_dnnl,
+                                   batchnorm_forward_inference_dnnl,
+                                   batchnorm_backward_inference_dnnl};
+constexpr BatchNormKernel kRef = {"ref",
+                                  Isa::kRef,
+                                  supports_all,
+                                  batchnorm_forward_training_ref,
+                                  batchnorm_backward_ref,
+                                  batchnorm_forward_inference_ref,
+                                  batchnorm_backward_inference_ref};
 
 }  // namespace
 
-const KernelList<BatchNormKernel>& batchnorm_kernels() { return kList; }
+const KernelList<BatchNormKernel>& batchnorm_kernels() {
+  // The TBB entries are defined beside their loops; copied here on first use.
+  static const BatchNormKernel kernels[] = {kDnnl, batchnorm_avx512_kernel, batchnorm_tbb_kernel,
+                                            kRef};
+  static const KernelList<BatchNormKernel> list(kernels);
+  return list;
+}
 
 }  // namespace sparsetrain::kernels

@@ -43,34 +43,34 @@ struct BatchNormDesc {
 
 // --- training: batch statistics ---------------------------------------------
 // dst (N, C, H, W); mean, rstd (C): saved for backward.
-using BatchNormForwardTrainingFn = void (*)(float* dst, float* mean, float* rstd, const float* src,
-                                            const float* gamma, const float* beta,
-                                            const BatchNormDesc& desc);
+using BatchNormForwardTrainingFn = void(float* dst, float* mean, float* rstd, const float* src,
+                                        const float* gamma, const float* beta,
+                                        const BatchNormDesc& desc);
 // Gradient through the batch statistics:
 //   diff_beta  += sum(diff_dst)
 //   diff_gamma += sum(diff_dst * xhat)
 //   diff_src    = gamma * rstd * (diff_dst - mean(diff_dst) - xhat * mean(diff_dst * xhat))
 // diff_src may be null (only the parameter gradients are wanted).
 // beta is read only with desc.relu (to recompute the ReLU's mask).
-using BatchNormBackwardFn = void (*)(float* diff_src, float* diff_gamma, float* diff_beta,
-                                     const float* diff_dst, const float* src, const float* gamma,
-                                     const float* beta, const float* mean, const float* rstd,
-                                     const BatchNormDesc& desc);
+using BatchNormBackwardFn = void(float* diff_src, float* diff_gamma, float* diff_beta,
+                                 const float* diff_dst, const float* src, const float* gamma,
+                                 const float* beta, const float* mean, const float* rstd,
+                                 const BatchNormDesc& desc);
 
 // --- inference: fixed statistics ---------------------------------------------
 // dst (N, C, H, W); mean, var (C): the running statistics.
-using BatchNormForwardInferenceFn = void (*)(float* dst, const float* src, const float* gamma,
-                                             const float* beta, const float* mean, const float* var,
-                                             const BatchNormDesc& desc);
+using BatchNormForwardInferenceFn = void(float* dst, const float* src, const float* gamma,
+                                         const float* beta, const float* mean, const float* var,
+                                         const BatchNormDesc& desc);
 // Gradient when the statistics are constants (inference mode: saliency,
 // frozen BatchNorm):
 //   diff_beta  += sum(diff_dst),  diff_gamma += sum(diff_dst * xhat)
 //   diff_src    = gamma * rstd * diff_dst
 // diff_src may be null.
-using BatchNormBackwardInferenceFn = void (*)(float* diff_src, float* diff_gamma, float* diff_beta,
-                                              const float* diff_dst, const float* src,
-                                              const float* gamma, const float* mean,
-                                              const float* var, const BatchNormDesc& desc);
+using BatchNormBackwardInferenceFn = void(float* diff_src, float* diff_gamma, float* diff_beta,
+                                          const float* diff_dst, const float* src,
+                                          const float* gamma, const float* mean, const float* var,
+                                          const BatchNormDesc& desc);
 
 // One implementation of the op.
 struct BatchNormKernel {
@@ -78,10 +78,10 @@ struct BatchNormKernel {
   Isa isa;           // kernels/common/kernel_list.h
   // Whether this implementation handles (and is meant for) `desc`.
   bool (*supports)(const BatchNormDesc& desc);
-  BatchNormForwardTrainingFn forward_training;
-  BatchNormBackwardFn backward;
-  BatchNormForwardInferenceFn forward_inference;
-  BatchNormBackwardInferenceFn backward_inference;
+  BatchNormForwardTrainingFn* forward_training;
+  BatchNormBackwardFn* backward;
+  BatchNormForwardInferenceFn* forward_inference;
+  BatchNormBackwardInferenceFn* backward_inference;
 };
 
 // Every implementation, most preferred first; the scalar reference is last
@@ -99,74 +99,32 @@ void batchnorm_update_running_stats(float* running_mean, float* running_var, con
                                     float momentum, float eps);
 
 // --- implementations ------------------------------------------------------------
+// Each declared by its pass's function type above.
+
 // Scalar reference: plain loops over offset4, double accumulation.
-void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const float* src,
-                                    const float* gamma, const float* beta,
-                                    const BatchNormDesc& desc);
-void batchnorm_backward_ref(float* diff_src, float* diff_gamma, float* diff_beta,
-                            const float* diff_dst, const float* src, const float* gamma,
-                            const float* beta, const float* mean, const float* rstd,
-                            const BatchNormDesc& desc);
-void batchnorm_forward_inference_ref(float* dst, const float* src, const float* gamma,
-                                     const float* beta, const float* mean, const float* var,
-                                     const BatchNormDesc& desc);
-void batchnorm_backward_inference_ref(float* diff_src, float* diff_gamma, float* diff_beta,
-                                      const float* diff_dst, const float* src, const float* gamma,
-                                      const float* mean, const float* var,
-                                      const BatchNormDesc& desc);
+BatchNormForwardTrainingFn batchnorm_forward_training_ref;
+BatchNormBackwardFn batchnorm_backward_ref;
+BatchNormForwardInferenceFn batchnorm_forward_inference_ref;
+BatchNormBackwardInferenceFn batchnorm_backward_inference_ref;
 
-// Vectorisable C++ over TBB: one channel per task, so a channel's values are
-// still in L2 when the second pass reads them (channel-planar layouts), or
-// fixed pixel blocks with a deterministic reduction (channel-last layouts).
-void batchnorm_forward_training_tbb(float* dst, float* mean, float* rstd, const float* src,
-                                    const float* gamma, const float* beta,
-                                    const BatchNormDesc& desc);
-void batchnorm_backward_tbb(float* diff_src, float* diff_gamma, float* diff_beta,
-                            const float* diff_dst, const float* src, const float* gamma,
-                            const float* beta, const float* mean, const float* rstd,
-                            const BatchNormDesc& desc);
-void batchnorm_forward_inference_tbb(float* dst, const float* src, const float* gamma,
-                                     const float* beta, const float* mean, const float* var,
-                                     const BatchNormDesc& desc);
-void batchnorm_backward_inference_tbb(float* diff_src, float* diff_gamma, float* diff_beta,
-                                      const float* diff_dst, const float* src, const float* gamma,
-                                      const float* mean, const float* var,
-                                      const BatchNormDesc& desc);
-
-// The same loops compiled for AVX-512 (batchnorm_avx512.cc); supported when
-// the CPU has AVX-512 and SPARSETRAIN_ISA does not cap it below.
-bool batchnorm_avx512_supports(const BatchNormDesc& desc);
-void batchnorm_forward_training_avx512(float* dst, float* mean, float* rstd, const float* src,
-                                       const float* gamma, const float* beta,
-                                       const BatchNormDesc& desc);
-void batchnorm_backward_avx512(float* diff_src, float* diff_gamma, float* diff_beta,
-                               const float* diff_dst, const float* src, const float* gamma,
-                               const float* beta, const float* mean, const float* rstd,
-                               const BatchNormDesc& desc);
-void batchnorm_forward_inference_avx512(float* dst, const float* src, const float* gamma,
-                                        const float* beta, const float* mean, const float* var,
-                                        const BatchNormDesc& desc);
-void batchnorm_backward_inference_avx512(float* diff_src, float* diff_gamma, float* diff_beta,
-                                         const float* diff_dst, const float* src,
-                                         const float* gamma, const float* mean, const float* var,
-                                         const BatchNormDesc& desc);
+// Vectorisable C++ over TBB (batchnorm_tbb_impl.h): one channel per task, so
+// a channel's values are still in L2 when the second pass reads them
+// (channel-planar layouts), or fixed pixel blocks with a deterministic
+// reduction (channel-last layouts). The same loops are compiled twice: for
+// baseline x86-64 ("tbb", batchnorm_tbb.cc) and for AVX-512 ("avx512",
+// batchnorm_avx512.cc; supported when the CPU has AVX-512 and SPARSETRAIN_ISA
+// does not cap it below). Each is its entry of batchnorm_kernels(),
+// constant-initialised, so nothing compiled for AVX-512 runs to build the
+// list.
+extern const BatchNormKernel batchnorm_tbb_kernel;
+extern const BatchNormKernel batchnorm_avx512_kernel;
 
 // oneDNN batch_normalization primitives, cached per shape (its JIT kernels
 // cover channel-last data; its channel-planar path is a slow generic loop).
 bool batchnorm_dnnl_supports(const BatchNormDesc& desc);
-void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const float* src,
-                                     const float* gamma, const float* beta,
-                                     const BatchNormDesc& desc);
-void batchnorm_backward_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,
-                             const float* diff_dst, const float* src, const float* gamma,
-                             const float* beta, const float* mean, const float* rstd,
-                             const BatchNormDesc& desc);
-void batchnorm_forward_inference_dnnl(float* dst, const float* src, const float* gamma,
-                                      const float* beta, const float* mean, const float* var,
-                                      const BatchNormDesc& desc);
-void batchnorm_backward_inference_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,
-                                       const float* diff_dst, const float* src, const float* gamma,
-                                       const float* mean, const float* var,
-                                       const BatchNormDesc& desc);
+BatchNormForwardTrainingFn batchnorm_forward_training_dnnl;
+BatchNormBackwardFn batchnorm_backward_dnnl;
+BatchNormForwardInferenceFn batchnorm_forward_inference_dnnl;
+BatchNormBackwardInferenceFn batchnorm_backward_inference_dnnl;
 
 }  // namespace sparsetrain::kernels

@@ -69,17 +69,6 @@ std::shared_ptr<const Primitives> primitives(const BatchNormDesc& d) {
   return dnnl_cached<Primitives>(key, [&] { return make_primitives(d); });
 }
 
-// Runs a primitive and waits; a oneDNN error here is a bug and aborts.
-void run(const dnnl::primitive& primitive, const std::unordered_map<int, memory>& args,
-         const char* what) {
-  try {
-    primitive.execute(dnnl_thread_stream(), args);
-    dnnl_thread_stream().wait();
-  } catch (const dnnl::error& error) {
-    dnnl_fail(error, what);
-  }
-}
-
 // The arguments every pass reads: src and the per-channel tensors.
 std::unordered_map<int, memory> stat_args(const Primitives& p, const float* src, const float* gamma,
                                           const float* beta, const float* mean, const float* var) {
@@ -119,7 +108,7 @@ void run_backward(const BnBackward& primitive, const Primitives& p, float* diff_
   args.emplace(DNNL_ARG_DIFF_SRC, dnnl_wrap(p.data, diff_src));
   args.emplace(DNNL_ARG_DIFF_SCALE, dnnl_wrap(p.stat, dgamma));
   args.emplace(DNNL_ARG_DIFF_SHIFT, dnnl_wrap(p.stat, dbeta));
-  run(primitive, args, "batchnorm backward");
+  dnnl_run(primitive, args, "batchnorm backward");
   for (int64_t c = 0; c < d.c; ++c) {
     diff_gamma[c] += dgamma[c];
     diff_beta[c] += dbeta[c];
@@ -141,7 +130,7 @@ void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const
   float* var = channel_scratch(kVariance, d);
   auto args = stat_args(*p, src, gamma, beta, mean, var);
   args.emplace(DNNL_ARG_DST, dnnl_wrap(p->data, dst));
-  run(p->forward_training, args, "batchnorm forward training");
+  dnnl_run(p->forward_training, args, "batchnorm forward training");
   for (int64_t c = 0; c < d.c; ++c)
     rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + d.eps));
 }
@@ -161,7 +150,7 @@ void batchnorm_forward_inference_dnnl(float* dst, const float* src, const float*
   const auto p = primitives(d);
   auto args = stat_args(*p, src, gamma, beta, mean, var);
   args.emplace(DNNL_ARG_DST, dnnl_wrap(p->data, dst));
-  run(p->forward_inference, args, "batchnorm forward inference");
+  dnnl_run(p->forward_inference, args, "batchnorm forward inference");
 }
 
 void batchnorm_backward_inference_dnnl(float* diff_src, float* diff_gamma, float* diff_beta,

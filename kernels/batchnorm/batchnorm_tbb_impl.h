@@ -381,26 +381,38 @@ inline void normalize_run(float* __restrict y, const float* __restrict x, int64_
   }
 }
 
+// The element-wise passes (normalise, input gradient) in either layout:
+// planar(offset, len, channel) on every run of a channel-planar layout, or
+// pixel(px) on every pixel (all its channels) of a channel-last one; in
+// parallel.
+template <typename PlanarBody, typename PixelBody>
+void map_layout(const BatchNormDesc& d, PlanarBody&& planar, PixelBody&& pixel) {
+  Planar p;
+  if (is_planar(d, &p)) {
+    planar_map(p, planar);
+    return;
+  }
+  for_each_pixel_block(d, [&](int64_t begin, int64_t end, int64_t) {
+    for (int64_t px = begin; px < end; ++px) pixel(px);
+  });
+}
+
 template <bool kRelu>
 void normalize(float* dst, const float* src, const float* mean, const float* scale,
                const float* shift, const BatchNormDesc& d) {
   const auto out = [](float v) { return kRelu ? relu(v) : v; };
-  Planar p;
-  if (is_planar(d, &p)) {
-    planar_map(p, [&](int64_t o, int64_t len, int64_t c) {
-      normalize_run<kRelu>(dst + o, src + o, len, mean[c], scale[c], shift[c]);
-    });
-    return;
-  }
   const int64_t C = d.c;
-  for_each_pixel_block(d, [&](int64_t begin, int64_t end, int64_t) {
-    for (int64_t px = begin; px < end; ++px) {
-      float* __restrict y = dst + px * C;
-      const float* __restrict x = src + px * C;
+  map_layout(
+      d,
+      [&](int64_t o, int64_t len, int64_t c) {
+        normalize_run<kRelu>(dst + o, src + o, len, mean[c], scale[c], shift[c]);
+      },
+      [&](int64_t px) {
+        float* __restrict y = dst + px * C;
+        const float* __restrict x = src + px * C;
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) y[c] = out(normalized(x[c], mean[c], scale[c], shift[c]));
-    }
-  });
+        for (int64_t c = 0; c < C; ++c) y[c] = out(normalized(x[c], mean[c], scale[c], shift[c]));
+      });
 }
 
 // diff_src = k * (g - mean_dy - (x - mean) * coef) per channel, g = dy or
@@ -422,27 +434,23 @@ template <bool kRelu>
 void input_gradient(float* diff_src, const float* diff_dst, const float* src, const float* mean,
                     const float* k, const float* shift, const float* mean_dy, const float* coef,
                     const BatchNormDesc& d) {
-  Planar p;
-  if (is_planar(d, &p)) {
-    planar_map(p, [&](int64_t o, int64_t len, int64_t c) {
-      input_gradient_run<kRelu>(diff_src + o, diff_dst + o, src + o, len, mean[c], k[c],
-                                kRelu ? shift[c] : 0.0f, mean_dy[c], coef[c]);
-    });
-    return;
-  }
   const int64_t C = d.c;
-  for_each_pixel_block(d, [&](int64_t begin, int64_t end, int64_t) {
-    for (int64_t px = begin; px < end; ++px) {
-      float* __restrict dx = diff_src + px * C;
-      const float* __restrict dy = diff_dst + px * C;
-      const float* __restrict x = src + px * C;
+  map_layout(
+      d,
+      [&](int64_t o, int64_t len, int64_t c) {
+        input_gradient_run<kRelu>(diff_src + o, diff_dst + o, src + o, len, mean[c], k[c],
+                                  kRelu ? shift[c] : 0.0f, mean_dy[c], coef[c]);
+      },
+      [&](int64_t px) {
+        float* __restrict dx = diff_src + px * C;
+        const float* __restrict dy = diff_dst + px * C;
+        const float* __restrict x = src + px * C;
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) {
-        const float g = kRelu ? relu_keeps(dy[c], x[c], mean[c], k[c], shift[c]) : dy[c];
-        dx[c] = k[c] * (g - mean_dy[c] - (x[c] - mean[c]) * coef[c]);
-      }
-    }
-  });
+        for (int64_t c = 0; c < C; ++c) {
+          const float g = kRelu ? relu_keeps(dy[c], x[c], mean[c], k[c], shift[c]) : dy[c];
+          dx[c] = k[c] * (g - mean_dy[c] - (x[c] - mean[c]) * coef[c]);
+        }
+      });
 }
 
 void statistics(const BatchNormDesc& d, const float* src, double* mean, double* var) {
@@ -621,6 +629,12 @@ void backward_inference(float* diff_src, float* diff_gamma, float* diff_beta, co
   if (diff_src == nullptr) return;
   input_gradient<false>(diff_src, diff_dst, src, mean, k.data(), nullptr, zero.data(), zero.data(),
                         d);
+}
+
+// This target's entry of batchnorm_kernels(): the loops above.
+constexpr BatchNormKernel loops_kernel(const char* name, Isa isa,
+                                       bool (*supports)(const BatchNormDesc&)) {
+  return {name, isa, supports, forward_training, backward, forward_inference, backward_inference};
 }
 
 }  // namespace

@@ -18,6 +18,38 @@ namespace {
 
 constexpr const char* kIsaEnv = "SPARSETRAIN_ISA";
 
+// Each feature: its name, the CPUID register and bit (Intel SDM vol. 2A,
+// CPUID: leaf 1 ECX, leaf 7 subleaf 0 EBX/ECX/EDX, leaf 7 subleaf 1 EAX),
+// and the register state the OS must save for it (none for the scalar ones).
+enum class Reg { kL1Ecx, kL7Ebx, kL7Ecx, kL7Edx, kL7s1Eax };
+enum class Os { kNone, kYmm, kZmm, kTiles };
+struct Feature {
+  const char* name;
+  bool CpuInfo::*flag;
+  Reg reg;
+  int bit;
+  Os os;
+};
+constexpr Feature kFeatures[] = {
+    {"sse4.2", &CpuInfo::sse42, Reg::kL1Ecx, 20, Os::kNone},
+    {"avx", &CpuInfo::avx, Reg::kL1Ecx, 28, Os::kYmm},
+    {"avx2", &CpuInfo::avx2, Reg::kL7Ebx, 5, Os::kYmm},
+    {"fma", &CpuInfo::fma, Reg::kL1Ecx, 12, Os::kYmm},
+    {"f16c", &CpuInfo::f16c, Reg::kL1Ecx, 29, Os::kYmm},
+    {"bmi2", &CpuInfo::bmi2, Reg::kL7Ebx, 8, Os::kNone},
+    {"avx512f", &CpuInfo::avx512f, Reg::kL7Ebx, 16, Os::kZmm},
+    {"avx512cd", &CpuInfo::avx512cd, Reg::kL7Ebx, 28, Os::kZmm},
+    {"avx512bw", &CpuInfo::avx512bw, Reg::kL7Ebx, 30, Os::kZmm},
+    {"avx512dq", &CpuInfo::avx512dq, Reg::kL7Ebx, 17, Os::kZmm},
+    {"avx512vl", &CpuInfo::avx512vl, Reg::kL7Ebx, 31, Os::kZmm},
+    {"avx512_vnni", &CpuInfo::avx512_vnni, Reg::kL7Ecx, 11, Os::kZmm},
+    {"avx512_bf16", &CpuInfo::avx512_bf16, Reg::kL7s1Eax, 5, Os::kZmm},
+    {"avx512_vbmi2", &CpuInfo::avx512_vbmi2, Reg::kL7Ecx, 6, Os::kZmm},
+    {"amx_tile", &CpuInfo::amx_tile, Reg::kL7Edx, 24, Os::kTiles},
+    {"amx_bf16", &CpuInfo::amx_bf16, Reg::kL7Edx, 22, Os::kTiles},
+    {"amx_int8", &CpuInfo::amx_int8, Reg::kL7Edx, 25, Os::kTiles},
+};
+
 struct Regs {
   uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
 };
@@ -90,38 +122,11 @@ CpuInfo detect() {
   // Leaf 7 only where the CPU has it: its registers read as zero otherwise.
   const Regs l7 = max_leaf >= 7 ? cpuid(7, 0) : Regs{};
   const Regs l7s1 = max_leaf >= 7 && l7.eax >= 1 ? cpuid(7, 1) : Regs{};
-  // Each feature: its register and bit, and the register state the OS must
-  // save for it (none for the scalar ones).
-  enum class Os { kNone, kYmm, kZmm, kTiles };
-  struct Feature {
-    bool CpuInfo::*flag;
-    const uint32_t* reg;
-    int bit;
-    Os os;
-  };
-  const Feature features[] = {
-      {&CpuInfo::sse42, &l1.ecx, 20, Os::kNone},
-      {&CpuInfo::avx, &l1.ecx, 28, Os::kYmm},
-      {&CpuInfo::fma, &l1.ecx, 12, Os::kYmm},
-      {&CpuInfo::f16c, &l1.ecx, 29, Os::kYmm},
-      {&CpuInfo::bmi2, &l7.ebx, 8, Os::kNone},
-      {&CpuInfo::avx2, &l7.ebx, 5, Os::kYmm},
-      {&CpuInfo::avx512f, &l7.ebx, 16, Os::kZmm},
-      {&CpuInfo::avx512dq, &l7.ebx, 17, Os::kZmm},
-      {&CpuInfo::avx512cd, &l7.ebx, 28, Os::kZmm},
-      {&CpuInfo::avx512bw, &l7.ebx, 30, Os::kZmm},
-      {&CpuInfo::avx512vl, &l7.ebx, 31, Os::kZmm},
-      {&CpuInfo::avx512_vbmi2, &l7.ecx, 6, Os::kZmm},
-      {&CpuInfo::avx512_vnni, &l7.ecx, 11, Os::kZmm},
-      {&CpuInfo::avx512_bf16, &l7s1.eax, 5, Os::kZmm},
-      {&CpuInfo::amx_bf16, &l7.edx, 22, Os::kTiles},
-      {&CpuInfo::amx_tile, &l7.edx, 24, Os::kTiles},
-      {&CpuInfo::amx_int8, &l7.edx, 25, Os::kTiles},
-  };
-  for (const Feature& f : features) {
+  const uint32_t regs[] = {l1.ecx, l7.ebx, l7.ecx, l7.edx, l7s1.eax};  // indexed by Reg
+  for (const Feature& f : kFeatures) {
     const bool os = f.os == Os::kNone || (f.os == Os::kYmm && os_ymm) ||
                     (f.os == Os::kZmm && os_zmm) || (f.os == Os::kTiles && os_tiles);
-    info.*f.flag = bit(*f.reg, f.bit) && os;
+    info.*f.flag = bit(regs[static_cast<int>(f.reg)], f.bit) && os;
   }
   return info;
 }
@@ -131,6 +136,13 @@ CpuInfo detect() {
 const CpuInfo& cpu_info() {
   static const CpuInfo info = detect();
   return info;
+}
+
+std::string cpu_feature_names(const CpuInfo& cpu) {
+  std::string names;
+  for (const Feature& f : kFeatures)
+    if (cpu.*f.flag) names += (names.empty() ? "" : " ") + std::string(f.name);
+  return names;
 }
 
 const char* isa_name(Isa isa) {

@@ -42,6 +42,10 @@ struct CpuInfo {
 // Detected once (CPUID + XGETBV) and cached for the life of the process.
 const CpuInfo& cpu_info();
 
+// The features `cpu` has, space-separated, by their usual names ("sse4.2 avx
+// avx2 fma ..."; avx512_vnni, amx_tile).
+std::string cpu_feature_names(const CpuInfo& cpu);
+
 // Ordered: a higher value runs everything a lower one runs.
 enum class Isa { kRef = 0, kAvx2 = 1, kAvx512 = 2 };
 

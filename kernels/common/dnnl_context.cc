@@ -161,4 +161,14 @@ void dnnl_fail(const dnnl::error& error, const std::string& what) {
   std::abort();
 }
 
+void dnnl_run(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args,
+              const char* what) {
+  try {
+    primitive.execute(dnnl_thread_stream(), args);
+    dnnl_thread_stream().wait();
+  } catch (const dnnl::error& error) {
+    dnnl_fail(error, what);
+  }
+}
+
 }  // namespace sparsetrain::kernels

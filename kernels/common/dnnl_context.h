@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <typeinfo>
+#include <unordered_map>
 
 #include "sparsetrain/core/layout.h"
 
@@ -34,6 +35,11 @@ dnnl::memory::format_tag dnnl_activation_tag(Layout layout);
 // Kernels never throw: a oneDNN error (which can only come from a bug in the
 // caller's descriptors) aborts with the message, the status and the op.
 [[noreturn]] void dnnl_fail(const dnnl::error& error, const std::string& what);
+
+// Runs `primitive` on the calling thread's stream and waits; a oneDNN error
+// aborts through dnnl_fail naming `what` ("max pooling backward").
+void dnnl_run(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args,
+              const char* what);
 
 // What a cached primitive depends on. Every key starts with the op and the
 // pass and ends with the OpenMP thread count of the caller.

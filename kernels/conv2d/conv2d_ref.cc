@@ -5,6 +5,32 @@
 #include "sparsetrain/core/error.h"
 
 namespace sparsetrain::kernels {
+namespace {
+
+// What every pass reads of a (valid) shape: the activations' shapes, the
+// channels per group, the output size, and where weights[o, c, i, j] (c
+// within o's group) is.
+struct RefDims {
+  explicit RefDims(const Conv2dShape& s)
+      : src_shape(s.src_shape()),
+        dst_shape(s.dst_shape()),
+        cg(s.in_channels / s.groups),
+        og(s.out_channels / s.groups),
+        oh_count(s.out_h()),
+        ow_count(s.out_w()),
+        kh(s.kernel_h),
+        kw(s.kernel_w) {
+    SPARSETRAIN_ASSERT(s.valid());
+  }
+  int64_t weight(int64_t o, int64_t c, int64_t i, int64_t j) const {
+    return ((o * cg + c) * kh + i) * kw + j;
+  }
+
+  Shape src_shape, dst_shape;
+  int64_t cg, og, oh_count, ow_count, kh, kw;
+};
+
+}  // namespace
 
 bool Conv2dShape::valid() const {
   return batch >= 0 && in_channels > 0 && in_h > 0 && in_w > 0 && out_channels > 0 &&
@@ -15,99 +41,88 @@ bool Conv2dShape::valid() const {
 
 void conv2d_forward_ref(float* dst, const float* src, const float* weights, const float* bias,
                         const Conv2dShape& s, Layout layout) {
-  SPARSETRAIN_ASSERT(s.valid());
-  const Shape src_shape = s.src_shape(), dst_shape = s.dst_shape();
-  const int64_t cg = s.in_channels / s.groups, og = s.out_channels / s.groups;
-  const int64_t oh_count = s.out_h(), ow_count = s.out_w();
+  const RefDims d(s);
   for (int64_t n = 0; n < s.batch; ++n)
     for (int64_t o = 0; o < s.out_channels; ++o) {
-      const int64_t c0 = o / og * cg;
-      const float* w = weights + o * cg * s.kernel_h * s.kernel_w;
-      for (int64_t oh = 0; oh < oh_count; ++oh)
-        for (int64_t ow = 0; ow < ow_count; ++ow) {
+      const int64_t c0 = o / d.og * d.cg;
+      for (int64_t oh = 0; oh < d.oh_count; ++oh)
+        for (int64_t ow = 0; ow < d.ow_count; ++ow) {
           double acc = bias != nullptr ? bias[o] : 0.0;
-          for (int64_t c = 0; c < cg; ++c)
+          for (int64_t c = 0; c < d.cg; ++c)
             for (int64_t i = 0; i < s.kernel_h; ++i) {
               const int64_t ih = oh * s.stride_h - s.pad_h + i;
               if (ih < 0 || ih >= s.in_h) continue;
               for (int64_t j = 0; j < s.kernel_w; ++j) {
                 const int64_t iw = ow * s.stride_w - s.pad_w + j;
                 if (iw < 0 || iw >= s.in_w) continue;
-                acc += static_cast<double>(w[(c * s.kernel_h + i) * s.kernel_w + j]) *
-                       src[offset4(layout, src_shape, n, c0 + c, ih, iw)];
+                acc += static_cast<double>(weights[d.weight(o, c, i, j)]) *
+                       src[offset4(layout, d.src_shape, n, c0 + c, ih, iw)];
               }
             }
-          dst[offset4(layout, dst_shape, n, o, oh, ow)] = static_cast<float>(acc);
+          dst[offset4(layout, d.dst_shape, n, o, oh, ow)] = static_cast<float>(acc);
         }
     }
 }
 
 void conv2d_backward_data_ref(float* diff_src, const float* diff_dst, const float* weights,
                               const Conv2dShape& s, Layout layout) {
-  SPARSETRAIN_ASSERT(s.valid());
-  const Shape src_shape = s.src_shape(), dst_shape = s.dst_shape();
-  const int64_t cg = s.in_channels / s.groups, og = s.out_channels / s.groups;
-  const int64_t oh_count = s.out_h(), ow_count = s.out_w();
+  const RefDims d(s);
   // diff_src[n, c, ih, iw] = sum over the taps (o, i, j) with
   // ih = oh*SH - PH + i and iw = ow*SW - PW + j of weights[o, c, i, j] * diff_dst[n, o, oh, ow].
   for (int64_t n = 0; n < s.batch; ++n)
     for (int64_t c_all = 0; c_all < s.in_channels; ++c_all) {
-      const int64_t g = c_all / cg, c = c_all % cg;
+      const int64_t g = c_all / d.cg, c = c_all % d.cg;
       for (int64_t ih = 0; ih < s.in_h; ++ih)
         for (int64_t iw = 0; iw < s.in_w; ++iw) {
           double acc = 0.0;
-          for (int64_t o = g * og; o < (g + 1) * og; ++o)
+          for (int64_t o = g * d.og; o < (g + 1) * d.og; ++o)
             for (int64_t i = 0; i < s.kernel_h; ++i) {
               const int64_t oh_scaled = ih + s.pad_h - i;
               if (oh_scaled < 0 || oh_scaled % s.stride_h != 0) continue;
               const int64_t oh = oh_scaled / s.stride_h;
-              if (oh >= oh_count) continue;
+              if (oh >= d.oh_count) continue;
               for (int64_t j = 0; j < s.kernel_w; ++j) {
                 const int64_t ow_scaled = iw + s.pad_w - j;
                 if (ow_scaled < 0 || ow_scaled % s.stride_w != 0) continue;
                 const int64_t ow = ow_scaled / s.stride_w;
-                if (ow >= ow_count) continue;
-                acc +=
-                    static_cast<double>(weights[((o * cg + c) * s.kernel_h + i) * s.kernel_w + j]) *
-                    diff_dst[offset4(layout, dst_shape, n, o, oh, ow)];
+                if (ow >= d.ow_count) continue;
+                acc += static_cast<double>(weights[d.weight(o, c, i, j)]) *
+                       diff_dst[offset4(layout, d.dst_shape, n, o, oh, ow)];
               }
             }
-          diff_src[offset4(layout, src_shape, n, c_all, ih, iw)] = static_cast<float>(acc);
+          diff_src[offset4(layout, d.src_shape, n, c_all, ih, iw)] = static_cast<float>(acc);
         }
     }
 }
 
 void conv2d_backward_weights_ref(float* diff_weights, float* diff_bias, const float* diff_dst,
                                  const float* src, const Conv2dShape& s, Layout layout) {
-  SPARSETRAIN_ASSERT(s.valid());
-  const Shape src_shape = s.src_shape(), dst_shape = s.dst_shape();
-  const int64_t cg = s.in_channels / s.groups, og = s.out_channels / s.groups;
-  const int64_t oh_count = s.out_h(), ow_count = s.out_w();
+  const RefDims d(s);
   for (int64_t o = 0; o < s.out_channels; ++o) {
-    const int64_t c0 = o / og * cg;
-    for (int64_t c = 0; c < cg; ++c)
+    const int64_t c0 = o / d.og * d.cg;
+    for (int64_t c = 0; c < d.cg; ++c)
       for (int64_t i = 0; i < s.kernel_h; ++i)
         for (int64_t j = 0; j < s.kernel_w; ++j) {
           double acc = 0.0;
           for (int64_t n = 0; n < s.batch; ++n)
-            for (int64_t oh = 0; oh < oh_count; ++oh) {
+            for (int64_t oh = 0; oh < d.oh_count; ++oh) {
               const int64_t ih = oh * s.stride_h - s.pad_h + i;
               if (ih < 0 || ih >= s.in_h) continue;
-              for (int64_t ow = 0; ow < ow_count; ++ow) {
+              for (int64_t ow = 0; ow < d.ow_count; ++ow) {
                 const int64_t iw = ow * s.stride_w - s.pad_w + j;
                 if (iw < 0 || iw >= s.in_w) continue;
-                acc += static_cast<double>(diff_dst[offset4(layout, dst_shape, n, o, oh, ow)]) *
-                       src[offset4(layout, src_shape, n, c0 + c, ih, iw)];
+                acc += static_cast<double>(diff_dst[offset4(layout, d.dst_shape, n, o, oh, ow)]) *
+                       src[offset4(layout, d.src_shape, n, c0 + c, ih, iw)];
               }
             }
-          diff_weights[((o * cg + c) * s.kernel_h + i) * s.kernel_w + j] += static_cast<float>(acc);
+          diff_weights[d.weight(o, c, i, j)] += static_cast<float>(acc);
         }
     if (diff_bias != nullptr) {
       double acc = 0.0;
       for (int64_t n = 0; n < s.batch; ++n)
-        for (int64_t oh = 0; oh < oh_count; ++oh)
-          for (int64_t ow = 0; ow < ow_count; ++ow)
-            acc += diff_dst[offset4(layout, dst_shape, n, o, oh, ow)];
+        for (int64_t oh = 0; oh < d.oh_count; ++oh)
+          for (int64_t ow = 0; ow < d.ow_count; ++ow)
+            acc += diff_dst[offset4(layout, d.dst_shape, n, o, oh, ow)];
       diff_bias[o] += static_cast<float>(acc);
     }
   }

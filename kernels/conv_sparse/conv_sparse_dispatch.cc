@@ -32,19 +32,13 @@ constexpr ConvSddmmKernel kBwdWeights[] = {
     {"f32_conv_sparse_bwd_weights__ref", Isa::kRef, kRefTile, ukernel::f32_conv_sddmm__ref},
 };
 
-constexpr KernelList<ConvGatherKernel> kFwdList(kFwd);
-constexpr KernelList<ConvGatherKernel> kBwdDataList(kBwdData);
-constexpr KernelList<ConvSddmmKernel> kBwdWeightsList(kBwdWeights);
+constexpr ConvSparseKernelLists kLists{kFwd, kBwdData, kBwdWeights};
 
 }  // namespace
 
-const KernelList<ConvGatherKernel>& conv_sparse_fwd_kernels() { return kFwdList; }
-const KernelList<ConvGatherKernel>& conv_sparse_bwd_data_kernels() { return kBwdDataList; }
-const KernelList<ConvSddmmKernel>& conv_sparse_bwd_weights_kernels() { return kBwdWeightsList; }
+const ConvSparseKernelLists& conv_sparse_kernel_lists() { return kLists; }
 
-ConvSparseKernels conv_sparse_kernels(Isa isa) {
-  return {&kFwdList.pick(isa), &kBwdDataList.pick(isa), &kBwdWeightsList.pick(isa)};
-}
+ConvSparseKernels conv_sparse_kernels(Isa isa) { return kLists.pick(isa); }
 
 ConvSparseKernelNames conv_sparse_kernel_names(Isa isa) {
   const ConvSparseKernels k = conv_sparse_kernels(isa);

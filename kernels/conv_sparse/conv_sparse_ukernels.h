@@ -31,6 +31,7 @@
 
 #include "kernels/common/cpu.h"
 #include "kernels/common/kernel_list.h"
+#include "kernels/common/pass_kernels.h"
 #include "kernels/conv_sparse/conv_sparse.h"
 
 namespace sparsetrain::kernels {
@@ -130,17 +131,11 @@ struct ConvSddmmKernel {
 
 // One list per pass, best ISA first, ref last. Dispatch, tests and benchmarks
 // all iterate these lists (conv_sparse_dispatch.cc).
-const KernelList<ConvGatherKernel>& conv_sparse_fwd_kernels();
-const KernelList<ConvGatherKernel>& conv_sparse_bwd_data_kernels();
-const KernelList<ConvSddmmKernel>& conv_sparse_bwd_weights_kernels();
+using ConvSparseKernelLists = PassKernelLists<ConvGatherKernel, ConvGatherKernel, ConvSddmmKernel>;
+const ConvSparseKernelLists& conv_sparse_kernel_lists();
 
-// The first registered kernel of each pass whose ISA is <= `isa` and runs on
-// this CPU.
-struct ConvSparseKernels {
-  const ConvGatherKernel* fwd;
-  const ConvGatherKernel* bwd_data;
-  const ConvSddmmKernel* bwd_weights;
-};
+// conv_sparse_kernel_lists().pick(isa).
+using ConvSparseKernels = PassKernels<ConvGatherKernel, ConvGatherKernel, ConvSddmmKernel>;
 ConvSparseKernels conv_sparse_kernels(Isa isa);
 
 // The operators of conv_sparse.h with an explicit kernel (tests and benchmarks

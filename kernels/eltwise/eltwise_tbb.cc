@@ -31,6 +31,29 @@ void parallel_blocks(int64_t count, Body&& body) {
                     });
 }
 
+// dst[i] = op(src[i]) over [0, count), in parallel blocks, vectorised.
+template <typename Op>
+void map_values(float* dst, const float* src, int64_t count, Op op) {
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    float* __restrict y = dst;
+    const float* __restrict x = src;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = op(x[i]);
+  });
+}
+
+// dst[i] = op(a[i], b[i]) over [0, count), in parallel blocks, vectorised.
+template <typename Op>
+void map_values(float* dst, const float* a, const float* b, int64_t count, Op op) {
+  parallel_blocks(count, [&](int64_t begin, int64_t end) {
+    float* __restrict y = dst;
+    const float* __restrict x0 = a;
+    const float* __restrict x1 = b;
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = op(x0[i], x1[i]);
+  });
+}
+
 // y = x * (kept ? scale : 0) over the values [begin, end) (begin % 64 == 0).
 // Each nibble of the mask selects a row of 4 factors (0 or scale), so the
 // inner loop is a plain vector multiply.
@@ -50,35 +73,16 @@ void masked_scale(float* __restrict y, const float* __restrict x, const uint64_t
 }
 
 void relu_forward_tbb(float* dst, const float* src, int64_t count) {
-  parallel_blocks(count, [&](int64_t begin, int64_t end) {
-    float* __restrict y = dst;
-    const float* __restrict x = src;
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
-  });
+  map_values(dst, src, count, [](float x) { return x < 0.0f ? 0.0f : x; });
 }
 
 void relu_backward_tbb(float* diff_src, const float* diff_dst, const float* dst, int64_t count) {
-  parallel_blocks(count, [&](int64_t begin, int64_t end) {
-    float* __restrict dx = diff_src;
-    const float* __restrict dy = diff_dst;
-    const float* __restrict y = dst;
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      const float g = dy[i];  // an unconditional load keeps the loop branch-free
-      dx[i] = y[i] > 0.0f ? g : 0.0f;
-    }
-  });
+  // Both loaded unconditionally, which keeps the loop branch-free.
+  map_values(diff_src, diff_dst, dst, count, [](float g, float y) { return y > 0.0f ? g : 0.0f; });
 }
 
 void add_forward_tbb(float* dst, const float* a, const float* b, int64_t count) {
-  parallel_blocks(count, [&](int64_t begin, int64_t end) {
-    float* __restrict y = dst;
-    const float* __restrict x0 = a;
-    const float* __restrict x1 = b;
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) y[i] = x0[i] + x1[i];
-  });
+  map_values(dst, a, b, count, [](float x0, float x1) { return x0 + x1; });
 }
 
 void add_backward_tbb(float* diff_a, float* diff_b, const float* diff_dst, int64_t count) {
@@ -90,15 +94,9 @@ void add_backward_tbb(float* diff_a, float* diff_b, const float* diff_dst, int64
 }
 
 void add_relu_forward_tbb(float* dst, const float* a, const float* b, int64_t count) {
-  parallel_blocks(count, [&](int64_t begin, int64_t end) {
-    float* __restrict y = dst;
-    const float* __restrict x0 = a;
-    const float* __restrict x1 = b;
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) {
-      const float v = x0[i] + x1[i];
-      y[i] = v < 0.0f ? 0.0f : v;
-    }
+  map_values(dst, a, b, count, [](float x0, float x1) {
+    const float v = x0 + x1;
+    return v < 0.0f ? 0.0f : v;
   });
 }
 

@@ -59,6 +59,7 @@
 
 #include "kernels/common/cpu.h"
 #include "kernels/common/kernel_list.h"
+#include "kernels/common/pass_kernels.h"
 #include "sparsetrain/core/layout.h"
 
 namespace sparsetrain::kernels {
@@ -209,17 +210,11 @@ struct SddmmKernel {
 // One list per op, best ISA first, ref last. Dispatch, tests and benchmarks
 // all iterate these lists, so a new kernel is tested and benchmarked by being
 // registered here (linear_sparse_dispatch.cc).
-const KernelList<SpmmKernel>& linear_sparse_fwd_kernels();
-const KernelList<SpmmKernel>& linear_sparse_bwd_data_kernels();
-const KernelList<SddmmKernel>& linear_sparse_bwd_weights_kernels();
+using LinearSparseKernelLists = PassKernelLists<SpmmKernel, SpmmKernel, SddmmKernel>;
+const LinearSparseKernelLists& linear_sparse_kernel_lists();
 
-// The first registered kernel of each op whose ISA is <= `isa` (and runs on
-// this CPU): the dispatcher's choice.
-struct LinearSparseKernels {
-  const SpmmKernel* fwd;
-  const SpmmKernel* bwd_data;
-  const SddmmKernel* bwd_weights;
-};
+// linear_sparse_kernel_lists().pick(isa): the dispatcher's choice.
+using LinearSparseKernels = PassKernels<SpmmKernel, SpmmKernel, SddmmKernel>;
 LinearSparseKernels linear_sparse_kernels(Isa isa);
 // linear_sparse_kernels(best_isa()): what the ops use when given no kernel.
 LinearSparseKernels linear_sparse_default_kernels();

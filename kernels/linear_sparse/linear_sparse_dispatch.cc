@@ -28,19 +28,13 @@ constexpr SddmmKernel kBwdWeights[] = {
     {"f32_sddmm_bwd_weights__ref", Isa::kRef, kRefTile, 1, ukernel::f32_sddmm__ref},
 };
 
-constexpr KernelList<SpmmKernel> kFwdList(kFwd);
-constexpr KernelList<SpmmKernel> kBwdDataList(kBwdData);
-constexpr KernelList<SddmmKernel> kBwdWeightsList(kBwdWeights);
+constexpr LinearSparseKernelLists kLists{kFwd, kBwdData, kBwdWeights};
 
 }  // namespace
 
-const KernelList<SpmmKernel>& linear_sparse_fwd_kernels() { return kFwdList; }
-const KernelList<SpmmKernel>& linear_sparse_bwd_data_kernels() { return kBwdDataList; }
-const KernelList<SddmmKernel>& linear_sparse_bwd_weights_kernels() { return kBwdWeightsList; }
+const LinearSparseKernelLists& linear_sparse_kernel_lists() { return kLists; }
 
-LinearSparseKernels linear_sparse_kernels(Isa isa) {
-  return {&kFwdList.pick(isa), &kBwdDataList.pick(isa), &kBwdWeightsList.pick(isa)};
-}
+LinearSparseKernels linear_sparse_kernels(Isa isa) { return kLists.pick(isa); }
 
 LinearSparseKernels linear_sparse_default_kernels() { return linear_sparse_kernels(best_isa()); }
 

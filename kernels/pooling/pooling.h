@@ -39,22 +39,21 @@ struct PoolDesc {
 };
 
 // dst (N, C, OH, OW) = max over each window of src (N, C, H, W).
-using MaxPoolForwardFn = void (*)(float* dst, const float* src, const PoolDesc& desc);
+using MaxPoolForwardFn = void(float* dst, const float* src, const PoolDesc& desc);
 // diff_src (N, C, H, W): diff_dst (N, C, OH, OW) routed to each window's argmax
 // in src (N, C, H, W); overlapping windows add up.
-using MaxPoolBackwardFn = void (*)(float* diff_src, const float* diff_dst, const float* src,
-                                   const PoolDesc& desc);
+using MaxPoolBackwardFn = void(float* diff_src, const float* diff_dst, const float* src,
+                               const PoolDesc& desc);
 // dst (N, C, OH, OW) = sum over each window of src / (kernel * kernel).
-using AvgPoolForwardFn = void (*)(float* dst, const float* src, const PoolDesc& desc);
+using AvgPoolForwardFn = void(float* dst, const float* src, const PoolDesc& desc);
 // diff_src (N, C, H, W) = sum over the windows holding each value of
 // diff_dst / (kernel * kernel).
-using AvgPoolBackwardFn = void (*)(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+using AvgPoolBackwardFn = void(float* diff_src, const float* diff_dst, const PoolDesc& desc);
 // dst (N, C) plain = mean over H x W of src (N, C, H, W); kernel, stride and
 // padding are ignored.
-using GlobalAvgPoolForwardFn = void (*)(float* dst, const float* src, const PoolDesc& desc);
+using GlobalAvgPoolForwardFn = void(float* dst, const float* src, const PoolDesc& desc);
 // diff_src (N, C, H, W) = diff_dst (N, C) plain / (H * W), broadcast.
-using GlobalAvgPoolBackwardFn = void (*)(float* diff_src, const float* diff_dst,
-                                         const PoolDesc& desc);
+using GlobalAvgPoolBackwardFn = void(float* diff_src, const float* diff_dst, const PoolDesc& desc);
 
 // One implementation of the op.
 struct PoolKernel {
@@ -62,12 +61,12 @@ struct PoolKernel {
   Isa isa;           // kernels/common/kernel_list.h
   // Whether this implementation handles (and is meant for) `desc`.
   bool (*supports)(const PoolDesc& desc);
-  MaxPoolForwardFn max_forward;
-  MaxPoolBackwardFn max_backward;
-  AvgPoolForwardFn avg_forward;
-  AvgPoolBackwardFn avg_backward;
-  GlobalAvgPoolForwardFn global_avg_forward;
-  GlobalAvgPoolBackwardFn global_avg_backward;
+  MaxPoolForwardFn* max_forward;
+  MaxPoolBackwardFn* max_backward;
+  AvgPoolForwardFn* avg_forward;
+  AvgPoolBackwardFn* avg_backward;
+  GlobalAvgPoolForwardFn* global_avg_forward;
+  GlobalAvgPoolBackwardFn* global_avg_backward;
 };
 
 // Every implementation, most preferred first; the scalar reference is last
@@ -76,24 +75,24 @@ struct PoolKernel {
 const KernelList<PoolKernel>& pool_kernels();
 
 // --- implementations ------------------------------------------------------------
+// Each declared by its pass's function type above.
+
 // Scalar reference: plain loops over offset4, double sums.
-void maxpool_forward_ref(float* dst, const float* src, const PoolDesc& desc);
-void maxpool_backward_ref(float* diff_src, const float* diff_dst, const float* src,
-                          const PoolDesc& desc);
-void avgpool_forward_ref(float* dst, const float* src, const PoolDesc& desc);
-void avgpool_backward_ref(float* diff_src, const float* diff_dst, const PoolDesc& desc);
-void global_avgpool_forward_ref(float* dst, const float* src, const PoolDesc& desc);
-void global_avgpool_backward_ref(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+MaxPoolForwardFn maxpool_forward_ref;
+MaxPoolBackwardFn maxpool_backward_ref;
+AvgPoolForwardFn avgpool_forward_ref;
+AvgPoolBackwardFn avgpool_backward_ref;
+GlobalAvgPoolForwardFn global_avgpool_forward_ref;
+GlobalAvgPoolBackwardFn global_avgpool_backward_ref;
 
 // Vectorisable C++ over TBB: rows of a plane (NCHW), or vectors over the
 // innermost dimension (C in NHWC, N in CHWN).
-void maxpool_forward_tbb(float* dst, const float* src, const PoolDesc& desc);
-void maxpool_backward_tbb(float* diff_src, const float* diff_dst, const float* src,
-                          const PoolDesc& desc);
-void avgpool_forward_tbb(float* dst, const float* src, const PoolDesc& desc);
-void avgpool_backward_tbb(float* diff_src, const float* diff_dst, const PoolDesc& desc);
-void global_avgpool_forward_tbb(float* dst, const float* src, const PoolDesc& desc);
-void global_avgpool_backward_tbb(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+MaxPoolForwardFn maxpool_forward_tbb;
+MaxPoolBackwardFn maxpool_backward_tbb;
+AvgPoolForwardFn avgpool_forward_tbb;
+AvgPoolBackwardFn avgpool_backward_tbb;
+GlobalAvgPoolForwardFn global_avgpool_forward_tbb;
+GlobalAvgPoolBackwardFn global_avgpool_backward_tbb;
 
 // oneDNN pooling_forward / pooling_backward primitives cached per problem,
 // for NCHW and NHWC. Max backward reruns the training forward for oneDNN's
@@ -101,10 +100,9 @@ void global_avgpool_backward_tbb(float* diff_src, const float* diff_dst, const P
 // entry of pool_kernels() pairs these with the TBB global average pool
 // (faster than oneDNN's H x W pooling in every layout).
 bool pool_dnnl_supports(const PoolDesc& desc);
-void maxpool_forward_dnnl(float* dst, const float* src, const PoolDesc& desc);
-void maxpool_backward_dnnl(float* diff_src, const float* diff_dst, const float* src,
-                           const PoolDesc& desc);
-void avgpool_forward_dnnl(float* dst, const float* src, const PoolDesc& desc);
-void avgpool_backward_dnnl(float* diff_src, const float* diff_dst, const PoolDesc& desc);
+MaxPoolForwardFn maxpool_forward_dnnl;
+MaxPoolBackwardFn maxpool_backward_dnnl;
+AvgPoolForwardFn avgpool_forward_dnnl;
+AvgPoolBackwardFn avgpool_backward_dnnl;
 
 }  // namespace sparsetrain::kernels

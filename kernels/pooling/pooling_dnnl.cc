@@ -60,26 +60,15 @@ std::shared_ptr<const Primitives> primitives(const PoolDesc& d, Kind kind) {
   return dnnl_cached<Primitives>(key, [&] { return make_primitives(d, kind); });
 }
 
-// Runs a primitive and waits; a oneDNN error here is a bug and aborts.
-void run(const dnnl::primitive& primitive, const std::unordered_map<int, memory>& args,
-         const char* what) {
-  try {
-    primitive.execute(dnnl_thread_stream(), args);
-    dnnl_thread_stream().wait();
-  } catch (const dnnl::error& error) {
-    dnnl_fail(error, what);
-  }
-}
-
 }  // namespace
 
 bool pool_dnnl_supports(const PoolDesc& d) { return d.layout != Layout::kCHWN; }
 
 void maxpool_forward_dnnl(float* dst, const float* src, const PoolDesc& d) {
   const auto p = primitives(d, Kind::kMax);
-  run(p->forward_inference,
-      {{DNNL_ARG_SRC, dnnl_wrap(p->src, src)}, {DNNL_ARG_DST, dnnl_wrap(p->dst, dst)}},
-      "max pooling forward");
+  dnnl_run(p->forward_inference,
+           {{DNNL_ARG_SRC, dnnl_wrap(p->src, src)}, {DNNL_ARG_DST, dnnl_wrap(p->dst, dst)}},
+           "max pooling forward");
 }
 
 void maxpool_backward_dnnl(float* diff_src, const float* diff_dst, const float* src,
@@ -88,31 +77,31 @@ void maxpool_backward_dnnl(float* diff_src, const float* diff_dst, const float* 
   float* dst = static_cast<float*>(dnnl_scratch(kDst, p->dst.get_size()));
   const memory workspace(p->workspace, dnnl_cpu_engine(),
                          dnnl_scratch(kWorkspace, p->workspace.get_size()));
-  run(p->forward_training,
-      {{DNNL_ARG_SRC, dnnl_wrap(p->src, src)},
-       {DNNL_ARG_DST, dnnl_wrap(p->dst, dst)},
-       {DNNL_ARG_WORKSPACE, workspace}},
-      "max pooling forward (for the workspace)");
-  run(p->backward,
-      {{DNNL_ARG_DIFF_DST, dnnl_wrap(p->dst, diff_dst)},
-       {DNNL_ARG_DIFF_SRC, dnnl_wrap(p->src, diff_src)},
-       {DNNL_ARG_WORKSPACE, workspace}},
-      "max pooling backward");
+  dnnl_run(p->forward_training,
+           {{DNNL_ARG_SRC, dnnl_wrap(p->src, src)},
+            {DNNL_ARG_DST, dnnl_wrap(p->dst, dst)},
+            {DNNL_ARG_WORKSPACE, workspace}},
+           "max pooling forward (for the workspace)");
+  dnnl_run(p->backward,
+           {{DNNL_ARG_DIFF_DST, dnnl_wrap(p->dst, diff_dst)},
+            {DNNL_ARG_DIFF_SRC, dnnl_wrap(p->src, diff_src)},
+            {DNNL_ARG_WORKSPACE, workspace}},
+           "max pooling backward");
 }
 
 void avgpool_forward_dnnl(float* dst, const float* src, const PoolDesc& d) {
   const auto p = primitives(d, Kind::kAvg);
-  run(p->forward_inference,
-      {{DNNL_ARG_SRC, dnnl_wrap(p->src, src)}, {DNNL_ARG_DST, dnnl_wrap(p->dst, dst)}},
-      "average pooling forward");
+  dnnl_run(p->forward_inference,
+           {{DNNL_ARG_SRC, dnnl_wrap(p->src, src)}, {DNNL_ARG_DST, dnnl_wrap(p->dst, dst)}},
+           "average pooling forward");
 }
 
 void avgpool_backward_dnnl(float* diff_src, const float* diff_dst, const PoolDesc& d) {
   const auto p = primitives(d, Kind::kAvg);
-  run(p->backward,
-      {{DNNL_ARG_DIFF_DST, dnnl_wrap(p->dst, diff_dst)},
-       {DNNL_ARG_DIFF_SRC, dnnl_wrap(p->src, diff_src)}},
-      "average pooling backward");
+  dnnl_run(p->backward,
+           {{DNNL_ARG_DIFF_DST, dnnl_wrap(p->dst, diff_dst)},
+            {DNNL_ARG_DIFF_SRC, dnnl_wrap(p->src, diff_src)}},
+           "average pooling backward");
 }
 
 }  // namespace sparsetrain::kernels

@@ -64,6 +64,13 @@ bool is_inner_vector(const PoolDesc& d, InnerVector* v) {
   }
 }
 
+// Where lane i of outer index o of an inner-vector layout sits in an (N, C)
+// plain tensor (global pooling's dst): NHWC has o = n, i = c; CHWN has o = c,
+// i = n.
+int64_t nc_index(const PoolDesc& d, int64_t o, int64_t i) {
+  return d.layout == Layout::kNHWC ? o * d.c + i : i * d.c + o;
+}
+
 // Outputs [lo, hi) along one axis whose window position `k` falls inside the
 // input: 0 <= o * stride - padding + k < len.
 inline void outputs_reaching(int64_t k, int64_t len, int64_t out_len, const PoolDesc& d,
@@ -320,8 +327,6 @@ void global_avgpool_forward_tbb(float* dst, const float* src, const PoolDesc& d)
   const float count = static_cast<float>(hw);
   InnerVector v;
   if (is_inner_vector(d, &v)) {
-    // dst (N, C): NHWC has o = n, i = c; CHWN has o = c, i = n.
-    const bool outer_is_n = d.layout == Layout::kNHWC;
     const int64_t I = v.inner;
     parallel_range(v.outer, [&](int64_t o) {
       std::vector<float> acc(static_cast<size_t>(I), 0.0f);
@@ -332,7 +337,7 @@ void global_avgpool_forward_tbb(float* dst, const float* src, const PoolDesc& d)
 #pragma omp simd
         for (int64_t i = 0; i < I; ++i) a[i] += in[i];
       }
-      for (int64_t i = 0; i < I; ++i) dst[outer_is_n ? o * d.c + i : i * d.c + o] = acc[i] / count;
+      for (int64_t i = 0; i < I; ++i) dst[nc_index(d, o, i)] = acc[i] / count;
     });
     return;
   }
@@ -350,12 +355,10 @@ void global_avgpool_backward_tbb(float* diff_src, const float* diff_dst, const P
   const float count = static_cast<float>(hw);
   InnerVector v;
   if (is_inner_vector(d, &v)) {
-    const bool outer_is_n = d.layout == Layout::kNHWC;
     const int64_t I = v.inner;
     parallel_range(v.outer, [&](int64_t o) {
       std::vector<float> g(static_cast<size_t>(I));
-      for (int64_t i = 0; i < I; ++i)
-        g[i] = diff_dst[outer_is_n ? o * d.c + i : i * d.c + o] / count;
+      for (int64_t i = 0; i < I; ++i) g[i] = diff_dst[nc_index(d, o, i)] / count;
       float* ds = diff_src + o * hw * I;
       for (int64_t px = 0; px < hw; ++px) std::copy(g.begin(), g.end(), ds + px * I);
     });

@@ -112,6 +112,9 @@ class Node {
   // For output_shape: throws Error "<type> '<name>' takes one input, got 2"
   // unless there are exactly `count` inputs.
   void expect_inputs(const std::vector<Shape>& inputs, std::size_t count) const;
+  // For output_shape: throws Error "<type> '<name>' expects <expected>, got
+  // <input shape>" (expected: "a 4-D input (N, C, H, W)").
+  [[noreturn]] void fail_input_shape(const std::string& expected, const Shape& input) const;
 
  private:
   std::string name_;

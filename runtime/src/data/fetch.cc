@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -33,6 +34,25 @@ constexpr const char* kPartSuffix = ".part";
 constexpr int64_t kCifarBatchBytes = 10000 * 3073;  // 10,000 records of 1 + 3072 bytes
 constexpr size_t kReadChunk = size_t{1} << 20;
 
+// The four gzipped IDX files of an MNIST-style dataset, as on the servers.
+constexpr const char* kIdxFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
+
+struct SizeAndMd5 {
+  int64_t bytes;
+  const char* md5;
+};
+
+// A dataset of the four kIdxFiles, in their order, kept in a folder named
+// like the dataset.
+DatasetSource idx_dataset(const std::string& name, std::vector<std::string> bases,
+                          const std::array<SizeAndMd5, std::size(kIdxFiles)>& sums) {
+  DatasetSource source{name, name, std::move(bases), {}, {}, {}};
+  for (std::size_t i = 0; i < sums.size(); ++i)
+    source.files.push_back({kIdxFiles[i], sums[i].bytes, sums[i].md5});
+  return source;
+}
+
 }  // namespace
 
 // The official files. Sizes and MD5s:
@@ -45,24 +65,18 @@ constexpr size_t kReadChunk = size_t{1} << 20;
 // (the one torchvision tries first) holds the same files.
 const std::vector<DatasetSource>& dataset_sources() {
   static const std::vector<DatasetSource> sources = {
-      {"mnist",
-       "mnist",
-       {"https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"},
-       {{"train-images-idx3-ubyte.gz", 9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873"},
-        {"train-labels-idx1-ubyte.gz", 28881, "d53e105ee54ea40749a09fcbcd1e9432"},
-        {"t10k-images-idx3-ubyte.gz", 1648877, "9fb629c4189551a2d022fa330f9573f3"},
-        {"t10k-labels-idx1-ubyte.gz", 4542, "ec29112dd5afa0611ce80d1b7f02629c"}},
-       {},
-       {}},
-      {"fashion-mnist",
-       "fashion-mnist",
-       {"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"},
-       {{"train-images-idx3-ubyte.gz", 26421880, "8d4fb7e6c68d591d4c3dfef9ec88bf0d"},
-        {"train-labels-idx1-ubyte.gz", 29515, "25c81989df183df01b3e8a0aad5dffbe"},
-        {"t10k-images-idx3-ubyte.gz", 4422102, "bef4ecab320f06d8554ea6380940ec79"},
-        {"t10k-labels-idx1-ubyte.gz", 5148, "bb300cfdad3c16e7a12a480ee83cd310"}},
-       {},
-       {}},
+      idx_dataset(
+          "mnist",
+          {"https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"},
+          {{{9912422, "f68b3c2dcbeaaa9fbdd348bbdeb94873"},
+            {28881, "d53e105ee54ea40749a09fcbcd1e9432"},
+            {1648877, "9fb629c4189551a2d022fa330f9573f3"},
+            {4542, "ec29112dd5afa0611ce80d1b7f02629c"}}}),
+      idx_dataset("fashion-mnist", {"http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"},
+                  {{{26421880, "8d4fb7e6c68d591d4c3dfef9ec88bf0d"},
+                    {29515, "25c81989df183df01b3e8a0aad5dffbe"},
+                    {4422102, "bef4ecab320f06d8554ea6380940ec79"},
+                    {5148, "bb300cfdad3c16e7a12a480ee83cd310"}}}),
       {"cifar10",
        "cifar-10-batches-bin",
        {"https://www.cs.toronto.edu/~kriz/"},

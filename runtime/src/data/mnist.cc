@@ -51,28 +51,12 @@ int64_t read_idx_header(InputFile& f, uint8_t* header, int64_t header_bytes, uin
   return load_be32(header + 4);
 }
 
-// Appends the first `limit` (all when negative) of the `count` items of
-// `item_bytes` after the header to `out`; a file read to its last item must
-// end there.
-void read_idx_items(InputFile& f, std::vector<uint8_t>& out, int64_t header_bytes, int64_t count,
-                    int64_t item_bytes, int64_t limit) {
-  const int64_t total = header_bytes + count * item_bytes;
-  f.check_size(total);
-  const int64_t kept = limit >= 0 ? std::min(limit, count) : count;
-  f.append_exact(out, kept * item_bytes, total);
-  if (kept == count) f.expect_end(total);
-}
-
-struct IdxImages {
+// The items of one IDX file: its name, the count its header declares and the
+// bytes of the items kept.
+struct IdxFile {
   std::string file;
-  int64_t count = 0;            // as declared in the header
-  std::vector<uint8_t> pixels;  // (kept, 28, 28)
-};
-
-struct IdxLabels {
-  std::string file;
-  int64_t count = 0;            // as declared in the header
-  std::vector<int32_t> labels;  // (kept)
+  int64_t count = 0;
+  std::vector<uint8_t> bytes;  // (kept, item bytes)
 };
 
 // The most items an IDX file of the split may declare: MNIST and
@@ -80,49 +64,52 @@ struct IdxLabels {
 // claims more is refused before anything is read or decompressed.
 int64_t max_idx_count(Split split) { return split == Split::kTrain ? 60000 : 10000; }
 
-void check_idx_count(const InputFile& f, int64_t count, Split split, const char* items) {
-  if (count == 0) f.fail(std::string("no ") + items + " (the header's count is 0)");
+// Reads the first `limit` (all when negative) of the `count` `items` of
+// `item_bytes` after the header; a file read to its last item must end there.
+IdxFile read_idx_items(InputFile& f, int64_t header_bytes, int64_t count, int64_t item_bytes,
+                       Split split, int64_t limit, const std::string& items) {
+  if (count == 0) f.fail("no " + items + " (the header's count is 0)");
   if (count > max_idx_count(split)) {
     f.fail("the header claims " + std::to_string(count) + " " + items + ", but a " +
            split_name(split) + " file of MNIST or Fashion-MNIST holds at most " +
            std::to_string(max_idx_count(split)));
   }
+  IdxFile out{f.name(), count, {}};
+  const int64_t total = header_bytes + count * item_bytes;
+  f.check_size(total);
+  const int64_t kept = limit >= 0 ? std::min(limit, count) : count;
+  f.append_exact(out.bytes, kept * item_bytes, total);
+  if (kept == count) f.expect_end(total);
+  return out;
 }
 
-IdxImages read_idx_images(const fs::path& path, Split split, int64_t limit) {
+// Pixels (kept, 28, 28).
+IdxFile read_idx_images(const fs::path& path, Split split, int64_t limit) {
   InputFile f(path);
-  IdxImages out;
-  out.file = f.name();
   uint8_t header[kIdxImagesHeaderBytes];
-  out.count = read_idx_header(f, header, kIdxImagesHeaderBytes, kIdxImagesMagic, "IDX images");
+  const int64_t count =
+      read_idx_header(f, header, kIdxImagesHeaderBytes, kIdxImagesMagic, "IDX images");
   const int64_t rows = load_be32(header + 8);
   const int64_t cols = load_be32(header + 12);
   if (rows != kMnistSide || cols != kMnistSide) {
     f.fail("unexpected image size " + std::to_string(rows) + "x" + std::to_string(cols) +
            " (expected 28x28)");
   }
-  check_idx_count(f, out.count, split, "images");
-  const int64_t image_bytes = rows * cols;
-  read_idx_items(f, out.pixels, kIdxImagesHeaderBytes, out.count, image_bytes, limit);
-  return out;
+  return read_idx_items(f, kIdxImagesHeaderBytes, count, rows * cols, split, limit, "images");
 }
 
-IdxLabels read_idx_labels(const fs::path& path, Split split, int64_t limit) {
+// Labels (kept), each checked to be a class.
+IdxFile read_idx_labels(const fs::path& path, Split split, int64_t limit) {
   InputFile f(path);
-  IdxLabels out;
-  out.file = f.name();
   uint8_t header[kIdxLabelsHeaderBytes];
-  out.count = read_idx_header(f, header, kIdxLabelsHeaderBytes, kIdxLabelsMagic, "IDX labels");
-  check_idx_count(f, out.count, split, "labels");
-  std::vector<uint8_t> bytes;
-  read_idx_items(f, bytes, kIdxLabelsHeaderBytes, out.count, 1, limit);
-  out.labels.resize(bytes.size());
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] >= kNumClasses10) {
-      f.fail("label " + std::to_string(bytes[i]) + " of sample " + std::to_string(i) +
+  const int64_t count =
+      read_idx_header(f, header, kIdxLabelsHeaderBytes, kIdxLabelsMagic, "IDX labels");
+  IdxFile out = read_idx_items(f, kIdxLabelsHeaderBytes, count, 1, split, limit, "labels");
+  for (size_t i = 0; i < out.bytes.size(); ++i) {
+    if (out.bytes[i] >= kNumClasses10) {
+      f.fail("label " + std::to_string(out.bytes[i]) + " of sample " + std::to_string(i) +
              " is out of range (expected 0..9)");
     }
-    out.labels[i] = bytes[i];
   }
   return out;
 }
@@ -131,8 +118,8 @@ IdxLabels read_idx_labels(const fs::path& path, Split split, int64_t limit) {
 
 void read_mnist_family(const fs::path& dir, Split split, int64_t limit, Dataset& out) {
   const std::string prefix = split == Split::kTrain ? "train" : "t10k";
-  IdxImages images = read_idx_images(dir / (prefix + "-images-idx3-ubyte"), split, limit);
-  IdxLabels labels = read_idx_labels(dir / (prefix + "-labels-idx1-ubyte"), split, limit);
+  IdxFile images = read_idx_images(dir / (prefix + "-images-idx3-ubyte"), split, limit);
+  IdxFile labels = read_idx_labels(dir / (prefix + "-labels-idx1-ubyte"), split, limit);
   if (images.count != labels.count) {
     throw Error(labels.file + ": holds " + std::to_string(labels.count) + " labels, but " +
                 images.file + " holds " + std::to_string(images.count) +
@@ -142,8 +129,8 @@ void read_mnist_family(const fs::path& dir, Split split, int64_t limit, Dataset&
   out.height = kMnistSide;
   out.width = kMnistSide;
   out.num_classes = kNumClasses10;
-  out.pixels = std::move(images.pixels);
-  out.labels = std::move(labels.labels);
+  out.pixels = std::move(images.bytes);
+  out.labels.assign(labels.bytes.begin(), labels.bytes.end());
   out.files =
       fs::path(images.file).filename().string() + ", " + fs::path(labels.file).filename().string();
 }

@@ -45,8 +45,7 @@ class BatchNorm2d final : public Node, public ReluFusable {
     expect_inputs(inputs, 1);
     const Shape& x = inputs[0];
     if (x.size() != 4 || x[1] != channels_) {
-      throw Error("batchnorm2d '" + name() + "' expects a 4-D input (N, " +
-                  std::to_string(channels_) + ", H, W), got " + shape_to_string(x));
+      fail_input_shape("a 4-D input (N, " + std::to_string(channels_) + ", H, W)", x);
     }
     return x;
   }

@@ -25,12 +25,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/conv_sparse/conv_sparse.h"
 #include "nodes/nodes.h"
+#include "nodes/prunable_layer.h"
 #include "sparsetrain/error.h"
 
 namespace sparsetrain::nodes {
@@ -45,10 +47,10 @@ Layout dense_conv_layout() { return Layout::kNHWC; }
 
 namespace {
 
-class Conv2dNode final : public PrunableNode {
+class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape> {
  public:
   Conv2dNode(const std::string& name, int64_t in_channels, const Conv2dOptions& options)
-      : PrunableNode(name), in_channels_(in_channels), options_(options) {
+      : PrunableLayer(name, options.bias), in_channels_(in_channels), options_(options) {
     const Shape weight_shape{options.out_channels, in_channels / options.groups, options.kernel,
                              options.kernel};
     weight_ = zero_parameter(name + ".weight", ParamKind::kWeight, weight_shape);
@@ -107,7 +109,7 @@ class Conv2dNode final : public PrunableNode {
     const kernels::Conv2dShape s = kernel_shape(src.shape());
     SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
 
-    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    const GradTargets grads = grad_targets(args, weight_, bias_param());
     if (grads.run()) {
       kernels::conv2d_dense().backward_weights(grads.weight, grads.bias, diff_dst.data(),
                                                src.data(), s, layout);
@@ -125,22 +127,9 @@ class Conv2dNode final : public PrunableNode {
 
   Saves saves() const override { return {.inputs = true, .output = false}; }
   NodeTraits traits() const override { return {.convolution = true}; }
-  void clear_saved() override { saved_src_ = Tensor(); }
-
-  std::vector<Parameter*> parameters() override {
-    if (options_.bias) return {&weight_, &bias_};
-    return {&weight_};
-  }
-
-  // He-normal (He et al. 2015, "Delving Deep into Rectifiers", sec. 2.2):
-  // std = sqrt(2 / fan_in) with fan_in = C/G * KH * KW.
+  // He-normal with fan_in = C/G * KH * KW.
   void reset_parameters(Rng& rng) override {
-    const int64_t fan_in = in_channels_ / options_.groups * options_.kernel * options_.kernel;
-    const float stddev = static_cast<float>(std::sqrt(2.0 / static_cast<double>(fan_in)));
-    if (packed_) decompress();
-    float* w = weight_.value.data();
-    for (int64_t i = 0; i < weight_.value.numel(); ++i) w[i] = stddev * rng.normal();
-    if (options_.bias) bias_.value.zero();
+    reset_he_normal(rng, in_channels_ / options_.groups * options_.kernel * options_.kernel);
   }
 
   std::string describe() const override {
@@ -154,15 +143,8 @@ class Conv2dNode final : public PrunableNode {
       text += depthwise ? " depthwise" : " g" + std::to_string(options_.groups);
     }
     if (!options_.bias) text += " no-bias";
-    if (packed_) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, " sparse density %.3f", packed_->density());
-      text += buf;
-    }
-    return text;
+    return text + density_note();
   }
-
-  Parameter& weight() override { return weight_; }
 
   void compress(const Tensor& mask) override {
     const Shape shape = dense_shape();
@@ -202,15 +184,7 @@ class Conv2dNode final : public PrunableNode {
     forget_kernels();
   }
 
-  void set_kernels(SparseKernels kernels) override { kernels_ = kernels; }
-
   bool runs_direct() const override { return direct_ && !packed_; }
-
-  bool runs_sparse() const override {
-    if (!packed_ || kernels_ == SparseKernels::kDense) return false;
-    if (kernels_ == SparseKernels::kSparse) return true;
-    return last_sparse_;  // auto modes
-  }
 
   Layout input_layout(const Shape& input) override {
     if (packed_) return use_sparse(input) ? Layout::kCHWN : dense_conv_layout();
@@ -252,9 +226,7 @@ class Conv2dNode final : public PrunableNode {
     dense_grad_scratch_ = Tensor();
   }
 
-  // Asked at every forward (and by the executor for the input's layout);
-  // the book decides once per problem.
-  bool use_sparse(const Shape& input);
+  bool choose_sparse(const Shape& input) override;
 
   // keep: save the input (in the layout backward reads) for backward.
   Tensor forward_compressed(const Tensor& x, bool keep) {
@@ -299,7 +271,7 @@ class Conv2dNode final : public PrunableNode {
     const Tensor diff_dst = to_layout(*args.diff_dst, Layout::kCHWN);
     const kernels::Conv2dShape s = kernel_shape(input.shape());
     SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
-    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    const GradTargets grads = grad_targets(args, weight_, bias_param());
     if (grads.run()) {
       kernels::conv_sparse_backward_weights(grads.weight, grads.bias, diff_dst.data(), src.data(),
                                             packed, s);
@@ -342,7 +314,7 @@ class Conv2dNode final : public PrunableNode {
     if (sparse_step_) return backward_packed(*packed_, args);
     const Tensor& input = args.inputs[0];
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0];
-    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    const GradTargets grads = grad_targets(args, weight_, bias_param());
     const Layout layout = dense_conv_layout();
     const Tensor src = saved_src_.defined() && saved_src_.layout() == layout
                            ? saved_src_
@@ -382,21 +354,8 @@ class Conv2dNode final : public PrunableNode {
                                       options_.groups);
   }
 
-  const float* bias_data() const { return options_.bias ? bias_.value.data() : nullptr; }
-
   int64_t in_channels_;
   Conv2dOptions options_;
-  Parameter weight_;
-  Parameter bias_;  // unused without a bias
-
-  // Compressed state (null when dense).
-  std::unique_ptr<kernels::ConvSparseWeights> packed_;
-  SparseKernels kernels_ = SparseKernels::kAuto;
-  bool sparse_step_ = true;  // what the last forward ran
-  bool last_sparse_ = true;
-  Tensor saved_src_;           // the input in the layout of the last forward
-  Tensor dense_scratch_;       // dense mode: the scattered weight
-  Tensor dense_grad_scratch_;  // dense mode: the dense weight gradient
   // Dense weight on the direct kernels (set_direct_dense).
   bool direct_ = false;
   std::unique_ptr<kernels::ConvSparseWeights> direct_packed_;
@@ -411,9 +370,7 @@ class Conv2dNode final : public PrunableNode {
 // sparse ones win the layer, as they win the step. (ResNet-20 under AC/DC's
 // global top-k leaves the 16-channel layers at 35-40% density, where oneDNN
 // alone is up to 9% faster but the four 8 MB reorders cost about 3 ms.)
-bool Conv2dNode::use_sparse(const Shape& input) {
-  if (kernels_ == SparseKernels::kSparse || kernels_ == SparseKernels::kDense)
-    return kernels_ == SparseKernels::kSparse;
+bool Conv2dNode::choose_sparse(const Shape& input) {
   const kernels::ConvSparseWeights& w = *packed_;
   const kernels::Conv2dShape s = kernel_shape(input);
   const auto ll = [](int64_t v) { return static_cast<long long>(v); };

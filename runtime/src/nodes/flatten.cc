@@ -20,10 +20,7 @@ class Flatten final : public UnaryNode {
   const char* type() const override { return "flatten"; }
 
   Shape unary_shape(const Shape& x) const override {
-    if (x.size() < 2) {
-      throw Error("flatten '" + name() + "' expects an input (N, ...) of rank >= 2, got " +
-                  shape_to_string(x));
-    }
+    if (x.size() < 2) fail_input_shape("an input (N, ...) of rank >= 2", x);
     return {x[0], Tensor::count(Shape(x.begin() + 1, x.end()))};
   }
 

@@ -15,10 +15,7 @@ class GlobalAvgPool final : public UnaryNode {
   const char* type() const override { return "global_avgpool"; }
 
   Shape unary_shape(const Shape& x) const override {
-    if (x.size() != 4 || x[2] < 1 || x[3] < 1) {
-      throw Error("global_avgpool '" + name() + "' expects a 4-D input (N, C, H, W), got " +
-                  shape_to_string(x));
-    }
+    if (x.size() != 4 || x[2] < 1 || x[3] < 1) fail_input_shape("a 4-D input (N, C, H, W)", x);
     return {x[0], x[1]};
   }
 

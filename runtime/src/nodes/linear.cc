@@ -22,21 +22,23 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "nodes/nodes.h"
+#include "nodes/prunable_layer.h"
 #include "sparsetrain/error.h"
 
 namespace sparsetrain::nodes {
 namespace {
 
-class LinearNode final : public PrunableNode {
+class LinearNode final : public PrunableLayer<kernels::LinearSparseWeights, int64_t> {
  public:
   LinearNode(const std::string& name, int64_t in_features, const LinearOptions& options)
-      : PrunableNode(name), in_features_(in_features), options_(options) {
+      : PrunableLayer(name, options.bias), in_features_(in_features), options_(options) {
     weight_ =
         zero_parameter(name + ".weight", ParamKind::kWeight, {options.out_features, in_features});
     if (options.bias)
@@ -69,8 +71,7 @@ class LinearNode final : public PrunableNode {
     const Tensor src = to_layout(args.inputs[0], Layout::kPlain);
     const Shape dst_shape = output_shape({src.shape()});
     Tensor dst = Tensor::empty(dst_shape);
-    kernels::linear_dense().forward(dst.data(), src.data(), weight_.value.data(),
-                                    options_.bias ? bias_.value.data() : nullptr,
+    kernels::linear_dense().forward(dst.data(), src.data(), weight_.value.data(), bias_data(),
                                     kernel_shape(src.dim(0)));
     return dst;
   }
@@ -87,7 +88,7 @@ class LinearNode final : public PrunableNode {
     const kernels::LinearShape s = kernel_shape(src.dim(0));
     SPARSETRAIN_ASSERT(diff_dst.shape() == (Shape{s.batch, s.out_features}));
 
-    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    const GradTargets grads = grad_targets(args, weight_, bias_param());
     if (grads.run()) {
       kernels::linear_dense().backward_weights(grads.weight, grads.bias, diff_dst.data(),
                                                src.data(), s);
@@ -103,23 +104,8 @@ class LinearNode final : public PrunableNode {
   }
 
   Saves saves() const override { return {.inputs = true, .output = false}; }
-  void clear_saved() override { saved_src_ = Tensor(); }
-
-  std::vector<Parameter*> parameters() override {
-    if (options_.bias) return {&weight_, &bias_};
-    return {&weight_};
-  }
-
-  // He-normal (He et al. 2015, sec. 2.2): std = sqrt(2 / fan_in), fan_in = I.
-  void reset_parameters(Rng& rng) override {
-    const float stddev = static_cast<float>(std::sqrt(2.0 / static_cast<double>(in_features_)));
-    if (packed_) decompress();
-    float* w = weight_.value.data();
-    for (int64_t i = 0; i < weight_.value.numel(); ++i) w[i] = stddev * rng.normal();
-    if (options_.bias) bias_.value.zero();
-  }
-
-  Parameter& weight() override { return weight_; }
+  // He-normal with fan_in = I.
+  void reset_parameters(Rng& rng) override { reset_he_normal(rng, in_features_); }
 
   void compress(const Tensor& mask) override {
     const int64_t O = options_.out_features, I = in_features_;
@@ -166,14 +152,6 @@ class LinearNode final : public PrunableNode {
     dense_grad_scratch_ = Tensor();
   }
 
-  void set_kernels(SparseKernels kernels) override { kernels_ = kernels; }
-
-  bool runs_sparse() const override {
-    if (!packed_ || kernels_ == SparseKernels::kDense) return false;
-    if (kernels_ == SparseKernels::kSparse) return true;
-    return last_sparse_;  // auto modes
-  }
-
   // kCN (features x batch) on the sparse kernels, else plain (N, F).
   Layout input_layout(const Shape& input) override {
     return packed_ && use_sparse(input[0]) ? Layout::kCN : Layout::kPlain;
@@ -182,12 +160,7 @@ class LinearNode final : public PrunableNode {
   std::string describe() const override {
     std::string text = std::to_string(in_features_) + "->" + std::to_string(options_.out_features);
     if (!options_.bias) text += " no-bias";
-    if (packed_) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, " sparse density %.3f", packed_->density());
-      text += buf;
-    }
-    return text;
+    return text + density_note();
   }
 
  private:
@@ -210,9 +183,7 @@ class LinearNode final : public PrunableNode {
     kernels::linear_sparse_sync_transposed(*packed_);
   }
 
-  // Asked at every forward (and by the executor for the input's layout);
-  // the book decides once per problem.
-  bool use_sparse(int64_t batch);
+  bool choose_sparse(const int64_t& batch) override;
 
   // keep: save the input (in the layout backward reads) for backward.
   Tensor forward_compressed(const Tensor& x, bool keep) {
@@ -221,7 +192,7 @@ class LinearNode final : public PrunableNode {
     refresh_packed();
     sparse_step_ = use_sparse(batch);
     last_sparse_ = sparse_step_;
-    const float* bias = options_.bias ? bias_.value.data() : nullptr;
+    const float* bias = bias_data();
     if (sparse_step_) {
       const Tensor src = to_layout(x, Layout::kCN);
       Tensor dst = Tensor::empty(dst_shape, Layout::kCN);
@@ -245,7 +216,7 @@ class LinearNode final : public PrunableNode {
     const Tensor& input = args.inputs[0];
     const int64_t batch = input.dim(0);
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0];
-    const GradTargets grads = grad_targets(args, weight_, options_.bias ? &bias_ : nullptr);
+    const GradTargets grads = grad_targets(args, weight_, bias_param());
     std::vector<Tensor> diff_src(1);
     const Layout layout = sparse_step_ ? Layout::kCN : Layout::kPlain;
     const Tensor src = saved_src_.defined() && saved_src_.layout() == layout
@@ -298,24 +269,11 @@ class LinearNode final : public PrunableNode {
 
   int64_t in_features_;
   LinearOptions options_;
-  Parameter weight_;
-  Parameter bias_;  // unused without a bias
-
-  // Compressed state (null when dense).
-  std::unique_ptr<kernels::LinearSparseWeights> packed_;
-  SparseKernels kernels_ = SparseKernels::kAuto;
-  bool sparse_step_ = true;  // what the last forward ran
-  bool last_sparse_ = true;
-  Tensor saved_src_;           // the input in the layout of the last forward
-  Tensor dense_scratch_;       // dense mode: the scattered weight
-  Tensor dense_grad_scratch_;  // dense mode: the dense weight gradient
 };
 
 // Auto mode: the forward + backward-data + backward-weights time of the sparse
 // kernels against oneDNN, once per (O, I, batch, nnz) in the graph.
-bool LinearNode::use_sparse(int64_t batch) {
-  if (kernels_ == SparseKernels::kSparse || kernels_ == SparseKernels::kDense)
-    return kernels_ == SparseKernels::kSparse;
+bool LinearNode::choose_sparse(const int64_t& batch) {
   const kernels::LinearSparseWeights& w = *packed_;
   const int64_t O = w.out_features, I = w.in_features;
   char key[128], label[128];

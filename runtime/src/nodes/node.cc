@@ -20,6 +20,11 @@ void Node::expect_inputs(const std::vector<Shape>& inputs, std::size_t count) co
               std::to_string(inputs.size()));
 }
 
+void Node::fail_input_shape(const std::string& expected, const Shape& input) const {
+  throw Error(std::string(type()) + " '" + name() + "' expects " + expected + ", got " +
+              shape_to_string(input));
+}
+
 Parameter zero_parameter(std::string name, ParamKind kind, const Shape& shape) {
   Parameter p;
   p.name = std::move(name);

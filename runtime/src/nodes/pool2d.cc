@@ -31,9 +31,7 @@ class Pool2d final : public UnaryNode {
 
   Shape unary_shape(const Shape& x) const override {
     const std::string where = std::string(type()) + " '" + name() + "'";
-    if (x.size() != 4) {
-      throw Error(where + " expects a 4-D input (N, C, H, W), got " + shape_to_string(x));
-    }
+    if (x.size() != 4) fail_input_shape("a 4-D input (N, C, H, W)", x);
     const kernels::PoolDesc d = make_desc(x, Layout::kNCHW);
     if (x[2] + 2 * d.padding < d.kernel || x[3] + 2 * d.padding < d.kernel) {
       throw Error(where + ": input " + shape_to_string(x) + " is smaller than the " +

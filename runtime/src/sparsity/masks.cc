@@ -9,6 +9,7 @@
 #include <cstring>
 #include <numeric>
 #include <type_traits>
+#include <utility>
 
 #include "nodes/nodes.h"
 #include "sparsetrain/error.h"
@@ -178,23 +179,30 @@ std::vector<Tensor> masks_from_scores(const std::vector<PrunableLayer>& layers,
 
 // --- mask selection ------------------------------------------------------------
 
+namespace {
+
+// Each distribution and its name in options, recipes and messages.
+constexpr std::pair<Distribution, const char*> kDistributionNames[] = {
+    {Distribution::kGlobal, "global"},
+    {Distribution::kUniform, "uniform"},
+    {Distribution::kErk, "erk"},
+};
+
+}  // namespace
+
 Distribution parse_distribution(const std::string& name) {
-  if (name == "global") return Distribution::kGlobal;
-  if (name == "uniform") return Distribution::kUniform;
-  if (name == "erk") return Distribution::kErk;
-  throw Error("--distribution: unknown distribution '" + name +
-              "' (expected global, uniform or erk)");
+  std::vector<std::string> known;
+  for (const auto& [distribution, text] : kDistributionNames) {
+    if (name == text) return distribution;
+    known.emplace_back(text);
+  }
+  throw Error("--distribution: unknown distribution '" + name + "' (expected " +
+              detail::join_or(known) + ")");
 }
 
 const char* distribution_name(Distribution distribution) {
-  switch (distribution) {
-    case Distribution::kGlobal:
-      return "global";
-    case Distribution::kUniform:
-      return "uniform";
-    case Distribution::kErk:
-      return "erk";
-  }
+  for (const auto& [d, text] : kDistributionNames)
+    if (d == distribution) return text;
   return "?";
 }
 

@@ -152,6 +152,21 @@ struct Trainer::Impl {
   void start(Trainer& self);
 };
 
+namespace {
+
+// The position in the run as a checkpoint's "state" (fields_to_json).
+constexpr auto kPositionFields = [](auto& m, auto&& f) {
+  f("step", m.step);
+  f("epoch", m.epoch);
+  f("batch_in_epoch", m.batch_in_epoch);
+  f("epoch_loss_sum", m.epoch_loss_sum);
+  f("epoch_correct", m.epoch_correct);
+  f("epoch_seen", m.epoch_seen);
+  f("epoch_seconds", m.epoch_seconds);
+};
+
+}  // namespace
+
 Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   validate(options);
@@ -288,15 +303,7 @@ void Trainer::save_checkpoint(const std::string& path) const {
   save_parameters_dense(ck, m.params);
   save_optimizer_state(ck, *m.optimizer, m.params);
   save_rng(ck, "rng/trainer", m.rng);
-  json state = {
-      {"step", m.step},
-      {"epoch", m.epoch},
-      {"batch_in_epoch", m.batch_in_epoch},
-      {"epoch_loss_sum", m.epoch_loss_sum},
-      {"epoch_correct", m.epoch_correct},
-      {"epoch_seen", m.epoch_seen},
-      {"epoch_seconds", m.epoch_seconds},
-  };
+  const json state = fields_to_json(m, kPositionFields);
   json history = json::array();
   for (const auto& e : m.history) history.push_back(epoch_to_json(e));
   auto& meta = ck.metadata();
@@ -329,14 +336,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   load_optimizer_state(ck, *m.optimizer, m.params);
   load_rng(ck, "rng/trainer", m.rng);
   try {
-    const json state = json::parse(field("state"));
-    m.step = state.at("step").get<int64_t>();
-    m.epoch = state.at("epoch").get<int64_t>();
-    m.batch_in_epoch = state.at("batch_in_epoch").get<int64_t>();
-    m.epoch_loss_sum = state.at("epoch_loss_sum").get<double>();
-    m.epoch_correct = state.at("epoch_correct").get<int64_t>();
-    m.epoch_seen = state.at("epoch_seen").get<int64_t>();
-    m.epoch_seconds = state.at("epoch_seconds").get<double>();
+    fields_from_json(json::parse(field("state")), m, kPositionFields);
     m.history.clear();
     for (const auto& e : json::parse(field("history"))) m.history.push_back(epoch_from_json(e));
   } catch (const json::exception& e) {

@@ -19,41 +19,36 @@ std::string format_duration(double s) {
   return buf;
 }
 
-json epoch_to_json(const EpochStats& e) {
-  return {{"epoch", e.epoch},
-          {"loss", e.loss},
-          {"train_accuracy", e.train_accuracy},
-          {"test_accuracy", e.test_accuracy},
-          {"test_loss", e.test_loss},
-          {"lr", e.lr},
-          {"seconds", e.seconds},
-          {"samples_per_second", e.samples_per_second},
-          {"peak_memory_bytes", e.peak_bytes},
-          {"sparse_layers", e.sparse_layers},
-          {"prunable_layers", e.prunable_layers},
-          {"sparse_layer_names", e.sparse_layer_names},
-          {"phase", e.phase},
-          {"sparsity", e.sparsity},
-          {"param_memory_bytes", e.param_bytes}};
-}
+namespace {
+
+// The fields of a row of the per-epoch table in metrics lines and
+// checkpoints; checkpoints written before the sparsity columns lack the
+// optional ones.
+constexpr auto kEpochFields = [](auto& e, auto&& f) {
+  f("epoch", e.epoch);
+  f("loss", e.loss);
+  f("train_accuracy", e.train_accuracy);
+  f("test_accuracy", e.test_accuracy);
+  f("test_loss", e.test_loss);
+  f("lr", e.lr);
+  f("seconds", e.seconds);
+  f("samples_per_second", e.samples_per_second);
+  f("peak_memory_bytes", e.peak_bytes);
+  f("sparse_layers", e.sparse_layers, kOptional);
+  f("prunable_layers", e.prunable_layers, kOptional);
+  f("sparse_layer_names", e.sparse_layer_names, kOptional);
+  f("phase", e.phase, kOptional);
+  f("sparsity", e.sparsity, kOptional);
+  f("param_memory_bytes", e.param_bytes, kOptional);
+};
+
+}  // namespace
+
+json epoch_to_json(const EpochStats& e) { return fields_to_json(e, kEpochFields); }
 
 EpochStats epoch_from_json(const json& j) {
   EpochStats e;
-  e.epoch = j.at("epoch").get<int64_t>();
-  e.loss = j.at("loss").get<double>();
-  e.train_accuracy = j.at("train_accuracy").get<double>();
-  e.test_accuracy = j.at("test_accuracy").get<double>();
-  e.test_loss = j.at("test_loss").get<double>();
-  e.lr = j.at("lr").get<float>();
-  e.seconds = j.at("seconds").get<double>();
-  e.samples_per_second = j.at("samples_per_second").get<double>();
-  e.peak_bytes = j.at("peak_memory_bytes").get<int64_t>();
-  e.sparse_layers = j.value("sparse_layers", 0);
-  e.prunable_layers = j.value("prunable_layers", 0);
-  e.sparse_layer_names = j.value("sparse_layer_names", std::vector<std::string>{});
-  e.phase = j.value("phase", std::string("dense"));
-  e.sparsity = j.value("sparsity", 0.0);
-  e.param_bytes = j.value("param_memory_bytes", int64_t{0});
+  fields_from_json(j, e, kEpochFields);
   return e;
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "sparsetrain/graph.h"
@@ -84,6 +85,28 @@ class Progress {
   int64_t samples_ = 0;
   Clock::time_point t0_;
 };
+
+// A record written to and read from JSON through one list of its fields:
+// `fields(record, f)` calls f(key, member) for each field, or f(key, member,
+// kOptional) for one that older files lack (reading keeps the record's
+// default), so writer and reader cannot disagree.
+inline constexpr bool kOptional = true;
+
+template <class Record, class Fields>
+json fields_to_json(const Record& record, Fields fields) {
+  json j = json::object();
+  fields(record, [&](const char* key, const auto& member, bool = false) { j[key] = member; });
+  return j;
+}
+
+// Throws json::exception on a missing required field or a wrong type.
+template <class Record, class Fields>
+void fields_from_json(const json& j, Record& record, Fields fields) {
+  fields(record, [&](const char* key, auto& member, bool optional = false) {
+    using T = std::decay_t<decltype(member)>;
+    member = optional ? j.value(key, member) : j.at(key).template get<T>();
+  });
+}
 
 json epoch_to_json(const EpochStats& e);
 EpochStats epoch_from_json(const json& j);
