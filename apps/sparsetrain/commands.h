@@ -39,6 +39,7 @@ int run_train(TrainCommand& cmd);
 struct EvalCommand {
   std::string checkpoint;
   std::string dataset;   // default: the one the checkpoint was trained on
+  std::string classes;   // default: the training run's (on its dataset)
   std::string data_dir;  // empty: $SPARSETRAIN_DATA, the user cache, ../shared/data
   int64_t batch_size = 500;
   int64_t limit = -1;

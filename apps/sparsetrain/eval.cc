@@ -16,6 +16,9 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& cmd) {
       ->required();
   sub->add_option("--dataset", cmd.dataset,
                   "mnist | fashion-mnist | cifar10 (default: the training one)");
+  sub->add_option("--classes", cmd.classes,
+                  "Keep only these classes, relabelled 0..k-1 in the order given: 0-4, or "
+                  "5,6,7,8,9 (default: the training run's)");
   sub->add_option("--data-dir", cmd.data_dir, option_help("data_dir"));
   sub->add_option("--batch-size", cmd.batch_size, "Evaluation batch size")->capture_default_str();
   sub->add_option("--limit", cmd.limit, "Use only the first N test images");
@@ -37,7 +40,15 @@ int run_eval(EvalCommand& cmd) {
   // one and this is its dataset), else the usual search.
   const std::string data_dir =
       !cmd.data_dir.empty() || dataset != trained.dataset ? cmd.data_dir : trained.data_dir;
-  const Dataset data = load_dataset(dataset, data_dir, Split::kTest, cmd.limit);
+  const std::string classes =
+      cmd.classes.empty() && dataset == trained.dataset ? trained.classes : cmd.classes;
+  const Dataset data = load_dataset(dataset, data_dir, Split::kTest, cmd.limit, classes);
+  const int64_t outputs = graph.shape_of(graph.output()).back();
+  if (data.num_classes != outputs) {
+    throw Error("the model has " + std::to_string(outputs) + " outputs but the evaluated data " +
+                "has " + std::to_string(data.num_classes) + " classes" +
+                (classes.empty() ? "" : " (--classes " + classes + ")"));
+  }
   graph.node(graph.find("input")).output_shape({Shape{1, data.channels, data.height, data.width}});
   const EvalResult r = evaluate_graph(graph, data, cmd.batch_size);
   if (cmd.json) {
@@ -51,6 +62,7 @@ int run_eval(EvalCommand& cmd) {
     std::cout << nlohmann::json({{"checkpoint", path},
                                  {"model", trained.model},
                                  {"dataset", dataset},
+                                 {"classes", data.class_names},
                                  {"samples", r.samples},
                                  {"accuracy", r.accuracy},
                                  {"loss", r.loss},

@@ -90,7 +90,7 @@ int run_prune(PruneCommand& cmd) {
   EvalResult before, after;
   if (!cmd.no_eval) {
     test = load_dataset(trained.dataset, cmd.data_dir.empty() ? trained.data_dir : cmd.data_dir,
-                        Split::kTest, cmd.test_limit);
+                        Split::kTest, cmd.test_limit, trained.classes);
     before = evaluate_graph(graph, test, cmd.batch_size);
   }
 

@@ -86,6 +86,28 @@ DatasetGeometry dataset_geometry(const std::string& name);
 Dataset load_dataset(const std::string& name, const std::string& data_dir, Split split,
                      int64_t limit = -1);
 
+// Class subsets: one dataset gives several tasks (CIFAR-10's first five
+// classes upstream, its last five downstream).
+//
+// parse_class_list("0-4", 10) == {0, 1, 2, 3, 4}; "5,6,7,8,9", "3,0-2" and
+// "9-7" (descending) work too; the order given is the order of the new
+// labels. Throws Error naming the spec for a class outside [0, num_classes),
+// a class given twice, an empty list or an item that is not a number or a
+// range.
+std::vector<int> parse_class_list(const std::string& spec, int num_classes);
+
+// Keeps the samples whose label is one of `classes`, relabelled 0..k-1 in
+// the order of `classes`, with their class names; everything else of the set
+// (normalisation, geometry, files) is kept. limit >= 0 keeps only the first
+// `limit` of those samples.
+Dataset select_classes(const Dataset& data, const std::vector<int>& classes, int64_t limit = -1);
+
+// load_dataset() for a task: with a non-empty `classes` spec, the whole split
+// is read, select_classes(parse_class_list(classes)) applied, and `limit`
+// counts samples of the kept classes.
+Dataset load_dataset(const std::string& name, const std::string& data_dir, Split split,
+                     int64_t limit, const std::string& classes);
+
 // One place where datasets are looked for.
 struct DataPlace {
   std::string path;

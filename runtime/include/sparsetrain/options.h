@@ -23,6 +23,9 @@ SPARSETRAIN_PUBLIC_BEGIN
 struct ModelDataOptions {
   std::string model = "lenet5";
   std::string dataset = "mnist";
+  // Keep only these classes, relabelled 0..k-1 in the order given: "0-4",
+  // "5,6,7,8,9" (parse_class_list in data.h). Empty: every class.
+  std::string classes;
   std::string data_dir;  // empty: search the places of data_search_places() (data.h)
   int64_t batch_size = 50;
   int64_t eval_batch_size = 500;

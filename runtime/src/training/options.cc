@@ -36,6 +36,10 @@ Rows model_data_rows() {
           .one_of(dataset_names())
           .recipes_only()
           .shown(),
+      row("classes", &TrainOptions::classes, "--classes", "classes",
+          "Keep only these classes, relabelled 0..k-1 in the order given: 0-4, or 5,6,7,8,9 "
+          "(default: all)")
+          .omitted_by_default(),
       row("data_dir", &TrainOptions::data_dir, "--data-dir", "data_dir",
           "Folder holding mnist/, fashion-mnist/, cifar-10/ (default: the first of "
           "$SPARSETRAIN_DATA, ~/.cache/sparsetrain/data and ../shared/data that holds the "

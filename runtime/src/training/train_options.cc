@@ -1,12 +1,14 @@
 // TrainOptions: validation, the models' recommended hyper-parameters, and
 // the JSON form stored in metrics and checkpoints, all read from the rows of
 // the settings schema (options.cc).
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "base/json_text.h"
+#include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/probes.h"
 #include "sparsetrain/sparsity.h"
@@ -20,6 +22,11 @@ using json = nlohmann::json;
 void validate(const TrainOptions& o) {
   for (const OptionRow& row : option_rows()) check_option(row, o);
   // Rules across settings.
+  const auto datasets = dataset_names();
+  if (!o.classes.empty() &&
+      std::find(datasets.begin(), datasets.end(), o.dataset) != datasets.end()) {
+    parse_class_list(o.classes, dataset_geometry(o.dataset).num_classes);
+  }
   validate_sparsity_options(o);
   detail::validate_retrain_options(o);
   for (const auto& p : o.probes) make_probe(p);  // throws naming an unknown one

@@ -173,9 +173,10 @@ Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_u
   m.options = std::move(options);
   m.factory = std::move(factory);
   kernels::set_num_threads(m.options.threads);
-  m.train =
-      load_dataset(m.options.dataset, m.options.data_dir, Split::kTrain, m.options.train_limit);
-  m.test = load_dataset(m.options.dataset, m.options.data_dir, Split::kTest, m.options.test_limit);
+  m.train = load_dataset(m.options.dataset, m.options.data_dir, Split::kTrain,
+                         m.options.train_limit, m.options.classes);
+  m.test = load_dataset(m.options.dataset, m.options.data_dir, Split::kTest, m.options.test_limit,
+                        m.options.classes);
   m.graph = m.factory(m.options.model, m.train.channels, m.train.height, m.train.width,
                       m.train.num_classes);
   m.graph.initialize(m.options.seed);
@@ -441,8 +442,14 @@ TrainResult Trainer::run(std::ostream& log) {
         {"sparsity_schedule",
          m.sparsity->schedule().active() ? m.sparsity->schedule().describe() : "dense"},
         {"pruned_layers", pruned_layer_names(*m.sparsity)}});
-  log << "model " << o.model << " (" << params_total << " parameters), dataset " << o.dataset
-      << " from " << m.train.folder << " (" << m.train.size() << " train / " << m.test.size()
+  log << "model " << o.model << " (" << params_total << " parameters), dataset " << o.dataset;
+  if (!o.classes.empty()) {
+    log << " classes " << o.classes << " (";
+    for (size_t c = 0; c < m.train.class_names.size(); ++c)
+      log << (c ? ", " : "") << m.train.class_names[c];
+    log << ")";
+  }
+  log << " from " << m.train.folder << " (" << m.train.size() << " train / " << m.test.size()
       << " test images";
   if (o.dataset == "cifar10") log << "; test set " << m.test.files;
   log << "), batch " << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " ("
@@ -645,8 +652,9 @@ namespace {
 // the model built for it is, so it is checked before anything is allocated:
 // against the dataset's own geometry when the runtime knows the dataset, else
 // against bounds no image dataset reaches.
-void check_model_claims(const std::string& path, const std::string& dataset,
+void check_model_claims(const std::string& path, const TrainOptions& o,
                         const std::array<int64_t, 3>& shape, int64_t classes) {
+  const std::string& dataset = o.dataset;
   constexpr int64_t kMaxSide = 65536, kMaxSampleNumel = int64_t{1} << 24;
   constexpr int64_t kMaxClasses = int64_t{1} << 20;
   const std::string claim = "its metadata claims samples " + json(shape).dump() + " and " +
@@ -654,11 +662,14 @@ void check_model_claims(const std::string& path, const std::string& dataset,
   const auto names = dataset_names();
   if (std::find(names.begin(), names.end(), dataset) != names.end()) {
     const DatasetGeometry g = dataset_geometry(dataset);
-    if (shape != std::array<int64_t, 3>{g.channels, g.height, g.width} || classes < 1 ||
-        classes > g.num_classes) {
-      throw Error(path + ": " + claim + ", but its dataset " + dataset + " has samples " +
-                  json({g.channels, g.height, g.width}).dump() + " and " +
-                  std::to_string(g.num_classes) + " classes");
+    const int64_t kept =
+        o.classes.empty() ? g.num_classes
+                          : static_cast<int64_t>(parse_class_list(o.classes, g.num_classes).size());
+    if (shape != std::array<int64_t, 3>{g.channels, g.height, g.width} || classes != kept) {
+      throw Error(path + ": " + claim + ", but its dataset " + dataset +
+                  (o.classes.empty() ? "" : " (classes " + o.classes + ")") + " has samples " +
+                  json({g.channels, g.height, g.width}).dump() + " and " + std::to_string(kept) +
+                  " classes");
     }
     return;
   }
@@ -694,7 +705,7 @@ TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& 
   } catch (const std::exception& e) {
     throw Error(path + ": bad sample_shape / num_classes metadata");
   }
-  check_model_claims(path, o.dataset, shape, classes);
+  check_model_claims(path, o, shape, classes);
   try {
     graph_out = factory(o.model, shape[0], shape[1], shape[2], classes);
   } catch (const std::bad_alloc&) {
