@@ -32,8 +32,13 @@ struct TrainCommand {
   bool no_progress = false;
   std::string recipe;         // YAML recipe under the flags (sparsetrain/recipe.h)
   bool print_recipe = false;  // print the resolved recipe and exit
+  bool finetune = false;      // the finetune command: --checkpoint and --mode
 };
 CLI::App* add_train(CLI::App& app, TrainCommand& cmd);
+// `finetune`: train's flags, with the upstream checkpoint as --checkpoint
+// (init_from) and --mode (TrainOptions::finetune) instead of --init-from and
+// the retraining flags (sparsetrain/transfer.h).
+CLI::App* add_finetune(CLI::App& app, TrainCommand& cmd);
 int run_train(TrainCommand& cmd);
 
 struct EvalCommand {

@@ -1,5 +1,5 @@
 // sparsetrain: the command-line program.
-//   sparsetrain train | eval | prune | info | bench | data   (each with --help)
+//   sparsetrain train | finetune | eval | prune | info | bench | data   (each with --help)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -43,12 +43,14 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show the help of every command");
 
   sparsetrain::cli::TrainCommand train;
+  sparsetrain::cli::TrainCommand finetune;
   sparsetrain::cli::EvalCommand eval;
   sparsetrain::cli::PruneCommand prune;
   sparsetrain::cli::InfoCommand info;
   sparsetrain::cli::BenchCommand bench;
   sparsetrain::cli::DataCommand data;
   CLI::App* train_cmd = sparsetrain::cli::add_train(app, train);
+  CLI::App* finetune_cmd = sparsetrain::cli::add_finetune(app, finetune);
   CLI::App* eval_cmd = sparsetrain::cli::add_eval(app, eval);
   CLI::App* prune_cmd = sparsetrain::cli::add_prune(app, prune);
   CLI::App* info_cmd = sparsetrain::cli::add_info(app, info);
@@ -70,10 +72,10 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (train_cmd->parsed()) {
+    if (train_cmd->parsed() || finetune_cmd->parsed()) {
       std::signal(SIGINT, on_interrupt);
       std::signal(SIGTERM, on_interrupt);
-      return sparsetrain::cli::run_train(train);
+      return sparsetrain::cli::run_train(train_cmd->parsed() ? train : finetune);
     }
     if (eval_cmd->parsed()) return sparsetrain::cli::run_eval(eval);
     if (prune_cmd->parsed()) return sparsetrain::cli::run_prune(prune);

@@ -9,6 +9,7 @@
 #include "sparsetrain/models.h"
 #include "sparsetrain/probes.h"
 #include "sparsetrain/recipe.h"
+#include "sparsetrain/transfer.h"
 
 namespace sparsetrain::cli {
 
@@ -62,11 +63,19 @@ void add_row_option(CLI::App* sub, const OptionRow& row, TrainOptions& o) {
 
 }  // namespace
 
-CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
-  CLI::App* sub = app.add_subcommand("train", "Train a model on a dataset");
-  for (const OptionRow& row : option_rows()) {
-    if (!row.flag.empty()) add_row_option(sub, row, cmd.options);
+namespace {
+
+// Rows that are not flags of `finetune`: --checkpoint and --mode stand for
+// the first, and retraining does not go with fine-tuning.
+bool finetune_skips(const OptionRow& row) {
+  for (const auto member :
+       {&TrainOptions::init_from, &TrainOptions::retrain, &TrainOptions::rewind_from}) {
+    if (row.member == OptionMember(member)) return true;
   }
+  return row.member == OptionMember(&TrainOptions::rewind_epoch);
+}
+
+void add_run_options(CLI::App* sub, TrainCommand& cmd) {
   sub->add_option("--recipe", cmd.recipe,
                   "YAML recipe of the run (model, data, optimizer, lr and sparsity schedules); "
                   "flags given with it override its fields");
@@ -74,26 +83,45 @@ CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
                 "Print the resolved recipe (recipe, then flags) as YAML and exit");
   sub->add_flag("--no-progress", cmd.no_progress, "No progress lines, only the table");
   cmd.app = sub;
+}
+
+}  // namespace
+
+CLI::App* add_train(CLI::App& app, TrainCommand& cmd) {
+  CLI::App* sub = app.add_subcommand("train", "Train a model on a dataset");
+  for (const OptionRow& row : option_rows()) {
+    if (!row.flag.empty()) add_row_option(sub, row, cmd.options);
+  }
+  add_run_options(sub, cmd);
+  return sub;
+}
+
+CLI::App* add_finetune(CLI::App& app, TrainCommand& cmd) {
+  CLI::App* sub = app.add_subcommand(
+      "finetune",
+      "Fine-tune a trained (sparse) model on a new task with a new classifier head, keeping its "
+      "masks");
+  cmd.finetune = true;
+  cmd.options.finetune = "full";
+  sub->add_option("--checkpoint", cmd.options.init_from,
+                  "The upstream checkpoint (file or run folder); the run starts from its options "
+                  "(model, data, optimizer, lr schedule, epochs), flags override them");
+  sub->add_option("--mode", cmd.options.finetune, std::string(option_row("finetune").help))
+      ->check(CLI::IsMember(option_choices(option_row("finetune"))))
+      ->capture_default_str();
+  for (const OptionRow& row : option_rows()) {
+    if (!row.flag.empty() && !finetune_skips(row)) add_row_option(sub, row, cmd.options);
+  }
+  add_run_options(sub, cmd);
   return sub;
 }
 
 namespace {
 
-// The base of a run started from a checkpoint (--init-from): the options
-// that trained it (model, data, batch, optimizer, lr schedule, epochs),
-// without its sparsity schedule, snapshots, retraining and outputs.
-TrainOptions init_base(const std::string& path) {
-  TrainOptions o = read_checkpoint_options(path);
-  static_cast<SparsityOptions&>(o) = SparsityOptions{};
-  static_cast<RetrainOptions&>(o) = RetrainOptions{};
-  // Of the run options, the threads, seed, kernels and storage stay; the
-  // outputs are this run's (out_dir, resume_dir and max_steps are always
-  // the command line's).
-  const RunOptions run;
-  o.metrics_path = run.metrics_path;
-  o.log_every = run.log_every;
-  o.probes = run.probes;
-  return o;
+// Whether the command line gave `flag` (finetune has no flag of some rows).
+bool given(const TrainCommand& cmd, const std::string& flag) {
+  const CLI::Option* option = cmd.app->get_option_no_throw(flag);
+  return option != nullptr && option->count() != 0;
 }
 
 // The lr flags that --retrain replaces by the original run's schedule.
@@ -132,7 +160,7 @@ void resolve_options(TrainCommand& cmd) {
     base = recommended_options(model_flag || recipe->model().empty() ? o.model : recipe->model());
     recipe->apply(base);
   } else if (!o.init_from.empty()) {
-    base = init_base(o.init_from);
+    base = inherited_options(o.init_from);
   } else {
     base = recommended_options(o.model);
   }
@@ -142,9 +170,16 @@ void resolve_options(TrainCommand& cmd) {
   const TrainOptions flags = o;
   o = base;
   for (const OptionRow& row : option_rows()) {
-    if (!row.flag.empty() && cmd.app->count(std::string(row.flag)) != 0) {
+    if (!row.flag.empty() && given(cmd, std::string(row.flag))) {
       std::visit([&](auto m) { o.*m = flags.*m; }, row.member);
     }
+  }
+  if (cmd.finetune && flags.resume_dir.empty()) {
+    if (flags.init_from.empty()) {
+      throw Error("finetune needs --checkpoint: the upstream checkpoint (or --resume a run)");
+    }
+    o.init_from = flags.init_from;
+    o.finetune = flags.finetune;
   }
   o.out_dir = flags.out_dir;
   o.resume_dir = flags.resume_dir;
@@ -152,7 +187,7 @@ void resolve_options(TrainCommand& cmd) {
   o.progress = !cmd.no_progress;
   if (!o.retrain.empty() && o.resume_dir.empty()) {
     for (const char* flag : kRetrainLrFlags) {
-      if (cmd.app->count(flag) != 0) {
+      if (given(cmd, flag)) {
         throw Error(std::string(flag) + " with --retrain " + o.retrain +
                     ": retraining takes its learning rate from the original run; use "
                     "--init-from without --retrain for a schedule of your own");

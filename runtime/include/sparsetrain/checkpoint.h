@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -152,6 +153,12 @@ enum class SparseLoad : uint8_t {
 // throws Error naming the file and the tensor.
 void load_graph_parameters(const Checkpoint& ckpt, Graph& graph,
                            SparseLoad mode = SparseLoad::kAsSaved);
+// As load_graph_parameters, except that the parameters of the nodes named in
+// `keep_nodes` keep the values they have in the graph and the checkpoint's
+// tensors for them are not read (a new classifier head in transfer
+// fine-tuning, which has another shape).
+void load_graph_parameters_except(const Checkpoint& ckpt, Graph& graph, SparseLoad mode,
+                                  const std::set<std::string>& keep_nodes);
 
 // Optimizer state as "optim/<param>.<slot>" and the metadata entries
 // "optim.kind" and "optim.step_count". With `params`, the state of a

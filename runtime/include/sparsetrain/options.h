@@ -128,6 +128,23 @@ struct RetrainOptions {
   bool operator==(const RetrainOptions&) const = default;
 };
 
+// Transfer fine-tuning (sparsetrain/transfer.h): a run that starts from the
+// upstream checkpoint init_from on a new task, with a new classifier head.
+struct TransferOptions {
+  // "" (not a transfer run) | full: everything trains, the upstream's masks
+  // stay fixed (compressed layers stay compressed, pruned weights stay 0).
+  std::string finetune;
+  // The classifier node replaced by a new one sized for the new classes;
+  // empty: the last linear node.
+  std::string head;
+  // Parameters frozen for the whole run (glob patterns over
+  // "<node>.<field>", e.g. "conv*" or "layer1.*"): no gradient, no
+  // weight-gradient pass, bit-identical at the end. Any run, not only
+  // transfer.
+  std::vector<std::string> freeze;
+  bool operator==(const TransferOptions&) const = default;
+};
+
 // How and where the run executes: threads, seed, the storage and kernels
 // of pruned layers, output files, probes.
 struct RunOptions {
@@ -160,6 +177,7 @@ struct TrainOptions : ModelDataOptions,
                       OptimizationOptions,
                       SparsityOptions,
                       RetrainOptions,
+                      TransferOptions,
                       RunOptions {
   bool operator==(const TrainOptions&) const = default;
 };
@@ -275,7 +293,7 @@ struct OptionRow {
 };
 
 // Every setting, by concern (model and data, optimizer and schedule,
-// sparsity, retraining, run), each once.
+// sparsity, retraining, transfer, run), each once.
 const std::vector<OptionRow>& option_rows();
 // The row of `key` ("lr"); throws Error when there is none.
 const OptionRow& option_row(std::string_view key);

@@ -69,6 +69,12 @@ Tensor finite_values(const Checkpoint& ckpt, const std::string& name, const Shap
 std::string values_name(const std::string& param) { return kSparsePrefix + param + "/values"; }
 std::string bitmask_name(const std::string& param) { return kSparsePrefix + param + "/bitmask"; }
 
+// The node owning any parameter "<node>.<name>" (weight, bias, running_mean).
+std::string owner_node(const std::string& param) {
+  const size_t dot = param.rfind('.');
+  return dot == std::string::npos ? param : param.substr(0, dot);
+}
+
 // The node owning a prunable weight "<node>.weight".
 std::string node_of(const std::string& param) {
   const std::string suffix = ".weight";
@@ -368,10 +374,20 @@ void load_parameters(const Checkpoint& ckpt, const std::vector<Parameter*>& para
 }
 
 void load_graph_parameters(const Checkpoint& ckpt, Graph& graph, SparseLoad mode) {
+  load_graph_parameters_except(ckpt, graph, mode, {});
+}
+
+void load_graph_parameters_except(const Checkpoint& ckpt, Graph& graph, SparseLoad mode,
+                                  const std::set<std::string>& keep_nodes) {
   const std::string where = where_of(ckpt);
   bool legacy = false;
   std::map<std::string, SparseEntry> entries = read_sparse_entries(ckpt, &legacy);
-  const std::vector<Parameter*> params = graph.parameters();
+  for (auto it = entries.begin(); it != entries.end();) {
+    it = keep_nodes.count(owner_node(it->first)) != 0 ? entries.erase(it) : std::next(it);
+  }
+  std::vector<Parameter*> params = graph.parameters();
+  std::erase_if(params,
+                [&](const Parameter* p) { return keep_nodes.count(owner_node(p->name)) != 0; });
 
   // Check everything against the model before changing it.
   std::map<std::string, const Parameter*> by_name;

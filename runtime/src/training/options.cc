@@ -284,10 +284,29 @@ Rows run_rows() {
   };
 }
 
+Rows transfer_rows() {
+  return {
+      // `sparsetrain finetune --mode`; no flag of train.
+      row("finetune", &TrainOptions::finetune, "", "transfer.mode",
+          "Transfer fine-tuning from --init-from with a new head: full (everything trains, the "
+          "upstream masks fixed)")
+          .one_of({"", "full"})
+          .omitted_by_default(),
+      row("head", &TrainOptions::head, "--head", "transfer.head",
+          "finetune: the classifier node replaced by a new one for the new classes (default: "
+          "the last linear node)")
+          .omitted_by_default(),
+      row("freeze", &TrainOptions::freeze, "--freeze", "transfer.freeze",
+          "Freeze the parameters matching these patterns (comma-separated, e.g. conv*,layer1.*): "
+          "no gradient, no weight-gradient pass")
+          .omitted_by_default(),
+  };
+}
+
 Rows all_rows() {
   Rows rows;
   for (Rows (*concern)() :
-       {model_data_rows, optimizer_rows, sparsity_rows, retrain_rows, run_rows}) {
+       {model_data_rows, optimizer_rows, sparsity_rows, retrain_rows, transfer_rows, run_rows}) {
     for (OptionRow& r : concern()) rows.push_back(std::move(r));
   }
   return rows;

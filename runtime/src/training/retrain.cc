@@ -12,6 +12,7 @@
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/sparsity.h"
+#include "transfer/finetune.h"
 
 namespace sparsetrain::detail {
 namespace {
@@ -177,12 +178,17 @@ std::string apply_init_from(TrainOptions& o, Graph& graph, int64_t steps_per_epo
   }
   const SparseLoad mode =
       o.sparse_storage == "masked" ? SparseLoad::kMasked : SparseLoad::kCompressed;
-  load_graph_parameters(ck, graph, mode);
+  // Transfer fine-tuning loads everything but the new head (transfer/).
+  const std::string head_text =
+      o.finetune.empty() ? "" : detail::start_finetune(o, graph, ck, path, mode);
+  if (o.finetune.empty()) load_graph_parameters(ck, graph, mode);
   const double sparsity = sparsity_report(graph).prunable_sparsity();
   const std::string masks_text =
       "'" + path + "' (" +
       (sparsity > 0 ? percent(sparsity) + " of the prunable weights pruned, masks fixed)"
                     : std::string("dense)"));
+  if (!o.finetune.empty())
+    return "fine-tuning (" + o.finetune + ") from " + masks_text + "; " + head_text;
   if (o.retrain.empty()) return "initialised from " + masks_text;
   if (o.sparsity > 0.0f) {
     throw Error("--retrain keeps the masks of --init-from fixed: drop --sparsity (got " +

@@ -14,6 +14,7 @@
 #include "sparsetrain/sparsity.h"
 #include "sparsetrain/trainer.h"
 #include "training/retrain.h"
+#include "transfer/finetune.h"
 
 namespace sparsetrain {
 
@@ -29,6 +30,7 @@ void validate(const TrainOptions& o) {
   }
   validate_sparsity_options(o);
   detail::validate_retrain_options(o);
+  detail::validate_transfer_options(o);
   for (const auto& p : o.probes) make_probe(p);  // throws naming an unknown one
   if (!o.kernel_choices.empty() && o.kernels != "auto" && o.kernels != "auto-fixed") {
     throw Error(

@@ -28,6 +28,7 @@
 #include "sparsetrain/recipe.h"
 #include "sparsetrain/schedule.h"
 #include "sparsetrain/sparsity.h"
+#include "sparsetrain/transfer.h"
 #include "training/retrain.h"
 #include "training/trainer_report.h"
 
@@ -234,6 +235,7 @@ void Trainer::Impl::start(Trainer& self) {
     m.init_note = detail::apply_init_from(m.options, m.graph, steps_per_epoch);
     validate(m.options);
   }
+  apply_freeze(m.options, m.graph);
   m.params = m.graph.parameters();
   m.optimizer = optimizer_for(m.options);
   m.steps_per_epoch = (m.train.size() + m.options.batch_size - 1) / m.options.batch_size;
