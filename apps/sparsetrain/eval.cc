@@ -71,8 +71,9 @@ int run_eval(EvalCommand& cmd) {
               << "\n";
     return 0;
   }
-  std::printf("model %s, dataset %s (%lld test images)\n", trained.model.c_str(), dataset.c_str(),
-              static_cast<long long>(r.samples));
+  const std::string subset = classes.empty() ? "" : " classes " + classes;
+  std::printf("model %s, dataset %s%s (%lld test images)\n", trained.model.c_str(), dataset.c_str(),
+              subset.c_str(), static_cast<long long>(r.samples));
   std::printf("accuracy %.2f%%  loss %.4f\n\n", 100.0 * r.accuracy, r.loss);
   std::printf("%-14s %9s %7s\n", "class", "accuracy", "images");
   for (std::size_t c = 0; c < r.class_accuracy.size(); ++c) {
