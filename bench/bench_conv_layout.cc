@@ -3,8 +3,9 @@
 // NCHW and NHWC activations through kernels/conv2d (the layer's code path,
 // weight reorders included), and with oneDNN's blocked nChw16c activations
 // straight on the primitives (no reorders at all) to show what a blocked
-// activation layout would gain. Also the sum over all 19 convolutions of one
-// ResNet-20 training step (the first conv skips backward-data).
+// activation layout would gain. Also the sum over all 21 convolutions of one
+// ResNet-20 training step, the two 1x1 projection shortcuts included (the
+// first conv skips backward-data).
 //
 //   bench_conv_layout [--threads=N] [google-benchmark flags]
 //
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "bench/bench_main.h"
+#include "bench/resnet20_convs.h"
 #include "kernels/common/dnnl_context.h"
 #include "kernels/common/threads.h"
 #include "kernels/conv2d/conv2d.h"
@@ -35,31 +37,10 @@ using kernels::Conv2dShape;
 constexpr int64_t kBatch = 128;
 constexpr int kDefaultThreads = 2;
 
-struct ConvLayer {
-  const char* name;
-  int64_t in_channels, out_channels, side, kernel, stride, padding;
-  int count;  // how many convolutions of this shape one ResNet-20 has
-};
+using bench::kResNet20Convs;
+using bench::ResNet20Conv;
 
-// ResNet-20 for CIFAR-10 (He et al. 2016, sec. 4.2): a 3x3 stem, then three
-// stages of three basic blocks (two 3x3 convs each) at 16, 32 and 64 channels;
-// the first conv of stages 2 and 3 has stride 2. The 1x1 stride-2 projections
-// are the option-B shortcuts (counted 0: the CIFAR net uses option A).
-constexpr ConvLayer kResNet20[] = {
-    {"stem_3to16_32x32", 3, 16, 32, 3, 1, 1, 1},
-    {"s1_16to16_32x32", 16, 16, 32, 3, 1, 1, 6},
-    {"s2down_16to32_32x32_s2", 16, 32, 32, 3, 2, 1, 1},
-    {"s2_32to32_16x16", 32, 32, 16, 3, 1, 1, 5},
-    {"s3down_32to64_16x16_s2", 32, 64, 16, 3, 2, 1, 1},
-    {"s3_64to64_8x8", 64, 64, 8, 3, 1, 1, 5},
-    {"proj_16to32_1x1_s2", 16, 32, 32, 1, 2, 0, 0},
-    {"proj_32to64_1x1_s2", 32, 64, 16, 1, 2, 0, 0},
-};
-
-Conv2dShape shape_of(const ConvLayer& l) {
-  return Conv2dShape::make(kBatch, l.in_channels, l.side, l.side, l.out_channels, l.kernel,
-                           l.stride, l.padding, 1);
-}
+Conv2dShape shape_of(const ResNet20Conv& l) { return l.shape(kBatch); }
 
 Tensor random_tensor(const Shape& shape, Layout layout, uint64_t seed) {
   Rng rng(seed);
@@ -126,7 +107,7 @@ int64_t pass_count(int passes) {
          ((passes & kBackwardWeights) ? 1 : 0);
 }
 
-void bm_layer(benchmark::State& state, const ConvLayer& layer, Layout layout, int passes) {
+void bm_layer(benchmark::State& state, const ResNet20Conv& layer, Layout layout, int passes) {
   LayerBuffers buffers(shape_of(layer), layout, 1);
   buffers.run(passes);  // creates and caches the primitives
   for (auto _ : state) {
@@ -144,7 +125,7 @@ void bm_resnet20_step(benchmark::State& state, Layout layout) {
   std::vector<int> passes;
   int64_t flops = 0;
   uint64_t seed = 1;
-  for (const ConvLayer& l : kResNet20)
+  for (const ResNet20Conv& l : kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
       layers.emplace_back(shape_of(l), layout, seed += 10);
       passes.push_back(layers.size() == 1 ? kForward | kBackwardWeights : kStep);
@@ -172,7 +153,7 @@ struct BlockedConv {
   std::string label;
   int64_t flops = 0;
 
-  explicit BlockedConv(const ConvLayer& l) {
+  explicit BlockedConv(const ResNet20Conv& l) {
     const Conv2dShape s = shape_of(l);
     flops = s.flops();
     const auto& engine = kernels::dnnl_cpu_engine();
@@ -225,7 +206,7 @@ struct BlockedConv {
   }
 };
 
-void bm_blocked_layer(benchmark::State& state, const ConvLayer& layer, int passes) {
+void bm_blocked_layer(benchmark::State& state, const ResNet20Conv& layer, int passes) {
   BlockedConv conv(layer);
   conv.run(passes);
   for (auto _ : state) {
@@ -240,7 +221,7 @@ void bm_blocked_resnet20_step(benchmark::State& state) {
   std::vector<std::unique_ptr<BlockedConv>> layers;
   std::vector<int> passes;
   int64_t flops = 0;
-  for (const ConvLayer& l : kResNet20)
+  for (const ResNet20Conv& l : kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
       layers.push_back(std::make_unique<BlockedConv>(l));
       passes.push_back(layers.size() == 1 ? kForward | kBackwardWeights : kStep);
@@ -261,15 +242,15 @@ benchmark::internal::Benchmark* configure(benchmark::internal::Benchmark* b) {
 }
 
 void register_all() {
-  for (const ConvLayer& layer : kResNet20)
+  for (const ResNet20Conv& layer : kResNet20Convs)
     for (int passes : {kForward, kBackwardData, kBackwardWeights, kStep}) {
       for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
-        const std::string name =
-            std::string("conv/") + layer.name + "/" + pass_name(passes) + "/" + layout_name(layout);
+        const std::string name = std::string("conv/") + layer.name() + "/" + pass_name(passes) +
+                                 "/" + layout_name(layout);
         configure(benchmark::RegisterBenchmark(name.c_str(), bm_layer, layer, layout, passes));
       }
       const std::string name =
-          std::string("conv/") + layer.name + "/" + pass_name(passes) + "/nChw16c_primitive_only";
+          std::string("conv/") + layer.name() + "/" + pass_name(passes) + "/nChw16c_primitive_only";
       configure(benchmark::RegisterBenchmark(name.c_str(), bm_blocked_layer, layer, passes));
     }
   for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
