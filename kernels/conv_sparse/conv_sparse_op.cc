@@ -77,23 +77,21 @@ Geometry geometry(const ConvSparseWeights& wt, const Conv2dShape& s) {
   SPARSETRAIN_ASSERT(s.in_channels == wt.in_channels && s.out_channels == wt.out_channels);
   SPARSETRAIN_ASSERT(s.kernel_h == wt.kernel_h && s.kernel_w == wt.kernel_w);
   SPARSETRAIN_ASSERT(s.groups == wt.groups);
-  Geometry g;
-  g.n = s.batch;
-  g.c = s.in_channels;
-  g.h = s.in_h;
-  g.w = s.in_w;
-  g.o = s.out_channels;
-  g.oh = s.out_h();
-  g.ow = s.out_w();
-  g.kh = s.kernel_h;
-  g.kw = s.kernel_w;
-  g.sh = s.stride_h;
-  g.sw = s.stride_w;
-  g.ph = s.pad_h;
-  g.pw = s.pad_w;
-  g.cg = s.in_channels / s.groups;
-  g.og = s.out_channels / s.groups;
-  return g;
+  return {.n = s.batch,
+          .c = s.in_channels,
+          .h = s.in_h,
+          .w = s.in_w,
+          .o = s.out_channels,
+          .oh = s.out_h(),
+          .ow = s.out_w(),
+          .kh = s.kernel_h,
+          .kw = s.kernel_w,
+          .sh = s.stride_h,
+          .sw = s.stride_w,
+          .ph = s.pad_h,
+          .pw = s.pad_w,
+          .cg = s.in_channels / s.groups,
+          .og = s.out_channels / s.groups};
 }
 
 // The lines of a pass (see conv_sparse_ukernels.h), in groups: a group is
