@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "bench/bench_main.h"
+#include "bench/conv_passes.h"
 #include "bench/resnet20_convs.h"
 #include "kernels/common/dnnl_context.h"
-#include "kernels/common/threads.h"
 #include "kernels/conv2d/conv2d.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
@@ -33,6 +33,7 @@ namespace sparsetrain {
 namespace {
 
 using kernels::Conv2dShape;
+using namespace bench::passes;  // kFwd, ..., pass_name, pass_count
 
 constexpr int64_t kBatch = 128;
 constexpr int kDefaultThreads = 2;
@@ -47,21 +48,6 @@ Tensor random_tensor(const Shape& shape, Layout layout, uint64_t seed) {
   Tensor t = Tensor::empty(shape, layout);
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.normal();
   return t;
-}
-
-enum Pass : int { kForward = 1, kBackwardData = 2, kBackwardWeights = 4, kStep = 7 };
-
-const char* pass_name(int passes) {
-  switch (passes) {
-    case kForward:
-      return "fwd";
-    case kBackwardData:
-      return "bwd_d";
-    case kBackwardWeights:
-      return "bwd_w";
-    default:
-      return "fwd+bwd";
-  }
 }
 
 // Buffers for one convolution through the kernels/conv2d entry points.
@@ -82,15 +68,15 @@ struct LayerBuffers {
   }
 
   void run(int passes) {
-    if (passes & kForward) {
+    if (passes & kFwd) {
       kernels::conv2d_forward_dnnl(dst.data(), src.data(), weights.data(), bias.data(), shape,
                                    layout);
     }
-    if (passes & kBackwardData) {
+    if (passes & kBwdData) {
       kernels::conv2d_backward_data_dnnl(diff_src.data(), diff_dst.data(), weights.data(), shape,
                                          layout);
     }
-    if (passes & kBackwardWeights) {
+    if (passes & kBwdWeights) {
       kernels::conv2d_backward_weights_dnnl(diff_weights.data(), diff_bias.data(), diff_dst.data(),
                                             src.data(), shape, layout);
     }
@@ -100,11 +86,6 @@ struct LayerBuffers {
 void set_counters(benchmark::State& state, int64_t flops_per_iteration) {
   state.counters["GFLOPS"] = benchmark::Counter(static_cast<double>(flops_per_iteration) * 1e-9,
                                                 benchmark::Counter::kIsIterationInvariantRate);
-}
-
-int64_t pass_count(int passes) {
-  return ((passes & kForward) ? 1 : 0) + ((passes & kBackwardData) ? 1 : 0) +
-         ((passes & kBackwardWeights) ? 1 : 0);
 }
 
 void bm_layer(benchmark::State& state, const ResNet20Conv& layer, Layout layout, int passes) {
@@ -128,7 +109,7 @@ void bm_resnet20_step(benchmark::State& state, Layout layout) {
   for (const ResNet20Conv& l : kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
       layers.emplace_back(shape_of(l), layout, seed += 10);
-      passes.push_back(layers.size() == 1 ? kForward | kBackwardWeights : kStep);
+      passes.push_back(layers.size() == 1 ? kFwd | kBwdWeights : kStep);
       flops += pass_count(passes.back()) * layers.back().shape.flops();
     }
   for (std::size_t i = 0; i < layers.size(); ++i) layers[i].run(passes[i]);
@@ -199,9 +180,9 @@ struct BlockedConv {
 
   void run(int passes) {
     dnnl::stream& stream = kernels::dnnl_thread_stream();
-    if (passes & kForward) fwd.execute(stream, fwd_args);
-    if (passes & kBackwardData) bwd_d.execute(stream, bwd_d_args);
-    if (passes & kBackwardWeights) bwd_w.execute(stream, bwd_w_args);
+    if (passes & kFwd) fwd.execute(stream, fwd_args);
+    if (passes & kBwdData) bwd_d.execute(stream, bwd_d_args);
+    if (passes & kBwdWeights) bwd_w.execute(stream, bwd_w_args);
     stream.wait();
   }
 };
@@ -224,7 +205,7 @@ void bm_blocked_resnet20_step(benchmark::State& state) {
   for (const ResNet20Conv& l : kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
       layers.push_back(std::make_unique<BlockedConv>(l));
-      passes.push_back(layers.size() == 1 ? kForward | kBackwardWeights : kStep);
+      passes.push_back(layers.size() == 1 ? kFwd | kBwdWeights : kStep);
       flops += pass_count(passes.back()) * layers.back()->flops;
     }
   for (std::size_t i = 0; i < layers.size(); ++i) layers[i]->run(passes[i]);
@@ -243,7 +224,7 @@ benchmark::internal::Benchmark* configure(benchmark::internal::Benchmark* b) {
 
 void register_all() {
   for (const ResNet20Conv& layer : kResNet20Convs)
-    for (int passes : {kForward, kBackwardData, kBackwardWeights, kStep}) {
+    for (int passes : {kFwd, kBwdData, kBwdWeights, kStep}) {
       for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
         const std::string name = std::string("conv/") + layer.name() + "/" + pass_name(passes) +
                                  "/" + layout_name(layout);
@@ -265,10 +246,7 @@ void register_all() {
 }  // namespace sparsetrain
 
 int main(int argc, char** argv) {
-  const int threads =
-      sparsetrain::bench::take_threads_flag(argc, argv, sparsetrain::kDefaultThreads);
-  sparsetrain::kernels::set_num_threads(threads);
-  benchmark::AddCustomContext("threads", std::to_string(sparsetrain::kernels::num_threads()));
+  sparsetrain::bench::set_threads_from_flag(argc, argv, sparsetrain::kDefaultThreads);
   benchmark::AddCustomContext("batch", std::to_string(sparsetrain::kBatch));
   sparsetrain::register_all();
   return sparsetrain::bench::run_benchmarks(argc, argv);

@@ -42,9 +42,9 @@
 #include <vector>
 
 #include "bench/bench_main.h"
+#include "bench/conv_passes.h"
 #include "bench/resnet20_convs.h"
 #include "kernels/common/cpu.h"
-#include "kernels/common/threads.h"
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv_sparse/conv_sparse.h"
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
@@ -55,6 +55,7 @@ namespace {
 
 namespace sk = kernels;
 using bench::random_floats;
+using namespace bench::passes;  // kFwd, ..., pass_name, pass_count
 using kernels::Conv2dShape;
 
 constexpr int kDefaultThreads = 2;
@@ -163,25 +164,6 @@ struct Data {
     real_macs *= static_cast<double>(s.batch);
   }
 };
-
-enum Pass : int { kFwd = 1, kBwdData = 2, kBwdWeights = 4, kStep = 7 };
-
-const char* pass_name(int p) {
-  switch (p) {
-    case kFwd:
-      return "fwd";
-    case kBwdData:
-      return "bwd_data";
-    case kBwdWeights:
-      return "bwd_weights";
-    default:
-      return "step";
-  }
-}
-
-int pass_count(int p) {
-  return (p & kFwd ? 1 : 0) + (p & kBwdData ? 1 : 0) + (p & kBwdWeights ? 1 : 0);
-}
 
 void set_counters(benchmark::State& state, const Data& d, int passes, bool sparse) {
   const double n = pass_count(passes);
@@ -352,10 +334,7 @@ void register_all() {
 }  // namespace sparsetrain
 
 int main(int argc, char** argv) {
-  const int threads =
-      sparsetrain::bench::take_threads_flag(argc, argv, sparsetrain::kDefaultThreads);
-  sparsetrain::kernels::set_num_threads(threads);
-  benchmark::AddCustomContext("threads", std::to_string(sparsetrain::kernels::num_threads()));
+  sparsetrain::bench::set_threads_from_flag(argc, argv, sparsetrain::kDefaultThreads);
   benchmark::AddCustomContext("isa",
                               sparsetrain::kernels::isa_name(sparsetrain::kernels::best_isa()));
   benchmark::AddCustomContext("cpu", sparsetrain::kernels::cpu_info().model);
