@@ -3,8 +3,9 @@
 // NCHW and NHWC activations through kernels/conv2d (the layer's code path,
 // weight reorders included), and with oneDNN's blocked nChw16c activations
 // straight on the primitives (no reorders at all) to show what a blocked
-// activation layout would gain. Also the sum over all 19 convolutions of one
-// ResNet-20 training step (the first conv skips backward-data).
+// activation layout would gain. Also the sum over all 21 convolutions of one
+// ResNet-20 training step, the two 1x1 projection shortcuts included (the
+// first conv skips backward-data).
 //
 //   bench_conv_layout [--threads=N] [google-benchmark flags]
 //
@@ -21,8 +22,9 @@
 #include <vector>
 
 #include "bench/bench_main.h"
+#include "bench/conv_passes.h"
+#include "bench/resnet20_convs.h"
 #include "kernels/common/dnnl_context.h"
-#include "kernels/common/threads.h"
 #include "kernels/conv2d/conv2d.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
@@ -31,56 +33,21 @@ namespace sparsetrain {
 namespace {
 
 using kernels::Conv2dShape;
+using namespace bench::passes;  // kFwd, ..., pass_name, pass_count
 
 constexpr int64_t kBatch = 128;
 constexpr int kDefaultThreads = 2;
 
-struct ConvLayer {
-  const char* name;
-  int64_t in_channels, out_channels, side, kernel, stride, padding;
-  int count;  // how many convolutions of this shape one ResNet-20 has
-};
+using bench::kResNet20Convs;
+using bench::ResNet20Conv;
 
-// ResNet-20 for CIFAR-10 (He et al. 2016, sec. 4.2): a 3x3 stem, then three
-// stages of three basic blocks (two 3x3 convs each) at 16, 32 and 64 channels;
-// the first conv of stages 2 and 3 has stride 2. The 1x1 stride-2 projections
-// are the option-B shortcuts (counted 0: the CIFAR net uses option A).
-constexpr ConvLayer kResNet20[] = {
-    {"stem_3to16_32x32", 3, 16, 32, 3, 1, 1, 1},
-    {"s1_16to16_32x32", 16, 16, 32, 3, 1, 1, 6},
-    {"s2down_16to32_32x32_s2", 16, 32, 32, 3, 2, 1, 1},
-    {"s2_32to32_16x16", 32, 32, 16, 3, 1, 1, 5},
-    {"s3down_32to64_16x16_s2", 32, 64, 16, 3, 2, 1, 1},
-    {"s3_64to64_8x8", 64, 64, 8, 3, 1, 1, 5},
-    {"proj_16to32_1x1_s2", 16, 32, 32, 1, 2, 0, 0},
-    {"proj_32to64_1x1_s2", 32, 64, 16, 1, 2, 0, 0},
-};
-
-Conv2dShape shape_of(const ConvLayer& l) {
-  return Conv2dShape::make(kBatch, l.in_channels, l.side, l.side, l.out_channels, l.kernel,
-                           l.stride, l.padding, 1);
-}
+Conv2dShape shape_of(const ResNet20Conv& l) { return l.shape(kBatch); }
 
 Tensor random_tensor(const Shape& shape, Layout layout, uint64_t seed) {
   Rng rng(seed);
   Tensor t = Tensor::empty(shape, layout);
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.normal();
   return t;
-}
-
-enum Pass : int { kForward = 1, kBackwardData = 2, kBackwardWeights = 4, kStep = 7 };
-
-const char* pass_name(int passes) {
-  switch (passes) {
-    case kForward:
-      return "fwd";
-    case kBackwardData:
-      return "bwd_d";
-    case kBackwardWeights:
-      return "bwd_w";
-    default:
-      return "fwd+bwd";
-  }
 }
 
 // Buffers for one convolution through the kernels/conv2d entry points.
@@ -101,15 +68,15 @@ struct LayerBuffers {
   }
 
   void run(int passes) {
-    if (passes & kForward) {
+    if (passes & kFwd) {
       kernels::conv2d_forward_dnnl(dst.data(), src.data(), weights.data(), bias.data(), shape,
                                    layout);
     }
-    if (passes & kBackwardData) {
+    if (passes & kBwdData) {
       kernels::conv2d_backward_data_dnnl(diff_src.data(), diff_dst.data(), weights.data(), shape,
                                          layout);
     }
-    if (passes & kBackwardWeights) {
+    if (passes & kBwdWeights) {
       kernels::conv2d_backward_weights_dnnl(diff_weights.data(), diff_bias.data(), diff_dst.data(),
                                             src.data(), shape, layout);
     }
@@ -121,12 +88,7 @@ void set_counters(benchmark::State& state, int64_t flops_per_iteration) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
-int64_t pass_count(int passes) {
-  return ((passes & kForward) ? 1 : 0) + ((passes & kBackwardData) ? 1 : 0) +
-         ((passes & kBackwardWeights) ? 1 : 0);
-}
-
-void bm_layer(benchmark::State& state, const ConvLayer& layer, Layout layout, int passes) {
+void bm_layer(benchmark::State& state, const ResNet20Conv& layer, Layout layout, int passes) {
   LayerBuffers buffers(shape_of(layer), layout, 1);
   buffers.run(passes);  // creates and caches the primitives
   for (auto _ : state) {
@@ -144,10 +106,10 @@ void bm_resnet20_step(benchmark::State& state, Layout layout) {
   std::vector<int> passes;
   int64_t flops = 0;
   uint64_t seed = 1;
-  for (const ConvLayer& l : kResNet20)
+  for (const ResNet20Conv& l : kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
       layers.emplace_back(shape_of(l), layout, seed += 10);
-      passes.push_back(layers.size() == 1 ? kForward | kBackwardWeights : kStep);
+      passes.push_back(layers.size() == 1 ? kFwd | kBwdWeights : kStep);
       flops += pass_count(passes.back()) * layers.back().shape.flops();
     }
   for (std::size_t i = 0; i < layers.size(); ++i) layers[i].run(passes[i]);
@@ -172,7 +134,7 @@ struct BlockedConv {
   std::string label;
   int64_t flops = 0;
 
-  explicit BlockedConv(const ConvLayer& l) {
+  explicit BlockedConv(const ResNet20Conv& l) {
     const Conv2dShape s = shape_of(l);
     flops = s.flops();
     const auto& engine = kernels::dnnl_cpu_engine();
@@ -218,14 +180,14 @@ struct BlockedConv {
 
   void run(int passes) {
     dnnl::stream& stream = kernels::dnnl_thread_stream();
-    if (passes & kForward) fwd.execute(stream, fwd_args);
-    if (passes & kBackwardData) bwd_d.execute(stream, bwd_d_args);
-    if (passes & kBackwardWeights) bwd_w.execute(stream, bwd_w_args);
+    if (passes & kFwd) fwd.execute(stream, fwd_args);
+    if (passes & kBwdData) bwd_d.execute(stream, bwd_d_args);
+    if (passes & kBwdWeights) bwd_w.execute(stream, bwd_w_args);
     stream.wait();
   }
 };
 
-void bm_blocked_layer(benchmark::State& state, const ConvLayer& layer, int passes) {
+void bm_blocked_layer(benchmark::State& state, const ResNet20Conv& layer, int passes) {
   BlockedConv conv(layer);
   conv.run(passes);
   for (auto _ : state) {
@@ -240,10 +202,10 @@ void bm_blocked_resnet20_step(benchmark::State& state) {
   std::vector<std::unique_ptr<BlockedConv>> layers;
   std::vector<int> passes;
   int64_t flops = 0;
-  for (const ConvLayer& l : kResNet20)
+  for (const ResNet20Conv& l : kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
       layers.push_back(std::make_unique<BlockedConv>(l));
-      passes.push_back(layers.size() == 1 ? kForward | kBackwardWeights : kStep);
+      passes.push_back(layers.size() == 1 ? kFwd | kBwdWeights : kStep);
       flops += pass_count(passes.back()) * layers.back()->flops;
     }
   for (std::size_t i = 0; i < layers.size(); ++i) layers[i]->run(passes[i]);
@@ -261,15 +223,15 @@ benchmark::internal::Benchmark* configure(benchmark::internal::Benchmark* b) {
 }
 
 void register_all() {
-  for (const ConvLayer& layer : kResNet20)
-    for (int passes : {kForward, kBackwardData, kBackwardWeights, kStep}) {
+  for (const ResNet20Conv& layer : kResNet20Convs)
+    for (int passes : {kFwd, kBwdData, kBwdWeights, kStep}) {
       for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
-        const std::string name =
-            std::string("conv/") + layer.name + "/" + pass_name(passes) + "/" + layout_name(layout);
+        const std::string name = std::string("conv/") + layer.name() + "/" + pass_name(passes) +
+                                 "/" + layout_name(layout);
         configure(benchmark::RegisterBenchmark(name.c_str(), bm_layer, layer, layout, passes));
       }
       const std::string name =
-          std::string("conv/") + layer.name + "/" + pass_name(passes) + "/nChw16c_primitive_only";
+          std::string("conv/") + layer.name() + "/" + pass_name(passes) + "/nChw16c_primitive_only";
       configure(benchmark::RegisterBenchmark(name.c_str(), bm_blocked_layer, layer, passes));
     }
   for (Layout layout : {Layout::kNCHW, Layout::kNHWC}) {
@@ -284,10 +246,7 @@ void register_all() {
 }  // namespace sparsetrain
 
 int main(int argc, char** argv) {
-  const int threads =
-      sparsetrain::bench::take_threads_flag(argc, argv, sparsetrain::kDefaultThreads);
-  sparsetrain::kernels::set_num_threads(threads);
-  benchmark::AddCustomContext("threads", std::to_string(sparsetrain::kernels::num_threads()));
+  sparsetrain::bench::set_threads_from_flag(argc, argv, sparsetrain::kDefaultThreads);
   benchmark::AddCustomContext("batch", std::to_string(sparsetrain::kBatch));
   sparsetrain::register_all();
   return sparsetrain::bench::run_benchmarks(argc, argv);

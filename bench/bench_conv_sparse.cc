@@ -42,8 +42,9 @@
 #include <vector>
 
 #include "bench/bench_main.h"
+#include "bench/conv_passes.h"
+#include "bench/resnet20_convs.h"
 #include "kernels/common/cpu.h"
-#include "kernels/common/threads.h"
 #include "kernels/conv2d/conv2d.h"
 #include "kernels/conv_sparse/conv_sparse.h"
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
@@ -54,34 +55,41 @@ namespace {
 
 namespace sk = kernels;
 using bench::random_floats;
+using namespace bench::passes;  // kFwd, ..., pass_name, pass_count
 using kernels::Conv2dShape;
 
 constexpr int kDefaultThreads = 2;
 constexpr uint32_t kSeed = 42;
 
+// A benchmarked convolution: its label in the benchmark names and its shape.
 struct Case {
-  const char* label;
-  int64_t c, o, side, kernel, stride, pad, batch;
+  std::string label;
+  Conv2dShape shape;
 };
+
+constexpr int64_t kResNetBatch = 128;
 
 // The target shapes (3x3 at 64 and 256 channels, batch 32) and the ResNet-20
-// (CIFAR) convolutions at batch 128, the projections included.
-constexpr Case kCases[] = {
-    {"c64_32x32_k3_n32", 64, 64, 32, 3, 1, 1, 32},
-    {"c256_14x14_k3_n32", 256, 256, 14, 3, 1, 1, 32},
-    {"r20_16to16_32x32_n128", 16, 16, 32, 3, 1, 1, 128},
-    {"r20_32to32_16x16_n128", 32, 32, 16, 3, 1, 1, 128},
-    {"r20_64to64_8x8_n128", 64, 64, 8, 3, 1, 1, 128},
-    {"r20_16to32_32x32_s2_n128", 16, 32, 32, 3, 2, 1, 128},
-    {"r20_32to64_16x16_s2_n128", 32, 64, 16, 3, 2, 1, 128},
-    {"r20_1x1_16to32_s2_n128", 16, 32, 32, 1, 2, 0, 128},
-    {"r20_1x1_32to64_s2_n128", 32, 64, 16, 1, 2, 0, 128},
-};
-constexpr double kSparsities[] = {0.9, 0.95, 0.98};
-
-Conv2dShape shape_of(const Case& c) {
-  return Conv2dShape::make(c.batch, c.c, c.side, c.side, c.o, c.kernel, c.stride, c.pad, 1);
+// (CIFAR) convolutions at batch 128 but the stem (dense in both), the
+// projections included.
+std::vector<Case> cases() {
+  std::vector<Case> v = {
+      {"c64_32x32_k3_n32", Conv2dShape::make(32, 64, 32, 32, 64, 3, 1, 1, 1)},
+      {"c256_14x14_k3_n32", Conv2dShape::make(32, 256, 14, 14, 256, 3, 1, 1, 1)},
+  };
+  for (const bench::ResNet20Conv& l : bench::kResNet20Convs) {
+    if (l.in_channels == 3) continue;  // the stem
+    // "r20_16to32_32x32_s2_n128", "r20_1x1_16to32_s2_n128"
+    std::string label = "r20_";
+    if (l.kernel == 1) label += "1x1_";
+    label += std::to_string(l.in_channels) + "to" + std::to_string(l.out_channels);
+    if (l.kernel != 1) label += "_" + std::to_string(l.side) + "x" + std::to_string(l.side);
+    if (l.stride != 1) label += "_s" + std::to_string(l.stride);
+    v.push_back({label + "_n" + std::to_string(kResNetBatch), l.shape(kResNetBatch)});
+  }
+  return v;
 }
+constexpr double kSparsities[] = {0.9, 0.95, 0.98};
 
 // A 64-byte aligned float array (as Tensor storage is in the runtime).
 class Buffer {
@@ -157,25 +165,6 @@ struct Data {
   }
 };
 
-enum Pass : int { kFwd = 1, kBwdData = 2, kBwdWeights = 4, kStep = 7 };
-
-const char* pass_name(int p) {
-  switch (p) {
-    case kFwd:
-      return "fwd";
-    case kBwdData:
-      return "bwd_data";
-    case kBwdWeights:
-      return "bwd_weights";
-    default:
-      return "step";
-  }
-}
-
-int pass_count(int p) {
-  return (p & kFwd ? 1 : 0) + (p & kBwdData ? 1 : 0) + (p & kBwdWeights ? 1 : 0);
-}
-
 void set_counters(benchmark::State& state, const Data& d, int passes, bool sparse) {
   const double n = pass_count(passes);
   const double dense = static_cast<double>(d.shape.flops());
@@ -244,30 +233,16 @@ void bm_dense(benchmark::State& state, Conv2dShape s, int passes) {
 
 // --- ResNet-20: all convolutions of one training step ---------------------------------
 
-struct ResNetConv {
-  Case c;
-  int count;
-};
-// He et al. 2016 (sec. 4.2): a 3x3 stem, three stages of three basic blocks
-// (two 3x3 convolutions each) at 16, 32 and 64 channels, the first of stages
-// 2 and 3 with stride 2; graphs/models.cc puts 1x1 stride-2 projections on
-// those two blocks' shortcuts.
-constexpr ResNetConv kResNet20[] = {
-    {{"stem", 3, 16, 32, 3, 1, 1, 128}, 1},    {{"s1", 16, 16, 32, 3, 1, 1, 128}, 6},
-    {{"s2down", 16, 32, 32, 3, 2, 1, 128}, 1}, {{"s2", 32, 32, 16, 3, 1, 1, 128}, 5},
-    {{"s3down", 32, 64, 16, 3, 2, 1, 128}, 1}, {{"s3", 64, 64, 8, 3, 1, 1, 128}, 5},
-    {{"proj2", 16, 32, 32, 1, 2, 0, 128}, 1},  {{"proj3", 32, 64, 16, 1, 2, 0, 128}, 1},
-};
-
 // sparse: the stem stays dense (oneDNN, NHWC) on both sides, as pruning
 // recipes usually keep it; it runs without backward-data (its input is the
 // image).
 void bm_resnet20(benchmark::State& state, double sparsity, bool sparse, sk::Isa isa) {
   std::vector<std::unique_ptr<Data>> layers;
   double dense_flops = 0, real_flops = 0;
-  for (const ResNetConv& l : kResNet20)
+  for (const bench::ResNet20Conv& l : bench::kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
-      layers.push_back(std::make_unique<Data>(shape_of(l.c), layers.empty() ? 0.0 : sparsity));
+      layers.push_back(
+          std::make_unique<Data>(l.shape(kResNetBatch), layers.empty() ? 0.0 : sparsity));
       const double passes = layers.size() == 1 ? 2.0 : 3.0;
       dense_flops += passes * static_cast<double>(layers.back()->shape.flops());
       real_flops += passes * (layers.size() == 1 || !sparse
@@ -310,8 +285,8 @@ void reg(const std::string& name, std::function<void(benchmark::State&)> fn) {
 }
 
 void register_all() {
-  for (const Case& c : kCases) {
-    const Conv2dShape s = shape_of(c);
+  for (const Case& c : cases()) {
+    const Conv2dShape s = c.shape;
     for (int p : {kFwd, kBwdData, kBwdWeights, kStep})
       reg(std::string("dnnl_nhwc/") + pass_name(p) + case_name(c),
           [s, p](benchmark::State& st) { bm_dense(st, s, p); });
@@ -359,10 +334,7 @@ void register_all() {
 }  // namespace sparsetrain
 
 int main(int argc, char** argv) {
-  const int threads =
-      sparsetrain::bench::take_threads_flag(argc, argv, sparsetrain::kDefaultThreads);
-  sparsetrain::kernels::set_num_threads(threads);
-  benchmark::AddCustomContext("threads", std::to_string(sparsetrain::kernels::num_threads()));
+  sparsetrain::bench::set_threads_from_flag(argc, argv, sparsetrain::kDefaultThreads);
   benchmark::AddCustomContext("isa",
                               sparsetrain::kernels::isa_name(sparsetrain::kernels::best_isa()));
   benchmark::AddCustomContext("cpu", sparsetrain::kernels::cpu_info().model);

@@ -9,7 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "kernels/common/threads.h"
 
 namespace sparsetrain::bench {
 
@@ -27,6 +30,13 @@ inline int take_threads_flag(int& argc, char** argv, int fallback) {
   }
   argc = out;
   return threads;
+}
+
+// take_threads_flag, then that many threads for TBB and OpenMP alike
+// (kernels::set_num_threads), recorded in the benchmark context.
+inline void set_threads_from_flag(int& argc, char** argv, int fallback) {
+  kernels::set_num_threads(take_threads_flag(argc, argv, fallback));
+  benchmark::AddCustomContext("threads", std::to_string(kernels::num_threads()));
 }
 
 // `count` values uniform in [-1, 1) (the benchmarks' weights and

@@ -1,6 +1,9 @@
 // The scalar oracle: direct loops over the definition in conv2d.h, each output
 // element gathered (never scattered) and summed in double precision so the
 // reference is at least as accurate as any optimised variant.
+#include <algorithm>
+#include <vector>
+
 #include "kernels/conv2d/conv2d.h"
 #include "sparsetrain/core/error.h"
 
@@ -30,6 +33,22 @@ struct RefDims {
   int64_t cg, og, oh_count, ow_count, kh, kw;
 };
 
+// Calls f(i, j, ih, iw) for the taps (i, j) of output position (oh, ow) whose
+// input (ih, iw) = (oh*SH - PH + i, ow*SW - PW + j) lies in the image, not in
+// the padding; i, then j, ascending.
+template <class F>
+void for_taps_in_image(const Conv2dShape& s, int64_t oh, int64_t ow, F f) {
+  for (int64_t i = 0; i < s.kernel_h; ++i) {
+    const int64_t ih = oh * s.stride_h - s.pad_h + i;
+    if (ih < 0 || ih >= s.in_h) continue;
+    for (int64_t j = 0; j < s.kernel_w; ++j) {
+      const int64_t iw = ow * s.stride_w - s.pad_w + j;
+      if (iw < 0 || iw >= s.in_w) continue;
+      f(i, j, ih, iw);
+    }
+  }
+}
+
 }  // namespace
 
 bool Conv2dShape::valid() const {
@@ -49,16 +68,10 @@ void conv2d_forward_ref(float* dst, const float* src, const float* weights, cons
         for (int64_t ow = 0; ow < d.ow_count; ++ow) {
           double acc = bias != nullptr ? bias[o] : 0.0;
           for (int64_t c = 0; c < d.cg; ++c)
-            for (int64_t i = 0; i < s.kernel_h; ++i) {
-              const int64_t ih = oh * s.stride_h - s.pad_h + i;
-              if (ih < 0 || ih >= s.in_h) continue;
-              for (int64_t j = 0; j < s.kernel_w; ++j) {
-                const int64_t iw = ow * s.stride_w - s.pad_w + j;
-                if (iw < 0 || iw >= s.in_w) continue;
-                acc += static_cast<double>(weights[d.weight(o, c, i, j)]) *
-                       src[offset4(layout, d.src_shape, n, c0 + c, ih, iw)];
-              }
-            }
+            for_taps_in_image(s, oh, ow, [&](int64_t i, int64_t j, int64_t ih, int64_t iw) {
+              acc += static_cast<double>(weights[d.weight(o, c, i, j)]) *
+                     src[offset4(layout, d.src_shape, n, c0 + c, ih, iw)];
+            });
           dst[offset4(layout, d.dst_shape, n, o, oh, ow)] = static_cast<float>(acc);
         }
     }
@@ -100,23 +113,24 @@ void conv2d_backward_weights_ref(float* diff_weights, float* diff_bias, const fl
   const RefDims d(s);
   for (int64_t o = 0; o < s.out_channels; ++o) {
     const int64_t c0 = o / d.og * d.cg;
-    for (int64_t c = 0; c < d.cg; ++c)
+    // Each tap's sum runs over (n, oh, ow) in order.
+    std::vector<double> acc(static_cast<std::size_t>(d.kh * d.kw));
+    for (int64_t c = 0; c < d.cg; ++c) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t n = 0; n < s.batch; ++n)
+        for (int64_t oh = 0; oh < d.oh_count; ++oh)
+          for (int64_t ow = 0; ow < d.ow_count; ++ow) {
+            const double g = diff_dst[offset4(layout, d.dst_shape, n, o, oh, ow)];
+            for_taps_in_image(s, oh, ow, [&](int64_t i, int64_t j, int64_t ih, int64_t iw) {
+              acc[static_cast<std::size_t>(i * d.kw + j)] +=
+                  g * src[offset4(layout, d.src_shape, n, c0 + c, ih, iw)];
+            });
+          }
       for (int64_t i = 0; i < s.kernel_h; ++i)
-        for (int64_t j = 0; j < s.kernel_w; ++j) {
-          double acc = 0.0;
-          for (int64_t n = 0; n < s.batch; ++n)
-            for (int64_t oh = 0; oh < d.oh_count; ++oh) {
-              const int64_t ih = oh * s.stride_h - s.pad_h + i;
-              if (ih < 0 || ih >= s.in_h) continue;
-              for (int64_t ow = 0; ow < d.ow_count; ++ow) {
-                const int64_t iw = ow * s.stride_w - s.pad_w + j;
-                if (iw < 0 || iw >= s.in_w) continue;
-                acc += static_cast<double>(diff_dst[offset4(layout, d.dst_shape, n, o, oh, ow)]) *
-                       src[offset4(layout, d.src_shape, n, c0 + c, ih, iw)];
-              }
-            }
-          diff_weights[d.weight(o, c, i, j)] += static_cast<float>(acc);
-        }
+        for (int64_t j = 0; j < s.kernel_w; ++j)
+          diff_weights[d.weight(o, c, i, j)] +=
+              static_cast<float>(acc[static_cast<std::size_t>(i * d.kw + j)]);
+    }
     if (diff_bias != nullptr) {
       double acc = 0.0;
       for (int64_t n = 0; n < s.batch; ++n)

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "kernels/common/csr_pair.h"
 #include "kernels/conv_sparse/conv_sparse.h"
 #include "sparsetrain/core/error.h"
 
@@ -66,40 +67,27 @@ void build_index(ConvSparseWeights& w) {
   // ascending.
   w.fwd_ptr.assign(static_cast<std::size_t>(w.out_channels * w.fwd_panels * khw + 1), 0);
   w.bwd_ptr.assign(static_cast<std::size_t>(w.in_channels * w.bwd_panels * khw + 1), 0);
-  const auto keys = [&](uint32_t p, uint32_t& fwd_key, uint32_t& bwd_key) {
-    const int64_t o = p / per_filter, r = p % per_filter;
-    const int64_t c = r / khw, ij = r % khw;
-    const int64_t c_all = o / og * cg + c, o_in = o % og;
-    fwd_key = static_cast<uint32_t>((o * w.fwd_panels + c / w.fwd_panel) * khw + ij);
-    bwd_key = static_cast<uint32_t>((c_all * w.bwd_panels + o_in / w.bwd_panel) * khw + ij);
+  const auto for_each_entry = [&](auto&& visit) {
+    for (std::size_t k = 0; k < n; ++k) {
+      const int64_t o = w.position[k] / per_filter, r = w.position[k] % per_filter;
+      const int64_t c = r / khw, ij = r % khw;
+      const int64_t c_all = o / og * cg + c, o_in = o % og;
+      visit(static_cast<uint32_t>((o * w.fwd_panels + c / w.fwd_panel) * khw + ij),
+            static_cast<uint32_t>((c_all * w.bwd_panels + o_in / w.bwd_panel) * khw + ij), k);
+    }
   };
-  for (std::size_t k = 0; k < n; ++k) {
-    uint32_t fk, bk;
-    keys(w.position[k], fk, bk);
-    ++w.fwd_ptr[fk + 1];
-    ++w.bwd_ptr[bk + 1];
-  }
-  for (std::size_t k = 1; k < w.fwd_ptr.size(); ++k) w.fwd_ptr[k] += w.fwd_ptr[k - 1];
-  for (std::size_t k = 1; k < w.bwd_ptr.size(); ++k) w.bwd_ptr[k] += w.bwd_ptr[k - 1];
-
   w.fwd_entry.resize(n);
   w.fwd_tap.resize(n);
   w.bwd_entry.resize(n);
   w.bwd_tap.resize(n);
-  std::vector<uint32_t> fcur(w.fwd_ptr.begin(), w.fwd_ptr.end() - 1);
-  std::vector<uint32_t> bcur(w.bwd_ptr.begin(), w.bwd_ptr.end() - 1);
-  for (std::size_t k = 0; k < n; ++k) {
-    const uint32_t p = w.position[k];
-    uint32_t fk, bk;
-    keys(p, fk, bk);
-    const int64_t o = p / per_filter, r = p % per_filter;
-    const uint32_t kf = fcur[fk]++;
-    const uint32_t kb = bcur[bk]++;
-    w.fwd_entry[kf] = static_cast<uint32_t>(k);
-    w.fwd_tap[kf] = static_cast<uint32_t>(r);
-    w.bwd_entry[kb] = static_cast<uint32_t>(k);
-    w.bwd_tap[kb] = static_cast<uint32_t>((o % og) * khw + r % khw);
-  }
+  build_csr_pair(w.fwd_ptr, w.bwd_ptr, for_each_entry,
+                 [&](std::size_t k, uint32_t kf, uint32_t kb) {
+                   const int64_t o = w.position[k] / per_filter, r = w.position[k] % per_filter;
+                   w.fwd_entry[kf] = static_cast<uint32_t>(k);
+                   w.fwd_tap[kf] = static_cast<uint32_t>(r);
+                   w.bwd_entry[kb] = static_cast<uint32_t>(k);
+                   w.bwd_tap[kb] = static_cast<uint32_t>((o % og) * khw + r % khw);
+                 });
 }
 
 template <class Keep>

@@ -77,23 +77,21 @@ Geometry geometry(const ConvSparseWeights& wt, const Conv2dShape& s) {
   SPARSETRAIN_ASSERT(s.in_channels == wt.in_channels && s.out_channels == wt.out_channels);
   SPARSETRAIN_ASSERT(s.kernel_h == wt.kernel_h && s.kernel_w == wt.kernel_w);
   SPARSETRAIN_ASSERT(s.groups == wt.groups);
-  Geometry g;
-  g.n = s.batch;
-  g.c = s.in_channels;
-  g.h = s.in_h;
-  g.w = s.in_w;
-  g.o = s.out_channels;
-  g.oh = s.out_h();
-  g.ow = s.out_w();
-  g.kh = s.kernel_h;
-  g.kw = s.kernel_w;
-  g.sh = s.stride_h;
-  g.sw = s.stride_w;
-  g.ph = s.pad_h;
-  g.pw = s.pad_w;
-  g.cg = s.in_channels / s.groups;
-  g.og = s.out_channels / s.groups;
-  return g;
+  return {.n = s.batch,
+          .c = s.in_channels,
+          .h = s.in_h,
+          .w = s.in_w,
+          .o = s.out_channels,
+          .oh = s.out_h(),
+          .ow = s.out_w(),
+          .kh = s.kernel_h,
+          .kw = s.kernel_w,
+          .sh = s.stride_h,
+          .sw = s.stride_w,
+          .ph = s.pad_h,
+          .pw = s.pad_w,
+          .cg = s.in_channels / s.groups,
+          .og = s.out_channels / s.groups};
 }
 
 // The lines of a pass (see conv_sparse_ukernels.h), in groups: a group is
@@ -403,12 +401,33 @@ void run_lines(const Kernel& kernel, Args& a, const Lines& lines, int64_t group)
   }
 }
 
-// Runs a gather pass (forward, backward-data) over `rows` index rows: `base`
-// holds the call's arguments with in and out at batch lane 0; `work` counts
-// its multiply-adds. A unit is one batch block of one line group; units are
-// numbered group-major when `group_major`, else block-major.
-void run_gather(const ConvGatherKernel& kernel, const ConvGatherArgs& base, const Lines& lines,
-                const Geometry& g, int64_t rows, int64_t work, bool group_major) {
+// Runs a gather pass: forward (`forward`: the fwd index, its rows the output
+// channels, from src to dst) or backward-data (the bwd index, its rows the
+// input channels, from diff_dst to diff_src); in and out at batch lane 0. A
+// unit is one batch block of one line group; units are numbered group-major
+// in forward, else block-major.
+void run_gather(const ConvGatherKernel& kernel, const ConvSparseWeights& w, const Geometry& g,
+                bool forward, const float* in, float* out, const float* bias, ConvSparseInit init) {
+  const CallTaps taps = forward ? CallTaps(w.fwd_tap, w.fwd_entry, w.values, forward_offsets(g))
+                                : CallTaps(w.bwd_tap, w.bwd_entry, w.values, backward_offsets(g));
+  const Lines lines = forward ? forward_lines(g) : backward_lines(g);
+  const int64_t rows = forward ? g.o : g.c;
+  const int64_t work = w.nnz * g.oh * g.ow * g.n;  // multiply-adds
+  const bool group_major = forward;
+  const ConvGatherArgs base{
+      .taps = {forward ? w.fwd_ptr.data() : w.bwd_ptr.data(), forward ? w.fwd_panels : w.bwd_panels,
+               g.kh * g.kw, taps.data()},
+      .line = {},  // line, rows and n: set per unit and line
+      .in = in,
+      .in_group_stride = forward ? g.cg * g.src_plane() : g.og * g.dst_plane(),
+      .rows_per_group = forward ? g.og : g.cg,
+      .out = out,
+      .out_rs = forward ? g.dst_plane() : g.src_plane(),
+      .bias = bias,
+      .row_begin = 0,
+      .row_end = 0,
+      .n = 0,
+      .init = init};
   const int64_t tile = kernel.tile_n;
   const int64_t blocks = ceil_div(g.n, tile);
   for_units(blocks * lines.groups(), rows, work, [&](int64_t u, int64_t r0, int64_t r1) {
@@ -432,21 +451,8 @@ void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const 
                               const Conv2dShape& shape) {
   const Geometry g = geometry(w, shape);
   if (g.n == 0) return;
-  const CallTaps taps(w.fwd_tap, w.fwd_entry, w.values, forward_offsets(g));
-  const ConvGatherArgs base{
-      .taps = {w.fwd_ptr.data(), w.fwd_panels, g.kh * g.kw, taps.data()},
-      .line = {},  // line, rows and n: set per unit and line
-      .in = src,
-      .in_group_stride = g.cg * g.src_plane(),
-      .rows_per_group = g.og,
-      .out = dst,
-      .out_rs = g.dst_plane(),
-      .bias = bias,
-      .row_begin = 0,
-      .row_end = 0,
-      .n = 0,
-      .init = bias != nullptr ? ConvSparseInit::kBias : ConvSparseInit::kZero};
-  run_gather(kernel, base, forward_lines(g), g, g.o, w.nnz * g.oh * g.ow * g.n, true);
+  run_gather(kernel, w, g, true, src, dst, bias,
+             bias != nullptr ? ConvSparseInit::kBias : ConvSparseInit::kZero);
 }
 
 void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_src,
@@ -473,21 +479,8 @@ void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_
     }
     return;
   }
-  const CallTaps taps(w.bwd_tap, w.bwd_entry, w.values, backward_offsets(g));
-  const ConvGatherArgs base{
-      .taps = {w.bwd_ptr.data(), w.bwd_panels, g.kh * g.kw, taps.data()},
-      .line = {},  // line, rows and n: set per unit and line
-      .in = diff_dst,
-      .in_group_stride = g.og * g.dst_plane(),
-      .rows_per_group = g.cg,
-      .out = diff_src,
-      .out_rs = g.src_plane(),
-      .bias = nullptr,
-      .row_begin = 0,
-      .row_end = 0,
-      .n = 0,
-      .init = accumulate ? ConvSparseInit::kAccumulate : ConvSparseInit::kZero};
-  run_gather(kernel, base, backward_lines(g), g, g.c, w.nnz * g.oh * g.ow * g.n, false);
+  run_gather(kernel, w, g, false, diff_dst, diff_src, nullptr,
+             accumulate ? ConvSparseInit::kAccumulate : ConvSparseInit::kZero);
 }
 
 void conv_sparse_backward_weights_with(const ConvSddmmKernel& kernel, float* diff_values,

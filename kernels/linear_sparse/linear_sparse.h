@@ -152,38 +152,36 @@ enum class SpmmInit : uint8_t {
   kAccumulate,  // out += S * B (later panels; backward-data with accumulate)
 };
 
-// out[r, 0:n] (=, or +=) sum_k values[k] * b[col[k] * ldb + 0:n] over
-// k in [row_ptr[r], row_ptr[r+1]), for r in [row_begin, row_end).
-struct SpmmArgs {
+// What every micro-kernel call reads: rows [row_begin, row_end) of one
+// panel of S against one batch tile of the packed dense operand b.
+struct PanelTileArgs {
   const uint32_t* row_ptr;  // the panel's row pointers (SparsePanels::row_ptr)
-  const uint16_t* col;      // column within the panel, indexed like values
-  const float* values;
-  const float* b;  // (panel width, ldb) packed dense rows
+  const uint16_t* col;      // column within the panel, indexed like the nonzeros
+  const float* b;           // (panel width, ldb) packed dense rows, zero-padded
   int64_t ldb;
-  float* out;  // row r at out + r * ldo, columns [0, n)
-  int64_t ldo;
-  const float* bias;  // (rows), read when init == kBias
   int64_t row_begin;
   int64_t row_end;
   int64_t n;  // valid batch columns, 1 <= n <= tile_n
+};
+
+// out[r, 0:n] (=, or +=) sum_k values[k] * b[col[k] * ldb + 0:n] over
+// k in [row_ptr[r], row_ptr[r+1]), for r in [row_begin, row_end).
+struct SpmmArgs : PanelTileArgs {
+  const float* values;
+  float* out;  // row r at out + r * ldo, columns [0, n)
+  int64_t ldo;
+  const float* bias;  // (rows), read when init == kBias
   SpmmInit init;
 };
 
 // diff_values[k] += sum_{j<n} a[r * lda + j] * b[col[k] * ldb + j] over the
 // nonzeros k of rows [row_begin, row_end); diff_bias[r] += sum_{j<n} a[r*lda+j]
 // when diff_bias is not null.
-struct SddmmArgs {
-  const uint32_t* row_ptr;
-  const uint16_t* col;
-  const float* b;  // (panel width, ldb) packed src rows, zero-padded
-  int64_t ldb;
+struct SddmmArgs : PanelTileArgs {
   const float* a;  // diff_dst rows at a + r * lda, columns [0, n)
   int64_t lda;
   float* diff_values;  // indexed like col
   float* diff_bias;    // (rows) or null
-  int64_t row_begin;
-  int64_t row_end;
-  int64_t n;  // valid batch columns, 1 <= n <= tile_n
 };
 
 using SpmmFn = void (*)(const SpmmArgs& args);

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 
+#include "kernels/common/csr_pair.h"
 #include "kernels/linear_sparse/linear_sparse.h"
 #include "sparsetrain/core/error.h"
 
@@ -50,11 +52,6 @@ void init_panels(SparsePanels& s, int64_t rows, int64_t cols, int64_t panel_cols
   s.ptr.assign(static_cast<std::size_t>(s.num_panels * rows + 1), 0);
 }
 
-// Turns per-(panel, row) counts stored at ptr[1..] into segment starts.
-void prefix_sum(SparsePanels& s) {
-  for (std::size_t k = 1; k < s.ptr.size(); ++k) s.ptr[k] += s.ptr[k - 1];
-}
-
 // nnz_before[r]: the nonzeros of rows [0, r) over all panels (the operator
 // layer balances its row chunks by it).
 void count_rows(SparsePanels& s) {
@@ -94,40 +91,31 @@ LinearSparseWeights pack(const float* weights, int64_t out, int64_t in, Keep kee
   init_panels(f, out, in, choose_panel_cols(out, in, nnz, options.fwd_panel_cols));
   init_panels(b, in, out, choose_panel_cols(in, out, nnz, options.bwd_panel_cols));
 
-  // Counts per (panel, row), then starts.
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t i = 0; i < in; ++i) {
-      if (!keep(o, i)) continue;
-      ++f.ptr[static_cast<std::size_t>((i / f.panel_cols) * out + o + 1)];
-      ++b.ptr[static_cast<std::size_t>((o / b.panel_cols) * in + i + 1)];
-    }
-  }
-  prefix_sum(f);
-  prefix_sum(b);
-
-  // Fill. Scanning o then i gives ascending columns within each fwd row and
+  // Scanning o then i gives ascending columns within each fwd row and
   // ascending rows o within each bwd row, the order both sums run in.
+  const auto for_each_entry = [&](auto&& visit) {
+    for (int64_t o = 0; o < out; ++o) {
+      for (int64_t i = 0; i < in; ++i) {
+        if (!keep(o, i)) continue;
+        visit(static_cast<uint32_t>((i / f.panel_cols) * out + o),
+              static_cast<uint32_t>((o / b.panel_cols) * in + i), std::pair{o, i});
+      }
+    }
+  };
   const auto n = static_cast<std::size_t>(nnz);
   f.col.resize(n);
   b.col.resize(n);
   w.values.resize(n);
   w.bwd_perm.resize(n);
   w.bwd_values.resize(n);
-  std::vector<uint32_t> fcur(f.ptr.begin(), f.ptr.end() - 1);
-  std::vector<uint32_t> bcur(b.ptr.begin(), b.ptr.end() - 1);
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t i = 0; i < in; ++i) {
-      if (!keep(o, i)) continue;
-      const int64_t fp = i / f.panel_cols;
-      const int64_t bp = o / b.panel_cols;
-      const uint32_t kf = fcur[static_cast<std::size_t>(fp * out + o)]++;
-      const uint32_t kb = bcur[static_cast<std::size_t>(bp * in + i)]++;
-      f.col[kf] = static_cast<uint16_t>(i - fp * f.panel_cols);
-      b.col[kb] = static_cast<uint16_t>(o - bp * b.panel_cols);
-      w.values[kf] = weights[o * in + i];
-      w.bwd_perm[kb] = kf;
-    }
-  }
+  build_csr_pair(f.ptr, b.ptr, for_each_entry,
+                 [&](std::pair<int64_t, int64_t> entry, uint32_t kf, uint32_t kb) {
+                   const auto [o, i] = entry;
+                   f.col[kf] = static_cast<uint16_t>(i % f.panel_cols);
+                   b.col[kb] = static_cast<uint16_t>(o % b.panel_cols);
+                   w.values[kf] = weights[o * in + i];
+                   w.bwd_perm[kb] = kf;
+                 });
   linear_sparse_sync_transposed(w);
   count_rows(f);
   count_rows(b);

@@ -228,11 +228,9 @@ void for_tasks(const SparsePanels& s, int64_t batch, int64_t num_tiles, int64_t 
       oneapi::tbb::simple_partitioner());
 }
 
-// out (s.rows, N) = [bias +] S * B, or += when init0 is kAccumulate.
-// Runs fn(tile, packed tile of b, its ldb, panel, row range) over every
-// batch tile of `b` and every panel of `s`, rows split into tasks
-// (for_tasks; `by_rows` as there). The kernel's tile width and vector width
-// set how b is packed.
+// Runs fn(tile, the call's PanelTileArgs, panel) over every batch tile of
+// `b` and every panel of `s`, rows split into tasks (for_tasks; `by_rows` as
+// there). The kernel's tile width and vector width set how b is packed.
 template <class Kernel, class Fn>
 void for_panel_tiles(const SparsePanels& s, View<const float> b, const Kernel& kernel, bool by_rows,
                      Fn fn) {
@@ -246,33 +244,23 @@ void for_panel_tiles(const SparsePanels& s, View<const float> b, const Kernel& k
                 const auto i = static_cast<std::size_t>(t);
                 const float* bt = packed.tile(i, tiles[i]);
                 const int64_t ldb = packed.ld(i);
-                for (int64_t p = 0; p < s.num_panels; ++p)
-                  fn(tiles[i], bt + s.panel_begin(p) * ldb, ldb, p, r0, r1);
+                for (int64_t p = 0; p < s.num_panels; ++p) {
+                  fn(tiles[i],
+                     PanelTileArgs{s.row_ptr(p), s.col.data(), bt + s.panel_begin(p) * ldb, ldb, r0,
+                                   r1, tiles[i].n},
+                     p);
+                }
               }
             });
 }
 
+// out (s.rows, N) = [bias +] S * B, or += when init0 is kAccumulate.
 void run_spmm(const SparsePanels& s, const float* values, View<const float> b, View<float> out,
               const float* bias, SpmmInit init0, const SpmmKernel& kernel) {
   if (s.rows == 0 || b.batch == 0) return;
-  for_panel_tiles(
-      s, b, kernel, true,
-      [&](const Tile& tile, const float* bp, int64_t ldb, int64_t p, int64_t r0, int64_t r1) {
-        SpmmArgs args;
-        args.row_ptr = s.row_ptr(p);
-        args.col = s.col.data();
-        args.values = values;
-        args.b = bp;
-        args.ldb = ldb;
-        args.out = out.tile(tile);
-        args.ldo = out.ld();
-        args.bias = bias;
-        args.row_begin = r0;
-        args.row_end = r1;
-        args.n = tile.n;
-        args.init = p == 0 ? init0 : SpmmInit::kAccumulate;
-        kernel.fn(args);
-      });
+  for_panel_tiles(s, b, kernel, true, [&](const Tile& tile, const PanelTileArgs& at, int64_t p) {
+    kernel.fn({at, values, out.tile(tile), out.ld(), bias, p == 0 ? init0 : SpmmInit::kAccumulate});
+  });
 }
 
 }  // namespace
@@ -335,23 +323,9 @@ void linear_sparse_backward_weights(float* diff_values, float* diff_bias, const 
   if (s.rows == 0 || batch == 0) return;
   const View<const float> a{diff_dst, w.out_features, batch, layout};
   const View<const float> b{src, w.in_features, batch, layout};
-  for_panel_tiles(
-      s, b, k, false,
-      [&](const Tile& tile, const float* bp, int64_t ldb, int64_t p, int64_t r0, int64_t r1) {
-        SddmmArgs args;
-        args.row_ptr = s.row_ptr(p);
-        args.col = s.col.data();
-        args.b = bp;
-        args.ldb = ldb;
-        args.a = a.tile(tile);
-        args.lda = a.ld();
-        args.diff_values = diff_values;
-        args.diff_bias = p == 0 ? diff_bias : nullptr;
-        args.row_begin = r0;
-        args.row_end = r1;
-        args.n = tile.n;
-        k.fn(args);
-      });
+  for_panel_tiles(s, b, k, false, [&](const Tile& tile, const PanelTileArgs& at, int64_t p) {
+    k.fn({at, a.tile(tile), a.ld(), diff_values, p == 0 ? diff_bias : nullptr});
+  });
 }
 
 }  // namespace sparsetrain::kernels

@@ -105,6 +105,19 @@ void parallel_range(int64_t count, Body&& body) {
                     });
 }
 
+// Global pooling, one (n, c) plane of H x W at a time: inner(o, I) for each
+// outer index o of an inner-vector layout (I lanes innermost), else plane(p)
+// for each plane p of a plain one.
+template <class Inner, class Plane>
+void for_global_planes(const PoolDesc& d, Inner inner, Plane plane) {
+  InnerVector v;
+  if (is_inner_vector(d, &v)) {
+    parallel_range(v.outer, [&](int64_t o) { inner(o, v.inner); });
+  } else {
+    parallel_range(d.n * d.c, plane);
+  }
+}
+
 // --- NCHW: planes ------------------------------------------------------------
 
 // Forward over one plane: combine(acc, v) over each window into dst rows
@@ -325,49 +338,43 @@ void avgpool_backward_tbb(float* diff_src, const float* diff_dst, const PoolDesc
 void global_avgpool_forward_tbb(float* dst, const float* src, const PoolDesc& d) {
   const int64_t hw = d.h * d.w;
   const float count = static_cast<float>(hw);
-  InnerVector v;
-  if (is_inner_vector(d, &v)) {
-    const int64_t I = v.inner;
-    parallel_range(v.outer, [&](int64_t o) {
-      std::vector<float> acc(static_cast<size_t>(I), 0.0f);
-      const float* s = src + o * hw * I;
-      float* __restrict a = acc.data();
-      for (int64_t px = 0; px < hw; ++px) {
-        const float* __restrict in = s + px * I;
+  for_global_planes(
+      d,
+      [&](int64_t o, int64_t I) {
+        std::vector<float> acc(static_cast<size_t>(I), 0.0f);
+        const float* s = src + o * hw * I;
+        float* __restrict a = acc.data();
+        for (int64_t px = 0; px < hw; ++px) {
+          const float* __restrict in = s + px * I;
 #pragma omp simd
-        for (int64_t i = 0; i < I; ++i) a[i] += in[i];
-      }
-      for (int64_t i = 0; i < I; ++i) dst[nc_index(d, o, i)] = acc[i] / count;
-    });
-    return;
-  }
-  parallel_range(d.n * d.c, [&](int64_t p) {
-    const float* s = src + p * hw;
-    float sum = 0.0f;
+          for (int64_t i = 0; i < I; ++i) a[i] += in[i];
+        }
+        for (int64_t i = 0; i < I; ++i) dst[nc_index(d, o, i)] = acc[i] / count;
+      },
+      [&](int64_t p) {
+        const float* s = src + p * hw;
+        float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < hw; ++i) sum += s[i];
-    dst[p] = sum / count;
-  });
+        for (int64_t i = 0; i < hw; ++i) sum += s[i];
+        dst[p] = sum / count;
+      });
 }
 
 void global_avgpool_backward_tbb(float* diff_src, const float* diff_dst, const PoolDesc& d) {
   const int64_t hw = d.h * d.w;
   const float count = static_cast<float>(hw);
-  InnerVector v;
-  if (is_inner_vector(d, &v)) {
-    const int64_t I = v.inner;
-    parallel_range(v.outer, [&](int64_t o) {
-      std::vector<float> g(static_cast<size_t>(I));
-      for (int64_t i = 0; i < I; ++i) g[i] = diff_dst[nc_index(d, o, i)] / count;
-      float* ds = diff_src + o * hw * I;
-      for (int64_t px = 0; px < hw; ++px) std::copy(g.begin(), g.end(), ds + px * I);
-    });
-    return;
-  }
-  parallel_range(d.n * d.c, [&](int64_t p) {
-    const float g = diff_dst[p] / count;
-    std::fill(diff_src + p * hw, diff_src + (p + 1) * hw, g);
-  });
+  for_global_planes(
+      d,
+      [&](int64_t o, int64_t I) {
+        std::vector<float> g(static_cast<size_t>(I));
+        for (int64_t i = 0; i < I; ++i) g[i] = diff_dst[nc_index(d, o, i)] / count;
+        float* ds = diff_src + o * hw * I;
+        for (int64_t px = 0; px < hw; ++px) std::copy(g.begin(), g.end(), ds + px * I);
+      },
+      [&](int64_t p) {
+        const float g = diff_dst[p] / count;
+        std::fill(diff_src + p * hw, diff_src + (p + 1) * hw, g);
+      });
 }
 
 }  // namespace sparsetrain::kernels

@@ -224,72 +224,55 @@ struct OptionRow {
   bool show_default = false;  // the flag's help shows the default
   bool omit_default = false;  // recipes leave the key out while it holds the default
   bool saved = true;          // part of the options JSON (not a run's own --resume, progress)
+  // A run built on another run's options (fine-tuning from its checkpoint,
+  // inherited_options in sparsetrain/transfer.h) keeps the value; false: the
+  // new run's own (its outputs and stop conditions), the default.
+  bool inherited = true;
 
   OptionRow(std::string_view key, OptionMember member, std::string_view flag,
             std::string_view recipe_key, std::string_view help)
       : key(key), flag(flag), recipe_key(recipe_key), help(help), member(member) {}
   // Building a row: row(...).at_least(1).shown().
-  OptionRow at_least(double v) && {
-    min = v;
-    return std::move(*this);
-  }
+  OptionRow at_least(double v) && { return std::move(*this).with(&OptionRow::min, v); }
   OptionRow above(double v) && {
-    min = v;
-    open_min = true;
-    return std::move(*this);
+    return std::move(*this).with(&OptionRow::min, v).with(&OptionRow::open_min, true);
   }
-  OptionRow at_most(double v) && {
-    max = v;
-    return std::move(*this);
-  }
+  OptionRow at_most(double v) && { return std::move(*this).with(&OptionRow::max, v); }
   OptionRow below(double v) && {
-    max = v;
-    open_max = true;
-    return std::move(*this);
+    return std::move(*this).with(&OptionRow::max, v).with(&OptionRow::open_max, true);
   }
   OptionRow or_minus_one(std::string_view meaning) && {
-    minus_one = meaning;
-    return std::move(*this);
+    return std::move(*this).with(&OptionRow::minus_one, meaning);
   }
-  OptionRow as_tristate() && {
-    tristate = true;
-    return std::move(*this);
-  }
+  OptionRow as_tristate() && { return std::move(*this).with(&OptionRow::tristate, true); }
   OptionRow recipes_only() && {
-    choices_bind_recipes_only = true;
-    return std::move(*this);
+    return std::move(*this).with(&OptionRow::choices_bind_recipes_only, true);
   }
-  OptionRow increasing_list() && {
-    increasing = true;
-    return std::move(*this);
-  }
+  OptionRow increasing_list() && { return std::move(*this).with(&OptionRow::increasing, true); }
   OptionRow one_of(std::vector<std::string> values) && {
-    choices = std::move(values);
-    return std::move(*this);
+    return std::move(*this).with(&OptionRow::choices, std::move(values));
   }
   OptionRow one_of_sparsity_methods() && {
-    choices_are_sparsity_methods = true;
-    return std::move(*this);
+    return std::move(*this).with(&OptionRow::choices_are_sparsity_methods, true);
   }
-  OptionRow per_method() && {
-    method_specific = true;
-    return std::move(*this);
-  }
-  OptionRow shown() && {
-    show_default = true;
-    return std::move(*this);
-  }
+  OptionRow per_method() && { return std::move(*this).with(&OptionRow::method_specific, true); }
+  OptionRow shown() && { return std::move(*this).with(&OptionRow::show_default, true); }
   OptionRow omitted_by_default() && {
-    omit_default = true;
-    return std::move(*this);
+    return std::move(*this).with(&OptionRow::omit_default, true);
   }
-  OptionRow not_saved() && {
-    saved = false;
-    return std::move(*this);
-  }
+  OptionRow not_saved() && { return std::move(*this).with(&OptionRow::saved, false); }
+  OptionRow not_inherited() && { return std::move(*this).with(&OptionRow::inherited, false); }
 
   // The flag, or the key of a setting without one: the name in messages.
   std::string_view name() const { return flag.empty() ? key : flag; }
+
+ private:
+  // The row with one field set: what every builder above does.
+  template <class T, class V>
+  OptionRow with(T OptionRow::*field, V&& value) && {
+    this->*field = std::forward<V>(value);
+    return std::move(*this);
+  }
 };
 
 // Every setting, by concern (model and data, optimizer and schedule,

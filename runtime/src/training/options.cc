@@ -254,32 +254,40 @@ Rows run_rows() {
       row("kernel_choices", &TrainOptions::kernel_choices, "--kernel-choices", "kernel_choices",
           "Replay the kernel choices recorded in this file (a run's kernel_choices.json, or its "
           "folder), so the run repeats that one bit for bit")
-          .omitted_by_default(),
+          .omitted_by_default()
+          .not_inherited(),  // recorded for the other run's layers and shapes
       row("sparse_storage", &TrainOptions::sparse_storage, "--sparse-storage", "sparsity.storage",
           "How pruned layers are held: compressed (nonzeros only, sparse kernels) | "
           "masked (dense weight + mask, dense kernels)")
           .one_of({"compressed", "masked"})
           .shown(),
       row("out_dir", &TrainOptions::out_dir, "--out", "",
-          "Run folder: checkpoints (checkpoint.safetensors) and probe output"),
+          "Run folder: checkpoints (checkpoint.safetensors) and probe output")
+          .not_inherited(),
       row("metrics_path", &TrainOptions::metrics_path, "--metrics", "",
-          "Write JSON lines (start, epoch, end events) to this file"),
+          "Write JSON lines (start, epoch, end events) to this file")
+          .not_inherited(),
       row("resume_dir", &TrainOptions::resume_dir, "--resume", "",
           "Continue the run saved in this folder (or checkpoint file)")
-          .not_saved(),
+          .not_saved()
+          .not_inherited(),
       row("force", &TrainOptions::force, "--force", "",
           "Replace a checkpoint already in --out (another run's training state is lost)")
-          .not_saved(),
+          .not_saved()
+          .not_inherited(),
       row("max_steps", &TrainOptions::max_steps, "--max-steps", "",
           "Stop after this many steps in total (checkpointed)")
           .at_least(1)
-          .or_minus_one("no limit"),
+          .or_minus_one("no limit")
+          .not_inherited(),
       row("log_every", &TrainOptions::log_every, "--log-every", "",
           "Also log every N-th step's loss to --metrics")
-          .at_least(0),
+          .at_least(0)
+          .not_inherited(),
       // The command line adds the registered names to the help; validate()
       // checks them (make_probe).
-      row("probes", &TrainOptions::probes, "--probe", "", "Probes to run on the final evaluation"),
+      row("probes", &TrainOptions::probes, "--probe", "", "Probes to run on the final evaluation")
+          .not_inherited(),
       row("progress", &TrainOptions::progress, "", "", "Progress lines while training").not_saved(),
   };
 }

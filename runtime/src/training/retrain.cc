@@ -1,6 +1,7 @@
 #include "training/retrain.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -10,6 +11,7 @@
 
 #include "base/json_text.h"
 #include "sparsetrain/checkpoint.h"
+#include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/sparsity.h"
 #include "transfer/finetune.h"
@@ -161,6 +163,39 @@ const std::string& checkpoint_meta(const Checkpoint& ck, const char* key,
   const auto it = ck.metadata().find(key);
   if (it == ck.metadata().end()) throw Error(not_ours + " (no '" + key + "' metadata)");
   return it->second;
+}
+
+void check_model_claims(const std::string& path, const TrainOptions& o,
+                        const std::array<int64_t, 3>& shape, int64_t classes) {
+  const std::string& dataset = o.dataset;
+  constexpr int64_t kMaxSide = 65536, kMaxSampleNumel = int64_t{1} << 24;
+  constexpr int64_t kMaxClasses = int64_t{1} << 20;
+  const std::string claim = "its metadata claims samples " + json(shape).dump() + " and " +
+                            std::to_string(classes) + " classes";
+  const auto names = dataset_names();
+  if (std::find(names.begin(), names.end(), dataset) != names.end()) {
+    const DatasetGeometry g = dataset_geometry(dataset);
+    const int64_t kept =
+        o.classes.empty() ? g.num_classes
+                          : static_cast<int64_t>(parse_class_list(o.classes, g.num_classes).size());
+    if (shape != std::array<int64_t, 3>{g.channels, g.height, g.width} || classes != kept) {
+      throw Error(path + ": " + claim + ", but its dataset " + dataset +
+                  (o.classes.empty() ? "" : " (classes " + o.classes + ")") + " has samples " +
+                  json({g.channels, g.height, g.width}).dump() + " and " + std::to_string(kept) +
+                  " classes");
+    }
+    return;
+  }
+  int64_t numel = 1;
+  for (const int64_t d : shape) {
+    if (d < 1 || d > kMaxSide) throw Error(path + ": " + claim + " (a side out of range)");
+    numel *= d;
+  }
+  if (numel > kMaxSampleNumel || classes < 1 || classes > kMaxClasses) {
+    throw Error(path + ": " + claim + ", more than any model of the runtime can be built for (at " +
+                "most " + std::to_string(kMaxSampleNumel) + " values per sample and " +
+                std::to_string(kMaxClasses) + " classes)");
+  }
 }
 
 std::string snapshot_path(const std::string& run_dir, int64_t epoch) {

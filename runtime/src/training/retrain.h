@@ -5,6 +5,7 @@
 // and offset.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,6 +41,14 @@ std::unique_ptr<LrSchedule> make_run_lr_schedule(const TrainOptions& options,
 // (e.g. "run.safetensors: not a sparsetrain checkpoint").
 const std::string& checkpoint_meta(const Checkpoint& ck, const char* key,
                                    const std::string& not_ours);
+
+// What a checkpoint's metadata claims about its samples decides how large
+// the model built for it is, so it is checked before anything is allocated:
+// against the dataset's own geometry when the runtime knows the dataset, else
+// against bounds no image dataset reaches.
+// Throws Error naming `path` when they do not hold.
+void check_model_claims(const std::string& path, const TrainOptions& o,
+                        const std::array<int64_t, 3>& shape, int64_t classes);
 
 // <run_dir>/epoch-<epoch>/checkpoint.safetensors
 std::string snapshot_path(const std::string& run_dir, int64_t epoch);

@@ -648,47 +648,6 @@ TrainOptions read_checkpoint_options(const std::string& path) {
   return options_from_json(it->second);
 }
 
-namespace {
-
-// What a checkpoint's metadata claims about its samples decides how large
-// the model built for it is, so it is checked before anything is allocated:
-// against the dataset's own geometry when the runtime knows the dataset, else
-// against bounds no image dataset reaches.
-void check_model_claims(const std::string& path, const TrainOptions& o,
-                        const std::array<int64_t, 3>& shape, int64_t classes) {
-  const std::string& dataset = o.dataset;
-  constexpr int64_t kMaxSide = 65536, kMaxSampleNumel = int64_t{1} << 24;
-  constexpr int64_t kMaxClasses = int64_t{1} << 20;
-  const std::string claim = "its metadata claims samples " + json(shape).dump() + " and " +
-                            std::to_string(classes) + " classes";
-  const auto names = dataset_names();
-  if (std::find(names.begin(), names.end(), dataset) != names.end()) {
-    const DatasetGeometry g = dataset_geometry(dataset);
-    const int64_t kept =
-        o.classes.empty() ? g.num_classes
-                          : static_cast<int64_t>(parse_class_list(o.classes, g.num_classes).size());
-    if (shape != std::array<int64_t, 3>{g.channels, g.height, g.width} || classes != kept) {
-      throw Error(path + ": " + claim + ", but its dataset " + dataset +
-                  (o.classes.empty() ? "" : " (classes " + o.classes + ")") + " has samples " +
-                  json({g.channels, g.height, g.width}).dump() + " and " + std::to_string(kept) +
-                  " classes");
-    }
-    return;
-  }
-  int64_t numel = 1;
-  for (const int64_t d : shape) {
-    if (d < 1 || d > kMaxSide) throw Error(path + ": " + claim + " (a side out of range)");
-    numel *= d;
-  }
-  if (numel > kMaxSampleNumel || classes < 1 || classes > kMaxClasses) {
-    throw Error(path + ": " + claim + ", more than any model of the runtime can be built for (at " +
-                "most " + std::to_string(kMaxSampleNumel) + " values per sample and " +
-                std::to_string(kMaxClasses) + " classes)");
-  }
-}
-
-}  // namespace
-
 TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& factory,
                                    Graph& graph_out) {
   const Checkpoint ck = Checkpoint::load(path);
@@ -707,7 +666,7 @@ TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& 
   } catch (const std::exception& e) {
     throw Error(path + ": bad sample_shape / num_classes metadata");
   }
-  check_model_claims(path, o, shape, classes);
+  detail::check_model_claims(path, o, shape, classes);
   try {
     graph_out = factory(o.model, shape[0], shape[1], shape[2], classes);
   } catch (const std::bad_alloc&) {

@@ -6,9 +6,11 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "sparsetrain/error.h"
+#include "sparsetrain/options.h"
 #include "sparsetrain/trainer.h"
 #include "sparsetrain/transfer.h"
 
@@ -20,16 +22,11 @@ TrainOptions inherited_options(const std::string& path) {
   static_cast<RetrainOptions&>(o) = RetrainOptions{};
   static_cast<TransferOptions&>(o) = TransferOptions{};
   // Of the run options, the threads, seed, kernels and storage stay; the
-  // outputs are the new run's.
-  const RunOptions run;
-  o.out_dir = run.out_dir;
-  o.resume_dir = run.resume_dir;
-  o.force = run.force;
-  o.max_steps = run.max_steps;
-  o.metrics_path = run.metrics_path;
-  o.log_every = run.log_every;
-  o.probes = run.probes;
-  o.kernel_choices = run.kernel_choices;  // recorded for the upstream's layers and shapes
+  // outputs are the new run's (the rows not inherited).
+  const TrainOptions fresh;
+  for (const OptionRow& row : option_rows()) {
+    if (!row.inherited) std::visit([&](auto m) { o.*m = fresh.*m; }, row.member);
+  }
   return o;
 }
 
