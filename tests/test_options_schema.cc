@@ -89,10 +89,10 @@ TEST(OptionsSchema, EveryMemberHasExactlyOneRow) {
   static_assert(sizeof(TrainOptions) == sizeof(ModelDataOptions) + sizeof(OptimizationOptions) +
                                             sizeof(SparsityOptions) + sizeof(RetrainOptions) +
                                             sizeof(TransferOptions) + sizeof(RunOptions));
-  constexpr std::size_t members =
-      member_count<ModelDataOptions>() + member_count<OptimizationOptions>() +
-      member_count<SparsityOptions>() + member_count<RetrainOptions>() +
-      member_count<TransferOptions>() + member_count<RunOptions>();
+  constexpr std::size_t members = member_count<ModelDataOptions>() +
+                                  member_count<OptimizationOptions>() +
+                                  member_count<SparsityOptions>() + member_count<RetrainOptions>() +
+                                  member_count<TransferOptions>() + member_count<RunOptions>();
   static_assert(member_count<ModelDataOptions>() == 9);
   static_assert(member_count<TransferOptions>() == 3);
   const std::vector<OptionRow>& rows = option_rows();
