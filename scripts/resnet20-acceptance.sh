@@ -23,21 +23,8 @@ data="${SPARSETRAIN_DATA_DIR:-../shared/data}"
 out=runs/acceptance
 mkdir -p "$out"
 
-# train NAME ARGS...: one run into $out/NAME, unless it finished before.
-train() {
-  local name=$1
-  shift
-  if [[ -f $out/$name/checkpoint.safetensors ]]; then
-    echo "== $name: done before, kept"
-    return
-  fi
-  rm -rf "${out:?}/$name"
-  echo "== $name: sparsetrain train $*"
-  local start=$SECONDS
-  "$bin" train "$@" --data-dir "$data" --threads 2 --no-progress --out "$out/$name" \
-    --metrics "$out/$name.metrics.jsonl" "${extra[@]}" 2>&1 | tee "$out/$name.log"
-  echo $((SECONDS - start)) >"$out/$name.wall"
-}
+source scripts/steps.sh
+train() { run_step "$1" train "${@:2}"; }
 extra=("$@")
 
 train dense30 --recipe recipes/resnet20_cifar10_dense_30ep.yaml --save-epochs 20

@@ -94,7 +94,7 @@ TEST(OptionsSchema, EveryMemberHasExactlyOneRow) {
                                   member_count<SparsityOptions>() + member_count<RetrainOptions>() +
                                   member_count<TransferOptions>() + member_count<RunOptions>();
   static_assert(member_count<ModelDataOptions>() == 9);
-  static_assert(member_count<TransferOptions>() == 3);
+  static_assert(member_count<TransferOptions>() == 8);
   const std::vector<OptionRow>& rows = option_rows();
   EXPECT_EQ(rows.size(), members);
   std::set<std::string_view> keys, flags, recipe_keys;

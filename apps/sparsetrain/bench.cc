@@ -89,6 +89,10 @@ CLI::App* add_bench(CLI::App& app, BenchCommand& cmd) {
       ->capture_default_str();
   model->add_option("--seed", m.seed, "Seed of the initial weights and the random batch")
       ->capture_default_str();
+  model->add_option("--masks-from", m.masks_from,
+                    "A checkpoint (or run folder): the sparse side takes its model and the masks "
+                    "of its compressed layers (e.g. an AC/DC run, to time its fine-tuning step) "
+                    "instead of --sparsity and --distribution");
   model->add_flag("--json", m.json, "Print one JSON object");
   model->allow_extras();
   cmd.model_app = model;

@@ -36,6 +36,7 @@
 #include "sparsetrain/optim.h"
 #include "sparsetrain/rng.h"
 #include "sparsetrain/sparsity.h"
+#include "sparsetrain/trainer.h"
 
 namespace sparsetrain::cli {
 
@@ -132,6 +133,28 @@ struct Report {
   std::vector<Row> rows;
 };
 
+// The sparse side takes the masks of the compressed (or masked) layers of
+// the checkpoint at `path`; returns how many.
+int take_masks(Side& side, const std::string& path) {
+  Graph source;
+  load_model_checkpoint(checkpoint_file(path), zoo_factory(), source);
+  int taken = 0;
+  for (Parameter* p : source.parameters()) {
+    if (!p->prunable() || (!p->compressed() && !p->masked())) continue;
+    Tensor mask = Tensor::zeros(p->compressed() ? p->dense_shape : p->value.shape());
+    if (p->compressed()) {
+      for (const int64_t i : p->dense_index) mask[i] = 1.0f;
+    } else {
+      const Tensor m = to_layout(p->mask, Layout::kPlain);
+      for (int64_t i = 0; i < m.numel(); ++i) mask[i] = m[i] != 0.0f ? 1.0f : 0.0f;
+    }
+    const std::string node = p->name.substr(0, p->name.rfind('.'));
+    side.graph.compress(node, mask, side.sgd.get());
+    ++taken;
+  }
+  return taken;
+}
+
 double kept_fraction(Graph& g, const std::string& node) {
   const Parameter& p = g.parameter(node + ".weight");
   return static_cast<double>(p.value.numel()) / static_cast<double>(p.dense_numel());
@@ -151,7 +174,11 @@ Report measure(const BenchModelCommand& cmd) {
   // sensitive).
   const bool dense_first_last = has_convolutions(sparse.graph);
   const std::vector<PrunableLayer> layers = prunable_layers(sparse.graph, dense_first_last);
-  if (cmd.sparsity > 0.0) {
+  int compressed = 0;
+  if (!cmd.masks_from.empty()) {
+    compressed = take_masks(sparse, cmd.masks_from);
+  } else if (cmd.sparsity > 0.0) {
+    compressed = static_cast<int>(layers.size());
     const std::vector<Tensor> masks =
         magnitude_masks(sparse.graph, layers, static_cast<float>(cmd.sparsity), distribution);
     for (std::size_t i = 0; i < layers.size(); ++i)
@@ -185,11 +212,13 @@ Report measure(const BenchModelCommand& cmd) {
   rep.kernels = cmd.kernels;
   rep.isa = sk::isa_name(isa);
   rep.batch = cmd.batch;
-  rep.sparsity = cmd.sparsity;
+  rep.sparsity =
+      cmd.masks_from.empty() ? cmd.sparsity : sparsity_report(sparse.graph).prunable_sparsity();
+  if (!cmd.masks_from.empty()) rep.distribution = "masks of " + cmd.masks_from;
   rep.threads = sk::num_threads();
   rep.steps = cmd.steps;
   rep.dense_first_last = dense_first_last;
-  rep.compressed_layers = cmd.sparsity > 0.0 ? static_cast<int>(layers.size()) : 0;
+  rep.compressed_layers = compressed;
   rep.prunable_layers = static_cast<int>(prunable_layers(dense.graph, false).size());
   for (int p = 0; p < kNumPhases; ++p) {
     rep.dense_ms[p] = median(dense.phase_ms[p]);
@@ -363,6 +392,8 @@ void validate(const BenchModelCommand& cmd) {
 }  // namespace
 
 int run_bench_model(BenchModelCommand& cmd) {
+  // The checkpoint names the model.
+  if (!cmd.masks_from.empty()) cmd.model = read_checkpoint_options(cmd.masks_from).model;
   validate(cmd);
   sk::set_num_threads(cmd.threads);
   const Report r = measure(cmd);

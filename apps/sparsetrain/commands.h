@@ -130,6 +130,7 @@ struct BenchModelCommand {
   std::string kernels = "sparse";
   uint64_t seed = 0;
   bool json = false;
+  std::string masks_from;  // a checkpoint whose masks (and model) the sparse side takes
 };
 struct BenchCommand {
   BenchLinearCommand linear;

@@ -34,7 +34,12 @@ struct Dataset {
   std::string name;  // "mnist" | "fashion-mnist" | "cifar10" (or any name for a hand-made set)
   int64_t channels = 0, height = 0, width = 0;
   int num_classes = 0;
-  std::vector<uint8_t> pixels;           // (N, C, H, W), row-major, 0..255
+  std::vector<uint8_t> pixels;  // (N, C, H, W), row-major, 0..255
+  // Samples given as floats instead (deep features for a linear probe, an
+  // app's own data): when non-empty, pixels is empty, the Loader copies these
+  // as they are (mean and stddev are not used and may be empty) and refuses
+  // augmentation.
+  std::vector<float> values;             // (N, C, H, W), row-major
   std::vector<int32_t> labels;           // (N), each in [0, num_classes)
   std::vector<std::string> class_names;  // (num_classes)
   // Per-channel normalisation applied by the Loader:

@@ -132,7 +132,10 @@ struct RetrainOptions {
 // upstream checkpoint init_from on a new task, with a new classifier head.
 struct TransferOptions {
   // "" (not a transfer run) | full: everything trains, the upstream's masks
-  // stay fixed (compressed layers stay compressed, pruned weights stay 0).
+  // stay fixed (compressed layers stay compressed, pruned weights stay 0) |
+  // linear-probe: the backbone frozen, the head trains on its input
+  // features, computed once and cached | sparse-head: an elastic-net head
+  // over those features along a regularisation path.
   std::string finetune;
   // The classifier node replaced by a new one sized for the new classes;
   // empty: the last linear node.
@@ -142,6 +145,18 @@ struct TransferOptions {
   // weight-gradient pass, bit-identical at the end. Any run, not only
   // transfer.
   std::vector<std::string> freeze;
+  // linear-probe, sparse-head: the folder of the feature cache; empty: the
+  // user cache (~/.cache/sparsetrain/features); "none": no cache.
+  std::string feature_cache;
+  // sparse-head: the path (points from lambda_max down to lambda_max / 1000,
+  // elastic-net mixing alpha: 1 is the lasso), the share of the training
+  // samples held out to choose a point, and the choice: the densest head
+  // with at most head_density nonzero weights, or (-1) the best validation
+  // accuracy.
+  int64_t path_points = 100;
+  float head_alpha = 0.99f;
+  float val_fraction = 0.1f;
+  float head_density = -1.0f;
   bool operator==(const TransferOptions&) const = default;
 };
 

@@ -56,6 +56,15 @@
 //     mode: lr-rewind                   # finetune | lr-rewind | weight-rewind
 //     rewind_epoch: 5
 //     rewind_from: runs/dense/epoch-5   # weight-rewind (default: the original run's)
+//   transfer:                           # sparsetrain finetune (sparsetrain/transfer.h)
+//     mode: full                        # full | linear-probe | sparse-head
+//     head: fc                          # default: the last linear node
+//     freeze: [conv1.*]                 # any run
+//     feature_cache: none               # linear-probe, sparse-head (default: user cache)
+//     path_points: 100                  # sparse-head
+//     head_alpha: 0.99
+//     val_fraction: 0.1
+//     head_density: -1                  # -1: the best validation accuracy
 //
 // The keys are the recipe keys of the settings schema (option_rows(),
 // options.h), read and range-checked as their rows say; sparsity.phases sets

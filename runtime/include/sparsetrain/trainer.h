@@ -120,7 +120,12 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   const TrainOptions& options() const;
+  // The graph that trains. In finetune modes linear-probe and sparse-head
+  // it is the head alone, over the features of its input (train_data() and
+  // test_data() are those features, Dataset::values); model() is then the
+  // whole model with the head as trained so far, which checkpoints hold.
   Graph& graph();
+  Graph& model();
   const Dataset& train_data() const;
   const Dataset& test_data() const;
 
@@ -128,6 +133,7 @@ class Trainer {
   TrainResult run(std::ostream& log);
   // One optimizer step on a batch; returns the loss.
   float step(const Tensor& images, const std::vector<int32_t>& labels);
+  // On images, or (linear-probe, sparse-head) on features.
   EvalResult evaluate(const Dataset& data);
   // The learning rate of global step `step` (0: the first step of the run;
   // lr_schedule_offset_epochs already applied), and the steps taken so far.

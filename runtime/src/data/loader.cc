@@ -75,6 +75,8 @@ SampleDraw draw_augmentation(const AugmentOptions& aug, uint64_t seed, int64_t e
   return d;
 }
 
+void check_labels(const Dataset& data, const std::string& what);
+
 void check_dataset(const Dataset& data) {
   const std::string what = "Loader: dataset '" + data.name + "'";
   if (data.channels <= 0 || data.height <= 0 || data.width <= 0) {
@@ -83,11 +85,23 @@ void check_dataset(const Dataset& data) {
                 " (channels, height and width must be positive)");
   }
   const int64_t expected = data.size() * data.image_numel();
-  if (static_cast<int64_t>(data.pixels.size()) != expected) {
+  if (!data.values.empty()) {
+    if (!data.pixels.empty() || static_cast<int64_t>(data.values.size()) != expected) {
+      throw Error(what + " has " + std::to_string(data.values.size()) + " float values and " +
+                  std::to_string(data.pixels.size()) + " pixel bytes, but " +
+                  std::to_string(data.size()) + " labels of " + std::to_string(data.channels) +
+                  "x" + std::to_string(data.height) + "x" + std::to_string(data.width) +
+                  " samples need " + std::to_string(expected) + " values and no pixels");
+    }
+  } else if (static_cast<int64_t>(data.pixels.size()) != expected) {
     throw Error(what + " has " + std::to_string(data.pixels.size()) + " pixel bytes, but " +
                 std::to_string(data.size()) + " labels of " + std::to_string(data.channels) + "x" +
                 std::to_string(data.height) + "x" + std::to_string(data.width) + " images need " +
                 std::to_string(expected));
+  }
+  if (!data.values.empty()) {
+    check_labels(data, what);
+    return;
   }
   if (static_cast<int64_t>(data.mean.size()) != data.channels ||
       static_cast<int64_t>(data.stddev.size()) != data.channels) {
@@ -103,6 +117,10 @@ void check_dataset(const Dataset& data) {
                   " (need finite values and stddev > 0)");
     }
   }
+  check_labels(data, what);
+}
+
+void check_labels(const Dataset& data, const std::string& what) {
   for (int64_t i = 0; i < data.size(); ++i) {
     const int32_t label = data.labels[i];
     if (label < 0 || (data.num_classes > 0 && label >= data.num_classes)) {
@@ -135,6 +153,10 @@ struct Loader::Impl {
       throw Error("Loader: batch_size must be positive, got " + std::to_string(batch_size));
     }
     check_dataset(d);
+    if (!d.values.empty() && (aug.random_crop || aug.hflip)) {
+      throw Error("Loader: dataset '" + d.name +
+                  "' holds float samples (features), which are not augmented");
+    }
     const int64_t max_padding = std::max(d.height, d.width);
     if (aug.random_crop && (aug.crop_padding < 0 || aug.crop_padding > max_padding)) {
       throw Error("Loader: crop_padding " + std::to_string(aug.crop_padding) + " is outside [0, " +
@@ -142,8 +164,8 @@ struct Loader::Impl {
     }
     const int64_t n = d.size();
     batches = drop_last ? n / batch_size : (n + batch_size - 1) / batch_size;
-    lut.resize(static_cast<size_t>(d.channels * kPixelLevels));
-    for (int64_t c = 0; c < d.channels; ++c) {
+    lut.resize(d.values.empty() ? static_cast<size_t>(d.channels * kPixelLevels) : 0);
+    for (int64_t c = 0; c < d.channels && d.values.empty(); ++c) {
       for (int v = 0; v < kPixelLevels; ++v) {
         lut[c * kPixelLevels + v] = (static_cast<float>(v) / kPixelScale - d.mean[c]) / d.stddev[c];
       }
@@ -156,6 +178,11 @@ struct Loader::Impl {
   // (C, H, W).
   void assemble_sample(int64_t index, const SampleDraw& draw, float* dst) const {
     const int64_t C = data->channels, H = data->height, W = data->width;
+    if (!data->values.empty()) {
+      const float* values = data->values.data() + index * C * H * W;
+      std::copy(values, values + C * H * W, dst);
+      return;
+    }
     const uint8_t* src = data->pixels.data() + index * C * H * W;
     for (int64_t c = 0; c < C; ++c) {
       const float* table = lut.data() + c * kPixelLevels;

@@ -297,8 +297,10 @@ Rows transfer_rows() {
       // `sparsetrain finetune --mode`; no flag of train.
       row("finetune", &TrainOptions::finetune, "", "transfer.mode",
           "Transfer fine-tuning from --init-from with a new head: full (everything trains, the "
-          "upstream masks fixed)")
-          .one_of({"", "full"})
+          "upstream masks fixed) | linear-probe (the backbone frozen, the head trains on cached "
+          "features) | sparse-head (an elastic-net head over cached features, along a "
+          "regularisation path)")
+          .one_of({"", "full", "linear-probe", "sparse-head"})
           .omitted_by_default(),
       row("head", &TrainOptions::head, "--head", "transfer.head",
           "finetune: the classifier node replaced by a new one for the new classes (default: "
@@ -307,6 +309,35 @@ Rows transfer_rows() {
       row("freeze", &TrainOptions::freeze, "--freeze", "transfer.freeze",
           "Freeze the parameters matching these patterns (comma-separated, e.g. conv*,layer1.*): "
           "no gradient, no weight-gradient pass")
+          .omitted_by_default(),
+      row("feature_cache", &TrainOptions::feature_cache, "--feature-cache",
+          "transfer.feature_cache",
+          "linear-probe, sparse-head: folder of the feature cache (default: "
+          "~/.cache/sparsetrain/features; none: no cache)")
+          .omitted_by_default()
+          .not_inherited(),
+      row("path_points", &TrainOptions::path_points, "--path-points", "transfer.path_points",
+          "sparse-head: points of the regularisation path, from lambda_max down to "
+          "lambda_max/1000")
+          .at_least(1)
+          .at_most(1000)
+          .omitted_by_default(),
+      row("head_alpha", &TrainOptions::head_alpha, "--head-alpha", "transfer.head_alpha",
+          "sparse-head: elastic-net mixing of the L1 and L2 penalties (1: lasso)")
+          .above(0)
+          .at_most(1)
+          .omitted_by_default(),
+      row("val_fraction", &TrainOptions::val_fraction, "--val-fraction", "transfer.val_fraction",
+          "sparse-head: share of the training samples held out to choose the path point")
+          .above(0)
+          .at_most(0.5)
+          .omitted_by_default(),
+      row("head_density", &TrainOptions::head_density, "--head-density", "transfer.head_density",
+          "sparse-head: keep the densest head with at most this share of nonzero weights "
+          "(default: the best validation accuracy)")
+          .above(0)
+          .at_most(1)
+          .or_minus_one("the best validation accuracy")
           .omitted_by_default(),
   };
 }

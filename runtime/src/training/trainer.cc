@@ -31,6 +31,8 @@
 #include "sparsetrain/transfer.h"
 #include "training/retrain.h"
 #include "training/trainer_report.h"
+#include "transfer/linear_probe.h"
+#include "transfer/sparse_head.h"
 
 namespace sparsetrain {
 namespace {
@@ -84,44 +86,6 @@ void load_parameters_sparse(const Checkpoint& ck, Graph& graph, bool masked) {
 void request_stop() { g_stop_requested.store(true); }
 bool stop_requested() { return g_stop_requested.load(); }
 
-EvalResult evaluate_graph(Graph& graph, const Dataset& data, int64_t batch_size) {
-  EvalResult r;
-  r.class_accuracy.assign(data.num_classes, 0.0);
-  r.class_count.assign(data.num_classes, 0);
-  std::vector<int64_t> class_correct(data.num_classes, 0);
-  Loader loader(data, batch_size, /*shuffle=*/false, AugmentOptions{}, /*seed=*/0);
-  loader.start_epoch(0);
-  Batch batch;
-  double loss_sum = 0;
-  while (loader.next(batch)) {
-    const Tensor logits = graph.forward(batch.images, /*training=*/false);
-    const LossResult lr = softmax_cross_entropy(logits, batch.labels, nullptr);
-    const int64_t n = static_cast<int64_t>(batch.labels.size());
-    loss_sum += static_cast<double>(lr.loss) * static_cast<double>(n);
-    const int64_t k = logits.dim(1);
-    for (int64_t i = 0; i < n; ++i) {
-      const float* row = logits.data() + i * k;
-      int64_t best = 0;
-      for (int64_t c = 1; c < k; ++c)
-        if (row[c] > row[best]) best = c;
-      const int32_t label = batch.labels[i];
-      r.class_count[label]++;
-      if (best == label) class_correct[label]++;
-    }
-    r.samples += n;
-  }
-  graph.release();
-  int64_t correct = 0;
-  for (int c = 0; c < data.num_classes; ++c) {
-    correct += class_correct[c];
-    r.class_accuracy[c] =
-        r.class_count[c] ? static_cast<double>(class_correct[c]) / r.class_count[c] : 0.0;
-  }
-  r.loss = r.samples ? loss_sum / r.samples : 0.0;
-  r.accuracy = r.samples ? static_cast<double>(correct) / r.samples : 0.0;
-  return r;
-}
-
 struct Trainer::Impl {
   TrainOptions options;
   GraphFactory factory;
@@ -148,6 +112,9 @@ struct Trainer::Impl {
   std::string init_note;     // what init_from / retrain did, for the run log
   std::string choices_note;  // kernel choices replayed, for the run log
   std::vector<TrainerCallbacks> callbacks;
+  // linear-probe and sparse-head: the whole model, while `graph` is its head
+  // over cached features and `train` and `test` are those features.
+  std::unique_ptr<detail::FeatureStage> stage;
 
   // Everything after the graph and the data are in place.
   void start(Trainer& self);
@@ -194,9 +161,11 @@ Trainer::Trainer(Graph graph, Dataset train, Dataset test, TrainOptions options)
     if (d->size() == 0)
       throw Error("trainer: the " + std::string(d == &train ? "training" : "test") +
                   " set is empty");
-    if (static_cast<int64_t>(d->pixels.size()) != d->size() * d->image_numel() ||
-        d->mean.size() != static_cast<size_t>(d->channels) ||
-        d->stddev.size() != static_cast<size_t>(d->channels)) {
+    const bool floats = !d->values.empty();
+    if (floats ? static_cast<int64_t>(d->values.size()) != d->size() * d->image_numel()
+               : static_cast<int64_t>(d->pixels.size()) != d->size() * d->image_numel() ||
+                     d->mean.size() != static_cast<size_t>(d->channels) ||
+                     d->stddev.size() != static_cast<size_t>(d->channels)) {
       throw Error("trainer: dataset '" + d->name + "' is inconsistent (pixels, mean or stddev " +
                   "do not match its size and channels)");
     }
@@ -235,6 +204,21 @@ void Trainer::Impl::start(Trainer& self) {
     m.init_note = detail::apply_init_from(m.options, m.graph, steps_per_epoch);
     validate(m.options);
   }
+  if (detail::trains_on_features(m.options)) {
+    // The backbone is the upstream's (or the resumed run's): features of
+    // the head's input, then the head alone trains on them.
+    if (!m.options.resume_dir.empty()) {
+      load_parameters_sparse(Checkpoint::load(checkpoint_file(m.options.resume_dir)), m.graph,
+                             m.options.sparse_storage == "masked");
+    }
+    m.stage =
+        std::make_unique<detail::FeatureStage>(std::move(m.graph), m.options, m.train, m.test);
+    m.graph = m.stage->head_graph();
+    m.graph.set_sparse_kernels(m.options.kernels);
+    m.train = std::move(m.stage->train());
+    m.test = std::move(m.stage->test());
+    m.init_note += (m.init_note.empty() ? "" : "\n") + m.stage->note();
+  }
   apply_freeze(m.options, m.graph);
   m.params = m.graph.parameters();
   m.optimizer = optimizer_for(m.options);
@@ -255,6 +239,12 @@ const TrainOptions& Trainer::options() const { return impl_->options; }
 float Trainer::lr_at(int64_t step) const { return impl_->schedule->lr(step); }
 int64_t Trainer::steps_done() const { return impl_->step; }
 Graph& Trainer::graph() { return impl_->graph; }
+Graph& Trainer::model() {
+  Impl& m = *impl_;
+  if (!m.stage) return m.graph;
+  m.stage->store_head(m.params);
+  return m.stage->model();
+}
 const Dataset& Trainer::train_data() const { return impl_->train; }
 const Dataset& Trainer::test_data() const { return impl_->test; }
 std::vector<KernelChoice> Trainer::kernel_choices() const { return impl_->graph.kernel_choices(); }
@@ -297,13 +287,17 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
 }
 
 EvalResult Trainer::evaluate(const Dataset& data) {
-  return evaluate_graph(impl_->graph, data, impl_->options.eval_batch_size);
+  // Images, in a run whose graph is a head over features: the whole model.
+  Graph& g = impl_->stage && data.values.empty() ? model() : impl_->graph;
+  return evaluate_graph(g, data, impl_->options.eval_batch_size);
 }
 
 void Trainer::save_checkpoint(const std::string& path) const {
   const Impl& m = *impl_;
   Checkpoint ck;
-  save_parameters_dense(ck, m.params);
+  // A head over features saves the whole model it belongs to.
+  if (m.stage) m.stage->store_head(m.params);
+  save_parameters_dense(ck, m.stage ? m.stage->model().parameters() : m.params);
   save_optimizer_state(ck, *m.optimizer, m.params);
   save_rng(ck, "rng/trainer", m.rng);
   const json state = fields_to_json(m, kPositionFields);
@@ -314,7 +308,8 @@ void Trainer::save_checkpoint(const std::string& path) const {
   meta["options"] = options_to_json(m.options);
   meta["state"] = state.dump();
   meta["history"] = history.dump();
-  meta["sample_shape"] = json({m.train.channels, m.train.height, m.train.width}).dump();
+  meta["sample_shape"] = m.stage ? json(m.stage->model().input_shape()).dump()
+                                 : json({m.train.channels, m.train.height, m.train.width}).dump();
   meta["num_classes"] = std::to_string(m.train.num_classes);
   // Replayed by --resume, so the resumed run takes the same kernels.
   meta["kernel_choices"] = kernel_choices_to_json(m.graph.kernel_choices());
@@ -334,7 +329,13 @@ void Trainer::load_checkpoint(const std::string& path) {
     throw Error(path + ": the checkpoint holds model '" + saved.model + "', not '" +
                 m.options.model + "'");
   }
-  load_parameters_sparse(ck, m.graph, m.options.sparse_storage == "masked");
+  if (m.stage) {
+    // The whole model; the head graph takes its head.
+    load_parameters_sparse(ck, m.stage->model(), m.options.sparse_storage == "masked");
+    m.stage->load_head(m.graph);
+  } else {
+    load_parameters_sparse(ck, m.graph, m.options.sparse_storage == "masked");
+  }
   m.params = m.graph.parameters();
   load_optimizer_state(ck, *m.optimizer, m.params);
   load_rng(ck, "rng/trainer", m.rng);
@@ -425,12 +426,15 @@ TrainResult Trainer::run(std::ostream& log) {
   for (const std::string& name : o.probes) probes.push_back(make_probe(name));
 
   AugmentOptions aug;
-  const bool augment = o.augment < 0 ? m.train.name == "cifar10" : o.augment == 1;
+  // Float samples (features) are never augmented.
+  const bool augment =
+      m.train.values.empty() && (o.augment < 0 ? m.train.name == "cifar10" : o.augment == 1);
   aug.random_crop = augment;
   aug.hflip = augment;
   Loader loader(m.train, o.batch_size, /*shuffle=*/true, aug, o.seed);
 
-  const int64_t params_total = m.graph.parameter_count();
+  const int64_t params_total =
+      m.stage ? m.stage->model().parameter_count() : m.graph.parameter_count();
   emit({{"event", "start"},
         {"options", json::parse(options_to_json(o))},
         {"train_samples", m.train.size()},
@@ -464,6 +468,33 @@ TrainResult Trainer::run(std::ostream& log) {
   if (m.step > 0)
     log << "resumed at step " << m.step << " (epoch " << m.epoch + 1 << ", batch "
         << m.batch_in_epoch << ")\n";
+  // The model's side of an epoch's row (the whole model when the head
+  // trains over features).
+  auto describe_model = [&](EpochStats& e) {
+    Graph& g = model();
+    e.sparse_layers = g.sparse_layer_count();
+    e.prunable_layers = g.prunable_layer_count();
+    e.sparse_layer_names = g.sparse_layer_names();
+    e.phase = shown_phase(m.sparsity->phase(), g);
+    e.sparsity = sparsity_report(g).prunable_sparsity();
+    e.param_bytes = parameter_memory_bytes(g, m.optimizer.get());
+  };
+  if (m.stage && o.finetune == "sparse-head" && m.epoch < o.epochs) {
+    // One solve along the regularisation path stands for the epochs.
+    EpochStats e = detail::fit_sparse_head(o, m.train, m.test, m.graph, m.stage->head(),
+                                           m.stage->feature_node(), log, emit)
+                       .stats;
+    describe_model(e);
+    const EvalResult ev = evaluate(m.test);
+    e.test_accuracy = ev.accuracy;
+    e.test_loss = ev.loss;
+    m.history.push_back(e);
+    json ej = epoch_to_json(e);
+    ej["event"] = "epoch";
+    emit(ej);
+    m.epoch = o.epochs;
+    save_run();
+  }
   log << table_header();
   for (const TrainerCallbacks& c : m.callbacks)
     if (c.on_start) c.on_start(*this);
@@ -535,12 +566,7 @@ TrainResult Trainer::run(std::ostream& log) {
     e.samples_per_second = e.seconds > 0 ? m.epoch_seen / e.seconds : 0.0;
     e.lr = m.schedule->lr(m.step - 1);
     e.peak_bytes = peak;
-    e.sparse_layers = m.graph.sparse_layer_count();
-    e.prunable_layers = m.graph.prunable_layer_count();
-    e.sparse_layer_names = m.graph.sparse_layer_names();
-    e.phase = shown_phase(m.sparsity->phase(), m.graph);
-    e.sparsity = sparsity_report(m.graph).prunable_sparsity();
-    e.param_bytes = parameter_memory_bytes(m.graph, m.optimizer.get());
+    describe_model(e);
     const bool last_epoch = m.epoch + 1 == o.epochs;
     std::vector<HookHandle> probe_hooks;
     if (last_epoch)
@@ -572,8 +598,9 @@ TrainResult Trainer::run(std::ostream& log) {
   if (result.interrupted) return result;
 
   result.test_accuracy = m.history.empty() ? 0.0 : m.history.back().test_accuracy;
+  Graph& whole = model();
   int64_t nonzero = 0;
-  for (Parameter* p : m.params) {
+  for (Parameter* p : whole.parameters()) {
     if (!p->trainable()) continue;
     for (int64_t i = 0; i < p->value.numel(); ++i) nonzero += p->value[i] != 0.0f;
   }
@@ -589,10 +616,10 @@ TrainResult Trainer::run(std::ostream& log) {
               {"epoch_seconds", seconds},
               {"params_total", params_total},
               {"params_nonzero", nonzero},
-              {"sparsity", sparsity_report(m.graph).prunable_sparsity()},
-              {"params_sparsity", sparsity_report(m.graph).params_sparsity()},
-              {"phase", shown_phase(m.sparsity->phase(), m.graph)},
-              {"param_memory_bytes", parameter_memory_bytes(m.graph, m.optimizer.get())},
+              {"sparsity", sparsity_report(whole).prunable_sparsity()},
+              {"params_sparsity", sparsity_report(whole).params_sparsity()},
+              {"phase", shown_phase(m.sparsity->phase(), whole)},
+              {"param_memory_bytes", parameter_memory_bytes(whole, m.optimizer.get())},
               {"steps", m.step},
               {"peak_memory_bytes", peak_bytes},
               {"model", o.model},

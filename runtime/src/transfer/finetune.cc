@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -58,6 +59,22 @@ void apply_freeze(const TrainOptions& o, Graph& graph) {
 namespace detail {
 
 void validate_transfer_options(const TrainOptions& o) {
+  // The settings of one mode are refused in the others.
+  const TransferOptions defaults;
+  const bool features = o.finetune == "linear-probe" || o.finetune == "sparse-head";
+  if (!features && o.feature_cache != defaults.feature_cache) {
+    throw Error("--feature-cache is for finetune --mode linear-probe or sparse-head");
+  }
+  if (o.finetune != "sparse-head") {
+    const std::pair<bool, const char*> path_flags[] = {
+        {o.path_points != defaults.path_points, "--path-points"},
+        {o.head_alpha != defaults.head_alpha, "--head-alpha"},
+        {o.val_fraction != defaults.val_fraction, "--val-fraction"},
+        {o.head_density != defaults.head_density, "--head-density"}};
+    for (const auto& [set, flag] : path_flags) {
+      if (set) throw Error(std::string(flag) + " is for finetune --mode sparse-head");
+    }
+  }
   if (o.finetune.empty()) {
     if (!o.head.empty()) throw Error("--head is for fine-tuning (sparsetrain finetune)");
     return;
