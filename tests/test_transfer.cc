@@ -150,5 +150,21 @@ TEST_F(Transfer, CommandLineFinetuneThenEvalAndResume) {
   EXPECT_NE(not_linear.out.find("is a relu node"), std::string::npos) << not_linear.out;
 }
 
+// bench model --masks-from times a checkpoint's sparse model (its model,
+// classes and masks) against the dense one: the fine-tuning step of `full`.
+TEST_F(Transfer, BenchModelTakesTheMasksOfACheckpoint) {
+  const auto r = testing::run_cli(
+      "bench model --masks-from " + upstream() + " --steps 2 --warmup 1 --json", false);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["model"], "mlp");
+  EXPECT_EQ(j["compressed_layers"], 3);  // fc1, fc2 and the 5-class fc3 of the upstream
+  EXPECT_NEAR(j["sparsity"].get<double>(), 0.8, 0.002);
+  EXPECT_EQ(j["distribution"], "masks of " + upstream());
+  const auto missing = testing::run_cli("bench model --masks-from " + upstream() + "-none", true);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.out.find(upstream() + "-none"), std::string::npos) << missing.out;
+}
+
 }  // namespace
 }  // namespace sparsetrain

@@ -73,8 +73,8 @@ struct Side {
   std::vector<double> executor_ms;
 };
 
-void make_side(Side& s, const BenchModelCommand& cmd) {
-  s.graph = build_model(cmd.model, input_of(cmd.model));
+void make_side(Side& s, const BenchModelCommand& cmd, const ModelOptions& in) {
+  s.graph = build_model(cmd.model, in);
   s.graph.initialize(cmd.seed);
   s.sgd = std::make_unique<SGD>(kMomentum, /*nesterov=*/false, kWeightDecay);
 }
@@ -135,9 +135,7 @@ struct Report {
 
 // The sparse side takes the masks of the compressed (or masked) layers of
 // the checkpoint at `path`; returns how many.
-int take_masks(Side& side, const std::string& path) {
-  Graph source;
-  load_model_checkpoint(checkpoint_file(path), zoo_factory(), source);
+int take_masks(Side& side, Graph& source) {
   int taken = 0;
   for (Parameter* p : source.parameters()) {
     if (!p->prunable() || (!p->compressed() && !p->masked())) continue;
@@ -163,11 +161,18 @@ double kept_fraction(Graph& g, const std::string& node) {
 Report measure(const BenchModelCommand& cmd) {
   const sk::Isa isa = sk::active_isa();  // throws on a bad SPARSETRAIN_ISA
   const Distribution distribution = parse_distribution(cmd.distribution);
-  const ModelOptions in = input_of(cmd.model);
+  // With --masks-from, the checkpoint's model for its samples and classes.
+  Graph source;
+  ModelOptions in = input_of(cmd.model);
+  if (!cmd.masks_from.empty()) {
+    load_model_checkpoint(checkpoint_file(cmd.masks_from), zoo_factory(), source);
+    const Shape sample = source.input_shape();
+    in = ModelOptions{sample[0], sample[1], sample[2], source.shape_of(source.output()).back()};
+  }
 
   Side dense, sparse;
-  make_side(dense, cmd);
-  make_side(sparse, cmd);
+  make_side(dense, cmd, in);
+  make_side(sparse, cmd, in);
   sparse.graph.set_sparse_kernels(cmd.kernels);
   // As the trainer's default: the first and the last layer stay dense in
   // models with convolutions (the stem and the classifier are small and
@@ -176,7 +181,7 @@ Report measure(const BenchModelCommand& cmd) {
   const std::vector<PrunableLayer> layers = prunable_layers(sparse.graph, dense_first_last);
   int compressed = 0;
   if (!cmd.masks_from.empty()) {
-    compressed = take_masks(sparse, cmd.masks_from);
+    compressed = take_masks(sparse, source);
   } else if (cmd.sparsity > 0.0) {
     compressed = static_cast<int>(layers.size());
     const std::vector<Tensor> masks =
@@ -193,7 +198,7 @@ Report measure(const BenchModelCommand& cmd) {
   Tensor x = Tensor::empty({cmd.batch, in.channels, in.height, in.width}, Layout::kNCHW);
   for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.normal();
   std::vector<int32_t> labels(static_cast<std::size_t>(cmd.batch));
-  for (int32_t& l : labels) l = static_cast<int32_t>(rng.below(kNumClasses));
+  for (int32_t& l : labels) l = static_cast<int32_t>(rng.below(in.num_classes));
 
   for (int r = 0; r < cmd.warmup; ++r) {
     train_step(dense, x, labels, false);
