@@ -3,20 +3,27 @@
 #
 # run_step NAME COMMAND ARGS...: `sparsetrain COMMAND ARGS` into $out/NAME
 # with 2 threads and no progress lines, its log in $out/NAME.log, metrics in
-# $out/NAME.metrics.jsonl and wall seconds in $out/NAME.wall; skipped when
-# $out/NAME holds a checkpoint already (a sequence continues where it
-# stopped). The arguments in ${extra[@]} go to every step.
+# $out/NAME.metrics.jsonl and wall seconds in $out/NAME.wall. A step whose
+# metrics end with the run's "end" event is kept; one that was stopped (a
+# checkpoint but no end) is resumed with --resume, so a sequence continues
+# where it stopped. The arguments in ${extra[@]} go to every new step.
 run_step() {
   local name=$1 command=$2
   shift 2
-  if [[ -f $out/$name/checkpoint.safetensors ]]; then
+  local metrics=$out/$name.metrics.jsonl
+  if [[ -f $metrics ]] && grep -q '"event":"end"' "$metrics"; then
     echo "== $name: done before, kept"
     return
   fi
-  rm -rf "${out:?}/$name"
-  echo "== $name: sparsetrain $command $*"
   local start=$SECONDS
-  "$bin" "$command" "$@" --data-dir "$data" --threads 2 --no-progress --out "$out/$name" \
-    --metrics "$out/$name.metrics.jsonl" "${extra[@]}" 2>&1 | tee "$out/$name.log"
-  echo $((SECONDS - start)) >"$out/$name.wall"
+  if [[ -f $out/$name/checkpoint.safetensors ]]; then
+    echo "== $name: resuming $out/$name"
+    "$bin" "$command" --resume "$out/$name" --no-progress 2>&1 | tee -a "$out/$name.log"
+  else
+    rm -rf "${out:?}/$name"
+    echo "== $name: sparsetrain $command $*"
+    "$bin" "$command" "$@" --data-dir "$data" --threads 2 --no-progress --out "$out/$name" \
+      --metrics "$metrics" "${extra[@]}" 2>&1 | tee "$out/$name.log"
+  fi
+  echo $((SECONDS - start)) >>"$out/$name.wall"
 }

@@ -12,15 +12,18 @@
 #   speed:      `bench model --masks-from` each sparse upstream (its
 #               fine-tuning step against the dense step, side by side).
 # Test sets: the held-out classes of data_batch_5 (no test_batch here), so
-# 5,000 images per task. About two hours on a quiet 2-core machine. Runs go
+# 5,000 images per task. About an hour and a half on a quiet 2-core machine. Runs go
 # to runs/transfer-study/ (OUT overrides), the table to
 # runs/transfer-study/table.md; steps whose checkpoint exists are skipped,
 # so an interrupted study continues where it stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
-scripts/build.sh release sparsetrain
-bin=build/release/sparsetrain
+# BIN: a sparsetrain binary to use instead of building one.
+if [[ -z ${BIN:-} ]]; then
+  scripts/install-deps.sh
+  scripts/build.sh release sparsetrain
+fi
+bin="${BIN:-build/release/sparsetrain}"
 data="${SPARSETRAIN_DATA_DIR:-../shared/data}"
 out="${OUT:-runs/transfer-study}"
 down_epochs="${DOWN_EPOCHS:-10}"
