@@ -190,7 +190,7 @@ CachedFeatures cached_features(Graph& graph, const std::string& node, const Data
   const std::string features_text = "features of '" + node + "' " + shape_to_string(sample);
   CachedFeatures out;
   std::string problem;
-  const fs::path file = fs::path(dir) / (key.substr(0, 32) + ".safetensors");
+  const fs::path file = fs::path(dir) / (key + ".safetensors");
   std::error_code ec;
   if (use_disk && fs::exists(file, ec)) {
     try {
