@@ -109,5 +109,28 @@ TEST(Masked, RefusesACompressedWeightAndBadShapes) {
   EXPECT_THROW(g.mask("fc1", Tensor::zeros({300, 784})), Error);
 }
 
+// The logical value and the kept positions of a parameter in each state.
+TEST(ParameterViews, DenseValueAndKeptMaskInEveryState) {
+  const auto values = [](const Tensor& t) {
+    return std::vector<float>(t.data(), t.data() + t.numel());
+  };
+  Parameter dense = zero_parameter("w", ParamKind::kWeight, {2, 3});
+  for (int64_t i = 0; i < 6; ++i) dense.value[i] = static_cast<float>(i + 1);
+  EXPECT_EQ(values(dense_value(dense)), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(values(kept_mask(dense)), std::vector<float>(6, 1.0f));
+
+  Parameter masked = dense;
+  masked.mask = Tensor::from({2, 3}, {1, 0, 2, 0, 0, 1});  // nonzero = kept
+  EXPECT_EQ(values(kept_mask(masked)), (std::vector<float>{1, 0, 1, 0, 0, 1}));
+
+  Parameter compressed = zero_parameter("w", ParamKind::kWeight, {3});
+  compressed.value = Tensor::from({3}, {7, 8, 9});
+  compressed.dense_shape = {2, 3};
+  compressed.dense_index = {5, 0, 2};  // stored order need not be increasing
+  EXPECT_EQ(dense_value(compressed).shape(), (Shape{2, 3}));
+  EXPECT_EQ(values(dense_value(compressed)), (std::vector<float>{8, 0, 9, 0, 0, 7}));
+  EXPECT_EQ(values(kept_mask(compressed)), (std::vector<float>{1, 0, 1, 0, 0, 1}));
+}
+
 }  // namespace
 }  // namespace sparsetrain

@@ -139,15 +139,8 @@ int take_masks(Side& side, Graph& source) {
   int taken = 0;
   for (Parameter* p : source.parameters()) {
     if (!p->prunable() || (!p->compressed() && !p->masked())) continue;
-    Tensor mask = Tensor::zeros(p->compressed() ? p->dense_shape : p->value.shape());
-    if (p->compressed()) {
-      for (const int64_t i : p->dense_index) mask[i] = 1.0f;
-    } else {
-      const Tensor m = to_layout(p->mask, Layout::kPlain);
-      for (int64_t i = 0; i < m.numel(); ++i) mask[i] = m[i] != 0.0f ? 1.0f : 0.0f;
-    }
     const std::string node = p->name.substr(0, p->name.rfind('.'));
-    side.graph.compress(node, mask, side.sgd.get());
+    side.graph.compress(node, kept_mask(*p), side.sgd.get());
     ++taken;
   }
   return taken;

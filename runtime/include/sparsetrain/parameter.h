@@ -57,6 +57,13 @@ struct Parameter {
 // A dense parameter `name` of `kind` with value and gradient zero.
 Parameter zero_parameter(std::string name, ParamKind kind, const Shape& shape);
 
+// The logical value in plain row-major order: the value itself, or the
+// stored entries of a compressed parameter scattered into zeros.
+Tensor dense_value(const Parameter& p);
+// The 0/1 mask (logical shape) of the positions a compressed or masked
+// parameter keeps; all ones for a dense one.
+Tensor kept_mask(const Parameter& p);
+
 // Zeroes the pruned entries of a masked parameter's value (and grad, when
 // `grads` is set); no-op for others.
 inline void apply_mask(Parameter& p, bool grads) {

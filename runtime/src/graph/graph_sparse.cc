@@ -168,11 +168,7 @@ int prune_linear_layers(Graph& graph, float sparsity, Optimizer* optimizer, bool
     if (n.type() != std::string("linear")) continue;
     const std::string param = n.name() + ".weight";
     Parameter& p = graph.parameter(param);
-    Tensor dense = p.value;
-    if (p.compressed()) {
-      dense = Tensor::zeros(p.dense_shape);
-      for (std::size_t k = 0; k < p.dense_index.size(); ++k) dense[p.dense_index[k]] = p.value[k];
-    }
+    const Tensor dense = dense_value(p);
     if (compressed) {
       graph.compress(n.name(), magnitude_mask(dense, sparsity), optimizer);
     } else {

@@ -34,6 +34,28 @@ Parameter zero_parameter(std::string name, ParamKind kind, const Shape& shape) {
   return p;
 }
 
+Tensor dense_value(const Parameter& p) {
+  const Tensor plain = to_layout(p.value, Layout::kPlain);
+  if (!p.compressed()) return plain;
+  Tensor dense = Tensor::zeros(p.dense_shape);
+  for (std::size_t k = 0; k < p.dense_index.size(); ++k)
+    dense[p.dense_index[k]] = plain[static_cast<int64_t>(k)];
+  return dense;
+}
+
+Tensor kept_mask(const Parameter& p) {
+  if (p.masked()) {
+    const Tensor m = to_layout(p.mask, Layout::kPlain);
+    Tensor out = Tensor::zeros(m.shape());
+    for (int64_t i = 0; i < m.numel(); ++i) out[i] = m[i] != 0.0f ? 1.0f : 0.0f;
+    return out;
+  }
+  if (!p.compressed()) return Tensor::full(p.value.shape(), 1.0f);
+  Tensor mask = Tensor::zeros(p.dense_shape);
+  for (const int64_t i : p.dense_index) mask[i] = 1.0f;
+  return mask;
+}
+
 namespace nodes {
 
 Shape UnaryNode::output_shape(const std::vector<Shape>& inputs) const {

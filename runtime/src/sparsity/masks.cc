@@ -54,16 +54,6 @@ namespace {
 
 using detail::check_sparsity;
 
-// The weight as a plain dense tensor: the value itself, or the stored
-// entries of a compressed weight scattered into zeros.
-Tensor dense_weight(const Parameter& p) {
-  if (!p.compressed()) return to_layout(p.value, Layout::kPlain);
-  Tensor dense = Tensor::zeros(p.dense_shape);
-  for (std::size_t k = 0; k < p.dense_index.size(); ++k)
-    dense[p.dense_index[k]] = p.value[static_cast<int64_t>(k)];
-  return dense;
-}
-
 // The positions of the `k` largest keys, ties going to the lower
 // position: a threshold from nth_element on a copy of the keys, then one
 // scan in position order (contiguous keys, so this stays fast on a few
@@ -328,7 +318,7 @@ std::vector<Tensor> magnitude_masks(Graph& graph, const std::vector<PrunableLaye
                                     float sparsity, Distribution distribution) {
   std::vector<std::vector<float>> magnitudes(layers.size());
   for (std::size_t l = 0; l < layers.size(); ++l) {
-    const Tensor w = dense_weight(graph.parameter(layers[l].param));
+    const Tensor w = dense_value(graph.parameter(layers[l].param));
     if (w.shape() != layers[l].shape) {
       throw Error("magnitude_masks: '" + layers[l].param + "' has shape " + w.shape_string() +
                   ", the layer list says " + shape_to_string(layers[l].shape));

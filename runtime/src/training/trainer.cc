@@ -164,8 +164,9 @@ Trainer::Trainer(Graph graph, Dataset train, Dataset test, TrainOptions options)
                : static_cast<int64_t>(d->pixels.size()) != d->size() * d->image_numel() ||
                      d->mean.size() != static_cast<size_t>(d->channels) ||
                      d->stddev.size() != static_cast<size_t>(d->channels)) {
-      throw Error("trainer: dataset '" + d->name + "' is inconsistent (pixels, mean or stddev " +
-                  "do not match its size and channels)");
+      throw Error("trainer: dataset '" + d->name +
+                  "' is inconsistent (its pixels, float values, mean or " +
+                  "stddev do not match its size and channels)");
     }
   }
   const Shape sample = {train.channels, train.height, train.width};

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iomanip>
@@ -171,11 +170,9 @@ std::string feature_key(Graph& graph, const std::string& node, const Dataset& da
 }
 
 std::string default_feature_cache_dir() {
-  const char* xdg = std::getenv("XDG_CACHE_HOME");
-  if (xdg != nullptr && xdg[0] == '/') return (fs::path(xdg) / "sparsetrain" / "features").string();
-  const char* home = std::getenv("HOME");
-  if (home == nullptr || home[0] == '\0') return {};
-  return (fs::path(home) / ".cache" / "sparsetrain" / "features").string();
+  // Beside the datasets' user cache: <cache>/sparsetrain/features.
+  const std::string data = user_data_cache_dir();
+  return data.empty() ? std::string() : (fs::path(data).parent_path() / "features").string();
 }
 
 CachedFeatures cached_features(Graph& graph, const std::string& node, const Dataset& train,

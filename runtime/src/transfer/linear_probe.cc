@@ -16,33 +16,15 @@ constexpr const char* kLinearProbe = "linear-probe";
 constexpr const char* kSparseHead = "sparse-head";
 constexpr const char* kFeatureInput = "features";
 
-// Every entry of a parameter as a dense row-major vector (compressed ones
-// scattered by dense_index).
-std::vector<float> dense_values(const Parameter& p) {
-  const Tensor plain = to_layout(p.value, Layout::kPlain);
-  if (!p.compressed()) return {plain.data(), plain.data() + plain.numel()};
-  std::vector<float> dense(static_cast<std::size_t>(p.dense_numel()), 0.0f);
-  for (std::size_t k = 0; k < p.dense_index.size(); ++k) dense[p.dense_index[k]] = plain[k];
-  return dense;
-}
-
 // Writes dense row-major values into `p` (gathered by dense_index when
 // compressed), in the parameter's own storage.
-void assign_values(Parameter& p, const std::vector<float>& dense) {
+void assign_values(Parameter& p, const Tensor& dense) {
   if (p.compressed()) {
     for (std::size_t k = 0; k < p.dense_index.size(); ++k) p.value[k] = dense[p.dense_index[k]];
     return;
   }
-  const Tensor plain = Tensor::from(p.value.shape(), dense);
-  const Tensor in_layout = to_layout(plain, p.value.layout());
+  const Tensor in_layout = to_layout(dense.reshaped(p.value.shape()), p.value.layout());
   std::copy(in_layout.data(), in_layout.data() + in_layout.numel(), p.value.data());
-}
-
-// The 0/1 mask of a compressed parameter's stored positions.
-Tensor stored_mask(const Parameter& p) {
-  Tensor mask = Tensor::zeros(p.dense_shape);
-  for (const int64_t i : p.dense_index) mask[i] = 1.0f;
-  return mask;
 }
 
 // Copies the parameters of a head into node `head` of `to`, compressed with
@@ -51,11 +33,11 @@ void copy_head(const std::vector<Parameter*>& from, Graph& to, const std::string
   for (const Parameter* p : from) {
     Parameter& q = to.parameter(p->name);
     if (p->compressed() && (!q.compressed() || q.dense_index != p->dense_index)) {
-      to.compress(head, stored_mask(*p));
+      to.compress(head, kept_mask(*p));
     } else if (!p->compressed() && q.compressed()) {
       to.decompress(head);
     }
-    assign_values(q, dense_values(*p));
+    assign_values(q, dense_value(*p));
   }
 }
 
