@@ -9,8 +9,9 @@
 #               cosine lr from DOWN_LR, masks fixed) and `--mode
 #               linear-probe` (30 epochs of the head on cached features),
 #               and `--mode sparse-head` on the dense and AC/DC backbones;
-#   speed:      `bench model --masks-from` each sparse upstream (its
-#               fine-tuning step against the dense step, side by side).
+#   speed:      scripts/finetune-speed.sh: `finetune --mode full` steps of
+#               every upstream and `bench model --masks-from` of the sparse
+#               ones, interleaved in rounds (OUT/speed.md).
 # Test sets: the held-out classes of data_batch_5 (no test_batch here), so
 # 5,000 images per task. About an hour and a half on a quiet 2-core machine. Runs go
 # to runs/transfer-study/ (OUT overrides), the table to
@@ -50,17 +51,14 @@ for up in dense acdc90; do
   run_step "head-$up" finetune --checkpoint "$out/up-$up" --mode sparse-head --classes 5-9 \
     --feature-cache "$out/features"
 done
-for up in acdc90 gmp90; do
-  if [[ ! -f $out/bench-$up.txt ]]; then
-    "$bin" bench model --masks-from "$out/up-$up" --batch 128 --threads 2 --steps 30 \
-      >"$out/bench-$up.txt"
-  fi
-done
+if [[ ! -f $out/speed.md ]]; then
+  BIN="$bin" OUT="$out" scripts/finetune-speed.sh
+fi
 
-# The table: final test accuracy of every run, the sum of its epochs'
-# seconds, and (fine-tuning) the median step time from its samples/s.
+# The table: final test accuracy of every run and the sum of its epochs'
+# seconds; then the speed figures.
 python3 - "$out" <<'EOF' | tee "$out/table.md"
-import json, os, statistics, sys
+import json, os, sys
 out = sys.argv[1]
 
 def run(name):
@@ -74,16 +72,14 @@ def run(name):
         return None
     return {"acc": 100 * end[-1]["test_accuracy"],
             "seconds": sum(e["seconds"] for e in epochs),
-            "nonzero": end[-1]["params_nonzero"],
-            "step_ms": statistics.median(128000.0 / e["samples_per_second"] for e in epochs)
-            if epochs and epochs[0].get("samples_per_second") else None}
+            "nonzero": end[-1]["params_nonzero"]}
 
 def cell(r, key, fmt):
     return fmt.format(r[key]) if r and r.get(key) is not None else "-"
 
 print("| upstream (classes 0-4) | upstream acc | upstream s | full fine-tuning acc | full s "
-      "| full step ms | linear probe acc | probe s | sparse head acc | head nonzero |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| linear probe acc | probe s | sparse head acc | head nonzero |")
+print("|---|---|---|---|---|---|---|---|---|")
 for up in ["dense", "acdc90", "gmp90"]:
     u, f, p, h = run("up-" + up), run("full-" + up), run("probe-" + up), run("head-" + up)
     head_nz = "-"
@@ -92,12 +88,10 @@ for up in ["dense", "acdc90", "gmp90"]:
         r = json.load(open(report))
         point = r["path"][r["chosen_point"] - 1]
         head_nz = "{} of {}".format(point["nonzero"], r["features"] * r["classes"])
-    print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+    print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
         up, cell(u, "acc", "{:.2f}%"), cell(u, "seconds", "{:.0f}"), cell(f, "acc", "{:.2f}%"),
-        cell(f, "seconds", "{:.0f}"), cell(f, "step_ms", "{:.1f}"), cell(p, "acc", "{:.2f}%"),
+        cell(f, "seconds", "{:.0f}"), cell(p, "acc", "{:.2f}%"),
         cell(p, "seconds", "{:.1f}"), cell(h, "acc", "{:.2f}%"), head_nz))
 EOF
-for up in acdc90 gmp90; do
-  echo "bench model --masks-from $out/up-$up:"
-  sed -n '1,9p' "$out/bench-$up.txt"
-done
+echo
+cat "$out/speed.md"

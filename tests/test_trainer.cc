@@ -60,6 +60,37 @@ TEST(Trainer, MlpLearnsMnistSubset) {
   EXPECT_GE(r.test_accuracy, 0.95) << log.str();
   ASSERT_EQ(r.epochs.size(), 3u);
   EXPECT_LT(r.epochs.back().loss, r.epochs.front().loss);
+  // The step times are part of the epoch's time, and so are the loader's.
+  for (const EpochStats& e : r.epochs) {
+    EXPECT_GT(e.step_ms_median, 0.0);
+    EXPECT_GE(e.data_seconds, 0.0);
+    const int64_t steps = (o.train_limit + o.batch_size - 1) / o.batch_size;
+    EXPECT_LE(1e-3 * e.step_ms_median * static_cast<double>(steps) / 2 + e.data_seconds, e.seconds);
+  }
+}
+
+TEST(Trainer, StepEventsCarryTheirTime) {
+  TrainOptions o = mnist_mlp();
+  o.train_limit = 640;
+  o.test_limit = 100;
+  o.log_every = 3;
+  const fs::path dir = temp_dir("step_events");
+  o.metrics_path = (dir / "metrics.jsonl").string();
+  Trainer t(o, zoo());
+  std::ostringstream log;
+  t.run(log);
+  std::istringstream lines(read_all(dir / "metrics.jsonl"));
+  int step_events = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("\"event\":\"step\"") == std::string::npos) continue;
+    ++step_events;
+    EXPECT_NE(line.find("\"ms\":"), std::string::npos) << line;
+  }
+  EXPECT_EQ(step_events, 4);  // steps 0, 3, 6, 9 of 10
+  const std::string metrics = read_all(dir / "metrics.jsonl");
+  EXPECT_NE(metrics.find("\"step_ms_median\":"), std::string::npos);
+  EXPECT_NE(metrics.find("\"data_seconds\":"), std::string::npos);
+  fs::remove_all(dir);
 }
 
 TEST(Trainer, ResumedRunIsBitIdentical) {

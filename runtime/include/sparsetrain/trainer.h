@@ -56,6 +56,11 @@ struct EpochStats {
   float lr = 0;
   double seconds = 0;
   double samples_per_second = 0;
+  // Of the seconds: the median wall time of one training step (forward,
+  // backward, optimizer and masks; what `bench model` times) and the time
+  // spent waiting for the loader's batches.
+  double step_ms_median = 0;
+  double data_seconds = 0;
   int64_t peak_bytes = 0;
   int sparse_layers = 0;                        // prunable layers that ran on the sparse kernels
   int prunable_layers = 0;                      // all prunable (conv and linear) layers

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "base/stats.h"
 #include "kernels/common/log.h"
 #include "sparsetrain/error.h"
 
@@ -26,11 +27,7 @@ double seconds_of(const std::function<void()>& step) {
 
 double median(std::vector<double> v) {
   SPARSETRAIN_ASSERT(!v.empty());
-  const std::size_t mid = v.size() / 2;
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid), v.end());
-  if (v.size() % 2 == 1) return v[mid];
-  const double upper = v[mid];
-  return 0.5 * (upper + *std::max_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(mid)));
+  return detail::median_of(std::move(v));
 }
 
 std::string describe(const KernelChoice& c) {

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "base/json_text.h"
+#include "base/stats.h"
 #include "kernels/common/log.h"
 #include "kernels/common/threads.h"
 #include "sparsetrain/checkpoint.h"
@@ -514,9 +515,16 @@ TrainResult Trainer::run(std::ostream& log) {
     int64_t peak = 0;
     Batch batch;
     bool stopped = false;
-    while (loader.next(batch)) {
+    std::vector<double> step_ms;
+    double data_s = 0;
+    for (;;) {
+      const auto wait0 = Clock::now();
+      if (!loader.next(batch)) break;
+      const auto step0 = Clock::now();
+      data_s += std::chrono::duration<double>(step0 - wait0).count();
       const float lr = m.schedule->lr(m.step);
       const float loss = step(batch.images, batch.labels);
+      step_ms.push_back(1e3 * seconds_since(step0));
       emit_choices();
       peak = std::max(peak, m.graph.last_peak_bytes());
       ++m.batch_in_epoch;
@@ -535,7 +543,8 @@ TrainResult Trainer::run(std::ostream& log) {
               {"step", m.step - 1},
               {"epoch", m.epoch + 1},
               {"loss", loss},
-              {"lr", lr}});
+              {"lr", lr},
+              {"ms", step_ms.back()}});
       }
       if (g_stop_requested.load() || (o.max_steps >= 0 && m.step >= o.max_steps)) {
         stopped = m.batch_in_epoch < loader.batches_per_epoch() || m.epoch + 1 < o.epochs;
@@ -563,6 +572,8 @@ TrainResult Trainer::run(std::ostream& log) {
     e.loss = m.epoch_seen ? m.epoch_loss_sum / m.epoch_seen : 0.0;
     e.train_accuracy = m.epoch_seen ? static_cast<double>(m.epoch_correct) / m.epoch_seen : 0.0;
     e.samples_per_second = e.seconds > 0 ? m.epoch_seen / e.seconds : 0.0;
+    e.step_ms_median = detail::median_of(std::move(step_ms));
+    e.data_seconds = data_s;
     e.lr = m.schedule->lr(m.step - 1);
     e.peak_bytes = peak;
     describe_model(e);

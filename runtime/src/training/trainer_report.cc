@@ -33,6 +33,8 @@ constexpr auto kEpochFields = [](auto& e, auto&& f) {
   f("lr", e.lr);
   f("seconds", e.seconds);
   f("samples_per_second", e.samples_per_second);
+  f("step_ms_median", e.step_ms_median, kOptional);
+  f("data_seconds", e.data_seconds, kOptional);
   f("peak_memory_bytes", e.peak_bytes);
   f("sparse_layers", e.sparse_layers, kOptional);
   f("prunable_layers", e.prunable_layers, kOptional);
