@@ -57,5 +57,76 @@ Tensor class_logits(Graph& graph, const Tensor& x, int64_t batch = 256);
 // the first index outside [0, data.size()).
 Tensor dataset_images(const Dataset& data, std::span<const int64_t> indices);
 
+// --- sample probes: registered by name, run by `sparsetrain probe NAME` ----
+
+// An option of a probe: `--name VALUE` on the command line.
+struct ProbeOption {
+  std::string name;           // without the dashes: "steps"
+  std::string default_value;  // as text: "50"
+  std::string help;
+};
+
+// What a sample probe runs on.
+struct ProbeContext {
+  Graph* graph = nullptr;         // the model; probes run probe passes on it and change nothing
+  const Dataset* data = nullptr;  // the samples' dataset (normalisation, class names, more samples)
+  std::vector<int64_t> indices;   // the samples: rows of *data
+  std::vector<int32_t> targets;   // the class explained for each sample
+  Tensor images;                  // dataset_images(*data, indices)
+  // Every option of the probe's options(), given or default, as text.
+  std::map<std::string, std::string> options;
+  uint64_t seed = 0;
+  // A new copy of the model (for probes that change one: spade); empty when
+  // the caller has none, and such probes then say so.
+  std::function<Graph()> model_copy;
+};
+
+// A picture of one sample: the sample's image beside a map over a dimmed
+// copy of it.
+struct ProbeMap {
+  int64_t sample = 0;      // position in ProbeContext::indices
+  std::string title;       // "saliency", "IG 50 steps", ...
+  Tensor map;              // (H, W)
+  bool is_signed = false;  // diverging colours around 0; else 0 (dark) to the largest (bright)
+  // An image to show under the map instead of the sample's own ((C, H, W),
+  // normalised as the dataset's): SIS's reduced image. Empty: the sample.
+  Tensor image;
+};
+
+struct ProbeReport {
+  std::string json;            // the results, a JSON object: everything numeric, arrays included
+  std::vector<ProbeMap> maps;  // the pictures
+  std::string summary;         // a few lines for a terminal
+};
+
+class SampleProbe {
+ public:
+  virtual ~SampleProbe() = default;
+  virtual std::vector<ProbeOption> options() const = 0;
+  // Throws Error naming the option on a bad value (see ProbeContext::options).
+  virtual ProbeReport run(const ProbeContext& context) = 0;
+};
+
+using SampleProbeFactory = std::function<std::unique_ptr<SampleProbe>()>;
+// Adds a probe under `name`; throws Error when the name is taken.
+void register_sample_probe(const std::string& name, SampleProbeFactory factory);
+// A new probe of that name; throws Error naming it and listing the known ones.
+std::unique_ptr<SampleProbe> make_sample_probe(const std::string& name);
+std::vector<std::string> sample_probe_names();  // sorted
+
+// Fills in the defaults of the probe's options over `given` and checks every
+// given name is one of them (Error: "--NAME is not an option of probe P").
+std::map<std::string, std::string> resolve_probe_options(
+    const std::string& probe, const std::map<std::string, std::string>& given);
+
+// Writes DIR/NAME.json (`header`, a JSON object naming the checkpoint,
+// classes and options, with the samples and the report's results under
+// "results"), DIR/NAME-<index>.png for each sample (its image beside its
+// maps) and DIR/NAME-sheet.png (all samples, a row each). Atomic writes;
+// returns the paths written.
+std::vector<std::string> write_probe_report(const std::string& dir, const std::string& name,
+                                            const std::string& header, const ProbeContext& context,
+                                            const ProbeReport& report);
+
 SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain
