@@ -4,10 +4,12 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "sparsetrain/data.h"
 #include "sparsetrain/trainer.h"
 
 namespace sparsetrain::cli {
@@ -52,7 +54,38 @@ struct EvalCommand {
   bool json = false;
 };
 CLI::App* add_eval(CLI::App& app, EvalCommand& cmd);
+// A checkpoint's model with the data to run it on, as eval and probe load
+// them: the dataset, classes and data folder default to the training run's;
+// the model's outputs must match the classes (Error otherwise).
+struct ModelOnData {
+  std::string path;  // the checkpoint file
+  TrainOptions trained;
+  std::string dataset, data_dir, classes;
+  Dataset data;
+  Graph graph;
+};
+ModelOnData load_model_on_data(const std::string& checkpoint, const std::string& dataset_flag,
+                               const std::string& classes_flag, const std::string& data_dir_flag,
+                               Split split, int64_t limit);
 int run_eval(EvalCommand& cmd);
+
+// `probe NAME`: an attribution probe on chosen samples (sparsetrain/attribution.h).
+struct ProbeCommand {
+  std::string probe;
+  std::string checkpoint, dataset, classes, data_dir;
+  std::string split = "test";
+  std::string indices = "0";
+  std::string target = "predicted";
+  std::string out;
+  int threads = 0;
+  uint64_t seed = 0;
+  // The probes' own options (--steps, --mode, ...): all declared, the given
+  // ones passed on.
+  std::map<std::string, std::string> given;
+  std::vector<std::pair<std::string, CLI::Option*>> probe_flags;
+};
+CLI::App* add_probe(CLI::App& app, ProbeCommand& cmd);
+int run_probe(ProbeCommand& cmd);
 
 struct PruneCommand {
   std::string checkpoint;

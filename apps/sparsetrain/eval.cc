@@ -27,29 +27,44 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& cmd) {
   return sub;
 }
 
+ModelOnData load_model_on_data(const std::string& checkpoint, const std::string& dataset_flag,
+                               const std::string& classes_flag, const std::string& data_dir_flag,
+                               Split split, int64_t limit) {
+  ModelOnData m;
+  m.path = checkpoint;
+  if (std::filesystem::is_directory(m.path)) m.path += "/checkpoint.safetensors";
+  m.trained = load_model_checkpoint(m.path, zoo_factory(), m.graph);
+  m.dataset = dataset_flag.empty() ? m.trained.dataset : dataset_flag;
+  // Without --data-dir, the folder the run was trained from (when it named
+  // one and this is its dataset), else the usual search.
+  m.data_dir =
+      !data_dir_flag.empty() || m.dataset != m.trained.dataset ? data_dir_flag : m.trained.data_dir;
+  m.classes =
+      classes_flag.empty() && m.dataset == m.trained.dataset ? m.trained.classes : classes_flag;
+  m.data = load_dataset(m.dataset, m.data_dir, split, limit, m.classes);
+  const int64_t outputs = m.graph.shape_of(m.graph.output()).back();
+  if (m.data.num_classes != outputs) {
+    throw Error("the model has " + std::to_string(outputs) +
+                " outputs but the evaluated data has " + std::to_string(m.data.num_classes) +
+                " classes" + (m.classes.empty() ? "" : " (--classes " + m.classes + ")"));
+  }
+  m.graph.node(m.graph.find("input"))
+      .output_shape({Shape{1, m.data.channels, m.data.height, m.data.width}});
+  return m;
+}
+
 int run_eval(EvalCommand& cmd) {
   if (cmd.batch_size < 1) throw Error("--batch-size must be at least 1");
   check_threads(cmd.threads);
   set_num_threads(cmd.threads);
-  std::string path = cmd.checkpoint;
-  if (std::filesystem::is_directory(path)) path += "/checkpoint.safetensors";
-  Graph graph;
-  const TrainOptions trained = load_model_checkpoint(path, zoo_factory(), graph);
-  const std::string dataset = cmd.dataset.empty() ? trained.dataset : cmd.dataset;
-  // Without --data-dir, the folder the run was trained from (when it named
-  // one and this is its dataset), else the usual search.
-  const std::string data_dir =
-      !cmd.data_dir.empty() || dataset != trained.dataset ? cmd.data_dir : trained.data_dir;
-  const std::string classes =
-      cmd.classes.empty() && dataset == trained.dataset ? trained.classes : cmd.classes;
-  const Dataset data = load_dataset(dataset, data_dir, Split::kTest, cmd.limit, classes);
-  const int64_t outputs = graph.shape_of(graph.output()).back();
-  if (data.num_classes != outputs) {
-    throw Error("the model has " + std::to_string(outputs) + " outputs but the evaluated data " +
-                "has " + std::to_string(data.num_classes) + " classes" +
-                (classes.empty() ? "" : " (--classes " + classes + ")"));
-  }
-  graph.node(graph.find("input")).output_shape({Shape{1, data.channels, data.height, data.width}});
+  ModelOnData m = load_model_on_data(cmd.checkpoint, cmd.dataset, cmd.classes, cmd.data_dir,
+                                     Split::kTest, cmd.limit);
+  const std::string& path = m.path;
+  const TrainOptions& trained = m.trained;
+  const std::string& dataset = m.dataset;
+  const std::string& classes = m.classes;
+  const Dataset& data = m.data;
+  Graph& graph = m.graph;
   const EvalResult r = evaluate_graph(graph, data, cmd.batch_size);
   if (cmd.json) {
     nlohmann::json per_class = nlohmann::json::array();

@@ -22,7 +22,11 @@ detail::NamedRegistry<SampleProbeFactory>& registry() {
 
 void register_builtin_sample_probes() {
   static std::once_flag once;
-  std::call_once(once, [] { detail::register_saliency(); });
+  std::call_once(once, [] {
+    detail::register_saliency();
+    detail::register_integrated_gradients();
+    detail::register_smoothgrad();
+  });
 }
 
 const std::string& option_text(const ProbeContext& c, const std::string& name) {

@@ -12,7 +12,9 @@
 
 namespace sparsetrain::detail {
 
-void register_saliency();  // saliency.cc
+void register_saliency();              // saliency.cc
+void register_integrated_gradients();  // integrated_gradients.cc
+void register_smoothgrad();            // smoothgrad.cc
 
 // The value of option `name` of a probe's context, checked: Error naming
 // "--name" and what was expected.
