@@ -142,6 +142,7 @@ int run_probe(ProbeCommand& cmd) {
     return g;
   };
 
+  probe->check(ctx);
   std::string opts;
   for (const auto& [k, v] : ctx.options) opts += " --" + k + " " + v;
   std::printf(

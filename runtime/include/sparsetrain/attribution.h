@@ -103,6 +103,9 @@ class SampleProbe {
  public:
   virtual ~SampleProbe() = default;
   virtual std::vector<ProbeOption> options() const = 0;
+  // Checks the values of context.options before a run (Error naming the
+  // option); run() checks them too.
+  virtual void check(const ProbeContext& context) const = 0;
   // Throws Error naming the option on a bad value (see ProbeContext::options).
   virtual ProbeReport run(const ProbeContext& context) = 0;
 };

@@ -97,18 +97,27 @@ class IntegratedGradients final : public SampleProbe {
             {"score", "logit", "the target's score: logit, probability or log-probability"}};
   }
 
-  ProbeReport run(const ProbeContext& c) override {
-    const int steps = static_cast<int>(detail::option_integer(c, "steps", 1, 100000));
+  void check(const ProbeContext& c) const override {
+    const int64_t steps = detail::option_integer(c, "steps", 1, 100000);
     const std::string method = detail::option_choice(c, "method", {"riemann", "gauss-legendre"});
-    const std::string baseline_kind =
-        detail::option_choice(c, "baseline", {"zero", "blur", "noise"});
+    detail::option_choice(c, "baseline", {"zero", "blur", "noise"});
+    detail::option_number(c, "blur-sigma", 0.1, 1000);
+    detail::option_integer(c, "internal-batch", 1, 4096);
+    parse_class_score(c.options.at("score"));
+    if (method == "gauss-legendre" && steps > 1000)
+      throw Error("--steps: Gauss-Legendre takes at most 1000 points");
+  }
+
+  ProbeReport run(const ProbeContext& c) override {
+    check(c);
+    const int steps = static_cast<int>(detail::option_integer(c, "steps", 1, 100000));
+    const std::string method = c.options.at("method");
+    const std::string baseline_kind = c.options.at("baseline");
     const double sigma = detail::option_number(c, "blur-sigma", 0.1, 1000);
     const int64_t chunk = detail::option_integer(c, "internal-batch", 1, 4096);
     const ClassScore score = parse_class_score(c.options.at("score"));
     if (c.images.rank() != 4)
       throw Error("integrated-gradients: the model's input is not an image");
-    if (method == "gauss-legendre" && steps > 1000)
-      throw Error("--steps: Gauss-Legendre takes at most 1000 points");
 
     std::vector<double> alpha, weight;
     if (method == "riemann") {

@@ -49,9 +49,14 @@ class Saliency final : public SampleProbe {
             {"score", "logit", "the target's score: logit, probability or log-probability"}};
   }
 
+  void check(const ProbeContext& c) const override {
+    detail::option_choice(c, "mode", {"magnitude", "gradient", "gradient-x-input"});
+    parse_class_score(c.options.at("score"));
+  }
+
   ProbeReport run(const ProbeContext& c) override {
-    const std::string mode =
-        detail::option_choice(c, "mode", {"magnitude", "gradient", "gradient-x-input"});
+    check(c);
+    const std::string mode = c.options.at("mode");
     const ClassScore score = parse_class_score(c.options.at("score"));
     if (c.images.rank() != 4) throw Error("saliency: the model's input is not an image");
     const ScoreGradient sg = class_score_gradient(*c.graph, c.images, c.targets, score);

@@ -40,14 +40,29 @@ class SmoothGrad final : public SampleProbe {
     return o;
   }
 
-  ProbeReport run(const ProbeContext& c) override {
+  // The context of the inner probe: its own options.
+  static ProbeContext inner_context(const ProbeContext& c, const SampleProbe& inner) {
+    ProbeContext i = c;
+    i.options.clear();
+    for (const ProbeOption& p : inner.options()) i.options[p.name] = c.options.at(p.name);
+    return i;
+  }
+
+  void check(const ProbeContext& c) const override {
     const std::string of = detail::option_choice(c, "of", inner_probes());
+    detail::option_number(c, "noise", 0.0, 10.0);
+    detail::option_integer(c, "samples", 1, 10000);
+    const std::unique_ptr<SampleProbe> inner = make_sample_probe(of);
+    inner->check(inner_context(c, *inner));
+  }
+
+  ProbeReport run(const ProbeContext& c) override {
+    check(c);
+    const std::string of = c.options.at("of");
     const double noise = detail::option_number(c, "noise", 0.0, 10.0);
     const int64_t count = detail::option_integer(c, "samples", 1, 10000);
     std::unique_ptr<SampleProbe> inner = make_sample_probe(of);
-    ProbeContext noisy = c;
-    noisy.options.clear();
-    for (const ProbeOption& p : inner->options()) noisy.options[p.name] = c.options.at(p.name);
+    ProbeContext noisy = inner_context(c, *inner);
 
     const int64_t n = c.images.dim(0), per = c.images.numel() / n;
     std::vector<float> sigma(static_cast<size_t>(n));
