@@ -470,6 +470,29 @@ TEST(Spade, ProbeLeavesTheModelAsItWasAndReportsBothMaps) {
   EXPECT_TRUE(r.maps[1].map.equals(again.maps[1].map));
 }
 
+TEST(Spade, DenseFirstLastAutoFollowsTheTrainer) {
+  Dataset d = load_dataset("mnist", SPARSETRAIN_TEST_DATA_DIR, Split::kTest, 1);
+  const std::vector<int64_t> idx{0};
+  const auto layers = [&](const std::string& model, const std::string& first_last) {
+    const auto build = [model] {
+      Graph g = build_model(model, {.channels = 1, .height = 28, .width = 28});
+      g.initialize(2);
+      return g;
+    };
+    Graph g = build();
+    ProbeContext c = mnist_context(
+        g, d, idx, {{"augmentations", "4"}, {"then", "none"}, {"dense-first-last", first_last}});
+    c.model_copy = build;
+    const ProbeReport r = make_sample_probe("spade")->run(c);
+    EXPECT_TRUE(r.maps.empty());
+    return nlohmann::json::parse(r.json)["samples"][0]["layers"].size();
+  };
+  EXPECT_EQ(layers("lenet5", "auto"), 3u);  // conv2, fc1, fc2
+  EXPECT_EQ(layers("lenet5", "false"), 5u);
+  EXPECT_EQ(layers("mlp", "auto"), 3u);  // no convolutions: every layer, as the trainer
+  EXPECT_EQ(layers("mlp", "true"), 1u);
+}
+
 TEST(Spade, BadOptionsAreNamed) {
   Dataset d = load_dataset("mnist", SPARSETRAIN_TEST_DATA_DIR, Split::kTest, 1);
   Graph g = lenet(0.0f);

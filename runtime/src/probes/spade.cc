@@ -82,11 +82,12 @@ class Spade final : public SampleProbe {
     return {{"sparsity", "0.8",
              "fraction of each pruned layer's weights the trace sets to zero (the same in every "
              "output row), in [0, 1)"},
-            {"augmentations", "64",
+            {"augmentations", "256",
              "augmented copies of the sample the layers are fitted on, the sample itself "
              "included (random resized crops, flips of colour images, brightness and contrast)"},
-            {"dense-first-last", "true",
-             "true: leave the first and the last prunable layer dense, as the trainer does"},
+            {"dense-first-last", "auto",
+             "leave the first and the last prunable layer as they are: true, false, or auto "
+             "(true when the model has convolutions, as the trainer does)"},
             {"then", "saliency",
              "the sample probe run on the trace and on the model, side by side, with its "
              "default options, or none"},
@@ -102,7 +103,7 @@ class Spade final : public SampleProbe {
       throw Error("--sparsity: expected a number in [0, 1), got '" + c.options.at("sparsity") +
                   "'");
     o.augmentations = option_integer(c, "augmentations", 1, int64_t{1} << 16);
-    o.dense_first_last = option_choice(c, "dense-first-last", {"true", "false"}) == "true";
+    const std::string first_last = option_choice(c, "dense-first-last", {"auto", "true", "false"});
     o.dampening = option_number(c, "dampening", 0.0, 1e6);
     const std::string then = c.options.at("then");
     if (then == "spade") throw Error("--then: spade cannot run on its own traces");
@@ -134,6 +135,7 @@ class Spade final : public SampleProbe {
       const Tensor batch = spade_augmentations(image, o.augmentations, c.data,
                                                c.seed + static_cast<uint64_t>(index));
       Graph trace = c.model_copy();
+      o.dense_first_last = first_last == "auto" ? has_convolutions(trace) : first_last == "true";
       const std::vector<SpadeLayer> layers = spade_prune(trace, batch, o);
 
       const Prediction on_trace = predict(class_logits(trace, image), target);
@@ -203,7 +205,7 @@ class Spade final : public SampleProbe {
     report.json = json{
         {"sparsity", o.sparsity},
         {"augmentations", o.augmentations},
-        {"dense_first_last", o.dense_first_last},
+        {"dense_first_last", first_last},
         {"dampening", o.dampening},
         {"then", then},
         {"samples",

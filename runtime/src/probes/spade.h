@@ -16,7 +16,7 @@ namespace sparsetrain::detail {
 
 struct SpadeOptions {
   double sparsity = 0.8;         // per pruned layer, in [0, 1)
-  int64_t augmentations = 64;    // the batch the layers are fitted on, the sample included
+  int64_t augmentations = 256;   // the batch the layers are fitted on, the sample included
   bool dense_first_last = true;  // leave the first and the last prunable layer as they are
   double dampening = 0.01;       // ObsOptions::dampening
 };
