@@ -119,7 +119,8 @@ class Spade final : public SampleProbe {
     if (!c.model_copy) throw Error("spade needs a copy of the model");
     if (c.images.rank() != 4) throw Error("spade: the model's input is not an image");
 
-    const int64_t ch = c.images.dim(1), h = c.images.dim(2), w = c.images.dim(3);
+    const Tensor images = to_layout(c.images, Layout::kNCHW);
+    const int64_t ch = images.dim(1), h = images.dim(2), w = images.dim(3);
     const int64_t per = ch * h * w;
     ProbeReport report;
     json samples = json::array();
@@ -129,7 +130,7 @@ class Spade final : public SampleProbe {
       const int64_t index = c.indices[i];
       const int32_t target = c.targets[i];
       Tensor image = Tensor::empty({1, ch, h, w}, Layout::kNCHW);
-      std::copy_n(c.images.data() + static_cast<int64_t>(i) * per, per, image.data());
+      std::copy_n(images.data() + static_cast<int64_t>(i) * per, per, image.data());
 
       // The same sample and seed give the same trace wherever it is listed.
       const Tensor batch = spade_augmentations(image, o.augmentations, c.data,
