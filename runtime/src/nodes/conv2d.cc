@@ -186,6 +186,8 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
 
   bool runs_direct() const override { return direct_ && !packed_; }
 
+  const Conv2dOptions& options() const { return options_; }
+
   Layout input_layout(const Shape& input) override {
     if (packed_) return use_sparse(input) ? Layout::kCHWN : dense_conv_layout();
     return direct_ ? Layout::kCHWN : dense_conv_layout();
@@ -426,6 +428,11 @@ bool Conv2dNode::choose_sparse(const Shape& input) {
 }
 
 }  // namespace
+
+const Conv2dOptions* conv2d_options(Node& node) {
+  const auto* conv = dynamic_cast<const Conv2dNode*>(&node);
+  return conv != nullptr ? &conv->options() : nullptr;
+}
 
 std::unique_ptr<Node> make_conv2d(const std::string& name, int64_t in_channels,
                                   const Conv2dOptions& options) {

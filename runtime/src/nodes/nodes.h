@@ -128,6 +128,9 @@ GradTargets grad_targets(const BackwardArgs& args, Parameter& weight, Parameter*
 
 // The node as a prunable one, or null.
 PrunableNode* as_prunable(Node& node);
+// The options a conv2d node was built with (for probes that unfold its
+// input: spade), or null when `node` is not a conv2d node.
+const Conv2dOptions* conv2d_options(Node& node);
 
 // The layout node `node` reads its input k in when its inputs arrive as
 // `inputs`: the executor reorders each producer's output once per layout and

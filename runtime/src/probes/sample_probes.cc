@@ -26,6 +26,7 @@ void register_builtin_sample_probes() {
     detail::register_saliency();
     detail::register_integrated_gradients();
     detail::register_smoothgrad();
+    detail::register_spade();
   });
 }
 

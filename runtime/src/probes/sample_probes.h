@@ -15,6 +15,7 @@ namespace sparsetrain::detail {
 void register_saliency();              // saliency.cc
 void register_integrated_gradients();  // integrated_gradients.cc
 void register_smoothgrad();            // smoothgrad.cc
+void register_spade();                 // spade.cc
 
 // The value of option `name` of a probe's context, checked: Error naming
 // "--name" and what was expected.
