@@ -22,7 +22,10 @@ detail::NamedRegistry<SampleProbeFactory>& registry() {
 
 void register_builtin_sample_probes() {
   static std::once_flag once;
-  std::call_once(once, [] { detail::register_saliency(); });
+  std::call_once(once, [] {
+    detail::register_saliency();
+    detail::register_sis();
+  });
 }
 
 const std::string& option_text(const ProbeContext& c, const std::string& name) {

@@ -13,6 +13,7 @@
 namespace sparsetrain::detail {
 
 void register_saliency();  // saliency.cc
+void register_sis();       // sis.cc
 
 // The value of option `name` of a probe's context, checked: Error naming
 // "--name" and what was expected.
