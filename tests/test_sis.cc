@@ -185,14 +185,20 @@ TEST(Sis, BatchedAndExactAgreeWhenTheMaskEntersLinearly) {
   g.initialize(11);
   const Tensor x = random_tensor({3, 2, 5, 5}, 7);
   const std::vector<int32_t> targets{0, 1, 0};
-  const std::vector<BackwardSelection> batched =
-      detail::backward_selection(g, x, targets, 1, /*batch=*/2);
-  const std::vector<BackwardSelection> exact = detail::exact_backward_selection(g, x, targets, 8);
-  for (size_t i = 0; i < targets.size(); ++i) {
-    EXPECT_EQ(batched[i].order, exact[i].order) << "sample " << i;
-    EXPECT_EQ(batched[i].removed, exact[i].removed);
-    for (size_t s = 0; s < exact[i].confidence.size(); ++s)
-      EXPECT_NEAR(batched[i].confidence[s], exact[i].confidence[s], 1e-5);
+  // Several pixels a step: both remove the same smallest a_j, in the same order.
+  for (int64_t per_step : {1, 3}) {
+    const std::vector<BackwardSelection> batched =
+        detail::backward_selection(g, x, targets, per_step, /*batch=*/2);
+    const std::vector<BackwardSelection> exact =
+        detail::exact_backward_selection(g, x, targets, per_step, /*batch=*/8);
+    for (size_t i = 0; i < targets.size(); ++i) {
+      SCOPED_TRACE("sample " + std::to_string(i) + ", " + std::to_string(per_step) + " a step");
+      EXPECT_EQ(batched[i].order, exact[i].order);
+      EXPECT_EQ(batched[i].removed, exact[i].removed);
+      ASSERT_EQ(batched[i].confidence.size(), exact[i].confidence.size());
+      for (size_t s = 0; s < exact[i].confidence.size(); ++s)
+        EXPECT_NEAR(batched[i].confidence[s], exact[i].confidence[s], 1e-5);
+    }
   }
 }
 
@@ -207,7 +213,7 @@ TEST(Sis, ExactFirstRemovalIsTheBest) {
   const Tensor x = random_tensor({2, 1, 6, 6}, 5);
   const std::vector<int32_t> targets{2, 0};
   const auto batched = detail::backward_selection(g, x, targets, 1);
-  const auto exact = detail::exact_backward_selection(g, x, targets);
+  const auto exact = detail::exact_backward_selection(g, x, targets, 1);
   for (size_t i = 0; i < targets.size(); ++i) {
     expect_permutation(exact[i].order, 36);
     EXPECT_GE(exact[i].confidence[1] + 1e-5f, batched[i].confidence[1]) << "sample " << i;

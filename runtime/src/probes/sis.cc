@@ -271,7 +271,8 @@ std::vector<BackwardSelection> backward_selection(Graph& graph, const Tensor& x,
 
 std::vector<BackwardSelection> exact_backward_selection(Graph& graph, const Tensor& x,
                                                         std::span<const int32_t> targets,
-                                                        int64_t batch) {
+                                                        int64_t remove_per_iter, int64_t batch) {
+  check_remove_per_iter(remove_per_iter);
   check_batch(batch);
   const ImageGeometry g = image_geometry(x, targets.size());
   const int64_t n = x.dim(0), p = g.pixels;
@@ -279,31 +280,38 @@ std::vector<BackwardSelection> exact_backward_selection(Graph& graph, const Tens
   for (int64_t i = 0; i < n; ++i) {
     BackwardSelection& sel = out[static_cast<size_t>(i)];
     const float* xi = x.data() + i * g.numel;
-    std::vector<uint8_t> present(static_cast<size_t>(p), 1);
-    Tensor whole = Tensor::empty({1, g.channels, g.height, g.width}, Layout::kNCHW);
-    std::copy_n(xi, g.numel, whole.data());
     const int32_t target = targets[static_cast<size_t>(i)];
-    sel.removed.push_back(0);
-    sel.confidence.push_back(confidences(graph, whole, std::span(&target, 1), batch)[0]);
-    for (int64_t removed = 0; removed < p; ++removed) {
-      // Every present pixel tried: image m has candidate[m] masked too.
+    std::vector<uint8_t> present(static_cast<size_t>(p), 1);
+    std::vector<std::pair<float, int32_t>> ranked;  // (-confidence without pixel j, j)
+    for (int64_t removed = 0;;) {
+      // Image 0 is the current state; image 1 + t has candidate[t] masked too.
       std::vector<int32_t> candidate;
       for (int64_t j = 0; j < p; ++j)
         if (present[static_cast<size_t>(j)]) candidate.push_back(static_cast<int32_t>(j));
       const int64_t m = static_cast<int64_t>(candidate.size());
-      Tensor tries = Tensor::empty({m, g.channels, g.height, g.width}, Layout::kNCHW);
+      Tensor tries = Tensor::empty({1 + m, g.channels, g.height, g.width}, Layout::kNCHW);
+      mask_image(xi, present.data(), g, tries.data());
       for (int64_t t = 0; t < m; ++t) {
-        float* dst = tries.data() + t * g.numel;
-        mask_image(xi, present.data(), g, dst);
+        float* dst = tries.data() + (1 + t) * g.numel;
+        std::copy_n(tries.data(), g.numel, dst);
         for (int64_t c = 0; c < g.channels; ++c) dst[c * p + candidate[t]] = kMaskedValue;
       }
-      const std::vector<int32_t> target_of(static_cast<size_t>(m), target);
+      const std::vector<int32_t> target_of(static_cast<size_t>(1 + m), target);
       const std::vector<float> conf = confidences(graph, tries, target_of, batch);
-      const int64_t best = std::max_element(conf.begin(), conf.end()) - conf.begin();
-      sel.order.push_back(candidate[static_cast<size_t>(best)]);
-      present[static_cast<size_t>(candidate[static_cast<size_t>(best)])] = 0;
-      sel.removed.push_back(removed + 1);
-      sel.confidence.push_back(conf[static_cast<size_t>(best)]);
+      sel.removed.push_back(removed);
+      sel.confidence.push_back(conf[0]);
+      if (removed == p) break;
+      // The pixels whose removal on its own leaves the highest confidence,
+      // ties to the lower index.
+      ranked.clear();
+      for (int64_t t = 0; t < m; ++t) ranked.emplace_back(-conf[1 + t], candidate[t]);
+      const int64_t take = std::min(remove_per_iter, m);
+      std::partial_sort(ranked.begin(), ranked.begin() + take, ranked.end());
+      for (int64_t t = 0; t < take; ++t) {
+        sel.order.push_back(ranked[static_cast<size_t>(t)].second);
+        present[static_cast<size_t>(ranked[static_cast<size_t>(t)].second)] = 0;
+      }
+      removed += take;
     }
   }
   return out;
@@ -456,7 +464,7 @@ class Sis final : public SampleProbe {
       const Tensor logits = class_logits(*c.graph, c.images, batch);  // (N, K)
       const int64_t k = logits.dim(1);
       const std::vector<BackwardSelection> sel =
-          exact ? exact_backward_selection(*c.graph, c.images, c.targets, batch)
+          exact ? exact_backward_selection(*c.graph, c.images, c.targets, remove_per_iter, batch)
                 : backward_selection(*c.graph, c.images, c.targets, remove_per_iter, batch);
       const std::vector<SufficientSubset> sis =
           find_sis(*c.graph, c.images, c.targets, sel, threshold, batch);
@@ -493,7 +501,7 @@ class Sis final : public SampleProbe {
     }
     json result = {{"threshold", threshold},
                    {"exact", exact},
-                   {"remove_per_iter", exact ? 1 : remove_per_iter},
+                   {"remove_per_iter", remove_per_iter},
                    {"masked_pixel", "the dataset mean (0 in every normalised channel)"},
                    {"image_shape", shape},
                    {"samples", samples}};

@@ -46,12 +46,15 @@ std::vector<BackwardSelection> backward_selection(Graph& graph, const Tensor& x,
                                                   std::span<const int32_t> targets,
                                                   int64_t remove_per_iter, int64_t batch = 64);
 
-// Exact backward selection: one pixel at a time, the one whose removal
-// leaves the highest confidence, found by trying every present pixel
-// (forward passes of `batch` images). H * W (H * W + 1) / 2 forward images
-// per sample: meant for small inputs and for checking the batched one.
+// Exact backward selection: each step tries the removal of every present
+// pixel (forward passes of `batch` images) and removes the remove_per_iter
+// pixels whose removal on their own leaves the highest confidence. With
+// remove_per_iter 1 it is Carter et al. 2019's backward selection, at
+// H * W (H * W + 1) / 2 forward images per sample; with r, about
+// H * W (H * W / r + 1) / 2. Throws Error as backward_selection does.
 std::vector<BackwardSelection> exact_backward_selection(Graph& graph, const Tensor& x,
                                                         std::span<const int32_t> targets,
+                                                        int64_t remove_per_iter = 1,
                                                         int64_t batch = 64);
 
 struct SufficientSubset {
