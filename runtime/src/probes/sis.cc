@@ -5,12 +5,15 @@
 // until none is left; the SIS of a threshold t is the smallest suffix of
 // that removal order (the pixels removed last) that on its own, every
 // other pixel masked, still gives the target class a softmax probability of
-// at least t (Carter et al. 2019, section 3, Algorithm 1; the 2019 paper
-// removes one feature at a time by trying each, which is
-// exact_backward_selection here). Carter et al. 2021 (section 3) make it
-// affordable for images by ranking the pixels with the gradient of the
-// confidence with respect to a pixel mask and removing many per step: that
-// is backward_selection. See sis.h for the masking convention.
+// at least t (Carter et al. 2019; the 2019 paper removes one feature at a
+// time by trying each, which is exact_backward_selection here with one
+// pixel a step). Carter et al. 2021 make it affordable for large images by
+// ranking the pixels with the gradient of the confidence with respect to a
+// pixel mask and removing many per step: that is backward_selection. The
+// gradient is a first-order guess at what masking a whole pixel does; on
+// small images and ReLU networks it can be a poor one (see the README), and
+// the exact ranking is then worth its cost. See sis.h for the masking
+// convention.
 #include "probes/sis.h"
 
 #include <algorithm>
@@ -349,8 +352,8 @@ Tensor keep_pixels(const Tensor& x, int64_t n, std::span<const int32_t> kept) {
 }
 
 Overinterpretation overinterpretation(Graph& graph, const Dataset& data, int64_t images,
-                                      double keep, int64_t remove_per_iter, int64_t batch,
-                                      uint64_t seed) {
+                                      double keep, int64_t remove_per_iter, bool exact,
+                                      int64_t batch, uint64_t seed) {
   if (!(keep > 0.0 && keep <= 1.0)) {
     std::ostringstream s;
     s << "--keep: expected the fraction of pixels kept, in (0, 1], got " << keep;
@@ -387,7 +390,8 @@ Overinterpretation overinterpretation(Graph& graph, const Dataset& data, int64_t
     // Backward selection for the class the model predicts (Carter et al.
     // 2021 explain the model's decision, right or wrong).
     const std::vector<BackwardSelection> sel =
-        backward_selection(graph, x, predicted, remove_per_iter, batch);
+        exact ? exact_backward_selection(graph, x, predicted, remove_per_iter, batch)
+              : backward_selection(graph, x, predicted, remove_per_iter, batch);
     for (int64_t i = 0; i < rows; ++i) {
       const std::vector<int32_t>& order = sel[static_cast<size_t>(i)].order;
       const std::span<const int32_t> last(order.data() + (p - r.kept_pixels),
@@ -506,8 +510,8 @@ class Sis final : public SampleProbe {
                    {"image_shape", shape},
                    {"samples", samples}};
     if (keep > 0) {
-      const Overinterpretation o =
-          overinterpretation(*c.graph, *c.data, images, keep, remove_per_iter, batch, c.seed);
+      const Overinterpretation o = overinterpretation(*c.graph, *c.data, images, keep,
+                                                      remove_per_iter, exact, batch, c.seed);
       json rows = json::array();
       for (const ReducedImagesRow& row : o.rows)
         rows.push_back({{"pixels", row.pixels},

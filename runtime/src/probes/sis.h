@@ -8,8 +8,8 @@
 // present across all its channels at once. A masked pixel takes the value 0
 // in every channel of the normalised image, which is Dataset::mean: the
 // per-channel mean of the training images that the loader normalises with,
-// x = (pixel / 255 - mean[c]) / stddev[c] (Carter et al. 2021, section 3,
-// mask with the mean pixel).
+// x = (pixel / 255 - mean[c]) / stddev[c] (Carter et al. mask with the mean
+// pixel too).
 // Confidence: the softmax probability of the target class.
 #pragma once
 
@@ -77,9 +77,9 @@ struct SufficientSubset {
 // still reaches it; every suffix length from there to the next step is then
 // evaluated by forward passes (class_logits), so that the SIS reaches the
 // threshold and the SIS without pixels[0] does not, both exactly as a
-// forward pass sees them. With one pixel per step (remove_per_iter 1, or
-// the exact selection) it is the smallest suffix of the order there is;
-// with more, the smallest within the last step that reaches the threshold.
+// forward pass sees them. With one pixel per step (remove_per_iter 1) it is
+// the smallest suffix of the order there is; with more, the smallest within
+// the last step that reaches the threshold.
 // Throws Error naming --threshold outside (0, 1].
 std::vector<SufficientSubset> find_sis(Graph& graph, const Tensor& x,
                                        std::span<const int32_t> targets,
@@ -106,15 +106,16 @@ struct Overinterpretation {
   std::vector<ReducedImagesRow> rows;  // all, backward selection, random
 };
 
-// The overinterpretation test (Carter et al. 2021, section 4): for each of
-// the first `images` images of `data`, batched backward selection for the
-// class the model predicts on the whole image; the image reduced to the
-// kept_pixels pixels removed last, and to as many pixels drawn at random
-// (seeded by `seed` and the image's index), each evaluated against the
-// labels. Chunks of `batch` images keep the memory bounded. Throws Error
-// naming --keep outside (0, 1] or --images below 1.
+// The overinterpretation test (Carter et al. 2021): for each of the first
+// `images` images of `data`, backward selection (batched gradient, or with
+// `exact` the exact one) for the class the model predicts on the whole
+// image; the image reduced to the kept_pixels pixels removed last, and to
+// as many pixels drawn at random (one generator seeded by `seed`, drawn
+// image after image), each evaluated against the labels. Chunks of `batch`
+// images keep the memory bounded. Throws Error naming --keep outside
+// (0, 1] or --images below 1.
 Overinterpretation overinterpretation(Graph& graph, const Dataset& data, int64_t images,
-                                      double keep, int64_t remove_per_iter, int64_t batch,
-                                      uint64_t seed);
+                                      double keep, int64_t remove_per_iter, bool exact,
+                                      int64_t batch, uint64_t seed);
 
 }  // namespace sparsetrain::detail
