@@ -10,9 +10,9 @@
 // pixel a step). Carter et al. 2021 make it affordable for large images by
 // ranking the pixels with the gradient of the confidence with respect to a
 // pixel mask and removing many per step: that is backward_selection. The
-// gradient is a first-order guess at what masking a whole pixel does; on
-// small images and ReLU networks it can be a poor one (see the README), and
-// the exact ranking is then worth its cost. See sis.h for the masking
+// gradient is a first-order guess at what masking a whole pixel does; the
+// exact ranking is the reference to check it against (tests/test_sis.cc
+// does, on a model where the two must agree). See sis.h for the masking
 // convention.
 #include "probes/sis.h"
 
