@@ -259,7 +259,21 @@ TEST(Sis, ProbingLeavesTheModelUnchanged) {
     }
   }
   ASSERT_EQ(r.maps.size(), 6u);
-  EXPECT_EQ(r.maps[0].title, "removal order");
+  for (size_t i = 0; i < 3; ++i) {
+    const int64_t size = j["samples"][i]["sis_size"].get<int64_t>();
+    const ProbeMap& order = r.maps[2 * i];
+    const ProbeMap& sis = r.maps[2 * i + 1];
+    EXPECT_EQ(order.title, "removal order");
+    // Ranks 1 (removed first) to P (removed last), each once.
+    double rank_sum = 0, inside = 0;
+    for (int64_t q = 0; q < kMnistPixels; ++q) {
+      rank_sum += order.map[q];
+      inside += sis.map[q];
+    }
+    EXPECT_EQ(rank_sum, kMnistPixels * (kMnistPixels + 1) / 2.0);
+    EXPECT_EQ(inside, static_cast<double>(std::max<int64_t>(size, 0)));
+    EXPECT_EQ(sis.image.defined(), size >= 0);
+  }
   const auto& rows = j["overinterpretation"]["rows"];
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(j["overinterpretation"]["kept_pixels"], 39);  // round(0.05 * 784)
