@@ -438,11 +438,12 @@ class Sis final : public SampleProbe {
         {"threshold", "0.99",
          "the confidence (target's softmax probability) the SIS must keep, in (0, 1]"},
         {"remove-per-iter", "10",
-         "pixels removed per backward-selection step (one probe pass each); 1 is the "
-         "finest"},
+         "pixels removed per backward-selection step (one probe pass each, or with --exact a "
+         "forward image per remaining pixel); 1 is the finest"},
         {"exact", "false",
-         "true: remove one pixel at a time by trying every remaining one (H*W forward "
-         "images per removal; small inputs only)"},
+         "true: rank the pixels by trying the removal of each remaining one (a forward image "
+         "per remaining pixel and step) instead of by the gradient; with --remove-per-iter 1, "
+         "the backward selection of Carter et al. 2019"},
         {"keep", "0", "overinterpretation test: the fraction of pixels kept (e.g. 0.05); 0 = off"},
         {"images", "100", "overinterpretation test: the first N images of the dataset"},
         {"batch", "64", "images per forward or probe pass"}};
