@@ -27,6 +27,7 @@ void register_builtin_sample_probes() {
     detail::register_integrated_gradients();
     detail::register_smoothgrad();
     detail::register_spade();
+    detail::register_sis();
   });
 }
 

@@ -16,6 +16,7 @@ void register_saliency();              // saliency.cc
 void register_integrated_gradients();  // integrated_gradients.cc
 void register_smoothgrad();            // smoothgrad.cc
 void register_spade();                 // spade.cc
+void register_sis();                   // sis.cc
 
 // The value of option `name` of a probe's context, checked: Error naming
 // "--name" and what was expected.
