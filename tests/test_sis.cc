@@ -265,14 +265,19 @@ TEST(Sis, ProbingLeavesTheModelUnchanged) {
     const ProbeMap& sis = r.maps[2 * i + 1];
     EXPECT_EQ(order.title, "removal order");
     // Ranks 1 (removed first) to P (removed last), each once.
-    double rank_sum = 0, inside = 0;
-    for (int64_t q = 0; q < kMnistPixels; ++q) {
-      rank_sum += order.map[q];
-      inside += sis.map[q];
-    }
+    double rank_sum = 0;
+    for (int64_t q = 0; q < kMnistPixels; ++q) rank_sum += order.map[q];
     EXPECT_EQ(rank_sum, kMnistPixels * (kMnistPixels + 1) / 2.0);
-    EXPECT_EQ(inside, static_cast<double>(std::max<int64_t>(size, 0)));
+    // The SIS picture is the reduced image: its pixels kept (no MNIST level
+    // normalises to exactly 0), the rest at the mean (0); without a SIS, a
+    // blank map over the sample.
     EXPECT_EQ(sis.image.defined(), size >= 0);
+    EXPECT_EQ(sis.map.defined(), size < 0);
+    if (size >= 0) {
+      int64_t kept = 0;
+      for (int64_t q = 0; q < kMnistPixels; ++q) kept += sis.image[q] != 0.0f;
+      EXPECT_EQ(kept, size);
+    }
   }
   const auto& rows = j["overinterpretation"]["rows"];
   ASSERT_EQ(rows.size(), 3u);

@@ -86,7 +86,7 @@ struct ProbeContext {
 struct ProbeMap {
   int64_t sample = 0;      // position in ProbeContext::indices
   std::string title;       // "saliency", "IG 50 steps", ...
-  Tensor map;              // (H, W)
+  Tensor map;              // (H, W); undefined: `image` is shown alone, in its colours
   bool is_signed = false;  // diverging colours around 0; else 0 (dark) to the largest (bright)
   // An image to show under the map instead of the sample's own ((C, H, W),
   // normalised as the dataset's): SIS's reduced image. Empty: the sample.

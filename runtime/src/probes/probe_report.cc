@@ -122,6 +122,12 @@ void draw_sample(Canvas& c, int x0, int y0, const ProbeContext& ctx, int64_t sam
   int x = x0 + p.side_w + kGap;
   for (const ProbeMap* m : maps) {
     const std::vector<Rgb> under = m->image.defined() ? to_rgb(m->image.data(), d) : image;
+    if (!m->map.defined()) {
+      draw_pixels(c, x, top, under, d, p.scale);
+      c.text(x, top + p.side_h + 3, m->title, detail::kBlack, kTextScale);
+      x += p.side_w + kGap;
+      continue;
+    }
     const double clip = clip_level(m->map, m->is_signed);
     std::vector<Rgb> px(under.size());
     for (size_t j = 0; j < px.size(); ++j) {
@@ -175,7 +181,8 @@ std::vector<std::string> write_probe_report(const std::string& dir, const std::s
   std::vector<std::vector<const ProbeMap*>> per_sample(ctx.indices.size());
   for (const ProbeMap& m : report.maps) {
     if (m.sample < 0 || m.sample >= static_cast<int64_t>(ctx.indices.size()) ||
-        m.map.numel() != d.height * d.width) {
+        (m.map.defined() && m.map.numel() != d.height * d.width) ||
+        (!m.map.defined() && m.image.numel() != d.image_numel())) {
       throw Error("probe " + name + ": a map of sample " + std::to_string(m.sample) +
                   " does not fit the samples or the image size");
     }

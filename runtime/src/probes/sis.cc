@@ -567,14 +567,15 @@ class Sis final : public SampleProbe {
     for (size_t t = 0; t < sel.order.size(); ++t) rank[sel.order[t]] = static_cast<float>(t + 1);
     r.maps.push_back(
         {.sample = i, .title = "removal order", .map = rank, .is_signed = false, .image = {}});
-    Tensor inside = Tensor::zeros({g.height, g.width});
-    for (int32_t j : s.pixels) inside[j] = 1.0f;
+    // The SIS as the model saw it: its pixels, the rest at the mean.
     Tensor reduced;
     if (s.size >= 0)
       reduced = keep_pixels(c.images, i, s.pixels).reshaped({g.channels, g.height, g.width});
+    Tensor none = Tensor::zeros({g.height, g.width});  // no SIS: a blank map over the image
     r.maps.push_back({.sample = i,
-                      .title = s.size < 0 ? "SIS: none at the threshold" : "SIS",
-                      .map = inside,
+                      .title = s.size < 0 ? "sis: none at the threshold"
+                                          : "sis (" + std::to_string(s.size) + " pixels)",
+                      .map = s.size < 0 ? none : Tensor(),
                       .is_signed = false,
                       .image = reduced});
   }
