@@ -274,6 +274,16 @@ TEST(AttributionProbes, CommandLineWritesTheReportAndNamesBadInput) {
   EXPECT_EQ(j["options"]["steps"], "16");
   EXPECT_EQ(j["results"]["samples"][2]["index"], 6);
 
+  // Two models side by side: results keyed by label, the same samples.
+  const std::string run_dir = (dir / "run").string();
+  const auto two = run("probe saliency --checkpoint a=" + run_dir + " --checkpoint b=" + run_dir +
+                       " --data-dir " + kDataDir + " --indices 3 --out " + (dir / "two").string());
+  ASSERT_EQ(two.exit_code, 0) << two.out;
+  const json t2 = json::parse(std::ifstream(dir / "two" / "saliency.json"));
+  EXPECT_EQ(t2["checkpoints"].size(), 2u);
+  EXPECT_EQ(t2["results"]["a"]["samples"][0]["map"], t2["results"]["b"]["samples"][0]["map"]);
+  EXPECT_TRUE(fs::exists(dir / "two" / "saliency-3.png"));
+
   const auto refused = [&](const std::string& args, const std::string& needle) {
     const auto b = run(args);
     EXPECT_EQ(b.exit_code, 1) << b.out;
@@ -287,6 +297,8 @@ TEST(AttributionProbes, CommandLineWritesTheReportAndNamesBadInput) {
   refused("probe gradcam" + ck + out, "unknown probe 'gradcam'");
   refused("probe saliency" + ck + " --steps 3" + out, "--steps is not an option of probe saliency");
   refused("probe integrated-gradients" + ck + " --steps -1" + out, "--steps");
+  refused("probe saliency --checkpoint x=" + run_dir + " --checkpoint x=" + run_dir + out,
+          "two models are labelled 'x'");
   fs::remove_all(dir);
 }
 

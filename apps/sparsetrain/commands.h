@@ -72,7 +72,8 @@ int run_eval(EvalCommand& cmd);
 // `probe NAME`: an attribution probe on chosen samples (sparsetrain/attribution.h).
 struct ProbeCommand {
   std::string probe;
-  std::string checkpoint, dataset, classes, data_dir;
+  std::vector<std::string> checkpoints;  // PATH or LABEL=PATH, the first the reference
+  std::string dataset, classes, data_dir;
   std::string split = "test";
   std::string indices = "0";
   std::string target = "predicted";

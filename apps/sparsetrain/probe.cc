@@ -1,7 +1,9 @@
 // sparsetrain probe NAME: an attribution probe (sparsetrain/attribution.h) on
 // chosen samples of a dataset with a checkpoint's model; writes
 // DIR/NAME.json and the pictures.
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -83,7 +85,9 @@ CLI::App* add_probe(CLI::App& app, ProbeCommand& cmd) {
       app.add_subcommand("probe", "Explain a model's predictions on chosen samples: " + names +
                                       " (a JSON file " + "and pictures in --out)");
   sub->add_option("name", cmd.probe, names)->required();
-  sub->add_option("--checkpoint", cmd.checkpoint, "checkpoint.safetensors (or its run folder)")
+  sub->add_option("--checkpoint", cmd.checkpoints,
+                  "checkpoint.safetensors (or its run folder); several (LABEL=PATH) run the probe "
+                  "on each model, side by side, the first one choosing the samples' targets")
       ->required();
   sub->add_option("--dataset", cmd.dataset,
                   "mnist | fashion-mnist | cifar10 (default: the training one)");
@@ -111,6 +115,16 @@ CLI::App* add_probe(CLI::App& app, ProbeCommand& cmd) {
   return sub;
 }
 
+// LABEL=PATH or PATH (labelled by its run folder's name).
+std::pair<std::string, std::string> labelled_checkpoint(const std::string& spec) {
+  const auto eq = spec.find('=');
+  if (eq != std::string::npos && eq > 0) return {spec.substr(0, eq), spec.substr(eq + 1)};
+  std::filesystem::path p(spec);
+  if (!std::filesystem::is_directory(p)) p = p.parent_path();
+  const std::string name = p.filename().string();
+  return {name.empty() ? spec : name, spec};
+}
+
 int run_probe(ProbeCommand& cmd) {
   check_threads(cmd.threads);
   set_num_threads(cmd.threads);
@@ -120,10 +134,30 @@ int run_probe(ProbeCommand& cmd) {
   std::unique_ptr<SampleProbe> probe = make_sample_probe(cmd.probe);
   if (cmd.split != "test" && cmd.split != "train")
     throw Error("--split: expected test or train, got '" + cmd.split + "'");
-  ModelOnData m = load_model_on_data(cmd.checkpoint, cmd.dataset, cmd.classes, cmd.data_dir,
-                                     cmd.split == "test" ? Split::kTest : Split::kTrain, -1);
-  // Compressed layers run on the sparse kernels (nothing timed).
-  m.graph.set_sparse_kernels("sparse");
+  const Split split = cmd.split == "test" ? Split::kTest : Split::kTrain;
+  // The models, the first one the reference: its data, samples and targets.
+  std::vector<std::string> labels;
+  std::vector<ModelOnData> models;
+  for (const std::string& spec : cmd.checkpoints) {
+    const auto [label, path] = labelled_checkpoint(spec);
+    if (std::find(labels.begin(), labels.end(), label) != labels.end())
+      throw Error("--checkpoint: two models are labelled '" + label + "' (name them LABEL=PATH)");
+    labels.push_back(label);
+    if (models.empty()) {
+      models.push_back(load_model_on_data(path, cmd.dataset, cmd.classes, cmd.data_dir, split, -1));
+    } else {
+      const ModelOnData& first = models.front();
+      ModelOnData next =
+          load_model_on_data(path, first.dataset, first.classes, first.data_dir, split, -1);
+      if (next.data.image_numel() != first.data.image_numel())
+        throw Error("--checkpoint " + path + ": its model does not take the samples of " +
+                    first.path);
+      models.push_back(std::move(next));
+    }
+    // Compressed layers run on the sparse kernels (nothing timed).
+    models.back().graph.set_sparse_kernels("sparse");
+  }
+  ModelOnData& m = models.front();
   ProbeContext ctx;
   ctx.graph = &m.graph;
   ctx.data = &m.data;
@@ -132,34 +166,70 @@ int run_probe(ProbeCommand& cmd) {
   ctx.targets = resolve_targets(cmd.target, m.graph, m.data, ctx.indices, ctx.images);
   ctx.options = resolve_probe_options(cmd.probe, given);
   ctx.seed = cmd.seed;
-  const std::string path = m.path;
-  const Shape sample{m.data.channels, m.data.height, m.data.width};
-  ctx.model_copy = [path, sample] {
-    Graph g;
-    load_model_checkpoint(path, zoo_factory(), g);
-    g.set_sparse_kernels("sparse");
-    g.node(g.find("input")).output_shape({Shape{1, sample[0], sample[1], sample[2]}});
-    return g;
-  };
-
   probe->check(ctx);
+
   std::string opts;
   for (const auto& [k, v] : ctx.options) opts += " --" + k + " " + v;
-  std::printf(
-      "probe %s: checkpoint %s (model %s, %d of %d layers compressed), dataset %s%s %s "
-      "split, samples %s, target %s%s\n",
-      cmd.probe.c_str(), m.path.c_str(), m.trained.model.c_str(), m.graph.sparse_layer_count(),
-      m.graph.prunable_layer_count(), m.dataset.c_str(),
-      m.classes.empty() ? "" : (" classes " + m.classes).c_str(), cmd.split.c_str(),
-      cmd.indices.c_str(), cmd.target.c_str(), opts.c_str());
+  std::string described;
+  for (size_t i = 0; i < models.size(); ++i) {
+    char text[512];
+    std::snprintf(text, sizeof text, "%s%s %s (model %s, %d of %d layers compressed)",
+                  i ? "; " : "", models.size() == 1 ? "checkpoint" : labels[i].c_str(),
+                  models[i].path.c_str(), models[i].trained.model.c_str(),
+                  models[i].graph.sparse_layer_count(), models[i].graph.prunable_layer_count());
+    described += text;
+  }
+  std::printf("probe %s: %s; dataset %s%s %s split, samples %s, target %s%s\n", cmd.probe.c_str(),
+              described.c_str(), m.dataset.c_str(),
+              m.classes.empty() ? "" : (" classes " + m.classes).c_str(), cmd.split.c_str(),
+              cmd.indices.c_str(), cmd.target.c_str(), opts.c_str());
   std::fflush(stdout);
-  const ProbeReport report = probe->run(ctx);
-  const nlohmann::json header = {{"checkpoint", m.path},   {"model", m.trained.model},
-                                 {"dataset", m.dataset},   {"classes", m.data.class_names},
-                                 {"split", cmd.split},     {"target", cmd.target},
-                                 {"options", ctx.options}, {"seed", cmd.seed}};
-  std::cout << report.summary;
-  for (const std::string& p : write_probe_report(cmd.out, cmd.probe, header.dump(), ctx, report))
+
+  // Each model on the same samples and targets; with several, every map is
+  // titled with its model's label and the results are keyed by label.
+  ProbeReport merged;
+  nlohmann::json results = nlohmann::json::object();
+  nlohmann::json checkpoints = nlohmann::json::array();
+  for (size_t i = 0; i < models.size(); ++i) {
+    const std::string path = models[i].path;
+    const Shape sample{m.data.channels, m.data.height, m.data.width};
+    ProbeContext one = ctx;
+    one.graph = &models[i].graph;
+    one.model_copy = [path, sample] {
+      Graph g;
+      load_model_checkpoint(path, zoo_factory(), g);
+      g.set_sparse_kernels("sparse");
+      g.node(g.find("input")).output_shape({Shape{1, sample[0], sample[1], sample[2]}});
+      return g;
+    };
+    ProbeReport r = probe->run(one);
+    if (models.size() == 1) {
+      merged = std::move(r);
+      break;
+    }
+    std::cout << "-- " << labels[i] << "\n" << r.summary;
+    for (ProbeMap& map : r.maps) {
+      map.title += " (" + labels[i] + ")";
+      merged.maps.push_back(std::move(map));
+    }
+    results[labels[i]] = nlohmann::json::parse(r.json);
+  }
+  // Samples first, then models: the pictures show each sample's maps of
+  // every model side by side.
+  std::stable_sort(merged.maps.begin(), merged.maps.end(),
+                   [](const ProbeMap& a, const ProbeMap& b) { return a.sample < b.sample; });
+  for (size_t i = 0; i < models.size(); ++i)
+    checkpoints.push_back({{"label", labels[i]},
+                           {"checkpoint", models[i].path},
+                           {"model", models[i].trained.model},
+                           {"sparse_layers", models[i].graph.sparse_layer_count()}});
+  if (models.size() > 1) merged.json = results.dump();
+  const nlohmann::json header = {
+      {"checkpoint", m.path}, {"checkpoints", checkpoints},    {"model", m.trained.model},
+      {"dataset", m.dataset}, {"classes", m.data.class_names}, {"split", cmd.split},
+      {"target", cmd.target}, {"options", ctx.options},        {"seed", cmd.seed}};
+  std::cout << merged.summary;
+  for (const std::string& p : write_probe_report(cmd.out, cmd.probe, header.dump(), ctx, merged))
     std::cout << "wrote " << p << "\n";
   return 0;
 }
