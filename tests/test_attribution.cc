@@ -15,31 +15,17 @@
 #include "sparsetrain/models.h"
 #include "sparsetrain/sparsity.h"
 #include "tests/graph_test_util.h"
+#include "tests/probe_test_util.h"
 
 namespace sparsetrain {
 namespace {
 
+using testing::compress_all;
+using testing::state_bytes;
+
 using testing::random_tensor;
 
-Graph lenet(float sparsity) {
-  Graph g = build_model("lenet5", {.channels = 1, .height = 28, .width = 28});
-  g.initialize(3);
-  if (sparsity > 0)
-    for (const PrunableLayer& l : prunable_layers(g, /*dense_first_last=*/false))
-      g.compress(l.node, magnitude_mask(g.parameter(l.param).value, sparsity));
-  return g;
-}
-
-std::vector<char> state_bytes(Graph& g) {
-  std::vector<char> out;
-  for (Parameter* p : g.parameters())
-    for (const Tensor* t : {&p->value, &p->grad}) {
-      if (!t->defined()) continue;
-      const char* b = reinterpret_cast<const char*>(t->data());
-      out.insert(out.end(), b, b + t->bytes());
-    }
-  return out;
-}
+Graph lenet(float sparsity) { return testing::lenet5(3, sparsity); }
 
 // score(x) of sample n for `target`, from a probe pass.
 double score_of(Graph& g, const Tensor& x, int32_t target, ClassScore score) {

@@ -22,20 +22,19 @@
 #include "sparsetrain/sparsity.h"
 #include "tests/cli_runner.h"
 #include "tests/graph_test_util.h"
+#include "tests/probe_test_util.h"
 
 namespace sparsetrain {
 namespace {
+
+using testing::compress_all;
+using testing::state_bytes;
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using testing::random_tensor;
 
 const std::string kDataDir = SPARSETRAIN_TEST_DATA_DIR;
-
-void compress_all(Graph& g, float sparsity) {
-  for (const PrunableLayer& l : prunable_layers(g, /*dense_first_last=*/false))
-    g.compress(l.node, magnitude_mask(g.parameter(l.param).value, sparsity));
-}
 
 // A LeNet-5 trained for 300 steps of 32 MNIST images.
 Graph trained_lenet(const Dataset& train, float sparsity) {
@@ -69,17 +68,6 @@ ProbeReport run_probe(Graph& g, const Dataset& d, const std::string& name,
   for (int64_t i : indices) c.targets.push_back(d.labels[static_cast<size_t>(i)]);
   c.options = resolve_probe_options(name, options);
   return make_sample_probe(name)->run(c);
-}
-
-std::vector<char> state_bytes(Graph& g) {
-  std::vector<char> out;
-  for (Parameter* p : g.parameters())
-    for (const Tensor* t : {&p->value, &p->grad}) {
-      if (!t->defined()) continue;
-      const char* b = reinterpret_cast<const char*>(t->data());
-      out.insert(out.end(), b, b + t->bytes());
-    }
-  return out;
 }
 
 // The saliency probe's gradient of a sample against central differences of
@@ -234,6 +222,34 @@ TEST(AttributionProbes, SmoothgradWithoutNoiseIsItsProbeAndNothingChanges) {
   run_probe(g, test, "integrated-gradients", {2}, {{"steps", "8"}, {"baseline", "blur"}});
   run_probe(g, test, "smoothgrad", {2}, {{"of", "integrated-gradients"}, {"steps", "4"}});
   EXPECT_TRUE(state_bytes(g) == before) << "a probe changed a weight, buffer or gradient";
+}
+
+// Two training steps with probes run between them end bit for bit where
+// the two steps alone do (BatchNorm's running statistics included).
+TEST(AttributionProbes, ProbesBetweenTrainingStepsChangeNothing) {
+  const Dataset cifar = load_dataset("cifar10", kDataDir, Split::kTest, 16);
+  const Tensor x = dataset_images(cifar, std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7});
+  const std::vector<int32_t> y(cifar.labels.begin(), cifar.labels.begin() + 8);
+  auto run = [&](bool probe) {
+    Graph g = build_model("resnet20", {.channels = 3, .height = 32, .width = 32});
+    g.initialize(9);
+    compress_all(g, 0.9f);
+    auto opt = make_optimizer({});
+    for (int s = 0; s < 2; ++s) {
+      Tensor diff;
+      softmax_cross_entropy(g.forward(x, ExecMode::kTrain, s), y, &diff);
+      g.backward(diff);
+      opt->step(g.parameters(), 0.05f);
+      if (probe && s == 0) {
+        run_probe(g, cifar, "saliency", {9}, {});
+        run_probe(g, cifar, "integrated-gradients", {10}, {{"steps", "8"}});
+        run_probe(g, cifar, "sis", {11}, {{"remove-per-iter", "256"}});
+      }
+      opt->zero_grad(g.parameters());
+    }
+    return state_bytes(g);
+  };
+  EXPECT_TRUE(run(true) == run(false));
 }
 
 TEST(AttributionProbes, BadOptionsAreNamed) {

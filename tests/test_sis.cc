@@ -24,9 +24,13 @@
 #include "sparsetrain/optim.h"
 #include "sparsetrain/sparsity.h"
 #include "tests/graph_test_util.h"
+#include "tests/probe_test_util.h"
 
 namespace sparsetrain {
 namespace {
+
+using testing::compress_all;
+using testing::state_bytes;
 
 using detail::BackwardSelection;
 using detail::SufficientSubset;
@@ -61,17 +65,6 @@ Graph& trained_mlp() {
 const Dataset& mnist_test() {
   static const Dataset d = load_dataset("mnist", SPARSETRAIN_TEST_DATA_DIR, Split::kTest, 64);
   return d;
-}
-
-std::vector<char> state_bytes(Graph& g) {
-  std::vector<char> out;
-  for (Parameter* p : g.parameters())
-    for (const Tensor* t : {&p->value, &p->grad}) {
-      if (!t->defined()) continue;
-      const char* b = reinterpret_cast<const char*>(t->data());
-      out.insert(out.end(), b, b + t->bytes());
-    }
-  return out;
 }
 
 // Softmax probabilities of class `target` of each image, by plain
