@@ -23,11 +23,13 @@ using detail::Canvas;
 using detail::Rgb;
 using json = nlohmann::json;
 
-constexpr int kPanel = 160;    // smallest panel side, pixels
-constexpr int kGap = 8;        // between panels
-constexpr int kTextScale = 1;  // 5x7 glyphs at 1x: 6 pixels a character
-constexpr int kLine = 10;      // text line height
-constexpr float kDim = 0.45f;  // the grey image under a map, scaled to [0, kDim]
+constexpr int kPanel = 160;     // smallest panel side, pixels
+constexpr int kGap = 8;         // between panels
+constexpr int kTextScale = 1;   // 5x7 glyphs at 1x: 6 pixels a character
+constexpr int kLine = 10;       // text line height
+constexpr int kTitleLines = 2;  // a title wraps onto at most this many lines
+constexpr int kCharW = 6;       // a glyph and its gap at kTextScale
+constexpr float kDim = 0.45f;   // the grey image under a map, scaled to [0, kDim]
 // Maps are scaled by their 99.5th percentile (of |value| when signed), so a
 // few extreme pixels do not wash the rest out (as IG's authors show them).
 constexpr double kClipQuantile = 0.995;
@@ -90,6 +92,21 @@ double clip_level(const Tensor& map, bool is_signed) {
   return top > 0 ? top : 1.0;
 }
 
+// A panel's title under it, wrapped at spaces to the panel's width.
+void draw_title(Canvas& c, int x, int y, int width, const std::string& title) {
+  const size_t per_line = static_cast<size_t>(std::max(1, width / kCharW));
+  std::string rest = title;
+  for (int line = 0; line < kTitleLines && !rest.empty(); ++line) {
+    size_t cut = rest.size();
+    if (cut > per_line && line + 1 < kTitleLines) {
+      cut = rest.rfind(' ', per_line);
+      if (cut == std::string::npos || cut == 0) cut = per_line;
+    }
+    c.text(x, y + line * kLine, rest.substr(0, cut), detail::kBlack, kTextScale);
+    rest = cut < rest.size() ? rest.substr(rest[cut] == ' ' ? cut + 1 : cut) : "";
+  }
+}
+
 struct Layout2 {
   int scale, side_w, side_h;
 };
@@ -124,7 +141,7 @@ void draw_sample(Canvas& c, int x0, int y0, const ProbeContext& ctx, int64_t sam
     const std::vector<Rgb> under = m->image.defined() ? to_rgb(m->image.data(), d) : image;
     if (!m->map.defined()) {
       draw_pixels(c, x, top, under, d, p.scale);
-      c.text(x, top + p.side_h + 3, m->title, detail::kBlack, kTextScale);
+      draw_title(c, x, top + p.side_h + 3, p.side_w, m->title);
       x += p.side_w + kGap;
       continue;
     }
@@ -140,7 +157,7 @@ void draw_sample(Canvas& c, int x0, int y0, const ProbeContext& ctx, int64_t sam
       px[j] = blend(dim, m->is_signed ? diverging(v) : sequential(v), std::sqrt(a));
     }
     draw_pixels(c, x, top, px, d, p.scale);
-    c.text(x, top + p.side_h + 3, m->title, detail::kBlack, kTextScale);
+    draw_title(c, x, top + p.side_h + 3, p.side_w, m->title);
     x += p.side_w + kGap;
   }
 }
@@ -191,7 +208,7 @@ std::vector<std::string> write_probe_report(const std::string& dir, const std::s
   size_t most = 0;
   for (const auto& maps : per_sample) most = std::max(most, maps.size());
   const int width = kGap + static_cast<int>(most + 1) * (p.side_w + kGap);
-  const int row_h = kLine + 2 + p.side_h + 3 + kLine + kGap;
+  const int row_h = kLine + 2 + p.side_h + 3 + kTitleLines * kLine + kGap;
   // The model's prediction on each sample, for the captions.
   const Tensor logits = class_logits(*ctx.graph, ctx.images);
   const int64_t k = logits.dim(1);
