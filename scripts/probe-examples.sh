@@ -45,12 +45,12 @@ probe lenet5-saliency saliency "${lenet[@]}" --indices 0-2
 probe lenet5-ig integrated-gradients "${lenet[@]}" --indices 0-2 --steps 256
 probe lenet5-sis sis "${lenet[@]}" --indices 0-2 --remove-per-iter 1
 probe lenet5-smoothgrad smoothgrad "${lenet[@]}" --indices 0-2
-probe lenet5-spade spade --checkpoint runs/lenet5-gmp90 --indices 0-2
+probe lenet5-spade spade "${lenet[@]}" --indices 0-2
 probe resnet20-saliency saliency "${resnet[@]}" --indices 0-3
 probe resnet20-ig integrated-gradients "${resnet[@]}" --indices 0-3
 probe resnet20-smoothgrad smoothgrad "${resnet[@]}" --indices 0-3
 probe resnet20-sis sis "${resnet[@]}" --indices 0-3
-probe resnet20-spade spade --checkpoint runs/resnet20-acdc90 --indices 0-3
+probe resnet20-spade spade "${resnet[@]}" --indices 0-3
 
 # Integrated gradients' memory: the same internal batch at 50 and 1,000 steps.
 for steps in 50 1000; do
