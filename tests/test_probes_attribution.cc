@@ -117,6 +117,21 @@ void check_saliency(Graph& g, const Dataset& d, int64_t index, float step) {
     for (int64_t c = 0; c < d.channels; ++c) top = std::max(top, std::abs(grad[c * hw + j]));
     EXPECT_FLOAT_EQ(map[j], top);
   }
+  // The signed modes: the gradient, and the gradient times the input,
+  // summed over channels.
+  for (const std::string mode : {"gradient", "gradient-x-input"}) {
+    c.options = resolve_probe_options("saliency", {{"mode", mode}});
+    const ProbeReport signed_report = make_sample_probe("saliency")->run(c);
+    const json m = json::parse(signed_report.json)["samples"][0];
+    const std::vector<float> signed_map = m["map"];
+    EXPECT_TRUE(signed_report.maps[0].is_signed);
+    for (int64_t j = 0; j < hw; j += 17) {
+      double sum = 0;
+      for (int64_t ch = 0; ch < d.channels; ++ch)
+        sum += grad[ch * hw + j] * (mode == "gradient" ? 1.0f : x[ch * hw + j]);
+      EXPECT_NEAR(signed_map[j], sum, 1e-6 * (1 + std::abs(sum))) << mode << " at " << j;
+    }
+  }
 }
 
 TEST(AttributionProbes, SaliencyIsTheGradientOfTheScore) {

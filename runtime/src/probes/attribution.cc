@@ -54,10 +54,10 @@ ScoreGradient class_score_gradient(Graph& graph, const Tensor& x, std::span<cons
     const float* row = logits.data() + i * k;
     const int64_t best = std::max_element(row, row + k) - row;
     const float top = row[best];
+    std::vector<double> p(static_cast<size_t>(k));  // softmax of the row
     double sum = 0;
-    for (int64_t c = 0; c < k; ++c) sum += std::exp(static_cast<double>(row[c] - top));
-    std::vector<double> p(static_cast<size_t>(k));
-    for (int64_t c = 0; c < k; ++c) p[c] = std::exp(static_cast<double>(row[c] - top)) / sum;
+    for (int64_t c = 0; c < k; ++c) sum += p[c] = std::exp(static_cast<double>(row[c] - top));
+    for (double& v : p) v /= sum;
     r.predicted[i] = static_cast<int32_t>(best);
     r.probability[i] = static_cast<float>(p[t]);
     float* d = diff.data() + i * k;

@@ -19,22 +19,27 @@ namespace {
 
 using json = nlohmann::json;
 
+enum class Mode { kMagnitude, kGradient, kGradientTimesInput };
+
 // Per sample (H, W) maps of (N, C, H, W) gradients `g` of inputs `x`.
-Tensor reduce_channels(const Tensor& g, const Tensor& x, const std::string& mode) {
+Tensor reduce_channels(const Tensor& g, const Tensor& x, Mode mode) {
   const int64_t n = g.dim(0), c = g.dim(1), hw = g.dim(2) * g.dim(3);
   Tensor out = Tensor::zeros({n, g.dim(2), g.dim(3)});
   for (int64_t i = 0; i < n; ++i)
     for (int64_t ch = 0; ch < c; ++ch) {
-      const float* gp = g.data() + (i * c + ch) * hw;
-      const float* xp = x.data() + (i * c + ch) * hw;
-      float* o = out.data() + i * hw;
-      for (int64_t j = 0; j < hw; ++j) {
-        if (mode == "magnitude")
-          o[j] = std::max(o[j], std::abs(gp[j]));
-        else if (mode == "gradient")
-          o[j] += gp[j];
-        else
-          o[j] += gp[j] * xp[j];
+      const float* gp = g.data() + (i * c + ch) * hw;  // (H, W)
+      const float* xp = x.data() + (i * c + ch) * hw;  // (H, W)
+      float* o = out.data() + i * hw;                  // (H, W)
+      switch (mode) {
+        case Mode::kMagnitude:
+          for (int64_t j = 0; j < hw; ++j) o[j] = std::max(o[j], std::abs(gp[j]));
+          break;
+        case Mode::kGradient:
+          for (int64_t j = 0; j < hw; ++j) o[j] += gp[j];
+          break;
+        case Mode::kGradientTimesInput:
+          for (int64_t j = 0; j < hw; ++j) o[j] += gp[j] * xp[j];
+          break;
       }
     }
   return out;
@@ -60,7 +65,11 @@ class Saliency final : public SampleProbe {
     const ClassScore score = parse_class_score(c.options.at("score"));
     if (c.images.rank() != 4) throw Error("saliency: the model's input is not an image");
     const ScoreGradient sg = class_score_gradient(*c.graph, c.images, c.targets, score);
-    const Tensor maps = reduce_channels(sg.input_grad, c.images, mode);
+    const Mode m = mode == "magnitude"  ? Mode::kMagnitude
+                   : mode == "gradient" ? Mode::kGradient
+                                        : Mode::kGradientTimesInput;
+    const Tensor maps = reduce_channels(sg.input_grad, c.images, m);
+    const int64_t per = c.images.numel() / c.images.dim(0);  // C * H * W
     const int64_t h = maps.dim(1), w = maps.dim(2);
     ProbeReport r;
     json samples = json::array();
@@ -68,9 +77,7 @@ class Saliency final : public SampleProbe {
     for (size_t i = 0; i < c.indices.size(); ++i) {
       Tensor map = Tensor::empty({h, w});
       std::copy_n(maps.data() + static_cast<int64_t>(i) * h * w, h * w, map.data());
-      const float* gp =
-          sg.input_grad.data() + static_cast<int64_t>(i) * c.images.numel() / c.images.dim(0);
-      const int64_t per = c.images.numel() / c.images.dim(0);
+      const float* gp = sg.input_grad.data() + static_cast<int64_t>(i) * per;
       samples.push_back({{"index", c.indices[i]},
                          {"label", c.data->labels[static_cast<size_t>(c.indices[i])]},
                          {"target", c.targets[i]},
