@@ -16,6 +16,8 @@ packages=(
   libcurl4-openssl-dev libssl-dev libarchive-dev ca-certificates  # data fetch
   python3  # the tests' loopback HTTP server
   clang libclang-rt-14-dev libomp-dev  # the fuzz targets: libFuzzer, sanitizers, OpenMP
+  libjs-chart.js  # the compare report's plots (inlined into the library at build time)
+  chromium fonts-dejavu-core  # the compare report's browser test (headless)
 )
 if [ "$#" -gt 0 ]; then packages+=("$@"); fi
 

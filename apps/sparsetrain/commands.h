@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sparsetrain/compare.h"
 #include "sparsetrain/data.h"
 #include "sparsetrain/trainer.h"
 
@@ -87,6 +88,21 @@ struct ProbeCommand {
 };
 CLI::App* add_probe(CLI::App& app, ProbeCommand& cmd);
 int run_probe(ProbeCommand& cmd);
+
+// `compare`: groups of runs against the first (sparsetrain/compare.h).
+struct CompareCommand {
+  std::vector<std::string> groups;  // NAME=RUN[,RUN...]
+  std::string dataset, classes, data_dir;
+  std::string split = "test";
+  int64_t limit = -1;
+  std::string corruptions = "gaussian-noise,defocus-blur,contrast,brightness,pixelate";
+  CompareOptions options;
+  int threads = 0;
+  std::string out;
+  bool json = false;
+};
+CLI::App* add_compare(CLI::App& app, CompareCommand& cmd);
+int run_compare(CompareCommand& cmd);
 
 struct PruneCommand {
   std::string checkpoint;

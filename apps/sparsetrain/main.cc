@@ -1,5 +1,5 @@
 // sparsetrain: the command-line program.
-//   sparsetrain train | finetune | eval | prune | probe | info | bench | data   (each with --help)
+//   sparsetrain train | finetune | eval | prune | probe | compare | info | bench | data   (each with --help)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   sparsetrain::cli::EvalCommand eval;
   sparsetrain::cli::PruneCommand prune;
   sparsetrain::cli::ProbeCommand probe;
+  sparsetrain::cli::CompareCommand compare;
   sparsetrain::cli::InfoCommand info;
   sparsetrain::cli::BenchCommand bench;
   sparsetrain::cli::DataCommand data;
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   CLI::App* eval_cmd = sparsetrain::cli::add_eval(app, eval);
   CLI::App* prune_cmd = sparsetrain::cli::add_prune(app, prune);
   CLI::App* probe_cmd = sparsetrain::cli::add_probe(app, probe);
+  CLI::App* compare_cmd = sparsetrain::cli::add_compare(app, compare);
   CLI::App* info_cmd = sparsetrain::cli::add_info(app, info);
   CLI::App* bench_cmd = sparsetrain::cli::add_bench(app, bench);
   CLI::App* data_cmd = sparsetrain::cli::add_data(app, data);
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
     if (eval_cmd->parsed()) return sparsetrain::cli::run_eval(eval);
     if (prune_cmd->parsed()) return sparsetrain::cli::run_prune(prune);
     if (probe_cmd->parsed()) return sparsetrain::cli::run_probe(probe);
+    if (compare_cmd->parsed()) return sparsetrain::cli::run_compare(compare);
     if (info_cmd->parsed()) return sparsetrain::cli::run_info(info);
     if (bench_cmd->parsed()) return sparsetrain::cli::run_bench(bench);
     if (data_cmd->parsed()) {

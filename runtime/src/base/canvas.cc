@@ -84,22 +84,26 @@ void Canvas::text(int x, int y, const std::string& s, Rgb c, int scale) {
   }
 }
 
-void write_png(const Canvas& canvas, const std::string& path, const std::string& what) {
+std::string encode_png(const uint8_t* rgb, int width, int height, const std::string& what) {
   png_image image{};
   image.version = PNG_IMAGE_VERSION;
-  image.width = static_cast<png_uint_32>(canvas.width());
-  image.height = static_cast<png_uint_32>(canvas.height());
+  image.width = static_cast<png_uint_32>(width);
+  image.height = static_cast<png_uint_32>(height);
   image.format = PNG_FORMAT_RGB;
   png_alloc_size_t size = 0;
-  if (png_image_write_to_memory(&image, nullptr, &size, 0, canvas.data(), 0, nullptr) == 0) {
+  if (png_image_write_to_memory(&image, nullptr, &size, 0, rgb, 0, nullptr) == 0) {
     throw Error(what + ": cannot encode the PNG (" + image.message + ")");
   }
   std::string bytes(size, '\0');
-  if (png_image_write_to_memory(&image, bytes.data(), &size, 0, canvas.data(), 0, nullptr) == 0) {
+  if (png_image_write_to_memory(&image, bytes.data(), &size, 0, rgb, 0, nullptr) == 0) {
     throw Error(what + ": cannot encode the PNG (" + image.message + ")");
   }
   bytes.resize(size);
-  write_file_atomic(path, bytes, what);
+  return bytes;
+}
+
+void write_png(const Canvas& canvas, const std::string& path, const std::string& what) {
+  write_file_atomic(path, encode_png(canvas.data(), canvas.width(), canvas.height(), what), what);
 }
 
 }  // namespace sparsetrain::detail

@@ -74,5 +74,7 @@ class Canvas {
 // Encodes in memory, then writes atomically (sparsetrain/files.h), so a
 // reader never sees a half-written picture. Errors start with `what`.
 void write_png(const Canvas& canvas, const std::string& path, const std::string& what);
+// The PNG bytes of an RGB image (height, width, 3); errors start with `what`.
+std::string encode_png(const uint8_t* rgb, int width, int height, const std::string& what);
 
 }  // namespace sparsetrain::detail
