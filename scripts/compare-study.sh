@@ -38,3 +38,22 @@ for s in 50 70 80 90 95; do
   fi
 done
 [[ ${TRAIN_ONLY:-0} == 1 ]] && exit 0
+
+runs() { echo "$out/$1-s0,$out/$1-s1,$out/$1-s2"; }
+# The 3 + 3 timing of the README (dense against AC/DC), then all three
+# recipes, then the prune-potential family; each prints its table.
+for step in timing study potential; do
+  [[ -f $out/$step/report.html ]] && { echo "== $step: done before, kept"; continue; }
+  case $step in
+    timing) groups=(--model-group "dense=$(runs dense)" --model-group "acdc90=$(runs acdc90)") ;;
+    study) groups=(--model-group "dense=$(runs dense)" --model-group "acdc90=$(runs acdc90)"
+                   --model-group "gmp90=$(runs gmp90)") ;;
+    potential) groups=(--model-group "dense=$out/dense-s0")
+               for s in 50 70 80 90 95; do groups+=(--model-group "pruned$s=$out/pruned$s"); done ;;
+  esac
+  echo "== $step: sparsetrain compare ${groups[*]}"
+  start=$SECONDS
+  "$bin" compare "${groups[@]}" --data-dir "$data" --threads 2 --out "$out/$step" 2>&1 |
+    tee "$out/$step.log"
+  echo "$step: $((SECONDS - start)) s wall" | tee -a "$out/$step.log"
+done

@@ -39,7 +39,7 @@ CLI::App* add_compare(CLI::App& app, CompareCommand& cmd) {
   sub->add_option("--noise-steps", cmd.options.noise_steps,
                   "Uniform-noise amplitudes from 0 to --noise-max")
       ->capture_default_str();
-  sub->add_option("--noise-max", cmd.options.noise_max, "Largest noise amplitude (pixels in [0, 1])")
+  sub->add_option("--noise-max", cmd.options.noise_max, "Largest noise amplitude, in units of the normalised input (the dataset's stddev)")
       ->capture_default_str();
   sub->add_option("--corruptions", cmd.corruptions,
                   "Comma-separated: gaussian-noise, defocus-blur, contrast, brightness, pixelate, "
@@ -99,6 +99,11 @@ std::string checkpoint_file(const std::string& run) {
 int run_compare(CompareCommand& cmd) {
   check_threads(cmd.threads);
   set_num_threads(cmd.threads);
+  // Only warnings: the kernel rule's line for every layer of every model
+  // says nothing a comparison needs.
+  set_log_sink([](LogLevel level, std::string_view line) {
+    if (level == LogLevel::kWarning) std::cerr << "warning: " << line << "\n";
+  });
   if (cmd.split != "test" && cmd.split != "train")
     throw Error("--split: expected test or train, got '" + cmd.split + "'");
   cmd.options.corruptions.clear();

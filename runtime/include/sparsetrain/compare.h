@@ -42,7 +42,7 @@ struct CompareOptions {
   // maximum softmax probability of Hendrycks & Gimpel 2017) is below this.
   double uncertain_below = 0.9;
   int noise_steps = 15;     // uniform-noise amplitudes 0 .. noise_max, evenly spaced
-  double noise_max = 0.7;   // in pixel units ([0, 1] images)
+  double noise_max = 0.7;   // in units of the normalised input (the dataset's stddev)
   std::vector<std::string> corruptions = {"gaussian-noise", "defocus-blur", "contrast",
                                           "brightness", "pixelate"};
   int severities = 5;             // 1 .. severities of each corruption
@@ -233,9 +233,13 @@ std::vector<float> principal_components_2d(std::span<const float> x, int64_t n, 
 std::vector<std::string> corruption_names();
 void corrupt_images(std::span<float> images, int64_t channels, int64_t height, int64_t width,
                     const std::string& corruption, int severity, uint64_t seed, int64_t first = 0);
-// Uniform noise in [-amplitude, amplitude] added to every pixel, clipped to [0, 1].
+// Uniform noise in [-amplitude, amplitude] added to every pixel, clipped to
+// [0, 1]; with channel_scale (one factor a channel), channel c's amplitude is
+// amplitude * channel_scale[c] (compare passes the dataset's stddev, so the
+// amplitude is in the units of the normalised input).
 void add_uniform_noise(std::span<float> images, int64_t image_numel, double amplitude,
-                       uint64_t seed, int64_t first = 0);
+                       uint64_t seed, int64_t first = 0,
+                       std::span<const float> channel_scale = {});
 
 // Largest sparsity among `sparsity`/`accuracy` (per group) whose accuracy
 // is at least reference_accuracy - tolerance; reference_sparsity if none.

@@ -224,7 +224,7 @@ void robustness(const std::vector<Graph*>& graphs, const Dataset& data, const Co
       const int64_t rows = std::min(o.batch, count - first);
       detail::pixels_01(data, first, rows, images);
       if (cond.corruption.empty()) {
-        add_uniform_noise(images, data.image_numel(), cond.amplitude, o.seed, first);
+        add_uniform_noise(images, data.image_numel(), cond.amplitude, o.seed, first, data.stddev);
       } else {
         corrupt_images(images, data.channels, data.height, data.width, cond.corruption,
                        cond.severity, o.seed, first);

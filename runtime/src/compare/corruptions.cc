@@ -1,7 +1,7 @@
 // Image corruptions in the style of CIFAR-10-C (Hendrycks & Dietterich
 // 2019, "Benchmarking neural network robustness to common corruptions and
 // perturbations"), with the CIFAR-10 parameters of their five severities,
-// and the uniform noise of Liebenwein et al. 2021. Images are (n, C, H, W)
+// and the uniform noise of Liebenwein et al. 2021 (per channel scaled). Images are (n, C, H, W)
 // floats in [0, 1]; every random draw is a function of (seed, corruption,
 // severity, sample index).
 
@@ -213,19 +213,26 @@ void corrupt_images(std::span<float> images, int64_t channels, int64_t height, i
 }
 
 void add_uniform_noise(std::span<float> images, int64_t image_numel, double amplitude,
-                       uint64_t seed, int64_t first) {
+                       uint64_t seed, int64_t first, std::span<const float> channel_scale) {
   if (!(amplitude >= 0.0) || !std::isfinite(amplitude))
     throw Error("noise amplitude must be a number >= 0");
   if (image_numel <= 0 || images.size() % static_cast<std::size_t>(image_numel) != 0)
     throw Error("add_uniform_noise: the buffer is not a whole number of images");
+  const int64_t channels = channel_scale.empty() ? 1 : static_cast<int64_t>(channel_scale.size());
+  if (image_numel % channels != 0)
+    throw Error("add_uniform_noise: the image size is not a whole number of channel planes");
   if (amplitude == 0.0) return;
+  const int64_t plane = image_numel / channels;
   const int64_t n = static_cast<int64_t>(images.size()) / image_numel;
   const auto level = static_cast<int>(std::lround(amplitude * 1e6));
   for (int64_t i = 0; i < n; ++i) {
     Rng rng = image_rng(seed, 100, level, first + i);
     float* img = images.data() + i * image_numel;
-    for (int64_t j = 0; j < image_numel; ++j)
-      img[j] = clip01(img[j] + amplitude * (2.0 * rng.uniform() - 1.0));
+    for (int64_t c = 0; c < channels; ++c) {
+      const double a = amplitude * (channel_scale.empty() ? 1.0 : channel_scale[c]);
+      for (int64_t j = c * plane; j < (c + 1) * plane; ++j)
+        img[j] = clip01(img[j] + a * (2.0 * rng.uniform() - 1.0));
+    }
   }
 }
 

@@ -177,8 +177,10 @@ std::string report_page(const ReportParts& p, const char* chartjs) {
                "neighbours in each embedding.</p>" + p.dominoes);
   h += section("robustness", "Robustness",
                "<div class=\"charts\" id=\"plot-noise\"></div><p class=\"explain\">Accuracy when "
-               "uniform noise of the given amplitude (pixel values in [0, 1]) is added and the "
-               "result clipped (Liebenwein et al. 2021), mean over each group's models.</p>"
+               "uniform noise of the given amplitude is added to the input (in the units of the "
+               "normalised input: 1 is one standard deviation of the dataset's channel) and the "
+               "pixels clipped to their range (Liebenwein et al. 2021), mean over each group's "
+               "models.</p>"
                "<div class=\"charts\" id=\"plot-corruptions\"></div><p class=\"explain\">The "
                "CIFAR-10-C corruptions of Hendrycks &amp; Dietterich 2019 at severities 1-5 "
                "(severity 0: the clean images), seeded.</p>");
