@@ -116,12 +116,17 @@ TEST(NearestNeighbours, JaccardIsOneForIdenticalAndNearChanceForUnrelated) {
   Rng rng(5);
   std::vector<float> a(n * d), b(n * d);
   for (float& v : a) v = rng.normal();
-  for (float& v : b) v = rng.normal();
+  // b: the same points given to other samples (a random permutation).
+  std::vector<int64_t> perm(n);
+  std::iota(perm.begin(), perm.end(), 0);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[rng.below(i + 1)]);
+  for (int64_t i = 0; i < n; ++i) std::copy_n(a.begin() + perm[i] * d, d, b.begin() + i * d);
   const auto na = nearest_neighbours(a, n, d, k);
   const auto same = neighbour_jaccard(na, na, n, k);
   EXPECT_TRUE(std::all_of(same.begin(), same.end(), [](float j) { return j == 1.0f; }));
-  // An unrelated embedding: neighbour sets are random k-subsets, whose
-  // overlap is about k^2 / n, so Jaccard about k / (2n - k).
+  // Permuted: a sample's neighbours in b are those of another sample in a,
+  // renamed, so random k-subsets for a: overlap about k^2 / n, Jaccard about
+  // k / (2n - k) (k / n for the overlap's share of k).
   const auto nb = nearest_neighbours(b, n, d, k);
   const auto rand = neighbour_jaccard(na, nb, n, k);
   const double mean = std::accumulate(rand.begin(), rand.end(), 0.0) / n;
