@@ -11,15 +11,10 @@
 # docs/images/probes/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ -z ${BIN:-} ]]; then
-  scripts/install-deps.sh
-  scripts/build.sh release sparsetrain
-fi
-bin="${BIN:-build/release/sparsetrain}"
-data="${SPARSETRAIN_DATA_DIR:-../shared/data}"
-out=runs/probes
+source scripts/steps.sh
+study_setup runs/probes
 pictures=docs/images/probes
-mkdir -p "$out" "$pictures"
+mkdir -p "$pictures"
 
 train() {  # NAME ARGS...: train runs/NAME unless its checkpoint is there
   local name=$1

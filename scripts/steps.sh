@@ -1,5 +1,21 @@
 # Sourced by the long-measurement scripts (resnet20-acceptance.sh,
-# transfer-study.sh), which set bin, data, out and the array extra.
+# transfer-study.sh, compare-study.sh, probe-examples.sh).
+#
+# study_setup DEFAULT_OUT: installs the packages and builds sparsetrain
+# unless $BIN names a binary; sets bin, data ($SPARSETRAIN_DATA_DIR or
+# ../shared/data) and out ($OUT or DEFAULT_OUT), and makes the folder.
+study_setup() {
+  if [[ -z ${BIN:-} ]]; then
+    scripts/install-deps.sh
+    scripts/build.sh release sparsetrain
+  fi
+  bin="${BIN:-build/release/sparsetrain}"
+  data="${SPARSETRAIN_DATA_DIR:-../shared/data}"
+  out="${OUT:-$1}"
+  mkdir -p "$out"
+}
+
+# The rest is for scripts that set bin, data, out and the array extra.
 #
 # run_step NAME COMMAND ARGS...: `sparsetrain COMMAND ARGS` into $out/NAME
 # with 2 threads and no progress lines, its log in $out/NAME.log, metrics in

@@ -20,18 +20,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # BIN: a sparsetrain binary to use instead of building one.
-if [[ -z ${BIN:-} ]]; then
-  scripts/install-deps.sh
-  scripts/build.sh release sparsetrain
-fi
-bin="${BIN:-build/release/sparsetrain}"
-data="${SPARSETRAIN_DATA_DIR:-../shared/data}"
-out="${OUT:-runs/transfer-study}"
+source scripts/steps.sh
+study_setup runs/transfer-study
 down_epochs="${DOWN_EPOCHS:-10}"
 down_lr="${DOWN_LR:-0.01}"
-mkdir -p "$out"
-
-source scripts/steps.sh
 extra=()
 for up in dense acdc90 gmp90; do
   case $up in

@@ -21,7 +21,9 @@ std::vector<ReliabilityBin> reliability_bins(std::span<const float> confidence,
   std::vector<ReliabilityBin> out(static_cast<std::size_t>(bins));
   std::vector<double> conf_sum(out.size(), 0.0), right(out.size(), 0.0);
   for (std::size_t i = 0; i < confidence.size(); ++i) {
-    const double c = std::clamp(static_cast<double>(confidence[i]), 0.0, 1.0);
+    // A NaN confidence (a model whose logits are not finite) counts as 0.
+    const double v = static_cast<double>(confidence[i]);
+    const double c = std::isfinite(v) ? std::clamp(v, 0.0, 1.0) : 0.0;
     // Bin b holds [b / bins, (b + 1) / bins); confidence 1 goes to the last.
     const int b = std::min(bins - 1, static_cast<int>(c * bins));
     out[b].count++;
