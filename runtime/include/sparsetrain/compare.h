@@ -46,7 +46,7 @@ struct CompareOptions {
   std::vector<std::string> corruptions = {"gaussian-noise", "defocus-blur", "contrast",
                                           "brightness", "pixelate"};
   int severities = 5;             // 1 .. severities of each corruption
-  int64_t robust_limit = 2000;    // images of the robustness passes: the first N (-1: all, 0: none)
+  int64_t robust_limit = 500;     // images of the robustness passes: the first N (-1: all, 0: none)
   double potential_tolerance = 0.005;  // accuracy drop allowed by the prune potential (0.5 points)
   int64_t batch = 500;
   uint64_t seed = 0;  // corruptions' noise
