@@ -105,7 +105,8 @@ TEST(NearestNeighbours, AgreeWithBruteForce) {
     // Float against double: allow a rare swap of two near-equal neighbours.
     EXPECT_GE(same, n * k - 4) << metric;
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t t = 0; t < k; ++t) EXPECT_NE(got[i * k + t], i) << "a sample is its own neighbour";
+      for (int64_t t = 0; t < k; ++t)
+        EXPECT_NE(got[i * k + t], i) << "a sample is its own neighbour";
   }
   EXPECT_THROW(nearest_neighbours(x, n, d, n, "cosine"), Error);
   EXPECT_THROW(nearest_neighbours(x, n, d, k, "manhattan"), Error);
@@ -141,7 +142,8 @@ TEST(Pca, FindsTheDirectionOfTheData) {
     std::vector<float> x(n * d, 0.0f);
     for (int64_t i = 0; i < n; ++i) {
       const float t = rng.normal() * 5.0f;
-      for (int64_t j = 0; j < d; ++j) x[i * d + j] = t * (j % 2 ? 1.0f : -1.0f) + 0.01f * rng.normal();
+      for (int64_t j = 0; j < d; ++j)
+        x[i * d + j] = t * (j % 2 ? 1.0f : -1.0f) + 0.01f * rng.normal();
     }
     double explained[2];
     const auto p = principal_components_2d(x, n, d, explained);
@@ -222,10 +224,10 @@ TEST(CompareModels, AModelAgainstItselfAgreesEverywhere) {
                                             {"other", {{"b", "", &b}, {"b-again", "", &b}}}};
   const CompareResult r = compare_models(groups, data, o);
   ASSERT_EQ(r.groups.size(), 2u);
-  EXPECT_EQ(r.groups[0].disagreement, 0.0);     // a against a
+  EXPECT_EQ(r.groups[0].disagreement, 0.0);  // a against a
   EXPECT_EQ(r.models[0].accuracy, r.models[1].accuracy);
-  EXPECT_EQ(r.embeddings.front().mean, 1.0);    // a-again against a: identical embeddings
-  EXPECT_EQ(r.layer, "relu4");  // LeNet-5's classifier input
+  EXPECT_EQ(r.embeddings.front().mean, 1.0);  // a-again against a: identical embeddings
+  EXPECT_EQ(r.layer, "relu4");                // LeNet-5's classifier input
   EXPECT_NEAR(r.models[2].sparsity, 0.8, 0.01);
   EXPECT_EQ(r.models[0].noise_accuracy.size(), 3u);
   EXPECT_EQ(r.models[0].corruption_accuracy.at("pixelate").size(), 2u);

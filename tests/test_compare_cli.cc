@@ -44,8 +44,8 @@ class CompareCli : public ::testing::Test {
   static std::string run(const std::string& name) { return (*dir_ / name).string(); }
   static std::string groups() {
     return " --model-group dense=" + run("dense0") + "," + run("dense1") +
-           " --model-group sparse80=" + run("sparse0") + "," + run("sparse1") +
-           " --data-dir " + kDataDir;
+           " --model-group sparse80=" + run("sparse0") + "," + run("sparse1") + " --data-dir " +
+           kDataDir;
   }
   static fs::path* dir_;
 };
@@ -85,28 +85,33 @@ TEST_F(CompareCli, WritesTheResultsAndAPageThatOpensInChromium) {
 
   // The page in a real browser.
   const auto which = testing::run_shell("command -v chromium");
-  ASSERT_EQ(which.exit_code, 0) << "chromium is not installed (scripts/install-deps.sh installs it)";
+  ASSERT_EQ(which.exit_code, 0)
+      << "chromium is not installed (scripts/install-deps.sh installs it)";
   const std::string chromium =
       "chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=" +
       (*dir_ / "profile").string() + " ";
   const std::string url = "file://" + fs::absolute(out / "report.html").string();
   const auto dom = testing::run_shell(chromium + "--dump-dom " + url + " 2>/dev/null");
   ASSERT_EQ(dom.exit_code, 0);
-  EXPECT_NE(dom.out.find("data-ready=\"1\""), std::string::npos) << "the page's script did not finish";
-  for (const char* id : {"models", "reference", "classes", "pies", "embeddings", "robustness",
-                         "potential"})
+  EXPECT_NE(dom.out.find("data-ready=\"1\""), std::string::npos)
+      << "the page's script did not finish";
+  for (const char* id :
+       {"models", "reference", "classes", "pies", "embeddings", "robustness", "potential"})
     EXPECT_NE(dom.out.find(std::string("<section id=\"") + id + "\""), std::string::npos) << id;
   const std::size_t charts = dom.out.find("data-charts=\"");
   ASSERT_NE(charts, std::string::npos);
   // Reliability, Jaccard, a PCA scatter per group, noise, 5 corruptions, prune potential.
   EXPECT_EQ(std::stoi(dom.out.substr(charts + 13)), 11);
   std::size_t images = 0;
-  for (std::size_t at = dom.out.find("<img"); at != std::string::npos; at = dom.out.find("<img", at + 1))
+  for (std::size_t at = dom.out.find("<img"); at != std::string::npos;
+       at = dom.out.find("<img", at + 1))
     ++images;
-  EXPECT_GE(images, 2u * 2u * 10u * (1 + 2 * 6)) << "dominoes: 2 parts x 10 samples x 13 images, twice";
+  EXPECT_GE(images, 2u * 2u * 10u * (1 + 2 * 6))
+      << "dominoes: 2 parts x 10 samples x 13 images, twice";
   const fs::path shot = *dir_ / "report.png";
-  const auto console = testing::run_shell(chromium + "--enable-logging=stderr --v=0 --window-size=1280,9000 --screenshot=" +
-                                          shot.string() + " " + url + " 2>&1");
+  const auto console = testing::run_shell(
+      chromium + "--enable-logging=stderr --v=0 --window-size=1280,9000 --screenshot=" +
+      shot.string() + " " + url + " 2>&1");
   EXPECT_EQ(console.out.find("CONSOLE"), std::string::npos) << console.out;
   ASSERT_TRUE(fs::exists(shot));
   EXPECT_GT(fs::file_size(shot), 100000u);
@@ -120,22 +125,26 @@ TEST_F(CompareCli, BadInputIsNamedOnOneLine) {
   const fs::path empty = *dir_ / "no-checkpoint";
   fs::create_directories(empty);
   const std::string lenet = (*dir_ / "lenet").string();
-  const auto t = testing::run_cli("train --model lenet5 --dataset mnist --data-dir " + kDataDir +
-                                      " --train-limit 200 --test-limit 50 --epochs 1 --no-progress --out " + lenet,
-                                  true);
+  const auto t = testing::run_cli(
+      "train --model lenet5 --dataset mnist --data-dir " + kDataDir +
+          " --train-limit 200 --test-limit 50 --epochs 1 --no-progress --out " + lenet,
+      true);
   ASSERT_EQ(t.exit_code, 0) << t.out;
   const std::string out = " --limit 100 --robust-limit 0 --k 5 --out " + (*dir_ / "bad").string();
   const struct {
     std::string args, says;
   } cases[] = {
       {groups() + " --layer nope", "no node 'nope'"},
-      {" --model-group dense=" + empty.string() + " --data-dir " + kDataDir, "has no checkpoint.safetensors"},
-      {" --model-group dense=" + run("dense0") + " --model-group lenet=" + lenet + " --data-dir " + kDataDir,
+      {" --model-group dense=" + empty.string() + " --data-dir " + kDataDir,
+       "has no checkpoint.safetensors"},
+      {" --model-group dense=" + run("dense0") + " --model-group lenet=" + lenet + " --data-dir " +
+           kDataDir,
        "compare needs one model architecture"},
       {" --model-group dense" + std::string(" --data-dir ") + kDataDir, "expected NAME=RUN"},
       {groups() + " --corruptions fog", "unknown corruption 'fog'"},
       {groups() + " --metric manhattan", "--metric must be cosine or euclidean"},
-      {" --model-group a=" + run("dense0") + " --model-group a=" + run("dense1"), "two groups are named 'a'"},
+      {" --model-group a=" + run("dense0") + " --model-group a=" + run("dense1"),
+       "two groups are named 'a'"},
   };
   for (const auto& c : cases) {
     const auto r = testing::run_cli("compare" + c.args + out, true);

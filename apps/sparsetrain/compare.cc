@@ -1,6 +1,8 @@
 // `sparsetrain compare`: groups of trained models against a reference group
 // (sparsetrain/compare.h), with compare.json and report.html.
 
+#include "sparsetrain/compare.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -9,7 +11,6 @@
 #include <sstream>
 
 #include "commands.h"
-#include "sparsetrain/compare.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/log.h"
 #include "sparsetrain/models.h"
@@ -23,8 +24,10 @@ CLI::App* add_compare(CLI::App& app, CompareCommand& cmd) {
                   "NAME=RUN[,RUN...]: a group of runs (seeds); the first group is the reference. "
                   "Repeat for each group")
       ->required();
-  sub->add_option("--dataset", cmd.dataset, "mnist | fashion-mnist | cifar10 (default: the training one)");
-  sub->add_option("--classes", cmd.classes, "Keep only these classes (default: the training run's)");
+  sub->add_option("--dataset", cmd.dataset,
+                  "mnist | fashion-mnist | cifar10 (default: the training one)");
+  sub->add_option("--classes", cmd.classes,
+                  "Keep only these classes (default: the training run's)");
   sub->add_option("--data-dir", cmd.data_dir, option_help("data_dir"));
   sub->add_option("--split", cmd.split, "test | train")->capture_default_str();
   sub->add_option("--limit", cmd.limit, "Use only the first N images");
@@ -39,7 +42,9 @@ CLI::App* add_compare(CLI::App& app, CompareCommand& cmd) {
   sub->add_option("--noise-steps", cmd.options.noise_steps,
                   "Uniform-noise amplitudes from 0 to --noise-max")
       ->capture_default_str();
-  sub->add_option("--noise-max", cmd.options.noise_max, "Largest noise amplitude, in units of the normalised input (the dataset's stddev)")
+  sub->add_option(
+         "--noise-max", cmd.options.noise_max,
+         "Largest noise amplitude, in units of the normalised input (the dataset's stddev)")
       ->capture_default_str();
   sub->add_option("--corruptions", cmd.corruptions,
                   "Comma-separated: gaussian-noise, defocus-blur, contrast, brightness, pixelate, "
@@ -131,9 +136,9 @@ int run_compare(CompareCommand& cmd) {
       m->path = checkpoint_file(runs[i]);
       m->label = runs.size() == 1 ? name : name + "/" + std::to_string(i);
       if (models.empty()) {
-        ModelOnData first = load_model_on_data(m->path, cmd.dataset, cmd.classes, cmd.data_dir,
-                                               cmd.split == "test" ? Split::kTest : Split::kTrain,
-                                               cmd.limit);
+        ModelOnData first =
+            load_model_on_data(m->path, cmd.dataset, cmd.classes, cmd.data_dir,
+                               cmd.split == "test" ? Split::kTest : Split::kTrain, cmd.limit);
         m->model = first.trained.model;
         m->graph = std::move(first.graph);
         data = std::move(first.data);
@@ -183,16 +188,17 @@ int run_compare(CompareCommand& cmd) {
       for (const ModelStats& s : r.models)
         if (s.label == e.model && s.group == g.name) jaccard += e.mean, ++pairs;
     }
-    summary.push_back({{"group", g.name},
-                       {"models", g.models},
-                       {"sparsity", g.sparsity},
-                       {"accuracy", g.accuracy},
-                       {"ece", g.ece},
-                       {"uncertain_fraction", g.uncertain_fraction},
-                       {"disagreement", g.disagreement},
-                       {"error_correlation", g.error_correlation},
-                       {"pies", g.has_pies ? nlohmann::json(g.pie_count) : nlohmann::json(nullptr)},
-                       {"jaccard", pairs ? nlohmann::json(jaccard / pairs) : nlohmann::json(nullptr)}});
+    summary.push_back(
+        {{"group", g.name},
+         {"models", g.models},
+         {"sparsity", g.sparsity},
+         {"accuracy", g.accuracy},
+         {"ece", g.ece},
+         {"uncertain_fraction", g.uncertain_fraction},
+         {"disagreement", g.disagreement},
+         {"error_correlation", g.error_correlation},
+         {"pies", g.has_pies ? nlohmann::json(g.pie_count) : nlohmann::json(nullptr)},
+         {"jaccard", pairs ? nlohmann::json(jaccard / pairs) : nlohmann::json(nullptr)}});
   }
   if (cmd.json) {
     std::cout << nlohmann::json({{"groups", summary},

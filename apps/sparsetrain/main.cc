@@ -1,5 +1,6 @@
 // sparsetrain: the command-line program.
-//   sparsetrain train | finetune | eval | prune | probe | compare | info | bench | data   (each with --help)
+//   sparsetrain train | finetune | eval | prune | probe | compare | info | bench | data   (each
+//   with --help)
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>

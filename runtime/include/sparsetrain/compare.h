@@ -41,12 +41,12 @@ struct CompareOptions {
   // A prediction is uncertain when its largest softmax probability (the
   // maximum softmax probability of Hendrycks & Gimpel 2017) is below this.
   double uncertain_below = 0.9;
-  int noise_steps = 15;     // uniform-noise amplitudes 0 .. noise_max, evenly spaced
-  double noise_max = 0.7;   // in units of the normalised input (the dataset's stddev)
+  int noise_steps = 15;    // uniform-noise amplitudes 0 .. noise_max, evenly spaced
+  double noise_max = 0.7;  // in units of the normalised input (the dataset's stddev)
   std::vector<std::string> corruptions = {"gaussian-noise", "defocus-blur", "contrast",
                                           "brightness", "pixelate"};
-  int severities = 5;             // 1 .. severities of each corruption
-  int64_t robust_limit = 500;     // images of the robustness passes: the first N (-1: all, 0: none)
+  int severities = 5;          // 1 .. severities of each corruption
+  int64_t robust_limit = 500;  // images of the robustness passes: the first N (-1: all, 0: none)
   double potential_tolerance = 0.005;  // accuracy drop allowed by the prune potential (0.5 points)
   int64_t batch = 500;
   uint64_t seed = 0;  // corruptions' noise
@@ -79,10 +79,10 @@ struct ModelStats {
   double accuracy = 0, nll = 0, ece = 0, mean_confidence = 0, uncertain_fraction = 0;
   std::vector<double> class_accuracy;
   std::vector<ReliabilityBin> reliability;
-  int64_t weights = 0;     // entries of the conv2d and linear weights
-  int64_t nonzeros = 0;    // of them, nonzero (stored and not zero)
-  int64_t parameters = 0;  // all trainable parameters, dense count
-  double sparsity = 0;     // 1 - nonzeros / weights
+  int64_t weights = 0;             // entries of the conv2d and linear weights
+  int64_t nonzeros = 0;            // of them, nonzero (stored and not zero)
+  int64_t parameters = 0;          // all trainable parameters, dense count
+  double sparsity = 0;             // 1 - nonzeros / weights
   std::vector<int32_t> predicted;  // (N)
   std::vector<float> confidence;   // (N) largest softmax probability
   // Robustness: accuracy per noise amplitude (CompareResult::noise_levels)
@@ -97,14 +97,14 @@ struct PairStats {
   double disagreement = 0;    // fraction of samples predicted differently
   double right_to_wrong = 0;  // fraction right in the reference, wrong in the model
   double wrong_to_right = 0;
-  double error_correlation = 0;  // Pearson correlation of the two 0/1 error vectors
+  double error_correlation = 0;               // Pearson correlation of the two 0/1 error vectors
   std::vector<double> class_accuracy_change;  // model - reference, per class
 };
 
 struct Pie {
   int64_t sample = 0;
   int32_t label = 0;
-  int32_t reference_mode = 0, group_mode = 0;  // modal predictions (lowest class on ties)
+  int32_t reference_mode = 0, group_mode = 0;   // modal predictions (lowest class on ties)
   double reference_share = 0, group_share = 0;  // fraction of each population giving its mode
 };
 
@@ -114,8 +114,8 @@ struct GroupStats {
   double sparsity = 0;  // mean over the models
   double accuracy = 0, accuracy_std = 0, nll = 0, ece = 0, mean_confidence = 0,
          uncertain_fraction = 0;
-  std::vector<double> class_accuracy;         // mean over the models
-  std::vector<ReliabilityBin> reliability;    // the models' predictions pooled
+  std::vector<double> class_accuracy;       // mean over the models
+  std::vector<ReliabilityBin> reliability;  // the models' predictions pooled
   // Against the reference group: means over every (model, reference model)
   // pair (for the reference group itself: over its distinct pairs, the
   // seed-to-seed baseline; zero with one model).
@@ -135,9 +135,9 @@ struct GroupStats {
 // The embedding of one model against the reference group's first model.
 struct EmbeddingPair {
   std::string model, reference;
-  std::vector<float> jaccard;      // (N) per-sample Jaccard of the two k-NN sets
+  std::vector<float> jaccard;  // (N) per-sample Jaccard of the two k-NN sets
   double mean = 0, median = 0;
-  std::vector<int64_t> histogram;  // 20 equal-width bins over [0, 1]
+  std::vector<int64_t> histogram;    // 20 equal-width bins over [0, 1]
   std::vector<int64_t> least, most;  // `top` samples, least (most) similar first
   // The first domino_neighbours neighbours of each of least then most, in
   // the model's and in the reference's embedding.
@@ -209,8 +209,8 @@ void modal_predictions(const std::vector<std::vector<int32_t>>& predictions, int
                        std::vector<int32_t>& mode, std::vector<double>& share);
 // PIEs: the samples whose modal predictions in the two populations differ.
 std::vector<int64_t> pruning_identified_exemplars(
-    const std::vector<std::vector<int32_t>>& reference, const std::vector<std::vector<int32_t>>& group,
-    int classes);
+    const std::vector<std::vector<int32_t>>& reference,
+    const std::vector<std::vector<int32_t>>& group, int classes);
 
 // The k nearest neighbours of every row of x (n, d) among the other rows
 // ("cosine": largest cosine similarity; "euclidean": smallest distance),
@@ -238,8 +238,7 @@ void corrupt_images(std::span<float> images, int64_t channels, int64_t height, i
 // amplitude * channel_scale[c] (compare passes the dataset's stddev, so the
 // amplitude is in the units of the normalised input).
 void add_uniform_noise(std::span<float> images, int64_t image_numel, double amplitude,
-                       uint64_t seed, int64_t first = 0,
-                       std::span<const float> channel_scale = {});
+                       uint64_t seed, int64_t first = 0, std::span<const float> channel_scale = {});
 
 // Largest sparsity among `sparsity`/`accuracy` (per group) whose accuracy
 // is at least reference_accuracy - tolerance; reference_sparsity if none.

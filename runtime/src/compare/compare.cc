@@ -1,6 +1,8 @@
 // compare_models (sparsetrain/compare.h): the passes over the data and the
 // per-model statistics; group aggregates in compare_groups.cc.
 
+#include "sparsetrain/compare.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,7 +11,6 @@
 #include <vector>
 
 #include "compare/compare_internal.h"
-#include "sparsetrain/compare.h"
 #include "sparsetrain/error.h"
 
 namespace sparsetrain {
@@ -77,7 +78,8 @@ void check_inputs(const std::vector<CompareGroup>& groups, const Dataset& data,
   if (!(o.noise_max >= 0.0 && o.noise_max <= 1.0)) throw Error("--noise-max must be in [0, 1]");
   if (o.severities < 0 || o.severities > 5) throw Error("--severities must be in [0, 5]");
   if (o.batch < 1) throw Error("--batch-size must be at least 1");
-  if (o.top < 0 || o.domino_neighbours < 1) throw Error("compare: --top and neighbours must be positive");
+  if (o.top < 0 || o.domino_neighbours < 1)
+    throw Error("compare: --top and neighbours must be positive");
   if (o.metric != "cosine" && o.metric != "euclidean")
     throw Error("--metric must be cosine or euclidean, got '" + o.metric + "'");
   for (const std::string& c : o.corruptions) {
@@ -188,7 +190,8 @@ void prediction_stats(const ModelPass& pass, const Dataset& data, const CompareO
   s.uncertain_fraction = static_cast<double>(uncertain) / n;
   s.class_accuracy.assign(k, 0.0);
   for (int c = 0; c < k; ++c)
-    s.class_accuracy[c] = class_count[c] ? static_cast<double>(class_right[c]) / class_count[c] : 0.0;
+    s.class_accuracy[c] =
+        class_count[c] ? static_cast<double>(class_right[c]) / class_count[c] : 0.0;
   s.reliability = reliability_bins(s.confidence, correct, o.bins);
   s.ece = expected_calibration_error(s.reliability);
 }
@@ -298,9 +301,9 @@ CompareResult compare_models(const std::vector<CompareGroup>& groups, const Data
       if (pass.dim == 0) throw Error("compare: the layer '" + r.layer + "' produced no output");
       if (r.embedding_dim == 0) r.embedding_dim = pass.dim;
       if (pass.dim != r.embedding_dim) {
-        throw Error("compare: the embedding at '" + r.layer + "' of model '" +
-                    r.models[m].label + "' has " + std::to_string(pass.dim) +
-                    " values per sample, the reference's " + std::to_string(r.embedding_dim));
+        throw Error("compare: the embedding at '" + r.layer + "' of model '" + r.models[m].label +
+                    "' has " + std::to_string(pass.dim) + " values per sample, the reference's " +
+                    std::to_string(r.embedding_dim));
       }
       prediction_stats(pass, data, options, r.models[m]);
       const auto tk = std::chrono::steady_clock::now();
@@ -315,12 +318,13 @@ CompareResult compare_models(const std::vector<CompareGroup>& groups, const Data
 
   t = std::chrono::steady_clock::now();
   for (int s = 0; s < options.noise_steps; ++s) {
-    r.noise_levels.push_back(options.noise_steps == 1
-                                 ? 0.0
-                                 : options.noise_max * s / (options.noise_steps - 1));
+    r.noise_levels.push_back(
+        options.noise_steps == 1 ? 0.0 : options.noise_max * s / (options.noise_steps - 1));
   }
-  r.robust_samples = options.robust_limit < 0 ? r.samples : std::min(options.robust_limit, r.samples);
-  if (r.robust_samples > 0) robustness(graphs, data, options, r.robust_samples, r.noise_levels, r.models);
+  r.robust_samples =
+      options.robust_limit < 0 ? r.samples : std::min(options.robust_limit, r.samples);
+  if (r.robust_samples > 0)
+    robustness(graphs, data, options, r.robust_samples, r.noise_levels, r.models);
   r.seconds["robustness"] = detail::seconds_since(t);
 
   t = std::chrono::steady_clock::now();

@@ -16,7 +16,8 @@ namespace sparsetrain::detail {
 
 namespace {
 
-PairStats pair_stats(const ModelStats& m, const ModelStats& ref, const std::vector<int32_t>& labels) {
+PairStats pair_stats(const ModelStats& m, const ModelStats& ref,
+                     const std::vector<int32_t>& labels) {
   PairStats p;
   p.model = m.label;
   p.reference = ref.label;
@@ -111,7 +112,8 @@ Projection project(const ModelPass& pass, const std::string& label,
   const int64_t n = static_cast<int64_t>(samples.size());
   std::vector<float> rows(static_cast<std::size_t>(n * pass.dim));
   for (int64_t i = 0; i < n; ++i)
-    std::copy_n(pass.embedding.begin() + samples[i] * pass.dim, pass.dim, rows.begin() + i * pass.dim);
+    std::copy_n(pass.embedding.begin() + samples[i] * pass.dim, pass.dim,
+                rows.begin() + i * pass.dim);
   const std::vector<float> xy = principal_components_2d(rows, n, pass.dim, p.explained);
   for (int64_t i = 0; i < n; ++i) {
     p.x.push_back(xy[i * 2]);
@@ -124,7 +126,8 @@ void aggregate_groups(const std::vector<CompareGroup>& groups, int classes, Comp
   std::vector<std::vector<const ModelStats*>> members(groups.size());
   std::size_t m = 0;
   for (std::size_t gi = 0; gi < groups.size(); ++gi)
-    for (std::size_t j = 0; j < groups[gi].models.size(); ++j) members[gi].push_back(&r.models[m++]);
+    for (std::size_t j = 0; j < groups[gi].models.size(); ++j)
+      members[gi].push_back(&r.models[m++]);
   const auto& ref = members.front();
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     GroupStats g;
@@ -155,7 +158,8 @@ void aggregate_groups(const std::vector<CompareGroup>& groups, int classes, Comp
         for (std::size_t v = 0; v < acc.size(); ++v) dst[v] += acc[v] / k;
       }
     }
-    for (const ModelStats* s : mine) g.accuracy_std += (s->accuracy - g.accuracy) * (s->accuracy - g.accuracy);
+    for (const ModelStats* s : mine)
+      g.accuracy_std += (s->accuracy - g.accuracy) * (s->accuracy - g.accuracy);
     g.accuracy_std = mine.size() > 1 ? std::sqrt(g.accuracy_std / (k - 1)) : 0.0;
     g.reliability = reliability_bins(conf, correct, r.options.bins);
     double pairs = 0;
@@ -212,7 +216,8 @@ void embedding_pairs(const std::vector<std::vector<int64_t>>& neighbours, Compar
     for (const auto* list : {&e.least, &e.most}) {
       for (int64_t i : *list) {
         const int64_t c = std::min<int64_t>(keep, k);
-        e.model_neighbours.emplace_back(neighbours[m].begin() + i * k, neighbours[m].begin() + i * k + c);
+        e.model_neighbours.emplace_back(neighbours[m].begin() + i * k,
+                                        neighbours[m].begin() + i * k + c);
         e.reference_neighbours.emplace_back(neighbours.front().begin() + i * k,
                                             neighbours.front().begin() + i * k + c);
       }
@@ -249,7 +254,8 @@ void prune_potentials(CompareResult& r) {
   for (const std::string& c : r.options.corruptions) {
     add(c, [&c](const GroupStats& g) {
       const auto& v = g.corruption_accuracy.at(c);
-      return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+      return v.empty() ? 0.0
+                       : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
     });
   }
 }

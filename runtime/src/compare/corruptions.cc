@@ -35,7 +35,8 @@ uint64_t mix(uint64_t a, uint64_t b) {
 }
 
 Rng image_rng(uint64_t seed, uint64_t what, int severity, int64_t index) {
-  return Rng(mix(mix(mix(seed, what), static_cast<uint64_t>(severity)), static_cast<uint64_t>(index)));
+  return Rng(
+      mix(mix(mix(seed, what), static_cast<uint64_t>(severity)), static_cast<uint64_t>(index)));
 }
 
 float clip01(double v) { return static_cast<float>(std::clamp(v, 0.0, 1.0)); }
@@ -97,7 +98,8 @@ void defocus(float* img, int64_t c, int64_t h, int64_t w, int severity) {
     for (int64_t y = 0; y < h; ++y)
       for (int64_t x = 0; x < w; ++x) {
         double acc = 0.0;
-        for (const Tap& t : taps) acc += t.w * plane[reflect(y + t.dy, h) * w + reflect(x + t.dx, w)];
+        for (const Tap& t : taps)
+          acc += t.w * plane[reflect(y + t.dy, h) * w + reflect(x + t.dx, w)];
         p[y * w + x] = clip01(acc);
       }
   }

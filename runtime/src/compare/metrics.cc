@@ -59,7 +59,8 @@ void modal_predictions(const std::vector<std::vector<int32_t>>& predictions, int
   if (predictions.empty()) throw Error("modal predictions: the population is empty");
   const std::size_t n = predictions.front().size();
   for (const auto& p : predictions) {
-    if (p.size() != n) throw Error("modal predictions: the models predicted different sample counts");
+    if (p.size() != n)
+      throw Error("modal predictions: the models predicted different sample counts");
   }
   mode.assign(n, 0);
   share.assign(n, 0.0);
@@ -81,8 +82,8 @@ void modal_predictions(const std::vector<std::vector<int32_t>>& predictions, int
 }
 
 std::vector<int64_t> pruning_identified_exemplars(
-    const std::vector<std::vector<int32_t>>& reference, const std::vector<std::vector<int32_t>>& group,
-    int classes) {
+    const std::vector<std::vector<int32_t>>& reference,
+    const std::vector<std::vector<int32_t>>& group, int classes) {
   std::vector<int32_t> ref_mode, group_mode;
   std::vector<double> ref_share, group_share;
   modal_predictions(reference, classes, ref_mode, ref_share);

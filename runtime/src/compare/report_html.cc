@@ -27,11 +27,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -42,7 +51,8 @@ std::string base64(const std::string& bytes) {
   std::string out;
   std::size_t i = 0;
   for (; i + 2 < bytes.size(); i += 3) {
-    const uint32_t v = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
+    const uint32_t v =
+        (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
     out += {k[v >> 18], k[(v >> 12) & 63], k[(v >> 6) & 63], k[v & 63]};
   }
   if (i + 1 == bytes.size()) {
@@ -109,14 +119,15 @@ std::string groups_table(const CompareResult& r) {
       "<th>error correlation</th><th>PIEs</th></tr></thead><tbody>";
   for (std::size_t gi = 0; gi < r.groups.size(); ++gi) {
     const GroupStats& g = r.groups[gi];
-    h += "<tr><td>" + escape(g.name) + (gi == 0 ? " (reference)" : "") + "</td><td>" +
-         std::to_string(g.models) + "</td><td>" + pct(g.sparsity) + "</td><td>" + pct(g.accuracy) +
-         "</td><td>" + pct(g.accuracy_std) + "</td><td>" + num(g.ece) + "</td><td>" +
-         pct(g.uncertain_fraction) + "</td><td>" + pct(g.disagreement) + "</td><td>" +
-         pct(g.right_to_wrong) + "</td><td>" + pct(g.wrong_to_right) + "</td><td>" +
-         num(g.error_correlation, "%.3f") + "</td><td>" +
-         (g.has_pies ? std::to_string(g.pie_count) + " (" + pct(g.pie_fraction) + "%)" : "&ndash;") +
-         "</td></tr>";
+    h +=
+        "<tr><td>" + escape(g.name) + (gi == 0 ? " (reference)" : "") + "</td><td>" +
+        std::to_string(g.models) + "</td><td>" + pct(g.sparsity) + "</td><td>" + pct(g.accuracy) +
+        "</td><td>" + pct(g.accuracy_std) + "</td><td>" + num(g.ece) + "</td><td>" +
+        pct(g.uncertain_fraction) + "</td><td>" + pct(g.disagreement) + "</td><td>" +
+        pct(g.right_to_wrong) + "</td><td>" + pct(g.wrong_to_right) + "</td><td>" +
+        num(g.error_correlation, "%.3f") + "</td><td>" +
+        (g.has_pies ? std::to_string(g.pie_count) + " (" + pct(g.pie_fraction) + "%)" : "&ndash;") +
+        "</td></tr>";
   }
   return h + "</tbody></table>";
 }
@@ -135,7 +146,8 @@ std::string classes_table(const CompareResult& r) {
       h += "<td>" + pct(g.class_accuracy[c]) + "</td>";
       if (gi > 0) {
         const double d = 100.0 * g.class_accuracy_change[c];
-        h += std::string("<td class=\"") + (d < 0 ? "neg" : "pos") + "\">" + num(d, "%+.2f") + "</td>";
+        h += std::string("<td class=\"") + (d < 0 ? "neg" : "pos") + "\">" + num(d, "%+.2f") +
+             "</td>";
       }
     }
     h += "</tr>";
@@ -178,8 +190,7 @@ std::string dominoes(const CompareResult& r, const Dataset& data) {
     // One pair per group: the group's first model against the reference.
     const auto it = std::find_if(r.models.begin(), r.models.end(),
                                  [&](const ModelStats& m) { return m.label == e.model; });
-    if (it == r.models.end() ||
-        std::find(seen.begin(), seen.end(), it->group) != seen.end())
+    if (it == r.models.end() || std::find(seen.begin(), seen.end(), it->group) != seen.end())
       continue;
     seen.push_back(it->group);
     const std::size_t top = e.least.size();
@@ -252,9 +263,14 @@ json plot_data(const CompareResult& r) {
   json pot = json::array();
   for (const PrunePotential& p : r.potentials)
     pot.push_back({{"d", p.distribution}, {"p", p.potential}, {"ref", p.reference_accuracy}});
-  return {{"groups", groups},   {"noise", r.noise_levels}, {"histograms", hist},
-          {"projections", proj}, {"potentials", pot},      {"classes", r.class_names},
-          {"corruptions", r.options.corruptions}, {"robust", r.robust_samples}};
+  return {{"groups", groups},
+          {"noise", r.noise_levels},
+          {"histograms", hist},
+          {"projections", proj},
+          {"potentials", pot},
+          {"classes", r.class_names},
+          {"corruptions", r.options.corruptions},
+          {"robust", r.robust_samples}};
 }
 
 }  // namespace
@@ -286,8 +302,8 @@ std::vector<std::string> write_compare_report(const std::string& dir, const Comp
                   escape(r.layer) + "</code> (" + std::to_string(r.embedding_dim) + " values), " +
                   std::to_string(r.options.k) + " nearest neighbours by " + r.options.metric +
                   ". Robustness on the first " + std::to_string(r.robust_samples) +
-                  " images. Took " + num(r.seconds.count("total") ? r.seconds.at("total") : 0, "%.1f") +
-                  " s.</p>";
+                  " images. Took " +
+                  num(r.seconds.count("total") ? r.seconds.at("total") : 0, "%.1f") + " s.</p>";
   parts.uncertain_below = r.options.uncertain_below;
   parts.bins = r.options.bins;
   parts.tolerance = r.options.potential_tolerance;

@@ -1,10 +1,10 @@
 // The compare report's page: one HTML file with its CSS, Chart.js and the
 // script that draws the plots and sorts the tables (runtime/src/compare/).
 
+#include "compare/report_page.h"
+
 #include <cstdio>
 #include <string>
-
-#include "compare/report_page.h"
 
 namespace sparsetrain::detail {
 
@@ -144,28 +144,36 @@ std::string report_page(const ReportParts& p, const char* chartjs) {
                   "reference</a><a href=\"#classes\">classes</a><a href=\"#pies\">PIEs</a><a "
                   "href=\"#embeddings\">embeddings</a><a href=\"#robustness\">robustness</a><a "
                   "href=\"#potential\">prune potential</a></nav>\n";
-  h += section("models", "Models",
-               p.models + "<p class=\"explain\">NLL: mean negative log-likelihood of the label. ECE: "
-               "expected calibration error over " + std::to_string(p.bins) +
-               " equal-width confidence bins. Uncertain: the share of predictions whose largest "
-               "softmax probability (Hendrycks &amp; Gimpel 2017) is below " + uncertain +
-               ". Sparsity counts the conv and linear weights. Click a header to sort.</p>"
-               "<div class=\"charts\" id=\"plot-reliability\"></div><p class=\"explain\">Each "
-               "group's predictions pooled into the bins: a point below the diagonal is a bin "
-               "where the models are more confident than they are right (overconfidence).</p>");
-  h += section("reference", "Against the reference group",
-               p.groups + "<p class=\"explain\">Means over every pair of a model of the group and a "
-               "model of the reference; for the reference itself, over its own pairs: the "
-               "seed-to-seed baseline. Error correlation: Pearson correlation of the two models' "
-               "0/1 error vectors (Iofinova et al. 2023 find it grows with sparsity).</p>");
+  h +=
+      section("models", "Models",
+              p.models +
+                  "<p class=\"explain\">NLL: mean negative log-likelihood of the label. ECE: "
+                  "expected calibration error over " +
+                  std::to_string(p.bins) +
+                  " equal-width confidence bins. Uncertain: the share of predictions whose largest "
+                  "softmax probability (Hendrycks &amp; Gimpel 2017) is below " +
+                  uncertain +
+                  ". Sparsity counts the conv and linear weights. Click a header to sort.</p>"
+                  "<div class=\"charts\" id=\"plot-reliability\"></div><p class=\"explain\">Each "
+                  "group's predictions pooled into the bins: a point below the diagonal is a bin "
+                  "where the models are more confident than they are right (overconfidence).</p>");
+  h += section(
+      "reference", "Against the reference group",
+      p.groups +
+          "<p class=\"explain\">Means over every pair of a model of the group and a "
+          "model of the reference; for the reference itself, over its own pairs: the "
+          "seed-to-seed baseline. Error correlation: Pearson correlation of the two models' "
+          "0/1 error vectors (Iofinova et al. 2023 find it grows with sparsity).</p>");
   h += section("classes", "Per-class accuracy",
-               p.classes + "<p class=\"explain\">Mean accuracy of each group's models per class, and "
-               "its change against the reference in percentage points.</p>");
+               p.classes +
+                   "<p class=\"explain\">Mean accuracy of each group's models per class, and "
+                   "its change against the reference in percentage points.</p>");
   h += section("pies", "Pruning-identified exemplars",
                "<p class=\"explain\">Samples whose modal prediction over a group's models differs "
                "from the reference group's (Hooker et al. 2019), the most agreed-upon "
                "disagreements first: each caption gives the label, the two modal predictions and "
-               "the share of each population behind them.</p>" + p.pies);
+               "the share of each population behind them.</p>" +
+                   p.pies);
   h += section("embeddings", "Embedding comparison",
                "<div class=\"charts\" id=\"plot-jaccard\"></div><p class=\"explain\">For every "
                "sample, the Jaccard overlap of its k nearest neighbours in a model's embedding and "
@@ -174,7 +182,8 @@ std::string report_page(const ReportParts& p, const char* chartjs) {
                "id=\"plot-pca\"></div><p class=\"explain\">The first two principal components of "
                "each group's first model, a seeded subset of samples coloured by label.</p>"
                "<h3>Neighbourhood dominoes</h3><p class=\"explain\">A sample, then its nearest "
-               "neighbours in each embedding.</p>" + p.dominoes);
+               "neighbours in each embedding.</p>" +
+                   p.dominoes);
   h += section("robustness", "Robustness",
                "<div class=\"charts\" id=\"plot-noise\"></div><p class=\"explain\">Accuracy when "
                "uniform noise of the given amplitude is added to the input (in the units of the "
@@ -186,9 +195,10 @@ std::string report_page(const ReportParts& p, const char* chartjs) {
                "(severity 0: the clean images), seeded.</p>");
   h += section("potential", "Prune potential",
                "<div class=\"charts\" id=\"plot-potential\"></div>" + p.potentials +
-               "<p class=\"explain\">The largest group sparsity whose accuracy stays within " +
-               tolerance + " points of the reference group's on each distribution (Liebenwein et "
-               "al. 2021); corruptions averaged over their severities.</p>");
+                   "<p class=\"explain\">The largest group sparsity whose accuracy stays within " +
+                   tolerance +
+                   " points of the reference group's on each distribution (Liebenwein et "
+                   "al. 2021); corruptions averaged over their severities.</p>");
   h += "<script id=\"plot-data\" type=\"application/json\">" + p.data_json + "</script>\n<script>";
   h += chartjs;
   h += "</script>\n<script>";
