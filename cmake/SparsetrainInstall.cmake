@@ -24,3 +24,7 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfigVe
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/sparsetrain)
+# The zoo's model files (README "Models in files"), for `--model
+# <prefix>/share/sparsetrain/models/resnet20.yaml` and as starting points.
+install(DIRECTORY graphs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sparsetrain/models
+  FILES_MATCHING PATTERN "*.yaml" PATTERN "include" EXCLUDE)

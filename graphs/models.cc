@@ -36,6 +36,7 @@ std::vector<std::string> model_names() {
 }
 
 Graph build_model(const std::string& name, const ModelOptions& options) {
+  if (is_model_file(name)) return load_model_file(name, options);
   if (name == "mlp") return build_mlp(options);
   if (name == "lenet5") return build_lenet5(options);
   if (name == "resnet20") return build_cifar_resnet(20, options);
@@ -43,7 +44,8 @@ Graph build_model(const std::string& name, const ModelOptions& options) {
   if (name == "resnet56") return build_cifar_resnet(56, options);
   std::string known;
   for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
-  throw Error("unknown model '" + name + "' (expected one of: " + known + ")");
+  throw Error("unknown model '" + name + "' (expected one of: " + known +
+              ", or a model file NAME.yaml)");
 }
 
 Graph build_mlp(const ModelOptions& options, const std::vector<int64_t>& hidden) {

@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_checkpoint fuzz_checkpoint_header fuzz_recipe fuzz_datasets)
+[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_checkpoint fuzz_checkpoint_header fuzz_recipe fuzz_datasets
+                                 fuzz_model_file)
 
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz -j"$(nproc)"
@@ -21,10 +22,10 @@ findings="$build/findings"
 mkdir -p "$findings"
 
 # Seeds: a small dense and a small compressed run's checkpoints, the shipped
-# recipes, and tiny valid dataset files (made by the script, so the corpus
+# recipes and model files, and tiny valid dataset files (made by the script, so the corpus
 # does not depend on the data folder).
 if [[ ! -d "$corpus" ]]; then
-  mkdir -p "$corpus"/{fuzz_checkpoint,fuzz_checkpoint_header,fuzz_recipe,fuzz_datasets}
+  mkdir -p "$corpus"/{fuzz_checkpoint,fuzz_checkpoint_header,fuzz_recipe,fuzz_datasets,fuzz_model_file}
   seeds="$(mktemp -d)"
   trap 'rm -rf "$seeds"' EXIT
   python3 scripts/fuzz_seeds.py "$seeds/data" "$corpus/fuzz_datasets"
@@ -37,6 +38,7 @@ if [[ ! -d "$corpus" ]]; then
     cp "$seeds/$name/checkpoint.safetensors" "$corpus/fuzz_checkpoint_header/$name.safetensors"
   done
   cp recipes/*.yaml "$corpus/fuzz_recipe/"
+  cp graphs/*.yaml "$corpus/fuzz_model_file/"
 fi
 
 status=0

@@ -57,6 +57,7 @@ constexpr const char* kPhaseNames[kNumPhases] = {"forward", "loss", "backward", 
                                                  "step"};
 
 ModelOptions input_of(const std::string& model) {
+  if (is_model_file(model)) return model_file_input(model, ModelOptions{1, 28, 28, kNumClasses});
   if (model.rfind("resnet", 0) == 0) return ModelOptions{3, 32, 32, kNumClasses};
   return ModelOptions{1, 28, 28, kNumClasses};
 }
@@ -170,7 +171,7 @@ Report measure(const BenchModelCommand& cmd) {
   // As the trainer's default: the first and the last layer stay dense in
   // models with convolutions (the stem and the classifier are small and
   // sensitive).
-  const bool dense_first_last = has_convolutions(sparse.graph);
+  const bool dense_first_last = auto_dense_first_last(sparse.graph);
   const std::vector<PrunableLayer> layers = prunable_layers(sparse.graph, dense_first_last);
   int compressed = 0;
   if (!cmd.masks_from.empty()) {
@@ -370,10 +371,12 @@ nlohmann::ordered_json to_json(const Report& r) {
 
 void validate(const BenchModelCommand& cmd) {
   const std::vector<std::string> names = model_names();
-  if (std::find(names.begin(), names.end(), cmd.model) == names.end()) {
+  if (!is_model_file(cmd.model) &&
+      std::find(names.begin(), names.end(), cmd.model) == names.end()) {
     std::string known;
     for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
-    throw Error("--model: unknown model '" + cmd.model + "' (expected one of: " + known + ")");
+    throw Error("--model: unknown model '" + cmd.model + "' (expected one of: " + known +
+                ", or a model file NAME.yaml)");
   }
   require_at_least(cmd.batch, 1, "--batch");
   require_at_least(cmd.steps, 1, "--steps");

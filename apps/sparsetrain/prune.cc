@@ -82,7 +82,7 @@ int run_prune(PruneCommand& cmd) {
   const TrainOptions trained = load_model_checkpoint(path, zoo_factory(), graph);
   const Distribution distribution = parse_distribution(cmd.distribution);
   const bool dense_first_last =
-      cmd.dense_first_last < 0 ? has_convolutions(graph) : cmd.dense_first_last == 1;
+      cmd.dense_first_last < 0 ? auto_dense_first_last(graph) : cmd.dense_first_last == 1;
   const std::vector<PrunableLayer> layers = prunable_layers(graph, dense_first_last);
   if (layers.empty()) throw Error("--checkpoint: '" + path + "' has no layer to prune");
 

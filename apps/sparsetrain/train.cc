@@ -150,11 +150,12 @@ void resolve_options(TrainCommand& cmd) {
     const bool model_flag = cmd.app->count("--model") != 0;
     if (!model_flag && !recipe->model().empty()) {
       const std::vector<std::string> known = model_names();
-      if (std::find(known.begin(), known.end(), recipe->model()) == known.end()) {
+      if (!is_model_file(recipe->model()) &&
+          std::find(known.begin(), known.end(), recipe->model()) == known.end()) {
         std::string list;
         for (const std::string& m : known) list += (list.empty() ? "" : ", ") + m;
         throw Error(recipe->where("model") + ": unknown model '" + recipe->model() +
-                    "' (expected one of: " + list + ")");
+                    "' (expected one of: " + list + ", or a model file NAME.yaml)");
       }
     }
     base = recommended_options(model_flag || recipe->model().empty() ? o.model : recipe->model());

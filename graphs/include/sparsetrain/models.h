@@ -6,21 +6,16 @@
 
 #include "sparsetrain/core/export.h"
 #include "sparsetrain/graph.h"
+#include "sparsetrain/model_file.h"  // ModelOptions
 #include "sparsetrain/trainer.h"
 
 namespace sparsetrain {
 SPARSETRAIN_PUBLIC_BEGIN
 
-struct ModelOptions {
-  // The input sample: channels x height x width (MNIST 1x28x28, CIFAR 3x32x32).
-  int64_t channels = 1;
-  int64_t height = 28;
-  int64_t width = 28;
-  int64_t num_classes = 10;
-};
-
-// "mlp" (LeNet-300-100), "lenet5", "resnet20", "resnet32", "resnet56".
-// Throws Error for an unknown name, listing the known ones. Parameters are
+// "mlp" (LeNet-300-100), "lenet5", "resnet20", "resnet32", "resnet56", or
+// a model file (a name ending in .yaml or .yml: load_model_file in
+// sparsetrain/model_file.h; the zoo's own are graphs/*.yaml). Throws Error
+// for an unknown name, listing the known ones. Parameters are
 // left zero: call Graph::initialize(seed).
 Graph build_model(const std::string& name, const ModelOptions& options);
 std::vector<std::string> model_names();

@@ -183,6 +183,12 @@ class Graph {
   // all conv2d and linear nodes.
   int sparse_layer_count();
   int prunable_layer_count() const;
+  // Whether sparsity methods may prune conv2d or linear node `node_name`
+  // (prunable_layers in sparsetrain/masks.h): true unless set_prunable made
+  // it false (a model file's `prunable: false`). Throws Error naming the
+  // node when it is not a conv2d or linear node.
+  void set_prunable(const std::string& node_name, bool prunable);
+  bool prunable(const std::string& node_name) const;
   // The names of the layers sparse_layer_count() counts, in node order.
   std::vector<std::string> sparse_layer_names();
 

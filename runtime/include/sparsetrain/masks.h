@@ -47,6 +47,11 @@ std::vector<PrunableLayer> prunable_layers(Graph& graph, bool dense_first_last);
 // Whether the graph has a conv2d node (TrainOptions::dense_first_last = -1
 // keeps the first and last layer dense exactly then).
 bool has_convolutions(Graph& graph);
+// What dense_first_last = -1 (auto) means for `graph`: true when it has a
+// conv2d node and none of its conv2d or linear layers is marked not
+// prunable (Graph::set_prunable; a model file that marks its layers decides
+// alone which stay dense).
+bool auto_dense_first_last(Graph& graph);
 
 // Kept weights per layer for uniform and ERK: the counts sum to exactly
 // round((1 - sparsity) * total), and each is within one weight of its real

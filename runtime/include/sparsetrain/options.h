@@ -67,7 +67,8 @@ struct SparsityOptions {
   std::string distribution;
   // Leave the first and the last prunable layer dense: -1 when the model
   // has convolutions (the stem conv and the classifier are tiny and
-  // sensitive), 0 never, 1 always.
+  // sensitive) and marks no layer not prunable (auto_dense_first_last in
+  // sparsetrain/masks.h), 0 never, 1 always.
   int dense_first_last = -1;
   // acdc: epochs (fractions allowed, counted from 0) at which compressed and
   // decompressed phases begin; the run is dense before the first compressed

@@ -564,4 +564,28 @@ int Graph::prunable_layer_count() const {
   return count;
 }
 
+namespace {
+int prunable_node(const std::unordered_map<std::string, int>& by_name,
+                  const std::vector<std::unique_ptr<Node>>& all, const std::string& node_name) {
+  const auto it = by_name.find(node_name);
+  if (it == by_name.end() || nodes::as_prunable(*all[it->second]) == nullptr) {
+    throw Error("set_prunable: '" + node_name + "' is not a conv2d or linear node");
+  }
+  return it->second;
+}
+}  // namespace
+
+void Graph::set_prunable(const std::string& node_name, bool prunable) {
+  const int i = prunable_node(impl_->by_name, impl_->nodes, node_name);
+  if (prunable) {
+    impl_->kept_dense.erase(i);
+  } else {
+    impl_->kept_dense.insert(i);
+  }
+}
+
+bool Graph::prunable(const std::string& node_name) const {
+  return impl_->kept_dense.count(prunable_node(impl_->by_name, impl_->nodes, node_name)) == 0;
+}
+
 }  // namespace sparsetrain

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "graph/hooks_internal.h"
@@ -20,6 +21,7 @@ struct Graph::Impl {
   std::vector<std::vector<int>> consumers;
   std::vector<Shape> shapes;  // output shapes for batch 1
   std::unordered_map<std::string, int> by_name;
+  std::unordered_set<int> kept_dense;  // conv2d / linear nodes set_prunable(false)
   int input = -1;
   int output = -1;
 

@@ -200,7 +200,7 @@ std::vector<PrunableLayer> prunable_layers(Graph& graph, bool dense_first_last) 
   std::vector<PrunableLayer> layers;
   for (int i = 0; i < graph.size(); ++i) {
     Node& n = graph.node(NodeId{i});
-    if (nodes::as_prunable(n) == nullptr) continue;
+    if (nodes::as_prunable(n) == nullptr || !graph.prunable(n.name())) continue;
     PrunableLayer l;
     l.node = n.name();
     l.param = n.name() + ".weight";
@@ -213,6 +213,14 @@ std::vector<PrunableLayer> prunable_layers(Graph& graph, bool dense_first_last) 
     layers.pop_back();
   }
   return layers;
+}
+
+bool auto_dense_first_last(Graph& graph) {
+  for (int i = 0; i < graph.size(); ++i) {
+    Node& n = graph.node(NodeId{i});
+    if (nodes::as_prunable(n) != nullptr && !graph.prunable(n.name())) return false;
+  }
+  return has_convolutions(graph);
 }
 
 bool has_convolutions(Graph& graph) {

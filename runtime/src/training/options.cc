@@ -29,7 +29,7 @@ OptionRow row(std::string_view key, OptionMember member, std::string_view flag,
 Rows model_data_rows() {
   return {
       row("model", &TrainOptions::model, "--model", "model",
-          "mlp | lenet5 | resnet20 | resnet32 | resnet56")
+          "mlp | lenet5 | resnet20 | resnet32 | resnet56, or a model file NAME.yaml")
           .shown(),
       row("dataset", &TrainOptions::dataset, "--dataset", "dataset",
           "mnist | fashion-mnist | cifar10")
@@ -141,7 +141,7 @@ Rows sparsity_rows() {
       row("dense_first_last", &TrainOptions::dense_first_last, "--dense-first-last",
           "sparsity.dense_first_last",
           "Keep the first and last prunable layer dense: auto (when the model has "
-          "convolutions) | on | off")
+          "convolutions and its model file marks no layer prunable: false) | on | off")
           .as_tristate()
           .shown(),
       // Recipes give both as sparsity.phases (recipe.cc).

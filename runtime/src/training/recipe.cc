@@ -5,8 +5,6 @@
 // compress_epochs and decompress_epochs) has a reader and writer of its own.
 #include "sparsetrain/recipe.h"
 
-#include <yaml-cpp/depthguard.h>
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,6 +18,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "base/yaml_text.h"
 #include "sparsetrain/error.h"
 #include "training/options_internal.h"
 
@@ -29,29 +28,8 @@ namespace {
 
 using detail::float_text;
 using detail::join;
-
-// Longest piece of recipe text quoted in an error message.
-constexpr std::size_t kMaxQuoted = 60;
-
-std::string quoted(const std::string& text) {
-  std::string out = "'";
-  for (std::size_t i = 0; i < text.size() && i < kMaxQuoted; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
-  }
-  if (text.size() > kMaxQuoted) out += "...";
-  return out + "'";
-}
-
-// yaml-cpp's messages may quote the offending byte.
-std::string printable(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    out += u >= 0x20 && u < 0x7f ? c : '?';
-  }
-  return out;
-}
+using detail::printable;
+using detail::quoted;
 
 struct Phase {
   bool compressed = false;
@@ -72,62 +50,6 @@ bool contains(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
 }
 
-// Where the first node of each document starts, for up to `most`
-// documents. yaml-cpp 0.7's own LoadAll never returns, allocating without
-// bound, on some invalid streams such as "," (found by tests/fuzz/
-// fuzz_recipe; fixed upstream after 0.7): the parser then yields documents
-// that consume no input, which this stops at.
-class DocumentStarts : public YAML::EventHandler {
- public:
-  std::vector<YAML::Mark> marks;
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    start_ = mark;
-    first_node_ = false;
-  }
-  void OnDocumentEnd() override {
-    if (start_) marks.push_back(*start_);
-    start_.reset();
-  }
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    node(mark);
-  }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    node(mark);
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    node(mark);
-  }
-  void OnMapEnd() override {}
-
- private:
-  void node(const YAML::Mark& mark) {
-    if (!first_node_) {
-      first_node_ = true;
-      start_ = mark;
-    }
-  }
-  std::optional<YAML::Mark> start_;
-  bool first_node_ = false;
-};
-
-std::vector<YAML::Mark> document_starts(const std::string& text, size_t most) {
-  std::istringstream in(text);
-  YAML::Parser parser(in);
-  DocumentStarts starts;
-  for (size_t i = 0; i < most; ++i) {
-    const size_t before = starts.marks.size();
-    if (!parser.HandleNextDocument(starts)) break;
-    if (starts.marks.size() == before) break;  // a document without a node
-  }
-  return starts.marks;
-}
-
 // "optimizer.lr" -> {"optimizer", "lr"}; "epochs" -> {"", "epochs"}.
 std::pair<std::string, std::string> split_key(std::string_view recipe_key) {
   const std::size_t dot = recipe_key.find('.');
@@ -145,29 +67,9 @@ class RecipeParser {
   explicit RecipeParser(Recipe& recipe) : r_(recipe) {}
 
   void parse(const std::string& text) {
-    YAML::Node root;
-    try {
-      const std::vector<YAML::Mark> starts = document_starts(text, 2);
-      if (starts.size() > 1 && starts[1].pos <= starts[0].pos) {
-        // The parser went round without reading anything (see DocumentStarts).
-        const size_t at = static_cast<size_t>(std::max(starts[1].pos, 0));
-        throw Error(where_line(starts[1].line + 1) + ": not valid YAML: " +
-                    (at < text.size() ? "'" + printable(text.substr(at, 1)) + "'" : "the end") +
-                    " where a key or a value should start");
-      }
-      if (starts.size() > 1) {
-        throw Error(where_line(starts[1].line + 1) +
-                    ": a second YAML document; a recipe is one document (remove the '---')");
-      }
-      root = YAML::Load(text);
-    } catch (const YAML::DeepRecursion& e) {
-      // yaml-cpp's own message for this is "bad file".
-      throw Error(where_line(e.mark.line + 1) +
-                  ": not valid YAML: nested too deeply for the YAML parser (a recipe needs three "
-                  "levels: section, method, setting)");
-    } catch (const YAML::ParserException& e) {
-      throw Error(where_line(e.mark.line + 1) + ": not valid YAML: " + printable(e.msg));
-    }
+    const YAML::Node root = detail::load_one_document(
+        text, [this](int line) { return where_line(line); }, "a recipe",
+        "a recipe needs three levels: section, method, setting");
     if (root.IsNull()) return;  // an empty recipe sets nothing
     if (!root.IsMap()) {
       throw Error(where_line(root.Mark().line + 1) +
@@ -540,17 +442,7 @@ Recipe Recipe::parse(const std::string& text, const std::string& source) {
 }
 
 Recipe Recipe::load(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    throw Error("recipe '" + path + "': " +
-                (std::filesystem::exists(path, ec) ? "not a regular file" : "no such file"));
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("recipe '" + path + "': cannot open it");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error("recipe '" + path + "': cannot read it");
-  return parse(text.str(), path);
+  return parse(detail::read_text_file(path, "recipe"), path);
 }
 
 void Recipe::apply(TrainOptions& options) const {
