@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -143,6 +144,58 @@ TEST(ModelFile, RegisteredNodeTypesAreUsable) {
   EXPECT_THROW(register_model_node_type(
                    "conv2d", {{}, 1, [](Graph&, const ModelNodeSpec&) { return NodeId{}; }}),
                Error);
+}
+
+TEST(ModelFile, BuilderCallsByTypeName) {
+  Graph g;
+  g.input("input", {1, 28, 28});
+  using Options = std::vector<std::pair<std::string, std::string>>;
+  add_model_node(g, "conv1", "conv2d", {},
+                 Options{{"out_channels", "6"}, {"kernel", "5"}, {"padding", "2"}});
+  add_model_node(g, "relu1", "relu", {}, {});
+  add_model_node(g, "pool1", "maxpool2d", {}, {});
+  add_model_node(g, "conv2", "conv2d", {}, {{"out_channels", "16"}, {"kernel", "5"}});
+  add_model_node(g, "relu2", "relu", {}, {});
+  add_model_node(g, "pool2", "maxpool2d", {"relu2"}, {{"kernel", "2"}, {"stride", "2"}});
+  add_model_node(g, "flatten", "flatten", {}, {});
+  add_model_node(g, "fc1", "linear", {}, {{"out_features", "120"}});
+  add_model_node(g, "relu3", "relu", {}, {});
+  add_model_node(g, "fc2", "linear", {}, {{"out_features", "84"}});
+  add_model_node(g, "relu4", "relu", {}, {});
+  g.set_output(add_model_node(g, "fc3", "linear", {}, {{"out_features", "classes"}}, kMnist));
+  Graph built = build_model("lenet5", kMnist);
+  expect_same_graph(built, g);
+
+  const auto expect_error = [&](const std::function<void()>& call, const std::string& text) {
+    try {
+      call();
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { add_model_node(g, "x", "conv3d", {}, {}); }, "node 'x': unknown node type");
+  expect_error([&] { add_model_node(g, "x", "relu", {"nowhere"}, {}); },
+               "node 'x': input 'nowhere' is not a node of the graph");
+  expect_error([&] { add_model_node(g, "fc1", "relu", {}, {}); },
+               "node 'fc1': a node of that name is in the graph already");
+  expect_error(
+      [&] {
+        add_model_node(g, "x", "linear", {}, {{"out_features", "-3"}});
+      },
+      "node 'x': out_features: -3 is out of range");
+  expect_error(
+      [&] {
+        add_model_node(g, "x", "relu", {}, {{"slope", "2"}});
+      },
+      "node 'x': unknown key 'slope'");
+  expect_error(
+      [&] {
+        add_model_node(g, "x", "conv2d", {}, {{"out_channels", "4"}});
+      },
+      "node 'x': conv2d 'x': input must be 4-D");
+  expect_error([&] { add_model_node(g, "x", "add", {"fc1"}, {}); },
+               "node 'x': add 'x' takes 2 inputs, got 1");
 }
 
 struct Malformed {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sparsetrain/core/export.h"
@@ -51,6 +52,18 @@ Graph load_model_file(const std::string& path, const ModelOptions& options);
 // The same from text; `source` names it in errors.
 Graph parse_model_file(const std::string& text, const std::string& source,
                        const ModelOptions& options);
+
+// Adds one node of a registered type to `graph` from its options as text,
+// as a model file gives them ({"out_channels", "16"}, {"prunable",
+// "false"}; the words channels, height, width and classes take `data`'s):
+// the builder calls of the C API and the Python module. `inputs` name nodes
+// of the graph ("input" is the graph input); empty: the node added last.
+// Throws Error "node 'NAME': ..." naming the problem (unknown type or key,
+// a bad value, an input that does not exist, a shape that does not fit).
+NodeId add_model_node(Graph& graph, const std::string& name, const std::string& type,
+                      const std::vector<std::string>& inputs,
+                      const std::vector<std::pair<std::string, std::string>>& options,
+                      const ModelOptions& data = {});
 
 // The sample shape the model file at `path` takes: its input: with the
 // words (channels, height, width) taken from `data`, and data.num_classes.

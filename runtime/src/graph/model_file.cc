@@ -46,27 +46,46 @@ bool listed(const std::vector<std::string>& items, const std::string& item) {
 
 int line_of(const YAML::Node& n) { return n.Mark().line + 1; }
 
-// One entry of `nodes:` as read, before the graph is built.
+// An option's value as text, and its line in the file (0: not from a file).
+struct Value {
+  std::string text;
+  int line = 0;
+};
+
+// One node as read, before the graph is built.
 struct Entry {
   std::string name;
   std::string type;
   std::shared_ptr<const ModelNodeType> node_type;
-  YAML::Node map;
   int line = 0;
+  std::vector<std::pair<std::string, Value>> options;  // the type's keys and prunable
   std::vector<std::string> input_names;
   std::vector<int> input_lines;
+
+  const Value* option(const std::string& key) const {
+    for (const auto& [k, v] : options)
+      if (k == key) return &v;
+    return nullptr;
+  }
 };
 
+// Reads values and words errors: "model file 'F', line L: ..." for a file,
+// `where` itself for builder calls.
 class Reader {
  public:
-  Reader(std::string source, const ModelOptions& options)
-      : source_(std::move(source)), options_(options) {}
+  Reader(std::string source, const ModelOptions& options, bool file = true)
+      : source_(std::move(source)), options_(options), file_(file) {}
 
   std::string at(int line) const {
-    return "model file '" + source_ + "', line " + std::to_string(line);
+    return file_ ? "model file '" + source_ + "', line " + std::to_string(line) : source_;
+  }
+  // What every message of this reader starts with.
+  std::string prefix() const { return file_ ? "model file '" + source_ + "'" : source_; }
+  [[noreturn]] void fail(int line, const std::string& problem) const {
+    throw Error(at(line) + ": " + problem);
   }
   [[noreturn]] void fail(const YAML::Node& n, const std::string& problem) const {
-    throw Error(at(line_of(n)) + ": " + problem);
+    fail(line_of(n), problem);
   }
 
   std::string scalar(const YAML::Node& v, const std::string& key) const {
@@ -75,10 +94,16 @@ class Reader {
     }
     return v.Scalar();
   }
+  Value value(const YAML::Node& v, const std::string& key) const {
+    return {scalar(v, key), line_of(v)};
+  }
+  int64_t integer(const YAML::Node& v, const std::string& key, int64_t min, int64_t max) const {
+    return integer(value(v, key), key, min, max);
+  }
 
   // An integer or one of kWords.
-  int64_t integer(const YAML::Node& v, const std::string& key, int64_t min, int64_t max) const {
-    const std::string s = scalar(v, key);
+  int64_t integer(const Value& v, const std::string& key, int64_t min, int64_t max) const {
+    const std::string& s = v.text;
     int64_t value = 0;
     if (s == "channels") {
       value = options_.channels;
@@ -91,43 +116,44 @@ class Reader {
     } else {
       const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
       if (ec != std::errc() || end != s.data() + s.size()) {
-        fail(v, key + ": expected an integer or one of " + join(kWords) + ", got " + quoted(s));
+        fail(v.line,
+             key + ": expected an integer or one of " + join(kWords) + ", got " + quoted(s));
       }
     }
     if (value < min || value > max) {
-      fail(v, key + ": " + std::to_string(value) + " is out of range (" + std::to_string(min) +
-                  (max == INT64_MAX ? " or more" : " to " + std::to_string(max)) + ")");
+      fail(v.line, key + ": " + std::to_string(value) + " is out of range (" + std::to_string(min) +
+                       (max == INT64_MAX ? " or more" : " to " + std::to_string(max)) + ")");
     }
     return value;
   }
 
-  double number(const YAML::Node& v, const std::string& key, double min, double max) const {
-    const std::string s = scalar(v, key);
+  double number(const Value& v, const std::string& key, double min, double max) const {
+    const std::string& s = v.text;
     char* end = nullptr;
     const double value = s.empty() ? std::nan("") : std::strtod(s.c_str(), &end);
     if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(value)) {
-      fail(v, key + ": expected a number, got " + quoted(s));
+      fail(v.line, key + ": expected a number, got " + quoted(s));
     }
     if (value < min || value > max) {
-      fail(v, key + ": " + s + " is out of range (" + std::to_string(min) + " to " +
-                  std::to_string(max) + ")");
+      fail(v.line, key + ": " + s + " is out of range (" + std::to_string(min) + " to " +
+                       std::to_string(max) + ")");
     }
     return value;
   }
 
-  bool boolean(const YAML::Node& v, const std::string& key) const {
-    const std::string s = scalar(v, key);
+  bool boolean(const Value& v, const std::string& key) const {
+    const std::string& s = v.text;
     if (s == "true") return true;
     if (s == "false") return false;
-    fail(v, key + ": expected true or false, got " + quoted(s));
+    fail(v.line, key + ": expected true or false, got " + quoted(s));
   }
 
-  const std::string& source() const { return source_; }
   const ModelOptions& options() const { return options_; }
 
  private:
   std::string source_;
   ModelOptions options_;
+  bool file_;
 };
 
 class Spec final : public ModelNodeSpec {
@@ -139,41 +165,93 @@ class Spec final : public ModelNodeSpec {
   const std::vector<NodeId>& inputs() const override { return inputs_; }
   int64_t integer(const std::string& key, int64_t fallback, int64_t min,
                   int64_t max) const override {
-    const YAML::Node v = value(key);
-    return v ? r_.integer(v, key, min, max) : fallback;
+    const Value* v = value(key);
+    return v != nullptr ? r_.integer(*v, key, min, max) : fallback;
   }
   int64_t required_integer(const std::string& key, int64_t min, int64_t max) const override {
-    const YAML::Node v = value(key);
-    if (!v) r_.fail(e_.map, e_.type + " '" + e_.name + "' needs " + key);
-    return r_.integer(v, key, min, max);
+    const Value* v = value(key);
+    if (v == nullptr) r_.fail(e_.line, e_.type + " '" + e_.name + "' needs " + key);
+    return r_.integer(*v, key, min, max);
   }
   double number(const std::string& key, double fallback, double min, double max) const override {
-    const YAML::Node v = value(key);
-    return v ? r_.number(v, key, min, max) : fallback;
+    const Value* v = value(key);
+    return v != nullptr ? r_.number(*v, key, min, max) : fallback;
   }
   bool boolean(const std::string& key, bool fallback) const override {
-    const YAML::Node v = value(key);
-    return v ? r_.boolean(v, key) : fallback;
+    const Value* v = value(key);
+    return v != nullptr ? r_.boolean(*v, key) : fallback;
   }
 
  private:
-  // The option's value node; a null node when absent. Asking for a key the
-  // type did not declare is the type's own error.
-  YAML::Node value(const std::string& key) const {
+  // The option's value; null when absent. Asking for a key the type did not
+  // declare is the type's own error.
+  const Value* value(const std::string& key) const {
     if (!listed(e_.node_type->keys, key)) {
       throw Error("model node type '" + e_.type + "' reads option '" + key +
                   "', which it does not declare in ModelNodeType::keys");
     }
-    for (const auto& kv : e_.map) {
-      if (kv.first.Scalar() == key) return kv.second;
-    }
-    return YAML::Node(YAML::NodeType::Undefined);
+    return e_.option(key);
   }
 
   const Reader& r_;
   const Entry& e_;
   std::vector<NodeId> inputs_;
 };
+
+// The registered type `type` (named at `line` in errors).
+std::shared_ptr<const ModelNodeType> node_type(const Reader& r, const std::string& type, int line) {
+  std::shared_ptr<const ModelNodeType> t = detail::find_model_node_type(type);
+  if (!t) {
+    r.fail(line, "unknown node type " + quoted(type) +
+                     " (expected one of: " + join(model_node_types()) + ")");
+  }
+  return t;
+}
+
+// Option `key` is one the node's type reads, or prunable.
+void check_key(const Reader& r, const Entry& e, const std::string& key, int line) {
+  if (key == "prunable" || listed(e.node_type->keys, key)) return;
+  std::vector<std::string> known = kCommonKeys;
+  known.insert(known.end(), e.node_type->keys.begin(), e.node_type->keys.end());
+  r.fail(line, "unknown key '" + key + "' for a " + e.type +
+                   " node (expected one of: " + join(known) + ")");
+}
+
+void check_input_count(const Reader& r, const Entry& e) {
+  const auto want = static_cast<std::size_t>(e.node_type->inputs);
+  if (e.input_names.size() != want) {
+    r.fail(e.line, e.type + " '" + e.name + "' takes " + std::to_string(want) + " input" +
+                       (want == 1 ? "" : "s") + ", got " + std::to_string(e.input_names.size()) +
+                       (want > 1 ? " (list them: inputs: [a, b])" : ""));
+  }
+}
+
+// Adds the node by its type's builder, then marks it not prunable if asked.
+// Errors from the graph (shapes) get the node's place in front.
+NodeId build_node(Graph& g, const Reader& r, const Entry& e, const std::vector<NodeId>& inputs) {
+  const Spec spec(r, e, inputs);
+  const std::string where = r.at(e.line) + ": ";
+  NodeId id;
+  try {
+    id = e.node_type->build(g, spec);
+    if (const Value* v = e.option("prunable")) {
+      const bool prunable = r.boolean(*v, "prunable");
+      if (!g.node(id).traits().convolution && std::string(g.node(id).type()) != "linear") {
+        r.fail(v->line, "prunable: only conv2d and linear layers are pruned");
+      }
+      g.set_prunable(e.name, prunable);
+    }
+  } catch (const Error& err) {
+    const std::string what = err.what();
+    if (what.rfind(r.prefix(), 0) == 0) throw;  // already placed
+    throw Error(where + what);
+  }
+  if (g.node(id).name() != e.name) {
+    throw Error(where + "node type '" + e.type + "' added a node named '" + g.node(id).name() +
+                "' for '" + e.name + "'");
+  }
+  return id;
+}
 
 class ModelParser {
  public:
@@ -255,7 +333,6 @@ class ModelParser {
       const YAML::Node n = *it;
       if (!n.IsMap()) r_.fail(n, "a node is a mapping ({name: ..., type: ..., ...})");
       Entry e;
-      e.map = n;
       e.line = line_of(n);
       if (!n["name"]) r_.fail(n, "a node without name:");
       if (!n["type"]) r_.fail(n, "node without type: (one of: " + join(model_node_types()) + ")");
@@ -270,34 +347,28 @@ class ModelParser {
                                std::to_string(entries_[at->second].line) + ")");
       }
       e.type = r_.scalar(n["type"], "type");
-      e.node_type = detail::find_model_node_type(e.type);
-      if (!e.node_type) {
-        r_.fail(n["type"], "unknown node type " + quoted(e.type) +
-                               " (expected one of: " + join(model_node_types()) + ")");
-      }
-      read_keys(e);
-      read_inputs(e);
+      e.node_type = node_type(r_, e.type, line_of(n["type"]));
+      read_options(n, e);
+      read_inputs(n, e);
+      check_input_count(r_, e);
       entries_.push_back(std::move(e));
     }
   }
 
-  void read_keys(const Entry& e) {
+  void read_options(const YAML::Node& n, Entry& e) {
     std::set<std::string> seen;
-    for (const auto& kv : e.map) {
+    for (const auto& kv : n) {
       const std::string key = r_.scalar(kv.first, "a key of node '" + e.name + "'");
       if (!seen.insert(key).second) r_.fail(kv.first, key + ": given twice");
-      if (!listed(kCommonKeys, key) && !listed(e.node_type->keys, key)) {
-        std::vector<std::string> known = kCommonKeys;
-        known.insert(known.end(), e.node_type->keys.begin(), e.node_type->keys.end());
-        r_.fail(kv.first, "unknown key '" + key + "' for a " + e.type +
-                              " node (expected one of: " + join(known) + ")");
-      }
+      if (listed(kCommonKeys, key) && key != "prunable") continue;
+      check_key(r_, e, key, line_of(kv.first));
+      e.options.emplace_back(key, r_.value(kv.second, key));
     }
   }
 
-  void read_inputs(Entry& e) {
-    const YAML::Node one = e.map["input"];
-    const YAML::Node many = e.map["inputs"];
+  void read_inputs(const YAML::Node& n, Entry& e) {
+    const YAML::Node one = n["input"];
+    const YAML::Node many = n["inputs"];
     if (one && many) r_.fail(many, "inputs: give input: or inputs:, not both");
     if (one) {
       e.input_names.push_back(r_.scalar(one, "input"));
@@ -313,12 +384,6 @@ class ModelParser {
       // The node listed before it, or the graph input for the first.
       e.input_names.push_back(entries_.empty() ? kInputName : entries_.back().name);
       e.input_lines.push_back(e.line);
-    }
-    const auto want = static_cast<std::size_t>(e.node_type->inputs);
-    if (e.input_names.size() != want) {
-      r_.fail(e.map, e.type + " '" + e.name + "' takes " + std::to_string(want) + " input" +
-                         (want == 1 ? "" : "s") + ", got " + std::to_string(e.input_names.size()) +
-                         (want > 1 ? " (list them: inputs: [a, b])" : ""));
     }
   }
 
@@ -368,27 +433,7 @@ class ModelParser {
   void build(Graph& g, const Entry& e) {
     std::vector<NodeId> inputs;
     for (const std::string& in : e.input_names) inputs.push_back(ids_.at(in));
-    const Spec spec(r_, e, inputs);
-    NodeId id;
-    try {
-      id = e.node_type->build(g, spec);
-      if (e.map["prunable"]) {
-        const bool prunable = r_.boolean(e.map["prunable"], "prunable");
-        if (!g.node(id).traits().convolution && std::string(g.node(id).type()) != "linear") {
-          r_.fail(e.map["prunable"], "prunable: only conv2d and linear layers are pruned");
-        }
-        g.set_prunable(e.name, prunable);
-      }
-    } catch (const Error& err) {
-      const std::string what = err.what();
-      if (what.rfind("model file '", 0) == 0) throw;
-      throw Error(r_.at(e.line) + ": " + what);
-    }
-    if (g.node(id).name() != e.name) {
-      throw Error(r_.at(e.line) + ": node type '" + e.type + "' added a node named '" +
-                  g.node(id).name() + "' for '" + e.name + "'");
-    }
-    ids_[e.name] = id;
+    ids_[e.name] = build_node(g, r_, e, inputs);
   }
 
   // Every node must feed the output: a node that does not is a typo in an
@@ -445,6 +490,39 @@ Graph parse_model_file(const std::string& text, const std::string& source,
     throw Error("model file '" + source + "', line " + std::to_string(e.mark.line + 1) + ": " +
                 detail::printable(e.msg));
   }
+}
+
+NodeId add_model_node(Graph& graph, const std::string& name, const std::string& type,
+                      const std::vector<std::string>& inputs,
+                      const std::vector<std::pair<std::string, std::string>>& options,
+                      const ModelOptions& data) {
+  const Reader r("node '" + name + "'", data, /*file=*/false);
+  if (name.empty()) throw Error("add_model_node: the node needs a name");
+  if (graph.find(name).index >= 0) r.fail(0, "a node of that name is in the graph already");
+  if (graph.size() == 0) r.fail(0, "the graph has no input yet (Graph::input first)");
+  Entry e;
+  e.name = name;
+  e.type = type;
+  e.node_type = node_type(r, type, 0);
+  std::set<std::string> seen;
+  for (const auto& [key, text] : options) {
+    if (!seen.insert(key).second) r.fail(0, key + ": given twice");
+    check_key(r, e, key, 0);
+    e.options.emplace_back(key, Value{text, 0});
+  }
+  std::vector<NodeId> ids;
+  if (inputs.empty()) {
+    ids.push_back(NodeId{graph.size() - 1});  // the node added last
+  } else {
+    for (const std::string& in : inputs) {
+      const NodeId id = graph.find(in);
+      if (id.index < 0) r.fail(0, "input '" + in + "' is not a node of the graph");
+      ids.push_back(id);
+    }
+  }
+  e.input_names.resize(ids.size());
+  check_input_count(r, e);
+  return build_node(graph, r, e, ids);
 }
 
 Graph load_model_file(const std::string& path, const ModelOptions& options) {
