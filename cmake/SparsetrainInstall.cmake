@@ -15,6 +15,7 @@ install(TARGETS sparsetrain_core sparsetrain_runtime sparsetrain_kernels sparset
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY kernels/include/sparsetrain runtime/include/sparsetrain graphs/include/sparsetrain
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES runtime/include/sparsetrain.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT sparsetrainTargets NAMESPACE sparsetrain:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/sparsetrain)
 configure_package_config_file(cmake/sparsetrainConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfig.cmake
@@ -28,3 +29,6 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/sparsetrainConfig.cmake
 # <prefix>/share/sparsetrain/models/resnet20.yaml` and as starting points.
 install(DIRECTORY graphs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sparsetrain/models
   FILES_MATCHING PATTERN "*.yaml" PATTERN "include" EXCLUDE)
+# pkg-config for C apps (examples/c): cc app.c $(pkg-config --cflags --libs sparsetrain).
+configure_file(cmake/sparsetrain.pc.in ${CMAKE_CURRENT_BINARY_DIR}/sparsetrain.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/sparsetrain.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -52,3 +52,12 @@ foreach(header IN LISTS SPARSETRAIN_PUBLIC_HEADERS)
       "(sparsetrain/core/export.h): libsparsetrain.so would not export it")
   endif()
 endforeach()
+
+# The C API (runtime/include/sparsetrain.h) lives in the shared library only:
+# its functions are exported by their ST_API markers.
+file(GLOB SPARSETRAIN_CAPI_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/runtime/capi/*.cc)
+target_sources(sparsetrain_shared PRIVATE ${SPARSETRAIN_CAPI_SOURCES})
+target_include_directories(sparsetrain_shared PRIVATE ${PROJECT_SOURCE_DIR}/runtime)
+target_link_libraries(sparsetrain_shared PRIVATE nlohmann_json::nlohmann_json)
+target_compile_definitions(sparsetrain_shared PRIVATE SPARSETRAIN_VERSION="${PROJECT_VERSION}")
+sparsetrain_target_defaults(sparsetrain_shared)

@@ -11,13 +11,14 @@ soname="$(objdump -p "$lib" | awk '$1 == "SONAME" { print $2 }')"
 [[ "$soname" =~ ^libsparsetrain\.so\.[0-9]+\.[0-9]+$ ]] || fail "SONAME is '$soname'"
 exported="$(nm -D --defined-only -C "$lib")"
 for want in 'sparsetrain::Graph::forward(' 'sparsetrain::Trainer::run(' \
-    'typeinfo for sparsetrain::Error' 'sparsetrain::load_dataset(' 'sparsetrain::build_model('; do
+    'typeinfo for sparsetrain::Error' 'sparsetrain::load_dataset(' 'sparsetrain::build_model(' \
+    'st_api_version' 'st_model_create' 'st_trainer_step' 'st_probe_run'; do
   grep -qF "$want" <<<"$exported" || fail "$want is not exported"
 done
-if grep -E ' sparsetrain::(kernels|detail)::' <<<"$exported" | head -3 | grep -q .; then
-  fail "internal symbols are exported: $(grep -E ' sparsetrain::(kernels|detail)::' <<<"$exported" | head -3)"
+if grep -E ' sparsetrain::(kernels|detail|capi)::' <<<"$exported" | head -3 | grep -q .; then
+  fail "internal symbols are exported: $(grep -E ' sparsetrain::(kernels|detail|capi)::' <<<"$exported" | head -3)"
 fi
 if ldd -r "$lib" 2>&1 | grep -q 'undefined symbol'; then
   fail "undefined symbols: $(ldd -r "$lib" 2>&1 | grep 'undefined symbol' | head -3)"
 fi
-echo "$soname: $(grep -c ' sparsetrain::' <<<"$exported") sparsetrain symbols exported, no kernels"
+echo "$soname: $(grep -c ' sparsetrain::' <<<"$exported") sparsetrain symbols and $(grep -c ' st_' <<<"$exported") C functions exported, no kernels"
