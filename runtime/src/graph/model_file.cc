@@ -479,17 +479,24 @@ bool is_model_file(const std::string& model) {
   return ends(".yaml") || ends(".yml");
 }
 
-Graph parse_model_file(const std::string& text, const std::string& source,
-                       const ModelOptions& options) {
-  ModelParser parser(source, options);
+namespace {
+// Runs `read` with anything yaml-cpp raises beyond the parse errors handled
+// where they occur turned into an Error with the file and line.
+template <class Read>
+auto placing_yaml_errors(const std::string& source, Read&& read) -> decltype(read()) {
   try {
-    return parser.parse(text);
+    return read();
   } catch (const YAML::Exception& e) {
-    // Anything yaml-cpp raises beyond the parse errors handled where they
-    // occur.
     throw Error("model file '" + source + "', line " + std::to_string(e.mark.line + 1) + ": " +
                 detail::printable(e.msg));
   }
+}
+}  // namespace
+
+Graph parse_model_file(const std::string& text, const std::string& source,
+                       const ModelOptions& options) {
+  ModelParser parser(source, options);
+  return placing_yaml_errors(source, [&] { return parser.parse(text); });
 }
 
 NodeId add_model_node(Graph& graph, const std::string& name, const std::string& type,
@@ -532,12 +539,7 @@ Graph load_model_file(const std::string& path, const ModelOptions& options) {
 ModelOptions model_file_input(const std::string& path, const ModelOptions& data) {
   const std::string text = detail::read_text_file(path, "model file");
   ModelParser parser(path, data);
-  try {
-    return parser.input(text);
-  } catch (const YAML::Exception& e) {
-    throw Error("model file '" + path + "', line " + std::to_string(e.mark.line + 1) + ": " +
-                detail::printable(e.msg));
-  }
+  return placing_yaml_errors(path, [&] { return parser.input(text); });
 }
 
 }  // namespace sparsetrain
