@@ -15,6 +15,7 @@ packages=(
   zlib1g-dev libpng-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libcurl4-openssl-dev libssl-dev libarchive-dev ca-certificates  # data fetch
   python3  # the tests' loopback HTTP server
+  python3-dev pybind11-dev python3-numpy python3-pytest  # the Python module and its tests
   clang libclang-rt-14-dev libomp-dev  # the fuzz targets: libFuzzer, sanitizers, OpenMP
   libjs-chart.js  # the compare report's plots (inlined into the library at build time)
   chromium fonts-dejavu-core  # the compare report's browser test (headless)

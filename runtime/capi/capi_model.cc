@@ -260,6 +260,33 @@ st_status st_model_predict(st_model* model, const float* images, size_t images_l
   });
 }
 
+st_status st_model_input_gradient(st_model* model, const float* images, size_t images_len,
+                                  int64_t count, const float* grad_logits, size_t grad_logits_len,
+                                  float* grad_images, size_t grad_images_len) {
+  constexpr const char* fn = "st_model_input_gradient";
+  return guard([&] {
+    auto s = capi::model_state(model, fn);
+    const Tensor x = capi::images_tensor(images, images_len, count, s->shape, fn);
+    require(grad_logits, fn, "grad_logits");
+    capi::require_len(grad_logits_len, count * s->shape.num_classes, fn, "grad_logits",
+                      std::to_string(count) + " samples of " +
+                          std::to_string(s->shape.num_classes) + " classes");
+    require(grad_images, fn, "grad_images");
+    capi::require_len(grad_images_len, static_cast<int64_t>(images_len), fn, "grad_images",
+                      "the images");
+    Graph& g = s->graph();
+    (void)g.forward(x, ExecMode::kProbe);
+    Tensor d = Tensor::empty({count, s->shape.num_classes});
+    std::memcpy(d.data(), grad_logits, grad_logits_len * sizeof(float));
+    BackwardOptions o;
+    o.param_grads = false;
+    o.input_grad = true;
+    const Tensor gx = to_layout(g.backward(d, o), Layout::kNCHW);
+    std::memcpy(grad_images, gx.data(), grad_images_len * sizeof(float));
+    g.release();
+  });
+}
+
 st_status st_model_evaluate(st_model* model, const st_dataset* data, double* accuracy,
                             double* loss) {
   constexpr const char* fn = "st_model_evaluate";

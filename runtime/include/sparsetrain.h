@@ -110,6 +110,13 @@ ST_API st_status st_model_info(st_model* model, int64_t* channels, int64_t* heig
  * normalised as st_dataset_samples gives them). */
 ST_API st_status st_model_predict(st_model* model, const float* images, size_t images_len,
                                   int64_t count, float* logits, size_t logits_len);
+/* The gradient of sum(grad_logits * logits) with respect to the images
+ * (count x C x H x W floats): a probe pass, which changes nothing in the
+ * model (saliency, finite-difference checks). */
+ST_API st_status st_model_input_gradient(st_model* model, const float* images, size_t images_len,
+                                         int64_t count, const float* grad_logits,
+                                         size_t grad_logits_len, float* grad_images,
+                                         size_t grad_images_len);
 ST_API st_status st_model_evaluate(st_model* model, const st_dataset* data, double* accuracy,
                                    double* loss);
 /* One-shot magnitude pruning of the prunable layers to `sparsity`
