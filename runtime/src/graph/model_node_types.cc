@@ -3,6 +3,9 @@
 #include "graph/model_node_types.h"
 
 #include <algorithm>
+#include <initializer_list>
+#include <iomanip>
+#include <sstream>
 
 #include "base/named_registry.h"
 
@@ -24,9 +27,16 @@ ModelNodeType one_input(std::vector<std::string> keys,
 // mistyped file fails with a message instead of exhausting memory.
 constexpr int64_t kMaxWeightEntries = int64_t{1} << 26;
 
-void check_weight_size(const ModelNodeSpec& s, const char* type, int64_t entries) {
-  if (entries > kMaxWeightEntries) {
-    throw Error(std::string(type) + " '" + s.name() + "': a weight of " + std::to_string(entries) +
+// `factors` multiply to the weight's entries (in double: a hostile file's
+// product may not fit in 64 bits).
+void check_weight_size(const ModelNodeSpec& s, const char* type,
+                       std::initializer_list<int64_t> factors) {
+  double entries = 1;
+  for (const int64_t f : factors) entries *= static_cast<double>(f);
+  if (entries > static_cast<double>(kMaxWeightEntries)) {
+    std::ostringstream text;
+    text << std::setprecision(entries < 1e15 ? 15 : 3) << entries;
+    throw Error(std::string(type) + " '" + s.name() + "': a weight of " + text.str() +
                 " entries, more than the " + std::to_string(kMaxWeightEntries) +
                 " a model file may give one layer");
   }
@@ -57,7 +67,7 @@ void register_builtins(Registry& r) {
                             if (in.size() == 4 && o.groups > 0) {
                               check_weight_size(
                                   s, "conv2d",
-                                  o.out_channels * (in[1] / o.groups) * o.kernel * o.kernel);
+                                  {o.out_channels, in[1] / o.groups, o.kernel, o.kernel});
                             }
                             return g.conv2d(s.name(), x, o);
                           }));
@@ -66,7 +76,7 @@ void register_builtins(Registry& r) {
         o.out_features = s.required_integer("out_features", 1, 1 << 20);
         o.bias = s.boolean("bias", o.bias);
         const Shape in = g.shape_of(x);
-        if (in.size() == 2) check_weight_size(s, "linear", o.out_features * in[1]);
+        if (in.size() == 2) check_weight_size(s, "linear", {o.out_features, in[1]});
         return g.linear(s.name(), x, o);
       }));
   add("batchnorm2d", one_input({"momentum", "eps"}, [](Graph& g, const ModelNodeSpec& s, NodeId x) {
