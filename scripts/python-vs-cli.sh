@@ -13,7 +13,7 @@ rm -rf "$out" && mkdir -p "$out"
 "$bin" train --recipe recipes/lenet5_mnist_acdc95.yaml --seed 0 --threads 2 --no-progress \
   --data-dir "$data" --out "$out/cli" --metrics "$out/cli.jsonl" >"$out/cli.txt" 2>/dev/null
 PYTHONPATH=build/release/python /usr/bin/python3 examples/python/train_lenet5.py "$data" \
-  "$out/python" >"$out/python.txt"
+  "$out/python" recipes/lenet5_mnist_acdc95.yaml >"$out/python.txt"
 # Epoch rows without their seconds and samples/s columns.
 rows() { awk '$1 ~ /^[0-9]+$/ && NF >= 10 { $6 = ""; $7 = ""; print }' "$1"; }
 if diff <(rows "$out/cli.txt") <(rows "$out/python.txt") >"$out/table.diff"; then

@@ -3,12 +3,7 @@
 # C99 with -Wall -Wextra -Werror against it through pkg-config, and runs it.
 #   tests/c_example.sh BUILD_DIR DATA_DIR
 set -euo pipefail
-build="$1"
-data="$2"
-src="$(cd "$(dirname "$0")/.." && pwd)"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
+source "$(dirname "$0")/install_copy.sh" "$@"
 pc="$(find "$work/prefix" -name sparsetrain.pc -printf '%h')"
 export PKG_CONFIG_PATH="$pc"
 libdir="$(pkg-config --variable=libdir sparsetrain)"

@@ -3,12 +3,7 @@
 # against it with find_package(sparsetrain) out of tree, and runs it.
 #   tests/embed_example.sh BUILD_DIR DATA_DIR
 set -euo pipefail
-build="$1"
-data="$2"
-src="$(cd "$(dirname "$0")/.." && pwd)"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
+source "$(dirname "$0")/install_copy.sh" "$@"
 cmake -S "$src/examples/embed" -B "$work/app" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
 cmake --build "$work/app" >/dev/null

@@ -65,7 +65,9 @@ CLI::App* add_bench(CLI::App& app, BenchCommand& cmd) {
       "model",
       "One training step (forward, loss, backward, SGD) of a dense model against its sparse "
       "version, with a per-layer breakdown");
-  model->add_option("--model", m.model, "mlp | lenet5 | resnet20 | resnet32 | resnet56, or a model file NAME.yaml")
+  model
+      ->add_option("--model", m.model,
+                   "mlp | lenet5 | resnet20 | resnet32 | resnet56, or a model file NAME.yaml")
       ->capture_default_str();
   model->add_option("--batch", m.batch, "Batch size")->capture_default_str();
   model

@@ -268,9 +268,9 @@ st_status st_model_input_gradient(st_model* model, const float* images, size_t i
     auto s = capi::model_state(model, fn);
     const Tensor x = capi::images_tensor(images, images_len, count, s->shape, fn);
     require(grad_logits, fn, "grad_logits");
-    capi::require_len(grad_logits_len, count * s->shape.num_classes, fn, "grad_logits",
-                      std::to_string(count) + " samples of " +
-                          std::to_string(s->shape.num_classes) + " classes");
+    capi::require_len(
+        grad_logits_len, count * s->shape.num_classes, fn, "grad_logits",
+        std::to_string(count) + " samples of " + std::to_string(s->shape.num_classes) + " classes");
     require(grad_images, fn, "grad_images");
     capi::require_len(grad_images_len, static_cast<int64_t>(images_len), fn, "grad_images",
                       "the images");

@@ -146,7 +146,8 @@ class Spade final : public SampleProbe {
       const Tensor batch = spade_augmentations(image, o.augmentations, c.data,
                                                c.seed + static_cast<uint64_t>(index));
       Graph trace = c.model_copy();
-      o.dense_first_last = first_last == "auto" ? auto_dense_first_last(trace) : first_last == "true";
+      o.dense_first_last =
+          first_last == "auto" ? auto_dense_first_last(trace) : first_last == "true";
       const std::vector<SpadeLayer> layers = spade_prune(trace, batch, o);
 
       const Prediction on_trace = predict(class_logits(trace, image), target);

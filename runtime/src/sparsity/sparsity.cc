@@ -15,8 +15,8 @@ namespace sparsetrain {
 SparsityController::SparsityController(SparsitySchedule schedule, Graph& graph,
                                        Optimizer* optimizer)
     : schedule_(std::move(schedule)), graph_(graph), optimizer_(optimizer) {
-  dense_first_last_ =
-      schedule_.dense_first_last < 0 ? auto_dense_first_last(graph_) : schedule_.dense_first_last == 1;
+  dense_first_last_ = schedule_.dense_first_last < 0 ? auto_dense_first_last(graph_)
+                                                     : schedule_.dense_first_last == 1;
   layers_ = prunable_layers(graph_, dense_first_last_);
   if (schedule_.active() && layers_.empty()) {
     throw Error(
