@@ -12,7 +12,7 @@ soname="$(objdump -p "$lib" | awk '$1 == "SONAME" { print $2 }')"
 exported="$(nm -D --defined-only -C "$lib")"
 for want in 'sparsetrain::Graph::forward(' 'sparsetrain::Trainer::run(' \
     'typeinfo for sparsetrain::Error' 'sparsetrain::load_dataset(' 'sparsetrain::build_model(' \
-    'st_api_version' 'st_model_create' 'st_trainer_step' 'st_probe_run'; do
+    'sparsetrain::mpi_data_parallel(' 'st_api_version' 'st_model_create' 'st_trainer_step' 'st_probe_run'; do
   grep -qF "$want" <<<"$exported" || fail "$want is not exported"
 done
 if grep -E ' sparsetrain::(kernels|detail|capi)::' <<<"$exported" | head -3 | grep -q .; then

@@ -36,6 +36,7 @@ struct TrainCommand {
   std::string recipe;         // YAML recipe under the flags (sparsetrain/recipe.h)
   bool print_recipe = false;  // print the resolved recipe and exit
   bool finetune = false;      // the finetune command: --checkpoint and --mode
+  double mpi_timeout = 300;   // under mpirun: seconds a collective may take
 };
 CLI::App* add_train(CLI::App& app, TrainCommand& cmd);
 // `finetune`: train's flags, with the upstream checkpoint as --checkpoint

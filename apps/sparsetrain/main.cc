@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "sparsetrain/distributed.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/log.h"
 
@@ -96,6 +97,8 @@ int main(int argc, char** argv) {
   } catch (const sparsetrain::Error& e) {
     std::cout << std::flush;
     std::fprintf(stderr, "sparsetrain: error: %s\n", e.what());
+    // Under mpirun: the other ranks stop now instead of waiting for this one.
+    sparsetrain::abort_ranks(1);
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "sparsetrain: error: out of memory (try a smaller --batch-size)\n");

@@ -5,7 +5,9 @@
 #include <variant>
 
 #include "commands.h"
+#include "sparsetrain/distributed.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/log.h"
 #include "sparsetrain/models.h"
 #include "sparsetrain/probes.h"
 #include "sparsetrain/recipe.h"
@@ -82,6 +84,11 @@ void add_run_options(CLI::App* sub, TrainCommand& cmd) {
   sub->add_flag("--print-recipe", cmd.print_recipe,
                 "Print the resolved recipe (recipe, then flags) as YAML and exit");
   sub->add_flag("--no-progress", cmd.no_progress, "No progress lines, only the table");
+  sub->add_option("--mpi-timeout", cmd.mpi_timeout,
+                  "Under mpirun: seconds a rank waits for the others in one collective before "
+                  "stopping the run with an error (a rank died or hangs)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd.app = sub;
 }
 
@@ -213,7 +220,25 @@ int run_train(TrainCommand& cmd) {
     std::cout << recipe_to_yaml(cmd.options);
     return 0;
   }
+  std::shared_ptr<DataParallel> ranks;
+  if (launched_by_mpi()) {
+    // Started by mpirun: data-parallel over its ranks (distributed.h), each
+    // with its share of the cores unless --threads says otherwise.
+    MpiOptions mpi;
+    mpi.timeout_seconds = cmd.mpi_timeout;
+    ranks = mpi_data_parallel(mpi);
+    if (ranks->rank() != 0) {
+      // Rank 0 speaks for the run; the others only report problems.
+      const int rank = ranks->rank();
+      set_log_sink([rank](LogLevel level, std::string_view line) {
+        if (level == LogLevel::kWarning)
+          std::clog << "sparsetrain: warning (rank " << rank << "): " << line << std::endl;
+      });
+    }
+    if (cmd.app->count("--threads") == 0) cmd.options.threads = mpi_local_threads();
+  }
   Trainer trainer(cmd.options, zoo_factory());
+  if (ranks) trainer.set_data_parallel(ranks);
   const TrainResult r = trainer.run(std::cout);
   // Reaching --max-steps is a planned stop; a signal is not.
   const bool planned = cmd.options.max_steps >= 0 && r.steps >= cmd.options.max_steps;

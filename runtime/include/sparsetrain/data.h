@@ -196,6 +196,12 @@ class Loader {
   bool next(Batch& out);
   // Continues the current epoch at batch_index in [0, batches_per_epoch()].
   void skip_to(int64_t batch_index);
+  // Data-parallel training: from the next batch on, each batch holds only
+  // the share of rank `rank` of `ranks` of the global batch (rows
+  // [R * rank / ranks, R * (rank + 1) / ranks) of its R rows, possibly none),
+  // each sample with the augmentation a single loader gives it. Batch
+  // indices and batches_per_epoch() stay those of the global batches.
+  void set_shard(int rank, int ranks);
 
   int64_t batches_per_epoch() const;
   int64_t batch_size() const;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -225,6 +226,12 @@ class Graph {
   // set.
   Tensor backward(const Tensor& diff_output, const BackwardOptions& options);
   Tensor backward(const Tensor& diff_output, bool want_input_grad = false);
+  // Called during backward (with parameter gradients) as soon as a node has
+  // finished adding into the gradients of its parameters, nodes in backward
+  // order: data-parallel training starts reducing those gradients while the
+  // rest of backward runs (sparsetrain/distributed.h). Empty: none.
+  using ParameterGradientsFn = std::function<void(const std::vector<Parameter*>& node_parameters)>;
+  void set_parameter_gradients_callback(ParameterGradientsFn fn);
   // The mode of the last forward.
   ExecMode last_mode() const;
   // How many execution plans forward has made: a plan (which dense stems run

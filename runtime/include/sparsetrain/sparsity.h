@@ -124,6 +124,9 @@ class SparsityController {
 
   // Events since the last call, oldest first.
   std::vector<SparsityEvent> take_events();
+  // Grows whenever masks may have changed (an event recorded, masks
+  // applied): data-parallel training compares the ranks' masks then.
+  int64_t mask_changes() const { return mask_changes_; }
   // Kept fraction of each chosen layer now.
   std::vector<double> densities();
   // Sparsity over the chosen layers now.
@@ -155,6 +158,7 @@ class SparsityController {
   std::vector<PrunableLayer> layers_;
   SparsityPhase phase_ = SparsityPhase::kDense;
   std::vector<SparsityEvent> events_;
+  int64_t mask_changes_ = 0;
 };
 
 SPARSETRAIN_PUBLIC_END

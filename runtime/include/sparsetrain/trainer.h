@@ -18,6 +18,7 @@ namespace sparsetrain {
 SPARSETRAIN_PUBLIC_BEGIN
 
 struct Dataset;
+class DataParallel;
 
 // Throws Error naming the option when a value is out of range (each row's
 // check_option, options.h) or settings do not fit together (the sparsity
@@ -152,6 +153,19 @@ class Trainer {
 
   void save_checkpoint(const std::string& path) const;
   void load_checkpoint(const std::string& path);
+
+  // Trains data-parallel over `ranks` (sparsetrain/distributed.h; null:
+  // alone again), from the next step on. Every rank runs the same program:
+  // each takes its share of every global batch (options.batch_size), the
+  // gradients are summed over the ranks, the optimizer step is the same on
+  // all. BatchNorm normalises with each rank's own batch statistics and
+  // keeps its own running statistics (DistributedDataParallel's default);
+  // rank 0's are evaluated and saved. Only rank 0 writes the log, the
+  // metrics and the checkpoints, and evaluates. Masks are compared across
+  // ranks after every change (Error on a mismatch). Throws Error when the
+  // ranks' weights or masks differ now, or for linear-probe and sparse-head
+  // fine-tuning (one process).
+  void set_data_parallel(std::shared_ptr<DataParallel> ranks);
 
   // Adds a set of callbacks (called in the order added).
   void add_callbacks(TrainerCallbacks callbacks);

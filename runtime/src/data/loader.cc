@@ -205,8 +205,10 @@ struct Loader::Impl {
 
   void assemble(int64_t b, Batch& out) const {
     const int64_t n = data->size();
-    const int64_t first = b * batch_size;
-    const int64_t rows = std::min(batch_size, n - first);
+    const int64_t global_rows = std::min(batch_size, n - b * batch_size);
+    const int64_t lo = global_rows * shard_rank / shards;
+    const int64_t rows = global_rows * (shard_rank + 1) / shards - lo;
+    const int64_t first = b * batch_size + lo;
     const int64_t numel = data->image_numel();
     out.index = b;
     out.images = Tensor::empty({rows, data->channels, data->height, data->width}, Layout::kNCHW);
@@ -255,6 +257,8 @@ struct Loader::Impl {
   AugmentOptions aug;
   uint64_t seed;
   bool drop_last;
+  int shard_rank = 0;  // set_shard
+  int shards = 1;
   int64_t batches = 0;
   std::vector<float> lut;  // (C, 256): normalised value of each pixel level
 
@@ -327,6 +331,18 @@ void Loader::skip_to(int64_t batch_index) {
   m.drain();
   m.cursor = batch_index;
   if (m.cursor < m.batches) m.launch(m.cursor);
+}
+
+void Loader::set_shard(int rank, int ranks) {
+  Impl& m = *impl_;
+  if (ranks < 1 || rank < 0 || rank >= ranks) {
+    throw Error("Loader::set_shard: rank " + std::to_string(rank) + " of " +
+                std::to_string(ranks) + " is not a rank");
+  }
+  m.drain();
+  m.shard_rank = rank;
+  m.shards = ranks;
+  if (m.epoch >= 0 && m.cursor < m.batches) m.launch(m.cursor);
 }
 
 int64_t Loader::batches_per_epoch() const { return impl_->batches; }

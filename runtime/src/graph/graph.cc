@@ -429,6 +429,10 @@ Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options
     args.sum_into = sum_into;
     std::vector<Tensor> diff_src = node.backward(args);
     sum_into.clear();
+    if (param_grads && g.on_parameter_gradients) {
+      const std::vector<Parameter*> node_params = node.parameters();
+      if (!node_params.empty()) g.on_parameter_gradients(node_params);
+    }
     SPARSETRAIN_ASSERT(diff_src.size() == g.inputs[i].size());
     double backward_s = 0;
     if (g.profiling) {
@@ -532,6 +536,10 @@ HookHandle Graph::add_hook(HookPoint point, const std::string& pattern, HookFn f
   if (!fn) throw Error("graph: add_hook needs a callback");
   const int64_t id = impl_->hooks->add(point, pattern, std::move(fn), options);
   return HookHandle(impl_->hooks, id);
+}
+
+void Graph::set_parameter_gradients_callback(ParameterGradientsFn fn) {
+  impl_->on_parameter_gradients = std::move(fn);
 }
 
 void Graph::fire(HookPoint point, const std::string& phase) {

@@ -71,6 +71,9 @@ struct Graph::Impl {
     int64_t forward_calls = 0, backward_calls = 0, reorders = 0;
   };
   bool profiling = false;
+  // Graph::set_parameter_gradients_callback: told of each node's finished
+  // parameter gradients during backward.
+  std::function<void(const std::vector<Parameter*>&)> on_parameter_gradients;
   std::vector<Timing> timings;
 
   // outs[j] in `layout`: itself, or a shared reordered copy.

@@ -56,6 +56,7 @@ void SparsityController::after_step(int64_t step) {
 
 void SparsityController::apply_masks(const std::vector<Tensor>& masks, bool compressed) {
   SPARSETRAIN_ASSERT(masks.size() == layers_.size());
+  ++mask_changes_;
   for (std::size_t l = 0; l < layers_.size(); ++l) {
     const std::string& node = layers_[l].node;
     Parameter& p = graph_.parameter(layers_[l].param);
@@ -91,6 +92,7 @@ SparsityEvent& SparsityController::record(int64_t step, const std::string& kind)
   }
   e.sparsity = total > 0 ? 1.0 - static_cast<double>(kept) / static_cast<double>(total) : 0.0;
   events_.push_back(std::move(e));
+  ++mask_changes_;
   return events_.back();
 }
 

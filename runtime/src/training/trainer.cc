@@ -31,6 +31,7 @@
 #include "sparsetrain/sparsity.h"
 #include "sparsetrain/transfer.h"
 #include "training/retrain.h"
+#include "training/trainer_impl.h"
 #include "training/trainer_report.h"
 #include "transfer/linear_probe.h"
 #include "transfer/sparse_head.h"
@@ -66,73 +67,12 @@ uint64_t mix(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
-// Prunable weights in checkpoints keep their state (checkpoint.h, format 2):
-// compressed ones as their stored values plus a bitmask, masked ones dense
-// plus a bitmask.
-void save_parameters_dense(Checkpoint& ck, const std::vector<Parameter*>& params) {
-  save_parameters(ck, params);
-}
-
-// `masked`: saved masks become masks of dense weights (masked state) even
-// where they were saved compressed; otherwise every weight comes back in
-// the state it was saved in (format-1 files: compressed).
-void load_parameters_sparse(const Checkpoint& ck, Graph& graph, bool masked) {
-  load_graph_parameters(ck, graph, masked ? SparseLoad::kMasked : SparseLoad::kAsSaved);
-}
-
 }  // namespace
 
 void request_stop() { g_stop_requested.store(true); }
 bool stop_requested() { return g_stop_requested.load(); }
 
-struct Trainer::Impl {
-  TrainOptions options;
-  GraphFactory factory;
-  Dataset train;
-  Dataset test;
-  Graph graph;
-  std::unique_ptr<Optimizer> optimizer;
-  std::unique_ptr<LrSchedule> schedule;
-  std::vector<Parameter*> params;
-  Rng rng;
-  int64_t steps_per_epoch = 0;
-  // Applies the sparsity schedule around every step (sparsity.h).
-  std::unique_ptr<SparsityController> sparsity;
 
-  // Position in the run (what a checkpoint restores).
-  int64_t step = 0;
-  int64_t epoch = 0;           // 0-based epoch in progress
-  int64_t batch_in_epoch = 0;  // batches already done in that epoch
-  double epoch_loss_sum = 0;
-  int64_t epoch_correct = 0;
-  int64_t epoch_seen = 0;
-  double epoch_seconds = 0;  // time spent on the epoch in progress before a resume
-  std::vector<EpochStats> history;
-  std::string init_note;     // what init_from / retrain did, for the run log
-  std::string choices_note;  // kernel choices replayed, for the run log
-  std::vector<TrainerCallbacks> callbacks;
-  // linear-probe and sparse-head: the whole model, while `graph` is its head
-  // over cached features and `train` and `test` are those features.
-  std::unique_ptr<detail::FeatureStage> stage;
-
-  // Everything after the graph and the data are in place.
-  void start(Trainer& self);
-};
-
-namespace {
-
-// The position in the run as a checkpoint's "state" (fields_to_json).
-constexpr auto kPositionFields = [](auto& m, auto&& f) {
-  f("step", m.step);
-  f("epoch", m.epoch);
-  f("batch_in_epoch", m.batch_in_epoch);
-  f("epoch_loss_sum", m.epoch_loss_sum);
-  f("epoch_correct", m.epoch_correct);
-  f("epoch_seen", m.epoch_seen);
-  f("epoch_seconds", m.epoch_seconds);
-};
-
-}  // namespace
 
 Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
@@ -208,7 +148,7 @@ void Trainer::Impl::start(Trainer& self) {
     // The backbone is the upstream's (or the resumed run's): features of
     // the head's input, then the head alone trains on them.
     if (!m.options.resume_dir.empty()) {
-      load_parameters_sparse(Checkpoint::load(checkpoint_file(m.options.resume_dir)), m.graph,
+      detail::load_parameters_sparse(Checkpoint::load(checkpoint_file(m.options.resume_dir)), m.graph,
                              m.options.sparse_storage == "masked");
     }
     m.stage =
@@ -251,14 +191,45 @@ std::vector<KernelChoice> Trainer::kernel_choices() const { return impl_->graph.
 
 float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
   Impl& m = *impl_;
+  DataParallel* ranks = m.ranks.get();
   const float lr = m.schedule->lr(m.step);
   m.graph.set_step(m.step);
   m.sparsity->before_step(m.step);
   m.optimizer->zero_grad(m.params);
   const uint64_t seed = m.rng.next();
-  const Tensor logits = m.graph.forward(images, /*training=*/true, seed);
-  Tensor diff = Tensor::empty(logits.shape());
-  const LossResult loss = softmax_cross_entropy(logits, labels, &diff);
+  // With several ranks this rank's rows are its share of the global batch
+  // (possibly none in a short last batch).
+  const bool rows = !labels.empty() || ranks == nullptr;
+  Tensor diff;
+  LossResult loss;
+  if (rows) {
+    const Tensor logits = m.graph.forward(images, /*training=*/true, seed);
+    diff = Tensor::empty(logits.shape());
+    loss = softmax_cross_entropy(logits, labels, &diff);
+  }
+  int64_t samples = static_cast<int64_t>(labels.size());
+  if (ranks) {
+    // The global batch's mean loss, correct count and size, and whether any
+    // rank was asked to stop; each rank's mean-loss gradient is scaled to
+    // its share of the global mean, so the summed gradients are the global
+    // batch's.
+    double totals[4] = {static_cast<double>(loss.loss) * static_cast<double>(samples),
+                        static_cast<double>(loss.correct), static_cast<double>(samples),
+                        stop_requested() ? 1.0 : 0.0};
+    ranks->sum(totals, "the loss of step " + std::to_string(m.step));
+    const auto global = static_cast<int64_t>(totals[2]);
+    if (rows && global != samples) {
+      const float share = static_cast<float>(samples) / static_cast<float>(global);
+      float* d = diff.data();
+      for (int64_t i = 0; i < diff.numel(); ++i) d[i] *= share;
+    }
+    if (global != samples || ranks->ranks() > 1) {
+      loss.loss = global > 0 ? static_cast<float>(totals[0] / totals[2]) : 0.0f;
+      loss.correct = static_cast<int64_t>(totals[1]);
+    }
+    samples = global;
+    m.any_rank_stopping = totals[3] > 0;
+  }
   if (!std::isfinite(loss.loss)) {
     m.graph.release();
     std::ostringstream os;
@@ -269,21 +240,61 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
       os << "; the last checkpoint in " << m.options.out_dir << " is kept as it was";
     throw Error(os.str());
   }
-  m.graph.backward(diff);
+  if (ranks) {
+    std::vector<Parameter*> reduced;
+    for (Parameter* p : m.params)
+      if (p->updated() && p->grad.defined()) reduced.push_back(p);
+    ranks->begin_gradients(reduced);
+    if (rows) {
+      m.graph.set_parameter_gradients_callback(
+          [ranks](const std::vector<Parameter*>& ps) { ranks->gradients_ready(ps); });
+      try {
+        m.graph.backward(diff);
+      } catch (...) {
+        m.graph.set_parameter_gradients_callback({});
+        throw;
+      }
+      m.graph.set_parameter_gradients_callback({});
+    }
+    ranks->finish_gradients();
+  } else {
+    m.graph.backward(diff);
+  }
   m.sparsity->after_backward(m.step);
   for (Parameter* p : m.params) apply_mask(*p, /*grads=*/true);
   if (m.options.clip_grad_norm > 0) clip_grad_norm(m.params, m.options.clip_grad_norm);
   m.optimizer->step(m.params, lr);
   for (Parameter* p : m.params) apply_mask(*p, /*grads=*/false);
   m.sparsity->after_step(m.step);
+  if (ranks && m.sparsity->mask_changes() != m.mask_changes_checked) {
+    // Every mask change is computed from identical weights and summed
+    // gradients; a mismatch would silently train different models.
+    m.mask_changes_checked = m.sparsity->mask_changes();
+    ranks->check_equal(mask_fingerprint(m.graph),
+                       "the masks after step " + std::to_string(m.step));
+  }
   m.graph.fire(HookPoint::kAfterOptimizerStep);
-  m.epoch_loss_sum += static_cast<double>(loss.loss) * static_cast<double>(labels.size());
+  m.epoch_loss_sum += static_cast<double>(loss.loss) * static_cast<double>(samples);
   m.epoch_correct += loss.correct;
-  m.epoch_seen += static_cast<int64_t>(labels.size());
+  m.epoch_seen += samples;
   ++m.step;
   for (const TrainerCallbacks& c : m.callbacks)
     if (c.on_step) c.on_step(*this, m.step - 1, loss.loss);
   return loss.loss;
+}
+
+void Trainer::set_data_parallel(std::shared_ptr<DataParallel> ranks) {
+  Impl& m = *impl_;
+  m.ranks = std::move(ranks);
+  if (!m.ranks) return;
+  if (m.stage) {
+    throw Error("data-parallel training does not take --finetune " + m.options.finetune +
+                " (its head trains on cached features in one process)");
+  }
+  // Every rank must start from the same model: same weights, same masks.
+  m.ranks->check_equal(parameter_fingerprint(m.graph), "the initial weights");
+  m.ranks->check_equal(mask_fingerprint(m.graph), "the initial masks");
+  m.mask_changes_checked = m.sparsity->mask_changes();
 }
 
 EvalResult Trainer::evaluate(const Dataset& data) {
@@ -292,80 +303,20 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   return evaluate_graph(g, data, impl_->options.eval_batch_size);
 }
 
-void Trainer::save_checkpoint(const std::string& path) const {
-  const Impl& m = *impl_;
-  Checkpoint ck;
-  // A head over features saves the whole model it belongs to.
-  if (m.stage) m.stage->store_head(m.params);
-  save_parameters_dense(ck, m.stage ? m.stage->model().parameters() : m.params);
-  save_optimizer_state(ck, *m.optimizer, m.params);
-  save_rng(ck, "rng/trainer", m.rng);
-  const json state = fields_to_json(m, kPositionFields);
-  json history = json::array();
-  for (const auto& e : m.history) history.push_back(epoch_to_json(e));
-  auto& meta = ck.metadata();
-  meta["format"] = "sparsetrain-checkpoint-2";
-  meta["options"] = options_to_json(m.options);
-  meta["state"] = state.dump();
-  meta["history"] = history.dump();
-  meta["sample_shape"] = m.stage ? json(m.stage->model().input_shape()).dump()
-                                 : json({m.train.channels, m.train.height, m.train.width}).dump();
-  meta["num_classes"] = std::to_string(m.train.num_classes);
-  // Replayed by --resume, so the resumed run takes the same kernels.
-  meta["kernel_choices"] = kernel_choices_to_json(m.graph.kernel_choices());
-  // For people reading the file (the options above are exact).
-  meta["recipe"] = detail::utf8_lossy(recipe_to_yaml(m.options));
-  ck.save(path);
-}
-
-void Trainer::load_checkpoint(const std::string& path) {
-  Impl& m = *impl_;
-  const Checkpoint ck = Checkpoint::load(path);
-  auto field = [&](const char* key) -> const std::string& {
-    return detail::checkpoint_meta(ck, key, path + ": not a sparsetrain training checkpoint");
-  };
-  const TrainOptions saved = options_from_json(field("options"));
-  if (saved.model != m.options.model) {
-    throw Error(path + ": the checkpoint holds model '" + saved.model + "', not '" +
-                m.options.model + "'");
-  }
-  if (m.stage) {
-    // The whole model; the head graph takes its head.
-    load_parameters_sparse(ck, m.stage->model(), m.options.sparse_storage == "masked");
-    m.stage->load_head(m.graph);
-  } else {
-    load_parameters_sparse(ck, m.graph, m.options.sparse_storage == "masked");
-  }
-  m.params = m.graph.parameters();
-  load_optimizer_state(ck, *m.optimizer, m.params);
-  load_rng(ck, "rng/trainer", m.rng);
-  try {
-    fields_from_json(json::parse(field("state")), m, kPositionFields);
-    m.history.clear();
-    for (const auto& e : json::parse(field("history"))) m.history.push_back(epoch_from_json(e));
-  } catch (const json::exception& e) {
-    throw Error(path + ": bad training state in the checkpoint metadata: " + e.what());
-  }
-  if (const auto it = ck.metadata().find("kernel_choices"); it != ck.metadata().end()) {
-    const std::string where = path + ": metadata 'kernel_choices'";
-    const std::vector<KernelChoice> recorded = kernel_choices_from_json(it->second, where);
-    m.graph.replay_kernel_choices(recorded, where);
-    m.choices_note +=
-        "kernel choices: replaying " + std::to_string(recorded.size()) + " from the checkpoint\n";
-  }
-  // The masks came back with the parameters; the phase follows from the step.
-  m.sparsity->resume(m.step);
-}
-
-TrainResult Trainer::run(std::ostream& log) {
+TrainResult Trainer::run(std::ostream& log_stream) {
   Impl& m = *impl_;
   namespace fs = std::filesystem;
   const TrainOptions& o = m.options;
   g_stop_requested.store(false);
   TrainResult result;
+  // Data-parallel: rank 0 writes the log, metrics and checkpoints and
+  // evaluates; the other ranks only train.
+  const bool writer = !m.ranks || m.ranks->rank() == 0;
+  std::ostringstream discarded;
+  std::ostream& log = writer ? log_stream : discarded;
 
   std::ofstream metrics;
-  if (!o.metrics_path.empty()) {
+  if (!o.metrics_path.empty() && writer) {
     const fs::path mp(o.metrics_path);
     if (mp.has_parent_path()) fs::create_directories(mp.parent_path());
     metrics.open(o.metrics_path, o.resume_dir.empty() ? std::ios::trunc : std::ios::app);
@@ -378,7 +329,7 @@ TrainResult Trainer::run(std::ostream& log) {
       metrics << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n' << std::flush;
   };
   fs::path ck_path, choices_path;
-  if (!o.out_dir.empty()) {
+  if (!o.out_dir.empty() && writer) {
     std::error_code ec;
     fs::create_directories(o.out_dir, ec);
     if (ec) throw Error("--out: cannot create directory '" + o.out_dir + "': " + ec.message());
@@ -413,7 +364,7 @@ TrainResult Trainer::run(std::ostream& log) {
   };
   // Snapshots for weight rewinding: the state after `epoch` epochs.
   auto save_snapshot = [&](int64_t epoch) {
-    if (std::find(o.save_epochs.begin(), o.save_epochs.end(), epoch) == o.save_epochs.end()) return;
+    if (!writer ||std::find(o.save_epochs.begin(), o.save_epochs.end(), epoch) == o.save_epochs.end()) return;
     const std::string path = detail::snapshot_path(o.out_dir, epoch);
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);
@@ -423,7 +374,8 @@ TrainResult Trainer::run(std::ostream& log) {
   };
 
   std::vector<std::unique_ptr<Probe>> probes;  // watch the final evaluation
-  for (const std::string& name : o.probes) probes.push_back(make_probe(name));
+  if (writer)
+    for (const std::string& name : o.probes) probes.push_back(make_probe(name));
 
   AugmentOptions aug;
   // Float samples (features) are never augmented.
@@ -432,6 +384,7 @@ TrainResult Trainer::run(std::ostream& log) {
   aug.random_crop = augment;
   aug.hflip = augment;
   Loader loader(m.train, o.batch_size, /*shuffle=*/true, aug, o.seed);
+  if (m.ranks) loader.set_shard(m.ranks->rank(), m.ranks->ranks());
 
   const int64_t params_total =
       m.stage ? m.stage->model().parameter_count() : m.graph.parameter_count();
@@ -460,6 +413,12 @@ TrainResult Trainer::run(std::ostream& log) {
   if (o.dataset == "cifar10") log << "; test set " << m.test.files;
   log << "), batch " << o.batch_size << ", " << o.optimizer << " lr " << o.lr << " ("
       << o.lr_schedule << "), " << kernels::num_threads() << " threads\n";
+  if (m.ranks) {
+    log << "data-parallel over " << m.ranks->ranks() << " MPI ranks of " << kernels::num_threads()
+        << " thread(s) each: " << o.batch_size / m.ranks->ranks() << "-"
+        << (o.batch_size + m.ranks->ranks() - 1) / m.ranks->ranks()
+        << " samples of every batch per rank, gradients summed in buckets during backward\n";
+  }
   if (!m.init_note.empty()) log << m.init_note << "\n";
   log << m.choices_note;
   log_sparsity_header(log, *m.sparsity, m.graph, o.kernels);
@@ -508,7 +467,7 @@ TrainResult Trainer::run(std::ostream& log) {
   while (m.epoch < o.epochs) {
     loader.start_epoch(m.epoch);
     if (m.batch_in_epoch > 0) loader.skip_to(m.batch_in_epoch);
-    Progress progress(log, o.progress, tty, m.epoch + 1, loader.batches_per_epoch(),
+    Progress progress(log, o.progress && writer, tty, m.epoch + 1, loader.batches_per_epoch(),
                       m.batch_in_epoch);
     const auto t0 = Clock::now();
     reset_peak_memory();
@@ -546,7 +505,9 @@ TrainResult Trainer::run(std::ostream& log) {
               {"lr", lr},
               {"ms", step_ms.back()}});
       }
-      if (g_stop_requested.load() || (o.max_steps >= 0 && m.step >= o.max_steps)) {
+      // Ranks stop together: at the step where any of them was asked to.
+      const bool stop_now = m.ranks ? m.any_rank_stopping : g_stop_requested.load();
+      if (stop_now || (o.max_steps >= 0 && m.step >= o.max_steps)) {
         stopped = m.batch_in_epoch < loader.batches_per_epoch() || m.epoch + 1 < o.epochs;
         if (stopped) break;
       }
@@ -581,7 +542,7 @@ TrainResult Trainer::run(std::ostream& log) {
     std::vector<HookHandle> probe_hooks;
     if (last_epoch)
       for (auto& probe : probes) probe->attach(m.graph, "*");
-    const EvalResult ev = evaluate(m.test);
+    const EvalResult ev = writer ? evaluate(m.test) : EvalResult{};
     for (auto& probe : probes) probe->detach();
     e.test_accuracy = ev.accuracy;
     e.test_loss = ev.loss;
@@ -593,6 +554,14 @@ TrainResult Trainer::run(std::ostream& log) {
       if (c.on_epoch_end) c.on_epoch_end(*this, e);
     json ej = epoch_to_json(e);
     ej["event"] = "epoch";
+    if (m.ranks) {
+      const DataParallelStats ds = m.ranks->stats();
+      ej["ranks"] = m.ranks->ranks();
+      ej["allreduce_floats_per_step"] = ds.values_last_step;
+      ej["allreduce_dense_floats_per_step"] = ds.dense_values_last_step;
+      ej["allreduce_buckets_per_step"] = ds.buckets_last_step;
+      ej["allreduce_wait_seconds_total"] = ds.wait_seconds_total;
+    }
     emit(ej);
     ++m.epoch;
     m.batch_in_epoch = 0;
@@ -642,11 +611,21 @@ TrainResult Trainer::run(std::ostream& log) {
     end[key] = out;
     log << probe->name() << " written to " << out << "\n";
   }
+  if (m.ranks) {
+    end["ranks"] = m.ranks->ranks();
+    end["allreduce_floats_per_step"] = m.ranks->stats().values_last_step;
+  }
   emit(end);
   log << "final test accuracy: " << std::fixed << std::setprecision(2)
       << 100.0 * result.test_accuracy << "% (" << m.test.size() << " images";
   if (o.dataset == "cifar10") log << ", " << m.test.files;
   log << ")\n";
+  if (m.ranks) {
+    const DataParallelStats ds = m.ranks->stats();
+    log << "all-reduced per step (last step): " << ds.values_last_step << " floats ("
+        << ds.bytes_last_step << " bytes) in " << ds.buckets_last_step << " bucket(s), against "
+        << ds.dense_values_last_step << " for dense gradients\n";
+  }
   if (!ck_path.empty()) log << "checkpoint: " << ck_path.string() << "\n";
   return result;
 }
