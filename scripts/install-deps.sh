@@ -16,6 +16,7 @@ packages=(
   libcurl4-openssl-dev libssl-dev libarchive-dev ca-certificates  # data fetch
   python3  # the tests' loopback HTTP server
   python3-dev pybind11-dev python3-numpy python3-pytest  # the Python module and its tests
+  libopenmpi-dev openmpi-bin  # data-parallel training over MPI (mpirun)
   clang libclang-rt-14-dev libomp-dev  # the fuzz targets: libFuzzer, sanitizers, OpenMP
   libjs-chart.js  # the compare report's plots (inlined into the library at build time)
   chromium fonts-dejavu-core  # the compare report's browser test (headless)

@@ -197,6 +197,14 @@ TEST_F(CApi, WrongSizesShapesAndFilesNameTheProblem) {
   fs::remove_all(dir);
 }
 
+void expect_near_all(const std::vector<float>& a, const std::vector<float>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  float scale = 0;
+  for (float v : a) scale = std::max(scale, std::abs(v));
+  for (std::size_t i = 0; i < a.size(); ++i)
+    EXPECT_NEAR(a[i], b[i], 1e-5f * scale + 1e-6f) << "output " << i;
+}
+
 TEST_F(CApi, ModelsByCallsFilesAndNamesAgreeAndRoundTrip) {
   st_model* zoo = nullptr;
   st_model* file = nullptr;
@@ -237,8 +245,10 @@ TEST_F(CApi, ModelsByCallsFilesAndNamesAgreeAndRoundTrip) {
   ASSERT_EQ(st_model_predict(zoo, b.images.data(), b.images.size(), 4, a.data(), 40), ST_OK);
   ASSERT_EQ(st_model_predict(file, b.images.data(), b.images.size(), 4, f.data(), 40), ST_OK);
   ASSERT_EQ(st_model_predict(calls, b.images.data(), b.images.size(), 4, c.data(), 40), ST_OK);
-  EXPECT_EQ(a, f);
-  EXPECT_EQ(a, c);
+  // Equal up to the kernels each model's timed choice took ("auto": sparse
+  // or dense kernels, whose sums round differently).
+  expect_near_all(a, f);
+  expect_near_all(a, c);
   int64_t params = 0, nonzero = 0;
   ASSERT_EQ(st_model_info(calls, nullptr, nullptr, nullptr, nullptr, &params, &nonzero), ST_OK);
   EXPECT_EQ(params, 61706);
@@ -258,7 +268,7 @@ TEST_F(CApi, ModelsByCallsFilesAndNamesAgreeAndRoundTrip) {
   st_model* back = nullptr;
   ASSERT_EQ(st_model_load(saved.c_str(), &back), ST_OK) << error();
   ASSERT_EQ(st_model_predict(back, b.images.data(), b.images.size(), 4, after.data(), 40), ST_OK);
-  EXPECT_EQ(before, after);
+  expect_near_all(before, after);
   int64_t back_nonzero = 0;
   ASSERT_EQ(st_model_info(back, nullptr, nullptr, nullptr, nullptr, nullptr, &back_nonzero), ST_OK);
   EXPECT_EQ(back_nonzero, pruned_nonzero);

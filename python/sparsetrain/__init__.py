@@ -17,21 +17,25 @@ def _openmp_loaded():
         return False
 
 
-# oneDNN runs on OpenMP, whose idle threads spin by default; on a busy
-# machine they take the cores from the runtime's own worker threads. libgomp
-# reads its waiting policy once, when it is loaded, which is when the
-# extension below is imported: the command-line program re-executes itself
-# for this, a module sets the variable first (unless the user chose one).
+# oneDNN runs on OpenMP, whose idle threads spin by default and take the
+# cores from the runtime's own (TBB) threads and from other programs. The
+# module waits passively, as the command-line program does (README "OpenMP's
+# waiting policy": the measured trade-off): libgomp reads its policy once,
+# when it is loaded, which is when the extension below is imported, so the
+# variable is set first, unless the user chose a policy (OMP_WAIT_POLICY or
+# GOMP_SPINCOUNT).
 _openmp_was_loaded = _openmp_loaded()
-_os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-if _openmp_was_loaded and _os.environ.get("OMP_WAIT_POLICY", "").lower() == "passive":
-    _warnings.warn(
-        "sparsetrain: OpenMP was loaded before sparsetrain, so its threads keep the default "
-        "waiting policy and may slow training on a busy machine; import sparsetrain first or "
-        "set OMP_WAIT_POLICY=passive in the environment",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+_user_chose = "OMP_WAIT_POLICY" in _os.environ or "GOMP_SPINCOUNT" in _os.environ
+if not _user_chose:
+    _os.environ["OMP_WAIT_POLICY"] = "passive"
+    if _openmp_was_loaded:
+        _warnings.warn(
+            "sparsetrain: OpenMP was loaded before sparsetrain, so its threads keep libgomp's "
+            "default waiting policy (spinning); import sparsetrain first, or choose a policy "
+            "with OMP_WAIT_POLICY in the environment",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 from ._sparsetrain import (  # noqa: E402
     Dataset,

@@ -97,16 +97,17 @@ void expect_same_training(const TrainedRun& alone, const TrainedRun& parallel, c
   } else {
     EXPECT_LT(worst_loss, 1e-3) << what << ": step losses differ by up to " << worst_loss;
     EXPECT_LT(worst_weight, 5e-3) << what << ": weights differ by up to " << worst_weight;
-    EXPECT_LE(mask_flips, positions / 1000) << what << ": masks differ at " << mask_flips << " of "
-                                            << positions << " positions";
+    EXPECT_LE(mask_flips, positions / 1000)
+        << what << ": masks differ at " << mask_flips << " of " << positions << " positions";
   }
   if (g_ranks->rank() == 0)
-    std::printf("[ rank 0/%d ] %s: %zu steps, loss differs by <= %.2e (relative), weights by <= "
-                "%.2e, masks at %lld of %lld positions; accuracy %.2f%% alone, %.2f%% "
-                "data-parallel\n",
-                g_ranks->ranks(), what, a.size(), worst_loss, worst_weight,
-                static_cast<long long>(mask_flips), static_cast<long long>(positions),
-                100 * alone.result.test_accuracy, 100 * parallel.result.test_accuracy);
+    std::printf(
+        "[ rank 0/%d ] %s: %zu steps, loss differs by <= %.2e (relative), weights by <= "
+        "%.2e, masks at %lld of %lld positions; accuracy %.2f%% alone, %.2f%% "
+        "data-parallel\n",
+        g_ranks->ranks(), what, a.size(), worst_loss, worst_weight,
+        static_cast<long long>(mask_flips), static_cast<long long>(positions),
+        100 * alone.result.test_accuracy, 100 * parallel.result.test_accuracy);
   // Every rank holds the same masks (the trainer also compares them after
   // every change).
   EXPECT_NO_THROW(g_ranks->check_equal(parallel.masks, std::string(what) + ": final masks"));
@@ -199,16 +200,16 @@ TEST(DataParallel, CompressedResNet20SendsItsNonzerosOnly) {
   EXPECT_LT(static_cast<double>(sparse.values_last_step),
             0.15 * static_cast<double>(dense.values_last_step));
   if (g_ranks->rank() == 0)
-    std::printf("[ rank 0/%d ] ResNet-20 all-reduce per step: dense %lld floats (%lld bytes, %lld "
-                "buckets), 90%% sparse %lld floats (%lld bytes, %lld buckets): %.1fx fewer\n",
-                g_ranks->ranks(), static_cast<long long>(dense.values_last_step),
-                static_cast<long long>(dense.bytes_last_step),
-                static_cast<long long>(dense.buckets_last_step),
-                static_cast<long long>(sparse.values_last_step),
-                static_cast<long long>(sparse.bytes_last_step),
-                static_cast<long long>(sparse.buckets_last_step),
-                static_cast<double>(dense.values_last_step) /
-                    static_cast<double>(sparse.values_last_step));
+    std::printf(
+        "[ rank 0/%d ] ResNet-20 all-reduce per step: dense %lld floats (%lld bytes, %lld "
+        "buckets), 90%% sparse %lld floats (%lld bytes, %lld buckets): %.1fx fewer\n",
+        g_ranks->ranks(), static_cast<long long>(dense.values_last_step),
+        static_cast<long long>(dense.bytes_last_step),
+        static_cast<long long>(dense.buckets_last_step),
+        static_cast<long long>(sparse.values_last_step),
+        static_cast<long long>(sparse.bytes_last_step),
+        static_cast<long long>(sparse.buckets_last_step),
+        static_cast<double>(dense.values_last_step) / static_cast<double>(sparse.values_last_step));
 }
 
 TEST(DataParallel, MismatchedMasksStopWithAnError) {

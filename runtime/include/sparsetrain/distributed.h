@@ -23,13 +23,13 @@ SPARSETRAIN_PUBLIC_BEGIN
 
 // What the gradient reductions moved (each rank's own contribution).
 struct DataParallelStats {
-  int64_t steps = 0;               // steps whose gradients were reduced
-  int64_t buckets_last_step = 0;   // all-reduce calls of the last step
-  int64_t values_last_step = 0;    // floats all-reduced in the last step
-  int64_t bytes_last_step = 0;     // their bytes (4 per float)
-  int64_t bytes_total = 0;         // over every step
+  int64_t steps = 0;                   // steps whose gradients were reduced
+  int64_t buckets_last_step = 0;       // all-reduce calls of the last step
+  int64_t values_last_step = 0;        // floats all-reduced in the last step
+  int64_t bytes_last_step = 0;         // their bytes (4 per float)
+  int64_t bytes_total = 0;             // over every step
   int64_t dense_values_last_step = 0;  // what the same parameters hold densely
-  double wait_seconds_total = 0;   // blocked after backward, waiting for reductions
+  double wait_seconds_total = 0;       // blocked after backward, waiting for reductions
 };
 
 class DataParallel {

@@ -336,8 +336,8 @@ void Loader::skip_to(int64_t batch_index) {
 void Loader::set_shard(int rank, int ranks) {
   Impl& m = *impl_;
   if (ranks < 1 || rank < 0 || rank >= ranks) {
-    throw Error("Loader::set_shard: rank " + std::to_string(rank) + " of " +
-                std::to_string(ranks) + " is not a rank");
+    throw Error("Loader::set_shard: rank " + std::to_string(rank) + " of " + std::to_string(ranks) +
+                " is not a rank");
   }
   m.drain();
   m.shard_rank = rank;

@@ -1,12 +1,12 @@
 // The parts of data-parallel training that do not need MPI (distributed.h):
 // fingerprints of masks and weights, and the launcher's environment.
+#include "sparsetrain/distributed.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
-
-#include "sparsetrain/distributed.h"
 
 namespace sparsetrain {
 namespace {

@@ -13,7 +13,7 @@
 // it waited for.
 #include "sparsetrain/distributed.h"
 
-#if SPARSETRAIN_HAVE_MPI
+#ifdef SPARSETRAIN_HAVE_MPI
 #include <mpi.h>
 #endif
 
@@ -28,7 +28,7 @@
 
 namespace sparsetrain {
 
-#if !SPARSETRAIN_HAVE_MPI
+#ifndef SPARSETRAIN_HAVE_MPI
 
 bool mpi_available() { return false; }
 
@@ -144,8 +144,8 @@ class MpiDataParallel final : public DataParallel {
 
   void sum(std::span<double> values, const std::string& what) override {
     MPI_Request request = MPI_REQUEST_NULL;
-    check(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()),
-                         MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &request),
+    check(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE,
+                         MPI_SUM, MPI_COMM_WORLD, &request),
           what);
     wait(&request, what);
   }
@@ -224,7 +224,8 @@ class MpiDataParallel final : public DataParallel {
       if (flag) return;
       // Spin briefly (a reduction on one machine takes microseconds), then
       // poll with short sleeps so a rank that waits leaves the core.
-      if (polls > 2000) std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 500 : 20));
+      if (polls > 2000)
+        std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 500 : 20));
       const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
       if (stop_requested()) {
         throw Error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +

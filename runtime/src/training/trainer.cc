@@ -72,8 +72,6 @@ uint64_t mix(uint64_t a, uint64_t b) {
 void request_stop() { g_stop_requested.store(true); }
 bool stop_requested() { return g_stop_requested.load(); }
 
-
-
 Trainer::Trainer(TrainOptions options, GraphFactory factory) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   validate(options);
@@ -148,8 +146,8 @@ void Trainer::Impl::start(Trainer& self) {
     // The backbone is the upstream's (or the resumed run's): features of
     // the head's input, then the head alone trains on them.
     if (!m.options.resume_dir.empty()) {
-      detail::load_parameters_sparse(Checkpoint::load(checkpoint_file(m.options.resume_dir)), m.graph,
-                             m.options.sparse_storage == "masked");
+      detail::load_parameters_sparse(Checkpoint::load(checkpoint_file(m.options.resume_dir)),
+                                     m.graph, m.options.sparse_storage == "masked");
     }
     m.stage =
         std::make_unique<detail::FeatureStage>(std::move(m.graph), m.options, m.train, m.test);
@@ -270,8 +268,7 @@ float Trainer::step(const Tensor& images, const std::vector<int32_t>& labels) {
     // Every mask change is computed from identical weights and summed
     // gradients; a mismatch would silently train different models.
     m.mask_changes_checked = m.sparsity->mask_changes();
-    ranks->check_equal(mask_fingerprint(m.graph),
-                       "the masks after step " + std::to_string(m.step));
+    ranks->check_equal(mask_fingerprint(m.graph), "the masks after step " + std::to_string(m.step));
   }
   m.graph.fire(HookPoint::kAfterOptimizerStep);
   m.epoch_loss_sum += static_cast<double>(loss.loss) * static_cast<double>(samples);
@@ -364,7 +361,9 @@ TrainResult Trainer::run(std::ostream& log_stream) {
   };
   // Snapshots for weight rewinding: the state after `epoch` epochs.
   auto save_snapshot = [&](int64_t epoch) {
-    if (!writer ||std::find(o.save_epochs.begin(), o.save_epochs.end(), epoch) == o.save_epochs.end()) return;
+    if (!writer ||
+        std::find(o.save_epochs.begin(), o.save_epochs.end(), epoch) == o.save_epochs.end())
+      return;
     const std::string path = detail::snapshot_path(o.out_dir, epoch);
     std::error_code ec;
     fs::create_directories(fs::path(path).parent_path(), ec);

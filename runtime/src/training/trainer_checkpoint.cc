@@ -8,8 +8,8 @@
 #include "sparsetrain/error.h"
 #include "sparsetrain/kernel_choices.h"
 #include "sparsetrain/recipe.h"
-#include "training/trainer_impl.h"
 #include "training/retrain.h"
+#include "training/trainer_impl.h"
 #include "training/trainer_report.h"
 
 namespace sparsetrain {

@@ -48,7 +48,7 @@ struct Trainer::Impl {
   std::unique_ptr<detail::FeatureStage> stage;
   // Data-parallel training (set_data_parallel): null when alone.
   std::shared_ptr<DataParallel> ranks;
-  bool any_rank_stopping = false;  // a rank was asked to stop (this step's sum)
+  bool any_rank_stopping = false;    // a rank was asked to stop (this step's sum)
   int64_t mask_changes_checked = 0;  // SparsityController::mask_changes() compared
 
   // Everything after the graph and the data are in place.
