@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite: builds the release and
 # the asan (address + undefined-behaviour sanitizer) presets and runs ctest
-# on both, then runs every fuzz target for FUZZ_SECONDS (default 30) each
+# on both, then runs every fuzz target for FUZZ_SECONDS (default 20) each
 # (scripts/fuzz.sh; FUZZ_SECONDS=0 skips them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +13,8 @@ for preset in release asan; do
   echo "=== test: $preset"
   ctest --preset "$preset" -j "${JOBS:-$(nproc)}" || status=1
 done
-if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
-  echo "=== fuzz: every target for ${FUZZ_SECONDS:-30} s"
-  scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || status=1
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  echo "=== fuzz: every target for ${FUZZ_SECONDS:-20} s"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-20}" || status=1
 fi
 exit $status
