@@ -8,9 +8,9 @@
 // requests in flight, which is what drives Open MPI's progress).
 //
 // No collective waits for ever: every wait polls its request against
-// MpiOptions::timeout_seconds and against stop_requested() (mpirun sends
-// SIGTERM to the survivors when a rank dies), and throws Error naming what
-// it waited for.
+// MpiOptions::timeout_seconds and, 2 s after a stop request, against
+// stop_requested() (mpirun sends SIGTERM to the survivors when a rank dies),
+// and throws Error naming what it waited for.
 #include "sparsetrain/distributed.h"
 
 #ifdef SPARSETRAIN_HAVE_MPI
@@ -46,6 +46,7 @@ void abort_ranks(int /*code*/) {}
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr double kStopGraceSeconds = 2.0;
 
 std::string mpi_error(int code) {
   char text[MPI_MAX_ERROR_STRING];
@@ -218,6 +219,7 @@ class MpiDataParallel final : public DataParallel {
   // process was asked to stop (a rank died and mpirun ends the job).
   void wait(MPI_Request* request, const std::string& what) const {
     const auto t0 = Clock::now();
+    Clock::time_point stop_seen;
     for (int polls = 0;; ++polls) {
       int flag = 0;
       check(MPI_Test(request, &flag, MPI_STATUS_IGNORE), what);
@@ -226,8 +228,14 @@ class MpiDataParallel final : public DataParallel {
       // poll with short sleeps so a rank that waits leaves the core.
       if (polls > 2000)
         std::this_thread::sleep_for(std::chrono::microseconds(polls > 20000 ? 500 : 20));
-      const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
-      if (stop_requested()) {
+      const auto now = Clock::now();
+      const double waited = std::chrono::duration<double>(now - t0).count();
+      // A stop request (Ctrl-C reaches every rank) lets the collective
+      // finish, so the ranks stop together at the step's end and rank 0
+      // saves; only a collective still unfinished 2 s after it gives up.
+      if (stop_requested() && stop_seen == Clock::time_point()) stop_seen = now;
+      if (stop_seen != Clock::time_point() &&
+          std::chrono::duration<double>(now - stop_seen).count() > kStopGraceSeconds) {
         throw Error("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +
                     ": stopped while waiting for " + what +
                     " (a signal; another rank may have died)");
