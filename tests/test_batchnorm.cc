@@ -212,7 +212,8 @@ TEST(BatchNormKernels, DnnlIsRightInEveryLayout) {
                                          kernels::batchnorm_forward_training_dnnl,
                                          kernels::batchnorm_backward_dnnl,
                                          kernels::batchnorm_forward_inference_dnnl,
-                                         kernels::batchnorm_backward_inference_dnnl};
+                                         kernels::batchnorm_backward_inference_dnnl,
+                                         nullptr};
   uint64_t seed = 200;
   for (Layout layout : kLayouts) check_kernel(dnnl, make_problem(5, 3, 9, 7, layout, seed++));
 }
@@ -322,6 +323,88 @@ TEST(BatchNormKernels, FusedReluOnResNet20Shapes) {
       for (const auto& k : kernels::batchnorm_kernels())
         if (std::string(k.name) != "ref") check_fused_relu(k, p);
     }
+}
+
+// A fused residual sum (desc.residual, forward_training_add), with and
+// without the ReLU after it, in every kernel that accepts it: bit for bit
+// against the same kernel's plain forward followed by the Add and the ReLU
+// (what the executor's BatchNorm + Add + ReLU fusion relies on), and against
+// the reference.
+void check_fused_residual(const kernels::BatchNormKernel& k, const BnProblem& p, bool relu) {
+  kernels::BatchNormDesc plain = p.desc;
+  plain.relu = false;
+  kernels::BatchNormDesc fused = plain;
+  fused.residual = true;
+  fused.relu = relu;
+  if (!k.supports(fused)) return;
+  ASSERT_NE(k.forward_training_add, nullptr) << k.name;
+  const int64_t numel = plain.numel();
+  const auto C = static_cast<size_t>(plain.c);
+  SCOPED_TRACE(std::string(k.name) + " fused residual" + (relu ? " + ReLU " : " ") +
+               std::to_string(plain.n) + "x" + std::to_string(plain.c) + "x" +
+               std::to_string(plain.h) + "x" + std::to_string(plain.w) + " " +
+               layout_name(plain.layout));
+  Rng rng(numel + 7);
+  std::vector<float> residual = testing::small_ints(numel, -3, 3, rng);
+  for (float& r : residual) r *= 0.75f;
+  std::vector<float> y(numel), mean(C), rstd(C);
+  k.forward_training(y.data(), mean.data(), rstd.data(), p.src.data(), p.gamma.data(),
+                     p.beta.data(), plain);
+  std::vector<float> want(numel);
+  int64_t kept = 0;
+  for (int64_t i = 0; i < numel; ++i) {
+    const float v = y[i] + residual[i];
+    want[i] = relu && v < 0.0f ? 0.0f : v;
+    kept += v > 0.0f;
+  }
+  std::vector<float> fy(numel, -7.0f), fmean(C), frstd(C);
+  k.forward_training_add(fy.data(), fmean.data(), frstd.data(), p.src.data(), residual.data(),
+                         p.gamma.data(), p.beta.data(), fused);
+  EXPECT_EQ(fy, want);
+  EXPECT_EQ(fmean, mean);
+  EXPECT_EQ(frstd, rstd);
+  if (relu && plain.per_channel() >= 16) {
+    EXPECT_GT(kept, 0);
+    EXPECT_LT(kept, numel);
+  }
+  const auto& ref = kernels::batchnorm_kernels().reference();
+  std::vector<float> ry(numel), rmean(C), rrstd(C);
+  ref.forward_training_add(ry.data(), rmean.data(), rrstd.data(), p.src.data(), residual.data(),
+                           p.gamma.data(), p.beta.data(), fused);
+  const double c_stats = 32 + 2 * std::sqrt(static_cast<double>(plain.per_channel()));
+  expect_close(ry, fy, c_stats, 3, "fused residual dst");
+}
+
+TEST(BatchNormKernels, FusedResidualMatchesUnfusedAndReferenceInEveryLayout) {
+  const int64_t shapes[][4] = {{2, 1, 1, 1}, {5, 3, 3, 5}, {17, 16, 9, 7}, {128, 17, 3, 5}};
+  uint64_t seed = 700;
+  int fused_kernels = 0;
+  for (const auto& s : shapes)
+    for (Layout layout : kLayouts) {
+      const BnProblem p = make_problem(s[0], s[1], s[2], s[3], layout, seed++);
+      for (const auto& k : kernels::batchnorm_kernels()) {
+        kernels::BatchNormDesc fused = p.desc;
+        fused.residual = true;
+        fused_kernels += k.supports(fused);
+        check_fused_residual(k, p, false);
+        check_fused_residual(k, p, true);
+      }
+    }
+  EXPECT_GT(fused_kernels, 0);
+  kernels::BatchNormDesc nhwc = {128, 16, 32, 32, Layout::kNHWC, 1e-5f};
+  nhwc.residual = true;
+  EXPECT_FALSE(kernels::batchnorm_dnnl_supports(nhwc));
+  EXPECT_STRNE(kernels::batchnorm_kernels().pick_for(nhwc).name, "dnnl");
+}
+
+TEST(BatchNormKernels, FusedResidualOnResNet20Shapes) {
+  const int64_t shapes[][4] = {{128, 16, 32, 32}, {128, 64, 8, 8}};
+  uint64_t seed = 800;
+  for (const auto& s : shapes) {
+    const BnProblem p = make_problem(s[0], s[1], s[2], s[3], Layout::kCHWN, seed++);
+    for (const auto& k : kernels::batchnorm_kernels())
+      if (std::string(k.name) != "ref") check_fused_residual(k, p, true);
+  }
 }
 
 TEST(BatchNormKernels, StatisticsStayAccurateWithALargeOffset) {

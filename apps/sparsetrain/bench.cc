@@ -95,6 +95,9 @@ CLI::App* add_bench(CLI::App& app, BenchCommand& cmd) {
                     "A checkpoint (or run folder): the sparse side takes its model and the masks "
                     "of its compressed layers (e.g. an AC/DC run, to time its fine-tuning step) "
                     "instead of --sparsity and --distribution");
+  model->add_flag("--no-fusion", m.no_fusion,
+                  "Run every node on its own, on both sides (no BatchNorm / Add / ReLU fusion): "
+                  "the executor's fusions measured by difference");
   model->add_flag("--json", m.json, "Print one JSON object");
   model->allow_extras();
   cmd.model_app = model;

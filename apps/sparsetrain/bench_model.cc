@@ -123,6 +123,7 @@ struct Row {
 
 struct Report {
   std::string model, distribution, kernels, isa;
+  bool fusion = true;
   int64_t batch = 0;
   double sparsity = 0;
   int threads = 0, steps = 0;
@@ -186,6 +187,7 @@ Report measure(const BenchModelCommand& cmd) {
   for (Side* s : {&dense, &sparse}) {
     s->params = s->graph.parameters();
     s->graph.set_profiling(true);
+    s->graph.set_fusion(!cmd.no_fusion);
   }
 
   Rng rng(cmd.seed + 1);
@@ -209,6 +211,7 @@ Report measure(const BenchModelCommand& cmd) {
   rep.model = cmd.model;
   rep.distribution = distribution_name(distribution);
   rep.kernels = cmd.kernels;
+  rep.fusion = !cmd.no_fusion;
   rep.isa = sk::isa_name(isa);
   rep.batch = cmd.batch;
   rep.sparsity =
@@ -285,10 +288,10 @@ std::string cell(double ms, bool present) {
 void print_report(const Report& r) {
   std::printf(
       "bench model: %s, batch %lld, sparsity %.2f (%s) on %d of %d prunable layers%s, kernels "
-      "%s, ISA %s, %d threads, medians of %d steps\n",
+      "%s%s, ISA %s, %d threads, medians of %d steps\n",
       r.model.c_str(), static_cast<long long>(r.batch), r.sparsity, r.distribution.c_str(),
       r.compressed_layers, r.prunable_layers, r.dense_first_last ? " (first and last dense)" : "",
-      r.kernels.c_str(), r.isa.c_str(), r.threads, r.steps);
+      r.kernels.c_str(), r.fusion ? "" : ", no fusion", r.isa.c_str(), r.threads, r.steps);
   std::printf(
       "parameters + optimizer state: dense %s, sparse %s; peak activations: dense %s, "
       "sparse %s\n",
@@ -350,6 +353,7 @@ nlohmann::ordered_json to_json(const Report& r) {
           {"sparsity", r.sparsity},
           {"distribution", r.distribution},
           {"kernels", r.kernels},
+          {"fusion", r.fusion},
           {"threads", r.threads},
           {"isa", r.isa},
           {"steps", r.steps},

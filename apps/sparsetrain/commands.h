@@ -182,6 +182,7 @@ struct BenchModelCommand {
   uint64_t seed = 0;
   bool json = false;
   std::string masks_from;  // a checkpoint whose masks (and model) the sparse side takes
+  bool no_fusion = false;  // Graph::set_fusion(false) on both sides
 };
 struct BenchCommand {
   BenchLinearCommand linear;

@@ -21,6 +21,13 @@
 // decision bit for bit (an unfused ReLU reads the same decision from dst).
 // Only forward_training and backward honour it; a kernel that cannot fuse
 // says so in supports().
+//
+// With desc.residual (forward_training_add only) the output also takes a
+// residual sum, the Add of a residual block fused in: dst = y + residual, or
+// max(0, y + residual) with desc.relu. The backward of that sum is the
+// caller's (the gradient of y is the gradient of the sum, masked by the
+// ReLU from dst), so backward never sees desc.residual. A kernel without it
+// has a null forward_training_add and refuses such a desc in supports().
 #pragma once
 
 #include <cstdint>
@@ -35,7 +42,8 @@ struct BatchNormDesc {
   int64_t n = 0, c = 0, h = 0, w = 0;  // src, dst, diff_src, diff_dst: (N, C, H, W)
   Layout layout = Layout::kNCHW;       // kNCHW (or kPlain), kNHWC or kCHWN
   float eps = 1e-5f;
-  bool relu = false;  // a ReLU fused after the normalisation (training pair only)
+  bool relu = false;      // a ReLU fused after the normalisation (training pair only)
+  bool residual = false;  // a residual added before that ReLU (forward_training_add only)
 
   int64_t per_channel() const { return n * h * w; }
   int64_t numel() const { return n * c * h * w; }
@@ -46,6 +54,11 @@ struct BatchNormDesc {
 using BatchNormForwardTrainingFn = void(float* dst, float* mean, float* rstd, const float* src,
                                         const float* gamma, const float* beta,
                                         const BatchNormDesc& desc);
+// forward_training, then dst += residual (N, C, H, W, desc.layout) before the
+// ReLU of desc.relu: one pass over dst instead of a BatchNorm and an Add.
+using BatchNormForwardTrainingAddFn = void(float* dst, float* mean, float* rstd, const float* src,
+                                           const float* residual, const float* gamma,
+                                           const float* beta, const BatchNormDesc& desc);
 // Gradient through the batch statistics:
 //   diff_beta  += sum(diff_dst)
 //   diff_gamma += sum(diff_dst * xhat)
@@ -82,6 +95,7 @@ struct BatchNormKernel {
   BatchNormBackwardFn* backward;
   BatchNormForwardInferenceFn* forward_inference;
   BatchNormBackwardInferenceFn* backward_inference;
+  BatchNormForwardTrainingAddFn* forward_training_add;  // null: no residual fusion
 };
 
 // Every implementation, most preferred first; the scalar reference is last
@@ -103,6 +117,7 @@ void batchnorm_update_running_stats(float* running_mean, float* running_var, con
 
 // Scalar reference: plain loops over offset4, double accumulation.
 BatchNormForwardTrainingFn batchnorm_forward_training_ref;
+BatchNormForwardTrainingAddFn batchnorm_forward_training_add_ref;
 BatchNormBackwardFn batchnorm_backward_ref;
 BatchNormForwardInferenceFn batchnorm_forward_inference_ref;
 BatchNormBackwardInferenceFn batchnorm_backward_inference_ref;

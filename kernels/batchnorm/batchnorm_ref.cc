@@ -31,8 +31,9 @@ void channel_grad_sums(const BatchNormDesc& d, int64_t c, const float* diff_dst,
 
 }  // namespace
 
-void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const float* src,
-                                    const float* gamma, const float* beta, const BatchNormDesc& d) {
+void batchnorm_forward_training_add_ref(float* dst, float* mean, float* rstd, const float* src,
+                                        const float* residual, const float* gamma,
+                                        const float* beta, const BatchNormDesc& d) {
   const double count = static_cast<double>(d.per_channel());
   for (int64_t c = 0; c < d.c; ++c) {
     double sum = 0.0;
@@ -42,12 +43,18 @@ void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const 
     for_each_in_channel(d, c, [&](int64_t i) { sq += (src[i] - m) * (src[i] - m); });
     const double r = 1.0 / std::sqrt(sq / count + d.eps);
     for_each_in_channel(d, c, [&](int64_t i) {
-      const auto y = static_cast<float>(gamma[c] * (src[i] - m) * r + beta[c]);
+      auto y = static_cast<float>(gamma[c] * (src[i] - m) * r + beta[c]);
+      if (residual != nullptr) y += residual[i];
       dst[i] = d.relu && y < 0.0f ? 0.0f : y;
     });
     mean[c] = static_cast<float>(m);
     rstd[c] = static_cast<float>(r);
   }
+}
+
+void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const float* src,
+                                    const float* gamma, const float* beta, const BatchNormDesc& d) {
+  batchnorm_forward_training_add_ref(dst, mean, rstd, src, nullptr, gamma, beta, d);
 }
 
 void batchnorm_backward_ref(float* diff_src, float* diff_gamma, float* diff_beta,

@@ -370,10 +370,20 @@ void channel_last_grad_sums(const BatchNormDesc& d, const float* dy, const float
 
 // --- shared passes ----------------------------------------------------------------
 
-// dst = (src - mean) * scale + shift per channel, clamped at 0 with kRelu.
+// dst = (src - mean) * scale + shift per channel, plus the residual when
+// one is given (r: the run's residual values, or null), clamped at 0 with
+// kRelu.
 template <bool kRelu>
-inline void normalize_run(float* __restrict y, const float* __restrict x, int64_t len, float m,
-                          float k, float b) {
+inline void normalize_run(float* __restrict y, const float* __restrict x, const float* __restrict r,
+                          int64_t len, float m, float k, float b) {
+  if (r != nullptr) {
+#pragma omp simd
+    for (int64_t i = 0; i < len; ++i) {
+      const float v = normalized(x[i], m, k, b) + r[i];
+      y[i] = kRelu ? relu(v) : v;
+    }
+    return;
+  }
 #pragma omp simd
   for (int64_t i = 0; i < len; ++i) {
     const float v = normalized(x[i], m, k, b);
@@ -397,19 +407,28 @@ void map_layout(const BatchNormDesc& d, PlanarBody&& planar, PixelBody&& pixel) 
   });
 }
 
+// residual: null, or added before the ReLU.
 template <bool kRelu>
-void normalize(float* dst, const float* src, const float* mean, const float* scale,
-               const float* shift, const BatchNormDesc& d) {
+void normalize(float* dst, const float* src, const float* residual, const float* mean,
+               const float* scale, const float* shift, const BatchNormDesc& d) {
   const auto out = [](float v) { return kRelu ? relu(v) : v; };
   const int64_t C = d.c;
   map_layout(
       d,
       [&](int64_t o, int64_t len, int64_t c) {
-        normalize_run<kRelu>(dst + o, src + o, len, mean[c], scale[c], shift[c]);
+        normalize_run<kRelu>(dst + o, src + o, residual != nullptr ? residual + o : nullptr, len,
+                             mean[c], scale[c], shift[c]);
       },
       [&](int64_t px) {
         float* __restrict y = dst + px * C;
         const float* __restrict x = src + px * C;
+        if (residual != nullptr) {
+          const float* __restrict r = residual + px * C;
+#pragma omp simd
+          for (int64_t c = 0; c < C; ++c)
+            y[c] = out(normalized(x[c], mean[c], scale[c], shift[c]) + r[c]);
+          return;
+        }
 #pragma omp simd
         for (int64_t c = 0; c < C; ++c) y[c] = out(normalized(x[c], mean[c], scale[c], shift[c]));
       });
@@ -496,8 +515,8 @@ void for_each_channel(int64_t channels, Body&& body) {
 
 template <bool kRelu>
 void contiguous_forward_training(const Planar& p, float* dst, float* mean, float* rstd,
-                                 const float* src, const float* gamma, const float* beta,
-                                 float eps) {
+                                 const float* src, const float* residual, const float* gamma,
+                                 const float* beta, float eps) {
   for_each_channel(p.channels, [&](int64_t c) {
     Moments total;
     for (int64_t k = 0; k < p.pieces; ++k) merge(total, segment_moments(p, c * p.pieces + k, src));
@@ -505,7 +524,8 @@ void contiguous_forward_training(const Planar& p, float* dst, float* mean, float
     mean[c] = static_cast<float>(total.mean);
     rstd[c] = static_cast<float>(1.0 / std::sqrt(var + eps));
     const int64_t o = c * p.channel_stride;
-    normalize_run<kRelu>(dst + o, src + o, p.run_len, mean[c], gamma[c] * rstd[c], beta[c]);
+    normalize_run<kRelu>(dst + o, src + o, residual != nullptr ? residual + o : nullptr, p.run_len,
+                         mean[c], gamma[c] * rstd[c], beta[c]);
   });
 }
 
@@ -538,13 +558,15 @@ void contiguous_backward(const Planar& p, float* diff_src, float* diff_gamma, fl
 
 // --- the op --------------------------------------------------------------------
 
-void forward_training(float* dst, float* mean, float* rstd, const float* src, const float* gamma,
-                      const float* beta, const BatchNormDesc& d) {
+// residual: null, or added before the ReLU (forward_training_add).
+void forward_training_add(float* dst, float* mean, float* rstd, const float* src,
+                          const float* residual, const float* gamma, const float* beta,
+                          const BatchNormDesc& d) {
   if (Planar p; channel_contiguous(d, &p)) {
     if (d.relu) {
-      contiguous_forward_training<true>(p, dst, mean, rstd, src, gamma, beta, d.eps);
+      contiguous_forward_training<true>(p, dst, mean, rstd, src, residual, gamma, beta, d.eps);
     } else {
-      contiguous_forward_training<false>(p, dst, mean, rstd, src, gamma, beta, d.eps);
+      contiguous_forward_training<false>(p, dst, mean, rstd, src, residual, gamma, beta, d.eps);
     }
     return;
   }
@@ -558,10 +580,15 @@ void forward_training(float* dst, float* mean, float* rstd, const float* src, co
     scale[c] = gamma[c] * rstd[c];
   }
   if (d.relu) {
-    normalize<true>(dst, src, mean, scale.data(), beta, d);
+    normalize<true>(dst, src, residual, mean, scale.data(), beta, d);
   } else {
-    normalize<false>(dst, src, mean, scale.data(), beta, d);
+    normalize<false>(dst, src, residual, mean, scale.data(), beta, d);
   }
+}
+
+void forward_training(float* dst, float* mean, float* rstd, const float* src, const float* gamma,
+                      const float* beta, const BatchNormDesc& d) {
+  forward_training_add(dst, mean, rstd, src, nullptr, gamma, beta, d);
 }
 
 void backward(float* diff_src, float* diff_gamma, float* diff_beta, const float* diff_dst,
@@ -610,7 +637,7 @@ void forward_inference(float* dst, const float* src, const float* gamma, const f
   std::vector<float> scale(static_cast<size_t>(d.c));
   for (int64_t c = 0; c < d.c; ++c)
     scale[c] = static_cast<float>(gamma[c] / std::sqrt(static_cast<double>(var[c]) + d.eps));
-  normalize<false>(dst, src, mean, scale.data(), beta, d);
+  normalize<false>(dst, src, nullptr, mean, scale.data(), beta, d);
 }
 
 void backward_inference(float* diff_src, float* diff_gamma, float* diff_beta, const float* diff_dst,
@@ -634,7 +661,14 @@ void backward_inference(float* diff_src, float* diff_gamma, float* diff_beta, co
 // This target's entry of batchnorm_kernels(): the loops above.
 constexpr BatchNormKernel loops_kernel(const char* name, Isa isa,
                                        bool (*supports)(const BatchNormDesc&)) {
-  return {name, isa, supports, forward_training, backward, forward_inference, backward_inference};
+  return {name,
+          isa,
+          supports,
+          forward_training,
+          backward,
+          forward_inference,
+          backward_inference,
+          forward_training_add};
 }
 
 }  // namespace

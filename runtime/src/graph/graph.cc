@@ -228,6 +228,8 @@ Tensor Graph::forward(const Tensor& x, bool training, uint64_t seed) {
 ExecMode Graph::last_mode() const { return impl_->mode; }
 
 int64_t Graph::plans_made() const { return impl_->plans_made; }
+void Graph::set_fusion(bool on) { impl_->fusion = on; }
+bool Graph::fusion() const { return impl_->fusion; }
 
 int Graph::set_frozen(const std::string& pattern, bool frozen) {
   int count = 0;
@@ -259,6 +261,7 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
   g.diffs.assign(n, Tensor());
   if (g.profiling) g.timings.resize(n);
   g.relu_folded.assign(n, 0);
+  g.sum_from.assign(n, -1);
   const Impl::Plan& plan = g.plan_for(mode);
   for (int i = 0; i < n; ++i) {
     if (nodes::PrunableNode* p = nodes::as_prunable(*g.nodes[i]))
@@ -286,6 +289,14 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
       g.fed[i].push_back(g.outs[j].layout());
       g.relu_folded[i] = 1;
       if (g.profiling) ++g.timings[i].forward_calls;
+    } else if (g.sum_from[i] >= 0) {
+      // The BatchNorm before this Add has computed its sum (and its ReLU).
+      const int j = g.sum_from[i];
+      g.outs[i] = g.outs[j];
+      for (std::size_t k = 0; k < g.inputs[i].size(); ++k) g.fed[i].push_back(g.outs[j].layout());
+      nodes::as_sum_foldable(node)->record_folded_forward(
+          g.outs[j].layout(), nodes::as_residual_fusable(*g.nodes[j])->residual_relu());
+      if (g.profiling) ++g.timings[i].forward_calls;
     } else {
       in.clear();
       for (NodeId id : g.inputs[i]) in.push_back(g.outs[id.index]);
@@ -309,12 +320,30 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
           in[k] = g.output_in(j, want);
         g.fed[i].push_back(in[k].layout());
       }
+      // A BatchNorm that adds the residual of the Add after it: that residual
+      // in the BatchNorm's layout (as the Add would read it), when the Add's
+      // output takes that layout.
+      nodes::ResidualFusable* summing =
+          plan.residual_add[i] >= 0 ? nodes::as_residual_fusable(node) : nullptr;
+      Tensor residual;
+      if (summing != nullptr) {
+        const int a = plan.residual_add[i], r = plan.residual_from[i];
+        const bool first = g.inputs[a][0].index == i;
+        if (first || Impl::to_layout_is_view(g.outs[r].layout(), in[0].layout()))
+          residual = g.output_in(r, in[0].layout());
+        summing->set_residual_fusion(residual.defined() ? &residual : nullptr,
+                                     plan.relu_fused[a] != 0);
+      }
       ForwardArgs args;
       args.inputs = in;
       args.training = training;
       args.keep_for_backward = keep;
       args.seed = seed;
       g.outs[i] = node.forward(args);
+      if (summing != nullptr) {
+        summing->set_residual_fusion(nullptr, false);
+        if (summing->residual_fused()) g.sum_from[plan.residual_add[i]] = i;
+      }
       if (!keep) node.clear_saved();
       if (g.profiling) {
         Impl::Timing& t = g.timings[i];

@@ -37,6 +37,9 @@ struct Graph::Impl {
   // Node i is a ReLU whose producer (a BatchNorm or an Add) applied it in
   // the forward (nodes::ReluFusable): its output is the producer's.
   std::vector<char> relu_folded;
+  // Node i is an Add whose sum the BatchNorm sum_from[i] computed
+  // (nodes::ResidualFusable): its output is that BatchNorm's; -1 elsewhere.
+  std::vector<int> sum_from;
   // The last forward's mode, and whether it kept what backward needs (false
   // after a kInference forward and after backward or release()).
   ExecMode mode = ExecMode::kInference;
@@ -57,10 +60,15 @@ struct Graph::Impl {
     ExecMode mode = ExecMode::kInference;
     int64_t hooks_version = -1;
     std::vector<char> runs_sparse;  // per node: a prunable layer on the sparse kernels
+    bool fusion = true;
     std::vector<char> direct_dense, relu_fused, keep;
+    // Per BatchNorm that adds the residual of the Add after it: that Add's
+    // index and the residual's producer; -1 elsewhere.
+    std::vector<int> residual_add, residual_from;
   };
   std::vector<Plan> plans;  // one per mode at most
   int64_t plans_made = 0;
+  bool fusion = true;  // Graph::set_fusion
 
   // The plan for `mode`, made or reused (graph_plan.cc).
   const Plan& plan_for(ExecMode mode);
@@ -96,6 +104,9 @@ struct Graph::Impl {
   // sparse kernels' direct path.
   bool relu_fusable(int i) const;
   bool stem_feeds_sparse(int i) const;
+  // Whether BatchNorm i may add the residual of the Add after it (and that
+  // Add's ReLU): the Add's index and the residual's producer, or false.
+  bool residual_fusable(int i, int* add, int* from) const;
 
   static bool to_layout_is_view(Layout a, Layout b) {
     const auto nchw_like = [](Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; };

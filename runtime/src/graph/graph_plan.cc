@@ -18,6 +18,27 @@ bool Graph::Impl::relu_fusable(int i) const {
   return true;
 }
 
+// Whether node i (a BatchNorm) may compute the Add that is its only
+// consumer (nodes::ResidualFusable): the Add's other input (the residual)
+// is computed before node i, nothing else reads node i's output, and no
+// forward hook watches either node (a hook on the Add's ReLU stops that ReLU
+// being fused, relu_fusable, but not the sum).
+bool Graph::Impl::residual_fusable(int i, int* add, int* from) const {
+  if (nodes::as_residual_fusable(*nodes[i]) == nullptr || consumers[i].size() != 1 || i == output)
+    return false;
+  const int a = consumers[i][0];
+  if (nodes::as_sum_foldable(*nodes[a]) == nullptr || inputs[a].size() != 2) return false;
+  const int k = inputs[a][0].index == i ? 1 : 0;
+  if (inputs[a][1 - k].index != i) return false;
+  const int r = inputs[a][k].index;
+  if (r == i || r > i) return false;
+  for (const HookPoint point : {HookPoint::kBeforeForward, HookPoint::kAfterForward})
+    if (hooks->any(point, nodes[i]->name()) || hooks->any(point, nodes[a]->name())) return false;
+  *add = a;
+  *from = r;
+  return true;
+}
+
 // A dense convolution runs on the direct kernels in kCHWN
 // (PrunableNode::set_direct_dense) when it reads the graph input and its
 // output reaches, through BatchNorm and ReLU nodes only, nothing but Adds
@@ -49,18 +70,28 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
   for (int i = 0; i < n; ++i)
     if (const nodes::PrunableNode* p = nodes::as_prunable(*nodes[i])) sparse[i] = p->runs_sparse();
   for (const Plan& p : plans)
-    if (p.mode == mode && p.hooks_version == hooks->version() && p.runs_sparse == sparse) return p;
+    if (p.mode == mode && p.hooks_version == hooks->version() && p.runs_sparse == sparse &&
+        p.fusion == fusion)
+      return p;
   std::erase_if(plans, [mode](const Plan& p) { return p.mode == mode; });
   Plan& p = plans.emplace_back();
   p.mode = mode;
   p.hooks_version = hooks->version();
   p.runs_sparse = std::move(sparse);
+  p.fusion = fusion;
   p.direct_dense.assign(n, 0);
   p.relu_fused.assign(n, 0);
   p.keep.assign(n, 0);
+  p.residual_add.assign(n, -1);
+  p.residual_from.assign(n, -1);
+  const bool fuse = mode == ExecMode::kTrain && fusion;
   for (int i = 0; i < n; ++i) {
     p.direct_dense[i] = stem_feeds_sparse(i);
-    p.relu_fused[i] = mode == ExecMode::kTrain && relu_fusable(i);
+    p.relu_fused[i] = fuse && relu_fusable(i);
+    if (int a, r; fuse && residual_fusable(i, &a, &r)) {
+      p.residual_add[i] = a;
+      p.residual_from[i] = r;
+    }
     if (mode == ExecMode::kInference) continue;
     const Saves s = nodes[i]->saves();
     if (s.output) p.keep[i] = 1;

@@ -27,7 +27,7 @@ bool same_order(Layout a, Layout b) {
   return a == b || (nchw_like(a) && nchw_like(b));
 }
 
-class Add final : public Node, public ReluFusable {
+class Add final : public Node, public ReluFusable, public SumFoldable {
  public:
   explicit Add(const std::string& name) : Node(name) {}
 
@@ -91,6 +91,12 @@ class Add final : public Node, public ReluFusable {
   // gradient already (nodes.h).
   void set_relu_fusion(bool on) override { fuse_relu_ = on; }
   bool relu_fused() const override { return relu_fused_; }
+
+  // The sum came from the BatchNorm before it (nodes::ResidualFusable).
+  void record_folded_forward(Layout second, bool relu) override {
+    second_layout_ = second;
+    relu_fused_ = relu;
+  }
 
  private:
   Layout second_layout_ = Layout::kPlain;  // of the last forward

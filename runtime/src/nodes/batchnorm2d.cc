@@ -12,7 +12,7 @@
 namespace sparsetrain::nodes {
 namespace {
 
-class BatchNorm2d final : public Node, public ReluFusable {
+class BatchNorm2d final : public Node, public ReluFusable, public ResidualFusable {
  public:
   BatchNorm2d(const std::string& name, int64_t channels, const BatchNormOptions& options)
       : Node(name), channels_(channels), options_(options) {
@@ -57,11 +57,20 @@ class BatchNorm2d final : public Node, public ReluFusable {
     kernels::BatchNormDesc desc = describe_input(x);
     // Fuse the ReLU after it when asked and when the kernel chosen for plain
     // BatchNorm also fuses (oneDNN's NHWC kernel does not: unfused it stays).
+    // Likewise the residual sum of the Add after it (and that Add's ReLU).
     kernels::BatchNormDesc fused = desc;
     fused.relu = true;
     const kernels::BatchNormKernel& plain = kernels::batchnorm_kernels().pick_for(desc);
     relu_fused_ = fuse_relu_ && args.training && plain.supports(fused);
+    kernels::BatchNormDesc summed = desc;
+    summed.residual = true;
+    summed.relu = residual_relu_asked_;
+    residual_fused_ = residual_ != nullptr && args.training && plain.supports(summed) &&
+                      plain.forward_training_add != nullptr && residual_->shape() == x.shape() &&
+                      residual_->layout() == x.layout();
+    residual_relu_ = residual_fused_ && residual_relu_asked_;
     desc.relu = relu_fused_;
+    if (residual_fused_) desc = summed;
     const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernels().pick_for(desc);
     Tensor y = Tensor::empty(x.shape(), x.layout());
     saved_mean_ = Tensor::empty({channels_});
@@ -73,8 +82,14 @@ class BatchNorm2d final : public Node, public ReluFusable {
                     "channel, got input " + x.shape_string() +
                     " (use a batch of at least 2 or run in evaluation mode)");
       }
-      kernel.forward_training(y.data(), saved_mean_.data(), saved_stat_.data(), x.data(),
-                              weight_.value.data(), bias_.value.data(), desc);
+      if (residual_fused_) {
+        kernel.forward_training_add(y.data(), saved_mean_.data(), saved_stat_.data(), x.data(),
+                                    residual_->data(), weight_.value.data(), bias_.value.data(),
+                                    desc);
+      } else {
+        kernel.forward_training(y.data(), saved_mean_.data(), saved_stat_.data(), x.data(),
+                                weight_.value.data(), bias_.value.data(), desc);
+      }
       kernels::batchnorm_update_running_stats(running_mean_.value.data(), running_var_.value.data(),
                                               saved_mean_.data(), saved_stat_.data(), channels_,
                                               desc.per_channel(), options_.momentum, options_.eps);
@@ -134,6 +149,12 @@ class BatchNorm2d final : public Node, public ReluFusable {
 
   void set_relu_fusion(bool on) override { fuse_relu_ = on; }
   bool relu_fused() const override { return relu_fused_; }
+  void set_residual_fusion(const Tensor* residual, bool relu) override {
+    residual_ = residual;
+    residual_relu_asked_ = relu;
+  }
+  bool residual_fused() const override { return residual_fused_; }
+  bool residual_relu() const override { return residual_relu_; }
   bool fuses_relu_backward() const override { return relu_fused_ && saved_training_; }
 
   std::vector<Parameter*> parameters() override {
@@ -167,6 +188,13 @@ class BatchNorm2d final : public Node, public ReluFusable {
   bool saved_training_ = false;
   bool fuse_relu_ = false;   // what the executor asks (nodes::ReluFusable)
   bool relu_fused_ = false;  // whether the last forward returned max(0, y)
+  // nodes::ResidualFusable: what the executor asks (the residual is the
+  // executor's, valid during the forward), and whether the last forward
+  // returned [max(0,] y + residual [)].
+  const Tensor* residual_ = nullptr;
+  bool residual_relu_asked_ = false;
+  bool residual_fused_ = false;
+  bool residual_relu_ = false;
 };
 
 }  // namespace

@@ -167,6 +167,40 @@ class ReluFusable {
 // The node as one that can fuse a ReLU, or null.
 ReluFusable* as_relu_fusable(Node& node);
 
+// --- residual fusion: BatchNorm + Add (+ ReLU) (batchnorm2d.cc, add.cc) ---------
+// When a BatchNorm2d's only consumer is an Add whose other input is ready by
+// then (the residual: the block's shortcut), and no forward hook watches the
+// BatchNorm or the Add, the executor (graph_plan.cc) hands the BatchNorm that
+// residual before its training forward: it returns y + residual, and
+// max(0, y + residual) when the Add's ReLU is fused as well (ReluFusable on
+// the Add), in one pass (kernels: BatchNormDesc::residual). The executor hands
+// that on as the Add's output without running the Add, and tells the Add what
+// its forward would have recorded (SumFoldable). The backward is the unfused
+// one: the ReLU masks from its output, the Add passes the gradient to both
+// inputs, and the BatchNorm's backward is the plain one.
+class ResidualFusable {
+ public:
+  virtual ~ResidualFusable() = default;
+  // Set before a forward: the residual to add (null: none) and whether to
+  // apply the ReLU after the sum. Cleared (null) by the executor otherwise.
+  virtual void set_residual_fusion(const Tensor* residual, bool relu) = 0;
+  // Whether the last forward returned the sum: asked, in training mode, a
+  // residual of the output's shape and layout, and a kernel that fuses.
+  virtual bool residual_fused() const = 0;
+  // Whether that sum also had the ReLU applied.
+  virtual bool residual_relu() const = 0;
+};
+ResidualFusable* as_residual_fusable(Node& node);
+
+// An Add whose sum a producer computed (ResidualFusable): `second` is the
+// layout its second input came in, `relu` whether the sum had the ReLU.
+class SumFoldable {
+ public:
+  virtual ~SumFoldable() = default;
+  virtual void record_folded_forward(Layout second, bool relu) = 0;
+};
+SumFoldable* as_sum_foldable(Node& node);
+
 // The memory layout of dense 4-D activations between conv-domain nodes
 // (conv, BatchNorm, ReLU, pooling, Add). Graph inputs arrive as kNCHW; the
 // first conv reorders once and the run stays in this layout until Flatten or

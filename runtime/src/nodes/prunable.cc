@@ -55,6 +55,8 @@ GradTargets grad_targets(const BackwardArgs& args, Parameter& weight, Parameter*
 PrunableNode* as_prunable(Node& node) { return dynamic_cast<PrunableNode*>(&node); }
 
 ReluFusable* as_relu_fusable(Node& node) { return dynamic_cast<ReluFusable*>(&node); }
+ResidualFusable* as_residual_fusable(Node& node) { return dynamic_cast<ResidualFusable*>(&node); }
+SumFoldable* as_sum_foldable(Node& node) { return dynamic_cast<SumFoldable*>(&node); }
 
 Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::size_t k) {
   SPARSETRAIN_ASSERT(k < inputs.size());

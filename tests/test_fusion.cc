@@ -1,0 +1,205 @@
+// Fusion across node boundaries (Graph::set_fusion): a training step with
+// the executor's fusions (BatchNorm + ReLU, Add + ReLU, BatchNorm + Add +
+// ReLU) gives the unfused step's loss, gradients and BatchNorm statistics to
+// float rounding, on dense and compressed ResNets; the fusions really run;
+// and a hook on a fused node sees the tensors of the unfused step.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "sparsetrain/graph.h"
+#include "sparsetrain/loss.h"
+#include "sparsetrain/models.h"
+#include "sparsetrain/optim.h"
+#include "sparsetrain/rng.h"
+#include "sparsetrain/sparsity.h"
+#include "tests/graph_test_util.h"
+
+namespace sparsetrain {
+namespace {
+
+using testing::random_tensor;
+
+std::vector<int32_t> labels_for(int64_t batch, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> labels(static_cast<size_t>(batch));
+  for (auto& l : labels) l = static_cast<int32_t>(rng.uniform(0.0f, 9.999f));
+  return labels;
+}
+
+std::vector<float> values(const Tensor& t) {
+  const Tensor c = t.layout() == Layout::kPlain || t.layout() == Layout::kNCHW
+                       ? t
+                       : to_layout(t, t.rank() == 4 ? Layout::kNCHW : Layout::kPlain);
+  return std::vector<float>(c.data(), c.data() + c.numel());
+}
+
+// |got - want| <= 1e-5 * max(|want|, largest |want|) element-wise: float
+// rounding of a sum that may be formed in another order, nothing more.
+void expect_close(const std::vector<float>& want, const std::vector<float>& got,
+                  const std::string& what) {
+  ASSERT_EQ(want.size(), got.size()) << what;
+  float scale = 0.0f;
+  for (float v : want) scale = std::max(scale, std::abs(v));
+  int reported = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double tol = 1e-5 * std::max(std::abs(want[i]), scale) + 1e-30;
+    if (!(std::abs(static_cast<double>(got[i]) - want[i]) <= tol) && reported++ < 3) {
+      ADD_FAILURE() << what << "[" << i << "]: fused " << got[i] << ", unfused " << want[i];
+    }
+  }
+}
+
+// A small ResNet-20 (8x8 images), dense or with every layer but the first
+// and last compressed at 90% on the sparse kernels (the batch-innermost
+// layout, where BatchNorm fuses).
+Graph make_resnet(bool sparse) {
+  Graph g = build_model("resnet20", {.channels = 3, .height = 8, .width = 8});
+  g.initialize(11);
+  if (sparse) {
+    const std::vector<PrunableLayer> layers = prunable_layers(g, true);
+    const std::vector<Tensor> masks = magnitude_masks(g, layers, 0.9f, Distribution::kUniform);
+    for (std::size_t k = 0; k < layers.size(); ++k) g.compress(layers[k].node, masks[k]);
+    g.set_sparse_kernels("sparse");
+  }
+  return g;
+}
+
+struct StepResult {
+  double loss = 0;
+  std::vector<float> logits;
+  std::vector<std::vector<float>> grads, buffers;
+};
+
+// One SGD step (forward, cross-entropy, backward, update), recording the
+// loss, the logits, every gradient and every buffer (BatchNorm's running
+// statistics) after the step.
+StepResult step(Graph& g, Optimizer& opt, const Tensor& x, const std::vector<int32_t>& labels) {
+  StepResult r;
+  const Tensor logits = g.forward(x, ExecMode::kTrain, 5);
+  r.logits = values(logits);
+  Tensor diff;
+  r.loss = softmax_cross_entropy(logits, labels, &diff).loss;
+  g.backward(diff);
+  for (Parameter* p : g.parameters()) {
+    if (p->trainable()) {
+      r.grads.push_back(values(p->grad));
+    } else {
+      r.buffers.push_back(values(p->value));
+    }
+  }
+  opt.step(g.parameters(), 0.05f);
+  opt.zero_grad(g.parameters());
+  return r;
+}
+
+void expect_same_steps(bool sparse) {
+  Graph fused = make_resnet(sparse), unfused = make_resnet(sparse);
+  unfused.set_fusion(false);
+  EXPECT_TRUE(fused.fusion());
+  EXPECT_FALSE(unfused.fusion());
+  fused.set_profiling(true);
+  unfused.set_profiling(true);
+  OptimizerOptions sgd;
+  sgd.weight_decay = 5e-4f;
+  const auto opt_a = make_optimizer(sgd), opt_b = make_optimizer(sgd);
+  for (int s = 0; s < 3; ++s) {
+    SCOPED_TRACE("step " + std::to_string(s));
+    const Tensor x = random_tensor({4, 3, 8, 8}, 100 + s);
+    const std::vector<int32_t> labels = labels_for(4, 200 + s);
+    const StepResult a = step(fused, *opt_a, x, labels);
+    const StepResult b = step(unfused, *opt_b, x, labels);
+    EXPECT_NEAR(a.loss, b.loss, 1e-6 * std::max(1.0, std::abs(b.loss)));
+    expect_close(b.logits, a.logits, "logits");
+    ASSERT_EQ(a.grads.size(), b.grads.size());
+    for (std::size_t k = 0; k < a.grads.size(); ++k)
+      expect_close(b.grads[k], a.grads[k], "gradient " + std::to_string(k));
+    ASSERT_EQ(a.buffers.size(), b.buffers.size());
+    for (std::size_t k = 0; k < a.buffers.size(); ++k)
+      expect_close(b.buffers[k], a.buffers[k], "buffer " + std::to_string(k));
+  }
+  // Which Adds the fused graph folded into their BatchNorm (no forward of
+  // their own: 0 ms) and which ReLUs into their producer.
+  int folded_adds = 0, adds = 0, folded_relus = 0;
+  for (const NodeTiming& t : fused.profile()) {
+    if (t.type == std::string("add")) {
+      ++adds;
+      folded_adds += t.forward_ms == 0.0;
+    }
+    if (t.type == std::string("relu")) folded_relus += t.forward_ms == 0.0;
+  }
+  for (const NodeTiming& t : unfused.profile())
+    if (t.type == std::string("add") || t.type == std::string("relu")) {
+      EXPECT_GT(t.forward_ms, 0.0) << t.name << " runs on its own without fusion";
+    }
+  EXPECT_EQ(adds, 9);
+  if (sparse) {
+    // In the batch-innermost layout every block's BatchNorm computes the
+    // Add and its ReLU (the first block's too: its shortcut is the stem's
+    // output, in the same layout).
+    EXPECT_EQ(folded_adds, 9);
+    EXPECT_GE(folded_relus, 9 + 9);
+  } else {
+    // Dense BatchNorm runs oneDNN's channel-last kernel, which fuses
+    // nothing; the Adds still apply their ReLU.
+    EXPECT_EQ(folded_adds, 0);
+    EXPECT_GE(folded_relus, 9);
+  }
+}
+
+TEST(Fusion, CompressedResNetStepMatchesTheUnfusedStep) { expect_same_steps(true); }
+TEST(Fusion, DenseResNetStepMatchesTheUnfusedStep) { expect_same_steps(false); }
+
+// Hooks on a fused node: the forward hook on a BatchNorm whose Add was folded
+// in sees the BatchNorm's own output (that node then runs unfused, the other
+// blocks stay fused), and backward hooks see the unfused step's gradients.
+TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
+  struct Seen {
+    std::vector<float> bn_out, bn_diff, add_diff, add_out;
+  };
+  const auto run = [](bool fusion, Seen* seen, std::vector<NodeTiming>* profile) {
+    Graph g = make_resnet(true);
+    g.set_fusion(fusion);
+    g.set_profiling(true);
+    std::vector<HookHandle> hooks;
+    hooks.push_back(g.add_hook(HookPoint::kAfterForward, "layer1.1.bn2",
+                               [seen](HookEvent& e) { seen->bn_out = values(*e.output); }));
+    hooks.push_back(g.add_hook(HookPoint::kAfterBackward, "layer1.1.bn2",
+                               [seen](HookEvent& e) { seen->bn_diff = values(*e.diff_dst); }));
+    // Backward hooks do not stop the forward fusions: layer2.1's sum is
+    // still computed by its BatchNorm.
+    hooks.push_back(g.add_hook(HookPoint::kAfterBackward, "layer2.1.add",
+                               [seen](HookEvent& e) { seen->add_diff = values(*e.diff_dst); }));
+    hooks.push_back(g.add_hook(HookPoint::kAfterForward, "layer3.0.add",
+                               [seen](HookEvent& e) { seen->add_out = values(*e.output); }));
+    const auto opt = make_optimizer({});
+    const Tensor x = random_tensor({4, 3, 8, 8}, 7);
+    step(g, *opt, x, labels_for(4, 8));
+    *profile = g.profile();
+  };
+  Seen fused, unfused;
+  std::vector<NodeTiming> fused_profile, unfused_profile;
+  run(true, &fused, &fused_profile);
+  run(false, &unfused, &unfused_profile);
+  ASSERT_FALSE(unfused.bn_out.empty());
+  expect_close(unfused.bn_out, fused.bn_out, "layer1.1.bn2 output");
+  expect_close(unfused.bn_diff, fused.bn_diff, "layer1.1.bn2 diff_dst");
+  expect_close(unfused.add_diff, fused.add_diff, "layer2.1.add diff_dst");
+  expect_close(unfused.add_out, fused.add_out, "layer3.0.add output");
+  const auto forward_ms = [&](const std::string& name) {
+    for (const NodeTiming& t : fused_profile)
+      if (t.name == name) return t.forward_ms;
+    ADD_FAILURE() << "no node " << name;
+    return -1.0;
+  };
+  EXPECT_GT(forward_ms("layer1.1.add"), 0.0) << "a forward hook on its BatchNorm unfuses it";
+  EXPECT_GT(forward_ms("layer3.0.add"), 0.0) << "a forward hook on the Add unfuses it";
+  EXPECT_EQ(forward_ms("layer2.1.add"), 0.0) << "a backward hook leaves the sum fused";
+  EXPECT_EQ(forward_ms("layer1.0.add"), 0.0);
+}
+
+}  // namespace
+}  // namespace sparsetrain
