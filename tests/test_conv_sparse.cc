@@ -625,6 +625,45 @@ TEST_P(ConvSparseKernelTest, BackwardDataAccumulatesLikeASeparateAdd) {
   }
 }
 
+// A ReLU's backward fused into backward-data (relu_output): the bits of
+// backward-data (alone or accumulating) followed by the ReLU's own backward
+// (keep where the ReLU's output is > 0), with one panel and with several.
+TEST_P(ConvSparseKernelTest, BackwardDataAppliesAReluLikeItsOwnPass) {
+  for (const Case& c : {Case{9, 10, 7, 9, 3, 3, 1, 1, 1, 1, 1, 19, 0.5},
+                        Case{16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 21, 0.1},
+                        Case{8, 6, 9, 8, 3, 3, 2, 2, 1, 1, 2, 16, 0.7}}) {
+    const Problem p = make_problem(c, Values::kFloat, 23);
+    std::mt19937 rng(7);
+    const std::vector<float> before = random_values(p.src_size(), Values::kFloat, 0, rng);
+    // The ReLU's output: zero at about half the positions, positive elsewhere.
+    std::vector<float> relu_out = random_values(p.src_size(), Values::kFloat, 0, rng);
+    for (float& y : relu_out) y = y > 0.0f ? y : 0.0f;
+    for (const bool accumulate : {false, true}) {
+      std::vector<float> want = guarded(p.src_size(), 0.0f);
+      if (accumulate) std::copy(before.begin(), before.end(), want.begin());
+      conv_sparse_backward_data_with(*kernels_.bwd_data, want.data(), p.diff_dst.data(), p.w,
+                                     p.shape, accumulate);
+      for (int64_t k = 0; k < p.src_size(); ++k)
+        if (!(relu_out[static_cast<std::size_t>(k)] > 0.0f)) want[static_cast<std::size_t>(k)] = 0;
+      std::vector<float> got = guarded(p.src_size(), 0.0f);
+      if (accumulate) std::copy(before.begin(), before.end(), got.begin());
+      conv_sparse_backward_data_with(*kernels_.bwd_data, got.data(), p.diff_dst.data(), p.w,
+                                     p.shape, accumulate, relu_out.data());
+      unguard(got, "backward-data (ReLU)");
+      int64_t differ = 0, zeroed = 0;
+      for (int64_t k = 0; k < p.src_size(); ++k) {
+        const auto i = static_cast<std::size_t>(k);
+        if (std::memcmp(&want[i], &got[i], sizeof(float)) != 0) ++differ;
+        zeroed += !(relu_out[i] > 0.0f);
+      }
+      EXPECT_EQ(differ, 0) << c.str() << " accumulate " << accumulate << " (" << p.w.bwd_panels
+                           << " panels)";
+      EXPECT_GT(zeroed, 0);
+      EXPECT_LT(zeroed, p.src_size());
+    }
+  }
+}
+
 TEST_P(ConvSparseKernelTest, BackwardWeightsAccumulatesAtTheStoredEntriesOnly) {
   const Case c{10, 12, 8, 9, 3, 3, 1, 1, 1, 1, 1, 21, 0.3};
   const Problem p = make_problem(c, Values::kExact, 13);

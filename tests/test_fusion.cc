@@ -123,13 +123,18 @@ void expect_same_steps(bool sparse) {
   }
   // Which Adds the fused graph folded into their BatchNorm (no forward of
   // their own: 0 ms) and which ReLUs into their producer.
-  int folded_adds = 0, adds = 0, folded_relus = 0;
+  int folded_adds = 0, adds = 0, folded_relus = 0, masked_relus = 0;
   for (const NodeTiming& t : fused.profile()) {
     if (t.type == std::string("add")) {
       ++adds;
       folded_adds += t.forward_ms == 0.0;
     }
-    if (t.type == std::string("relu")) folded_relus += t.forward_ms == 0.0;
+    if (t.type == std::string("relu")) {
+      folded_relus += t.forward_ms == 0.0;
+      // The backward of a ReLU after an Add, applied by the convolution that
+      // sends it the last gradient (BackwardArgs::relu_output).
+      masked_relus += t.backward_ms == 0.0 && t.name.find("relu2") != std::string::npos;
+    }
   }
   for (const NodeTiming& t : unfused.profile())
     if (t.type == std::string("add") || t.type == std::string("relu")) {
@@ -142,11 +147,14 @@ void expect_same_steps(bool sparse) {
     // output, in the same layout).
     EXPECT_EQ(folded_adds, 9);
     EXPECT_GE(folded_relus, 9 + 9);
+    // Every block's but the last (whose ReLU feeds the pooling).
+    EXPECT_EQ(masked_relus, 8);
   } else {
     // Dense BatchNorm runs oneDNN's channel-last kernel, which fuses
     // nothing; the Adds still apply their ReLU.
     EXPECT_EQ(folded_adds, 0);
     EXPECT_GE(folded_relus, 9);
+    EXPECT_EQ(masked_relus, 0);
   }
 }
 
@@ -155,10 +163,11 @@ TEST(Fusion, DenseResNetStepMatchesTheUnfusedStep) { expect_same_steps(false); }
 
 // Hooks on a fused node: the forward hook on a BatchNorm whose Add was folded
 // in sees the BatchNorm's own output (that node then runs unfused, the other
-// blocks stay fused), and backward hooks see the unfused step's gradients.
+// blocks stay fused), and backward hooks see the unfused step's gradients
+// (a ReLU they watch runs its own backward).
 TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
   struct Seen {
-    std::vector<float> bn_out, bn_diff, add_diff, add_out;
+    std::vector<float> bn_out, bn_diff, add_diff, add_out, relu_diff;
   };
   const auto run = [](bool fusion, Seen* seen, std::vector<NodeTiming>* profile) {
     Graph g = make_resnet(true);
@@ -175,6 +184,9 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
                                [seen](HookEvent& e) { seen->add_diff = values(*e.diff_dst); }));
     hooks.push_back(g.add_hook(HookPoint::kAfterForward, "layer3.0.add",
                                [seen](HookEvent& e) { seen->add_out = values(*e.output); }));
+    // A backward hook on a ReLU after an Add: its backward runs on its own.
+    hooks.push_back(g.add_hook(HookPoint::kAfterBackward, "layer1.2.relu2",
+                               [seen](HookEvent& e) { seen->relu_diff = values(e.diff_src[0]); }));
     const auto opt = make_optimizer({});
     const Tensor x = random_tensor({4, 3, 8, 8}, 7);
     step(g, *opt, x, labels_for(4, 8));
@@ -189,12 +201,17 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
   expect_close(unfused.bn_diff, fused.bn_diff, "layer1.1.bn2 diff_dst");
   expect_close(unfused.add_diff, fused.add_diff, "layer2.1.add diff_dst");
   expect_close(unfused.add_out, fused.add_out, "layer3.0.add output");
-  const auto forward_ms = [&](const std::string& name) {
+  ASSERT_FALSE(fused.relu_diff.empty());
+  expect_close(unfused.relu_diff, fused.relu_diff, "layer1.2.relu2 diff_src");
+  const auto timing = [&](const std::string& name) {
     for (const NodeTiming& t : fused_profile)
-      if (t.name == name) return t.forward_ms;
+      if (t.name == name) return t;
     ADD_FAILURE() << "no node " << name;
-    return -1.0;
+    return NodeTiming{};
   };
+  const auto forward_ms = [&](const std::string& name) { return timing(name).forward_ms; };
+  EXPECT_GT(timing("layer1.2.relu2").backward_ms, 0.0) << "a backward hook keeps it unfused";
+  EXPECT_EQ(timing("layer1.1.relu2").backward_ms, 0.0) << "applied by layer1.2.conv1";
   EXPECT_GT(forward_ms("layer1.1.add"), 0.0) << "a forward hook on its BatchNorm unfuses it";
   EXPECT_GT(forward_ms("layer3.0.add"), 0.0) << "a forward hook on the Add unfuses it";
   EXPECT_EQ(forward_ms("layer2.1.add"), 0.0) << "a backward hook leaves the sum fused";

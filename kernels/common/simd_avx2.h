@@ -41,6 +41,10 @@ struct Avx2 {
   static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
   static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
   static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+  // v where y > 0, else 0 (a ReLU's backward from its output y).
+  static Vec keep_positive(Vec y, Vec v) {
+    return _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ), v);
+  }
   static void broadcast4(const float* p, Vec (&w)[4]) {
     for (int i = 0; i < 4; ++i) w[i] = _mm256_broadcast_ss(p + i);
   }

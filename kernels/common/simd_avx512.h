@@ -39,6 +39,10 @@ struct Avx512 {
   static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
   static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
   static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  // v where y > 0, else 0 (a ReLU's backward from its output y).
+  static Vec keep_positive(Vec y, Vec v) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), v);
+  }
   // One 128-bit load of the four values, a lane permute broadcasting each.
   static void broadcast4(const float* p, Vec (&w)[4]) {
     const __m512 w4 = _mm512_castps128_ps512(_mm_loadu_ps(p));

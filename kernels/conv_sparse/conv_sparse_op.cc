@@ -407,7 +407,8 @@ void run_lines(const Kernel& kernel, Args& a, const Lines& lines, int64_t group)
 // unit is one batch block of one line group; units are numbered group-major
 // in forward, else block-major.
 void run_gather(const ConvGatherKernel& kernel, const ConvSparseWeights& w, const Geometry& g,
-                bool forward, const float* in, float* out, const float* bias, ConvSparseInit init) {
+                bool forward, const float* in, float* out, const float* bias, ConvSparseInit init,
+                const float* keep = nullptr) {
   const CallTaps taps = forward ? CallTaps(w.fwd_tap, w.fwd_entry, w.values, forward_offsets(g))
                                 : CallTaps(w.bwd_tap, w.bwd_entry, w.values, backward_offsets(g));
   const Lines lines = forward ? forward_lines(g) : backward_lines(g);
@@ -427,7 +428,8 @@ void run_gather(const ConvGatherKernel& kernel, const ConvSparseWeights& w, cons
       .row_begin = 0,
       .row_end = 0,
       .n = 0,
-      .init = init};
+      .init = init,
+      .keep = keep};
   const int64_t tile = kernel.tile_n;
   const int64_t blocks = ceil_div(g.n, tile);
   for_units(blocks * lines.groups(), rows, work, [&](int64_t u, int64_t r0, int64_t r1) {
@@ -437,6 +439,7 @@ void run_gather(const ConvGatherKernel& kernel, const ConvSparseWeights& w, cons
     ConvGatherArgs a = base;
     a.in += n0;
     a.out += n0;
+    if (a.keep != nullptr) a.keep += n0;
     a.row_begin = r0;
     a.row_end = r1;
     a.n = std::min(tile, g.n - n0);
@@ -457,30 +460,35 @@ void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const 
 
 void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_src,
                                     const float* diff_dst, const ConvSparseWeights& w,
-                                    const Conv2dShape& shape, bool accumulate) {
+                                    const Conv2dShape& shape, bool accumulate,
+                                    const float* relu_output) {
   const Geometry g = geometry(w, shape);
   if (g.n == 0) return;
-  if (accumulate && w.bwd_panels > 1) {
-    // The kernels add into the output only with one panel (the partial sums
-    // of several live in the output): the sum goes to a buffer, then is added.
+  if (w.bwd_panels > 1 && (accumulate || relu_output != nullptr)) {
+    // The kernels add into the output and mask it only with one panel (the
+    // partial sums of several live in the output): the sum goes to a buffer,
+    // then is added and masked, with the same operations.
     const int64_t count = g.c * g.src_plane();
     const Scratch<float> sum(static_cast<std::size_t>(count));
     conv_sparse_backward_data_with(kernel, sum.data(), diff_dst, w, shape, false);
     const float* from = sum.data();
-    const auto add = [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) diff_src[k] = diff_src[k] + from[k];
+    const auto finish = [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const float v = accumulate ? diff_src[k] + from[k] : from[k];
+        diff_src[k] = relu_output == nullptr || relu_output[k] > 0.0f ? v : 0.0f;
+      }
     };
     if (count < kMinParallelWork) {
-      add(0, count);
+      finish(0, count);
     } else {
       oneapi::tbb::parallel_for(
           oneapi::tbb::blocked_range<int64_t>(0, count, 1 << 14),
-          [&](const oneapi::tbb::blocked_range<int64_t>& r) { add(r.begin(), r.end()); });
+          [&](const oneapi::tbb::blocked_range<int64_t>& r) { finish(r.begin(), r.end()); });
     }
     return;
   }
   run_gather(kernel, w, g, false, diff_dst, diff_src, nullptr,
-             accumulate ? ConvSparseInit::kAccumulate : ConvSparseInit::kZero);
+             accumulate ? ConvSparseInit::kAccumulate : ConvSparseInit::kZero, relu_output);
 }
 
 void conv_sparse_backward_weights_with(const ConvSddmmKernel& kernel, float* diff_values,
@@ -552,6 +560,13 @@ void conv_sparse_backward_data(float* diff_src, const float* diff_dst, const Con
                                const Conv2dShape& shape, bool accumulate, Isa isa) {
   conv_sparse_backward_data_with(*conv_sparse_kernels(isa).bwd_data, diff_src, diff_dst, w, shape,
                                  accumulate);
+}
+
+void conv_sparse_backward_data_relu(float* diff_src, const float* diff_dst,
+                                    const ConvSparseWeights& w, const Conv2dShape& shape,
+                                    bool accumulate, const float* relu_output, Isa isa) {
+  conv_sparse_backward_data_with(*conv_sparse_kernels(isa).bwd_data, diff_src, diff_dst, w, shape,
+                                 accumulate, relu_output);
 }
 
 void conv_sparse_backward_weights(float* diff_values, float* diff_bias, const float* diff_dst,

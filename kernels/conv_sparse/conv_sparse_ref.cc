@@ -2,7 +2,8 @@
 // path and a fallback on any x86-64. They run through the same operator layer
 // as the SIMD kernels and sum every output in the same order (from the bias
 // or zero, then the taps in index order; in accumulate mode that sum is then
-// added to the previous value).
+// added to the previous value, and a fused ReLU backward keeps the result
+// where the ReLU's output is positive).
 #include <algorithm>
 
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
@@ -45,10 +46,13 @@ void f32_conv_gather__ref(const ConvGatherArgs& a) {
           for (int64_t l = 0; l < lanes; ++l) acc[l] += v * x[l];
         });
         if (a.init == ConvSparseInit::kAccumulate) {
-          for (int64_t l = 0; l < lanes; ++l) o[l] = o[l] + acc[l];
-        } else {
-          std::copy(acc, acc + lanes, o);
+          for (int64_t l = 0; l < lanes; ++l) acc[l] = o[l] + acc[l];
         }
+        if (a.keep != nullptr) {
+          const float* y = a.keep + r * a.out_rs + line.out_base + q * line.out_ps + l0;
+          for (int64_t l = 0; l < lanes; ++l) acc[l] = y[l] > 0.0f ? acc[l] : 0.0f;
+        }
+        std::copy(acc, acc + lanes, o);
       }
     }
   }

@@ -111,8 +111,9 @@ struct GatherRow {
   int64_t out_ps;
   typename T::Mask last;  // lanes of the last batch vector
   typename T::Vec init;
-  bool from_out;  // start from the sums a previous panel stored
-  bool add_out;   // store out + sum (accumulate mode, one panel)
+  bool from_out;      // start from the sums a previous panel stored
+  bool add_out;       // store out + sum (accumulate mode, one panel)
+  const float* keep;  // null, or the row's ReLU output: store where > 0, else 0
 };
 
 // Positions [q, q + P) of one row in one panel.
@@ -171,6 +172,16 @@ void gather_tile(const GatherRow<T>& gr, int64_t q) {
           T::add(kFull ? T::load(o + L * (V - 1)) : T::loadm(last, o + L * (V - 1)), acc[p][V - 1]);
     }
   }
+  if (gr.keep != nullptr) {
+#pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) {
+      const float* y = gr.keep + (q + p) * gr.out_ps;
+#pragma GCC unroll 4
+      for (int v = 0; v < V - 1; ++v) acc[p][v] = T::keep_positive(T::load(y + L * v), acc[p][v]);
+      acc[p][V - 1] = T::keep_positive(
+          kFull ? T::load(y + L * (V - 1)) : T::loadm(last, y + L * (V - 1)), acc[p][V - 1]);
+    }
+  }
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p) {
     float* o = gr.out + (q + p) * gr.out_ps;
@@ -211,7 +222,8 @@ void gather_rows(const ConvGatherArgs& a) {
                      last,
                      a.init == ConvSparseInit::kBias ? T::set1(a.bias[r]) : T::zero(),
                      p > 0,
-                     accumulate};
+                     accumulate,
+                     a.keep != nullptr ? a.keep + r * a.out_rs + a.line.out_base : nullptr};
                  // A later panel with no taps here leaves the sums as they are.
                  if (p > 0 && !has_taps(gr.row)) return;
                  tile(gr, q);

@@ -88,6 +88,10 @@ struct ConvGatherArgs {
   int64_t row_end;
   int64_t n;  // valid batch lanes, 1 <= n <= tile_n
   ConvSparseInit init;
+  // Null, or laid out as `out` (same offsets): each output is stored where
+  // this is > 0 and zeroed elsewhere, after any accumulate (a ReLU's
+  // backward from its output, fused into backward-data). One panel only.
+  const float* keep = nullptr;
 };
 
 // partial[k] += sum over the line's positions q and lanes l of
@@ -145,7 +149,8 @@ void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const 
                               const Conv2dShape& shape);
 void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_src,
                                     const float* diff_dst, const ConvSparseWeights& w,
-                                    const Conv2dShape& shape, bool accumulate);
+                                    const Conv2dShape& shape, bool accumulate,
+                                    const float* relu_output = nullptr);
 void conv_sparse_backward_weights_with(const ConvSddmmKernel& kernel, float* diff_values,
                                        float* diff_bias, const float* diff_dst, const float* src,
                                        const ConvSparseWeights& w, const Conv2dShape& shape);

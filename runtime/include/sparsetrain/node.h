@@ -54,6 +54,15 @@ struct BackwardArgs {
   // of adding the two in a new tensor. Never offered when a hook watches the
   // node's backward (the hook must see the node's own gradient).
   std::span<Tensor> sum_into = {};
+  // When set: input 0 is the output of a ReLU (this tensor) whose backward
+  // the executor lets this node apply, because this node's gradient
+  // completes the ReLU's: sum_into[0] holds every other consumer's, or none
+  // sent any. A node that returns its input gradient (the sum, when it adds
+  // into sum_into[0]) kept where relu_output > 0 and zeroed elsewhere sets
+  // *relu_applied, and the ReLU's own backward is skipped. A node that adds
+  // its gradient elsewhere must not apply it; ignoring it is always correct.
+  const Tensor* relu_output = nullptr;
+  bool* relu_applied = nullptr;
   // Accumulate the gradients of the node's parameters. When false, and for
   // each parameter that is frozen (Parameter::frozen), no gradient is added
   // and a weight-gradient pass that only they need is not run.

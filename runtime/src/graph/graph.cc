@@ -270,6 +270,7 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
       f->set_relu_fusion(plan.relu_fused[i]);
   }
   g.keep_for_backward = plan.keep;
+  g.relu_backward_of = plan.relu_backward_of;
   g.mode = mode;
   g.backward_ready = keep;
   std::vector<int> remaining(n);
@@ -394,6 +395,7 @@ Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options
   const bool input_grad = want_input_grad || g.hooks->wants_input_grad();
   const bool have_hooks = !g.hooks->empty();
   g.diffs[g.output] = diff_output;
+  g.relu_masked.assign(n, 0);
   if (g.profiling) g.timings.resize(n);
 
   std::vector<Tensor> in;
@@ -410,6 +412,18 @@ Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options
     // no hook watches the ReLU's backward; otherwise the ReLU runs its own
     // backward (from its output, the producer's fused one) and the producer
     // a plain one (nodes.h).
+    if (g.relu_masked[i]) {
+      // A consumer has applied this ReLU's backward (BackwardArgs::relu_output):
+      // the gradient goes to the producer as it is.
+      const int j = g.inputs[i][0].index;
+      if (g.relu_folded[i]) nodes::as_relu_fusable(*g.nodes[j])->set_relu_fusion(false);
+      g.diffs[j] = std::move(g.diffs[i]);
+      node.clear_saved();
+      g.diffs[i] = Tensor();
+      if (i != g.output) g.free_output(i);
+      if (g.profiling) ++g.timings[i].backward_calls;
+      continue;
+    }
     if (g.relu_folded[i]) {
       const int j = g.inputs[i][0].index;
       nodes::ReluFusable* producer = nodes::as_relu_fusable(*g.nodes[j]);
@@ -456,7 +470,26 @@ Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options
       }
     }
     args.sum_into = sum_into;
+    // The ReLU feeding input 0, when this node may apply its backward: the
+    // ReLU's producer does not mask by itself, and this node's gradient
+    // completes the ReLU's (the others' are in sum_into, or there are none).
+    bool relu_applied = false;
+    if (const int r = g.relu_backward_of.empty() ? -1 : g.relu_backward_of[i]; r >= 0) {
+      const int j = g.inputs[r][0].index;
+      const bool producer_masks =
+          g.relu_folded[r] && nodes::as_relu_fusable(*g.nodes[j])->fuses_relu_backward();
+      // (Backward hooks attached after the forward count too.)
+      const bool watched =
+          have_hooks && (g.hooks->any(HookPoint::kAfterBackward, node.name()) ||
+                         g.hooks->any(HookPoint::kAfterBackward, g.nodes[r]->name()));
+      if (!producer_masks && !watched && g.outs[r].defined() &&
+          (!g.diffs[r].defined() || sum_into[0].defined())) {
+        args.relu_output = &g.outs[r];
+        args.relu_applied = &relu_applied;
+      }
+    }
     std::vector<Tensor> diff_src = node.backward(args);
+    if (relu_applied) g.relu_masked[g.relu_backward_of[i]] = 1;
     sum_into.clear();
     if (param_grads && g.on_parameter_gradients) {
       const std::vector<Parameter*> node_params = node.parameters();

@@ -40,6 +40,11 @@ struct Graph::Impl {
   // Node i is an Add whose sum the BatchNorm sum_from[i] computed
   // (nodes::ResidualFusable): its output is that BatchNorm's; -1 elsewhere.
   std::vector<int> sum_from;
+  // From the plan of the last forward: BackwardArgs::relu_output candidates
+  // (Plan::relu_backward_of); and per ReLU, whether a consumer applied its
+  // backward in this backward.
+  std::vector<int> relu_backward_of;
+  std::vector<char> relu_masked;
   // The last forward's mode, and whether it kept what backward needs (false
   // after a kInference forward and after backward or release()).
   ExecMode mode = ExecMode::kInference;
@@ -65,6 +70,9 @@ struct Graph::Impl {
     // Per BatchNorm that adds the residual of the Add after it: that Add's
     // index and the residual's producer; -1 elsewhere.
     std::vector<int> residual_add, residual_from;
+    // Per node: the ReLU feeding its input 0 whose backward it may apply
+    // (BackwardArgs::relu_output), or -1.
+    std::vector<int> relu_backward_of;
   };
   std::vector<Plan> plans;  // one per mode at most
   int64_t plans_made = 0;
@@ -107,6 +115,8 @@ struct Graph::Impl {
   // Whether BatchNorm i may add the residual of the Add after it (and that
   // Add's ReLU): the Add's index and the residual's producer, or false.
   bool residual_fusable(int i, int* add, int* from) const;
+  // The ReLU whose backward node i may apply, or -1 (Plan::relu_backward_of).
+  int relu_backward_candidate(int i) const;
 
   static bool to_layout_is_view(Layout a, Layout b) {
     const auto nchw_like = [](Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; };

@@ -39,6 +39,26 @@ bool Graph::Impl::residual_fusable(int i, int* add, int* from) const {
   return true;
 }
 
+// Node i may apply the backward of the ReLU r feeding its input 0 when its
+// backward is the last to send r a gradient (it is r's consumer of lowest
+// index), r's producer sends nothing else anywhere (r is its only consumer),
+// and no backward hook watches r or node i (each must see the gradient it
+// would see unfused). Whether the producer already applies the ReLU's
+// backward itself (BatchNorm, ReluFusable) is decided per step.
+int Graph::Impl::relu_backward_candidate(int i) const {
+  if (inputs[i].empty()) return -1;
+  const int r = inputs[i][0].index;
+  if (r == input || r == output || !nodes[r]->traits().relu || inputs[r].size() != 1) return -1;
+  for (const int k : consumers[r])
+    if (k < i) return -1;
+  const int j = inputs[r][0].index;
+  if (j == input || consumers[j].size() != 1) return -1;
+  if (hooks->any(HookPoint::kAfterBackward, nodes[r]->name()) ||
+      hooks->any(HookPoint::kAfterBackward, nodes[i]->name()))
+    return -1;
+  return r;
+}
+
 // A dense convolution runs on the direct kernels in kCHWN
 // (PrunableNode::set_direct_dense) when it reads the graph input and its
 // output reaches, through BatchNorm and ReLU nodes only, nothing but Adds
@@ -84,6 +104,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
   p.keep.assign(n, 0);
   p.residual_add.assign(n, -1);
   p.residual_from.assign(n, -1);
+  p.relu_backward_of.assign(n, -1);
   const bool fuse = mode == ExecMode::kTrain && fusion;
   for (int i = 0; i < n; ++i) {
     p.direct_dense[i] = stem_feeds_sparse(i);
@@ -92,6 +113,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
       p.residual_add[i] = a;
       p.residual_from[i] = r;
     }
+    if (fuse) p.relu_backward_of[i] = relu_backward_candidate(i);
     if (mode == ExecMode::kInference) continue;
     const Saves s = nodes[i]->saves();
     if (s.output) p.keep[i] = 1;

@@ -282,16 +282,34 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
     std::vector<Tensor> diff_src(1);
     if (args.need_diff_src.empty() || args.need_diff_src[0]) {
       const Tensor* sum = args.sum_into.empty() ? nullptr : &args.sum_into[0];
-      if (sum != nullptr && sum->defined() && sum->layout() == Layout::kCHWN &&
-          sum->shape() == input.shape()) {
+      const bool has_sum = sum != nullptr && sum->defined();
+      // The backward of the ReLU before this layer, fused into the pass
+      // (BackwardArgs::relu_output): when its output is in this layout and
+      // this pass writes the ReLU's whole gradient.
+      const Tensor* relu = args.relu_output;
+      const bool relu_here = relu != nullptr && args.relu_applied != nullptr &&
+                             relu->layout() == Layout::kCHWN && relu->shape() == input.shape();
+      if (has_sum && sum->layout() == Layout::kCHWN && sum->shape() == input.shape()) {
         // Added into the gradient the input already has (no extra pass).
         Tensor into = *sum;
-        kernels::conv_sparse_backward_data(into.data(), diff_dst.data(), packed, s,
-                                           /*accumulate=*/true);
+        if (relu_here) {
+          kernels::conv_sparse_backward_data_relu(into.data(), diff_dst.data(), packed, s,
+                                                  /*accumulate=*/true, relu->data());
+          *args.relu_applied = true;
+        } else {
+          kernels::conv_sparse_backward_data(into.data(), diff_dst.data(), packed, s,
+                                             /*accumulate=*/true);
+        }
         diff_src[0] = into;
       } else {
         Tensor grad = Tensor::empty(input.shape(), Layout::kCHWN);
-        kernels::conv_sparse_backward_data(grad.data(), diff_dst.data(), packed, s);
+        if (relu_here && !has_sum) {
+          kernels::conv_sparse_backward_data_relu(grad.data(), diff_dst.data(), packed, s,
+                                                  /*accumulate=*/false, relu->data());
+          *args.relu_applied = true;
+        } else {
+          kernels::conv_sparse_backward_data(grad.data(), diff_dst.data(), packed, s);
+        }
         diff_src[0] = to_layout(grad, input.layout());
       }
     }
