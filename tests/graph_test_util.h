@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "sparsetrain/rng.h"
 #include "sparsetrain/tensor.h"
@@ -15,6 +16,22 @@ inline Tensor random_tensor(Shape shape, uint64_t seed, float scale = 1.0f) {
   Rng rng(seed);
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = scale * rng.uniform(-1.0f, 1.0f);
   return t;
+}
+
+// Class labels in [0, 10), from a generator seeded with `seed`.
+inline std::vector<int32_t> labels_for(int64_t batch, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> labels(static_cast<size_t>(batch));
+  for (auto& l : labels) l = static_cast<int32_t>(rng.uniform(0.0f, 9.999f));
+  return labels;
+}
+
+// The values of t in NCHW (4-D) or plain order.
+inline std::vector<float> values(const Tensor& t) {
+  const Tensor c = t.layout() == Layout::kPlain || t.layout() == Layout::kNCHW
+                       ? t
+                       : to_layout(t, t.rank() == 4 ? Layout::kNCHW : Layout::kPlain);
+  return std::vector<float>(c.data(), c.data() + c.numel());
 }
 
 // L = sum(out * r), in double.

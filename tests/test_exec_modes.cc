@@ -22,22 +22,10 @@
 namespace sparsetrain {
 namespace {
 
+using testing::labels_for;
 using testing::random_tensor;
+using testing::values;
 using testing::weighted_sum;
-
-std::vector<int32_t> labels_for(int64_t batch, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> labels(static_cast<size_t>(batch));
-  for (auto& l : labels) l = static_cast<int32_t>(rng.uniform(0.0f, 9.999f));
-  return labels;
-}
-
-std::vector<float> values(const Tensor& t) {
-  const Tensor c = t.layout() == Layout::kPlain || t.layout() == Layout::kNCHW
-                       ? t
-                       : to_layout(t, t.rank() == 4 ? Layout::kNCHW : Layout::kPlain);
-  return std::vector<float>(c.data(), c.data() + c.numel());
-}
 
 // Compresses every conv and linear layer to its largest-magnitude weights.
 void compress_all(Graph& g, float sparsity) {

@@ -21,21 +21,9 @@
 namespace sparsetrain {
 namespace {
 
+using testing::labels_for;
 using testing::random_tensor;
-
-std::vector<int32_t> labels_for(int64_t batch, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> labels(static_cast<size_t>(batch));
-  for (auto& l : labels) l = static_cast<int32_t>(rng.uniform(0.0f, 9.999f));
-  return labels;
-}
-
-std::vector<float> values(const Tensor& t) {
-  const Tensor c = t.layout() == Layout::kPlain || t.layout() == Layout::kNCHW
-                       ? t
-                       : to_layout(t, t.rank() == 4 ? Layout::kNCHW : Layout::kPlain);
-  return std::vector<float>(c.data(), c.data() + c.numel());
-}
+using testing::values;
 
 // |got - want| <= 1e-5 * max(|want|, largest |want|) element-wise: float
 // rounding of a sum that may be formed in another order, nothing more.

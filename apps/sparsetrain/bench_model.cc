@@ -313,11 +313,14 @@ void print_report(const Report& r) {
               "kernels");
   for (const Row& row : r.rows) {
     const bool prunable = row.density >= 0.0;
+    // A node fused into another on one side only (its forward there: 0.000)
+    // has no meaningful ratio: its time is in the other node's row.
+    const bool fused_one_side = !row.single && (row.dense_fwd == 0.0) != (row.sparse_fwd == 0.0);
     std::printf("%-*s  %-*s  %7s  %9s  %9s  %10s  %10s  %8s%s\n", name_w, row.name.c_str(), type_w,
                 row.type.c_str(), prunable ? cell(row.density, true).c_str() : "",
                 cell(row.dense_fwd, true).c_str(), cell(row.dense_bwd, !row.single).c_str(),
                 cell(row.sparse_fwd, true).c_str(), cell(row.sparse_bwd, !row.single).c_str(),
-                ratio(row.dense_ms(), row.sparse_ms()).c_str(),
+                fused_one_side ? "" : ratio(row.dense_ms(), row.sparse_ms()).c_str(),
                 prunable ? (row.sparse   ? "  sparse"
                             : row.direct ? "  direct"
                                          : "  dense")

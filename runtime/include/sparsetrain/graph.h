@@ -239,12 +239,14 @@ class Graph {
   // keeps) is decided from the nodes' traits once per mode, set of hooks and
   // sparse state of the layers, and reused while those stay the same.
   int64_t plans_made() const;
-  // Whether training forwards fuse across node boundaries (on by default):
-  // a BatchNorm or an Add applies the ReLU after it, and a BatchNorm adds the
-  // residual of the Add after it (and that Add's ReLU) in the same pass. The
-  // results are the unfused ones to float rounding (tests/test_fusion.cc);
-  // nodes a forward hook watches never fuse. Off: every node runs on its own
-  // (for comparing, e.g. `bench model --no-fusion`).
+  // Whether training steps fuse across node boundaries (on by default): a
+  // BatchNorm or an Add applies the ReLU after it, a BatchNorm adds the
+  // residual of the Add after it (and that Add's ReLU) in the same pass, and
+  // a sparse convolution applies the backward of the ReLU before it as its
+  // backward-data stores that ReLU's gradient. The results are the unfused
+  // ones to float rounding (tests/test_fusion.cc); nodes a hook watches keep
+  // their own pass. Off: every node runs on its own (for comparing, e.g.
+  // `bench model --no-fusion`).
   void set_fusion(bool on);
   bool fusion() const;
 

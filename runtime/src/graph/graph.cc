@@ -408,32 +408,32 @@ Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options
       continue;
     }
     Node& node = *g.nodes[i];
-    // A folded ReLU: the producer masks the gradient itself when it can and
-    // no hook watches the ReLU's backward; otherwise the ReLU runs its own
-    // backward (from its output, the producer's fused one) and the producer
-    // a plain one (nodes.h).
-    if (g.relu_masked[i]) {
-      // A consumer has applied this ReLU's backward (BackwardArgs::relu_output):
-      // the gradient goes to the producer as it is.
-      const int j = g.inputs[i][0].index;
-      if (g.relu_folded[i]) nodes::as_relu_fusable(*g.nodes[j])->set_relu_fusion(false);
-      g.diffs[j] = std::move(g.diffs[i]);
+    // A ReLU whose backward another node applies: its gradient goes to its
+    // producer as it is, and nothing of it runs.
+    const auto hand_to_producer = [&g, &node, i] {
+      g.diffs[g.inputs[i][0].index] = std::move(g.diffs[i]);
       node.clear_saved();
       g.diffs[i] = Tensor();
       if (i != g.output) g.free_output(i);
       if (g.profiling) ++g.timings[i].backward_calls;
+    };
+    if (g.relu_masked[i]) {
+      // A consumer has applied it (BackwardArgs::relu_output).
+      const int j = g.inputs[i][0].index;
+      if (g.relu_folded[i]) nodes::as_relu_fusable(*g.nodes[j])->set_relu_fusion(false);
+      hand_to_producer();
       continue;
     }
+    // A folded ReLU: the producer masks the gradient itself when it can and
+    // no hook watches the ReLU's backward; otherwise the ReLU runs its own
+    // backward (from its output, the producer's fused one) and the producer
+    // a plain one (nodes.h).
     if (g.relu_folded[i]) {
       const int j = g.inputs[i][0].index;
       nodes::ReluFusable* producer = nodes::as_relu_fusable(*g.nodes[j]);
       if (producer->fuses_relu_backward() && !g.diffs[j].defined() &&
           !(have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name()))) {
-        g.diffs[j] = std::move(g.diffs[i]);
-        node.clear_saved();
-        g.diffs[i] = Tensor();
-        if (i != g.output) g.free_output(i);
-        if (g.profiling) ++g.timings[i].backward_calls;
+        hand_to_producer();
         continue;
       }
       producer->set_relu_fusion(false);

@@ -149,7 +149,9 @@ Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::s
 // desc.relu) takes the ReLU's gradient directly and the ReLU's backward is
 // skipped, unless a backward hook watches the ReLU. Otherwise the ReLU's
 // backward runs, from that output, and the producer's backward is the plain
-// one (Add: masking there would read the output anyway).
+// one (Add: masking there would read the output anyway; the executor may
+// instead let the next sparse convolution apply the ReLU's backward,
+// BackwardArgs::relu_output).
 class ReluFusable {
  public:
   virtual ~ReluFusable() = default;
