@@ -292,24 +292,19 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
       if (has_sum && sum->layout() == Layout::kCHWN && sum->shape() == input.shape()) {
         // Added into the gradient the input already has (no extra pass).
         Tensor into = *sum;
-        if (relu_here) {
-          kernels::conv_sparse_backward_data_relu(into.data(), diff_dst.data(), packed, s,
-                                                  /*accumulate=*/true, relu->data());
-          *args.relu_applied = true;
-        } else {
-          kernels::conv_sparse_backward_data(into.data(), diff_dst.data(), packed, s,
-                                             /*accumulate=*/true);
-        }
+        kernels::conv_sparse_backward_data_relu(into.data(), diff_dst.data(), packed, s,
+                                                /*accumulate=*/true,
+                                                relu_here ? relu->data() : nullptr);
+        if (relu_here) *args.relu_applied = true;
         diff_src[0] = into;
       } else {
+        // Only the whole gradient may be masked: not with another's pending.
+        const bool mask = relu_here && !has_sum;
         Tensor grad = Tensor::empty(input.shape(), Layout::kCHWN);
-        if (relu_here && !has_sum) {
-          kernels::conv_sparse_backward_data_relu(grad.data(), diff_dst.data(), packed, s,
-                                                  /*accumulate=*/false, relu->data());
-          *args.relu_applied = true;
-        } else {
-          kernels::conv_sparse_backward_data(grad.data(), diff_dst.data(), packed, s);
-        }
+        kernels::conv_sparse_backward_data_relu(grad.data(), diff_dst.data(), packed, s,
+                                                /*accumulate=*/false,
+                                                mask ? relu->data() : nullptr);
+        if (mask) *args.relu_applied = true;
         diff_src[0] = to_layout(grad, input.layout());
       }
     }
