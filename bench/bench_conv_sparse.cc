@@ -5,6 +5,8 @@
 // sparsity:
 //   sparse/<kernel>/...          every registered micro-kernel this CPU runs,
 //                                one pass each (the name says pass, tile, ISA)
+//   sparse_fwd_stats/<kernel>/...  the forward kernel forming its output's
+//                                batch statistics in its epilogue
 //   sparse_step/<isa>/...        the three passes with that ISA's kernels
 //   dnnl_nhwc/<pass>/...         oneDNN convolution (kernels/conv2d dnnl) on
 //                                NHWC activations, its fastest layout here;
@@ -205,6 +207,25 @@ void bm_sparse(benchmark::State& state, Conv2dShape s, double sparsity, SparseKe
   set_counters(state, d, passes, true);
 }
 
+// The forward that also forms its output's batch statistics
+// (conv_sparse_forward_stats, what the executor runs before a BatchNorm):
+// against sparse/<kernel> it measures the epilogue's cost.
+void bm_fwd_stats(benchmark::State& state, Conv2dShape s, double sparsity,
+                  const sk::ConvGatherKernel& k) {
+  Data d(s, sparsity);
+  std::vector<double> mean(static_cast<std::size_t>(s.out_channels)), var(mean.size());
+  const auto run = [&] {
+    sk::conv_sparse_forward_stats_with(k, d.dst.data(), mean.data(), var.data(), d.src.data(), d.w,
+                                       d.bias.data(), d.shape);
+  };
+  run();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, d, kFwd, true);
+}
+
 // --- oneDNN ------------------------------------------------------------------------
 
 void run_dense(Data& d, int passes) {
@@ -297,6 +318,8 @@ void register_all() {
         reg(std::string("sparse/") + k.name + suffix, [s, sp, &k](benchmark::State& st) {
           bm_sparse(st, s, sp, {&k, nullptr, nullptr}, kFwd);
         });
+        reg(std::string("sparse_fwd_stats/") + k.name + suffix,
+            [s, sp, &k](benchmark::State& st) { bm_fwd_stats(st, s, sp, k); });
       }
       for (const sk::ConvGatherKernel& k : sk::conv_sparse_kernel_lists().bwd_data) {
         if (!sk::isa_supported(k.isa)) continue;

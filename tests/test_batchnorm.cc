@@ -213,6 +213,7 @@ TEST(BatchNormKernels, DnnlIsRightInEveryLayout) {
                                          kernels::batchnorm_backward_dnnl,
                                          kernels::batchnorm_forward_inference_dnnl,
                                          kernels::batchnorm_backward_inference_dnnl,
+                                         nullptr,
                                          nullptr};
   uint64_t seed = 200;
   for (Layout layout : kLayouts) check_kernel(dnnl, make_problem(5, 3, 9, 7, layout, seed++));
@@ -405,6 +406,62 @@ TEST(BatchNormKernels, FusedResidualOnResNet20Shapes) {
     for (const auto& k : kernels::batchnorm_kernels())
       if (std::string(k.name) != "ref") check_fused_residual(k, p, true);
   }
+}
+
+// Statistics given (forward_training_given, what a sparse convolution's
+// epilogue hands on): the kernel normalises with them, with and without a
+// residual and a ReLU, as the reference does after computing them itself,
+// and reports them as its mean and rstd.
+TEST(BatchNormKernels, GivenStatisticsNormaliseLikeComputedOnes) {
+  const int64_t shapes[][4] = {{2, 1, 1, 1}, {5, 3, 3, 5}, {17, 16, 9, 7}, {128, 16, 8, 8}};
+  uint64_t seed = 900;
+  int given_kernels = 0;
+  for (const auto& s : shapes)
+    for (Layout layout : kLayouts) {
+      const BnProblem p = make_problem(s[0], s[1], s[2], s[3], layout, seed++);
+      const kernels::BatchNormDesc& d = p.desc;
+      const auto C = static_cast<size_t>(d.c);
+      const Shape shape = {d.n, d.c, d.h, d.w};
+      std::vector<double> mean(C, 0.0), var(C, 0.0);
+      for (int64_t c = 0; c < d.c; ++c) {
+        std::vector<double> v;
+        for (int64_t n = 0; n < d.n; ++n)
+          for (int64_t h = 0; h < d.h; ++h)
+            for (int64_t w = 0; w < d.w; ++w)
+              v.push_back(p.src[offset4(layout, shape, n, c, h, w)]);
+        for (double x : v) mean[c] += x / static_cast<double>(v.size());
+        for (double x : v) var[c] += (x - mean[c]) * (x - mean[c]) / static_cast<double>(v.size());
+      }
+      Rng rng(seed);
+      std::vector<float> residual = testing::small_ints(d.numel(), -3, 3, rng);
+      for (const auto& k : kernels::batchnorm_kernels()) {
+        if (k.forward_training_given == nullptr || !k.supports(d)) continue;
+        ++given_kernels;
+        for (const bool add : {false, true})
+          for (const bool relu : {false, true}) {
+            kernels::BatchNormDesc fd = d;
+            fd.residual = add;
+            fd.relu = relu;
+            SCOPED_TRACE(std::string(k.name) + " " + layout_name(layout) + " " +
+                         std::to_string(d.per_channel()) + " per channel" +
+                         (add ? " + residual" : "") + (relu ? " + ReLU" : ""));
+            const float* r = add ? residual.data() : nullptr;
+            std::vector<float> want(d.numel()), wmean(C), wrstd(C);
+            kernels::batchnorm_kernels().reference().forward_training_add(
+                want.data(), wmean.data(), wrstd.data(), p.src.data(), r, p.gamma.data(),
+                p.beta.data(), fd);
+            std::vector<float> got(d.numel(), -7.0f), gmean(C), grstd(C);
+            k.forward_training_given(got.data(), gmean.data(), grstd.data(), p.src.data(), r,
+                                     p.gamma.data(), p.beta.data(), mean.data(), var.data(), fd);
+            for (size_t c = 0; c < C; ++c) {
+              EXPECT_EQ(gmean[c], static_cast<float>(mean[c]));
+              EXPECT_EQ(grstd[c], static_cast<float>(1.0 / std::sqrt(var[c] + d.eps)));
+            }
+            expect_close(want, got, 64, 3, "dst");
+          }
+      }
+    }
+  EXPECT_GT(given_kernels, 0);
 }
 
 TEST(BatchNormKernels, StatisticsStayAccurateWithALargeOffset) {

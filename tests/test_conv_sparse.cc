@@ -664,6 +664,66 @@ TEST_P(ConvSparseKernelTest, BackwardDataAppliesAReluLikeItsOwnPass) {
   }
 }
 
+// The forward's batch statistics (conv_sparse_forward_stats): the output is
+// the plain forward's bit for bit, and the mean and biased variance of each
+// output channel match a two-pass double computation over that output, the
+// same bits at one thread and at two; with one panel and several, partial
+// batch vectors, a bias, groups and strides; none when the mean dwarfs the
+// spread.
+TEST_P(ConvSparseKernelTest, ForwardFormsTheBatchStatisticsOfItsOutput) {
+  const int before = num_threads();
+  for (const Case& c : {Case{16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 21, 0.1},
+                        Case{40, 12, 7, 9, 3, 3, 1, 1, 1, 1, 1, 70, 0.2},
+                        Case{8, 6, 9, 8, 3, 3, 2, 2, 1, 1, 2, 16, 0.7}}) {
+    const Problem p = make_problem(c, Values::kFloat, 31);
+    for (const bool bias : {false, true}) {
+      SCOPED_TRACE(c.str() + (bias ? " bias" : "") + " (" + std::to_string(p.w.fwd_panels) +
+                   " panels)");
+      const float* b = bias ? p.bias.data() : nullptr;
+      std::vector<float> plain = guarded(p.dst_size(), 0.0f);
+      conv_sparse_forward_with(*kernels_.fwd, plain.data(), p.src.data(), p.w, b, p.shape);
+      std::vector<std::vector<double>> means, vars;
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        std::vector<float> dst = guarded(p.dst_size(), kGarbage);
+        std::vector<double> mean(static_cast<std::size_t>(c.o), -1.0), var(mean);
+        ASSERT_TRUE(conv_sparse_forward_stats_with(*kernels_.fwd, dst.data(), mean.data(),
+                                                   var.data(), p.src.data(), p.w, b, p.shape));
+        unguard(dst, "forward (statistics)");
+        EXPECT_EQ(std::memcmp(dst.data(), plain.data(), dst.size() * sizeof(float)), 0);
+        means.push_back(mean);
+        vars.push_back(var);
+      }
+      EXPECT_EQ(means[0], means[1]) << "one thread vs two";
+      EXPECT_EQ(vars[0], vars[1]) << "one thread vs two";
+      const int64_t per_channel = p.dst_size() / c.o;
+      for (int64_t o = 0; o < c.o; ++o) {
+        const float* y = plain.data() + o * per_channel;
+        double m = 0.0, q = 0.0;
+        for (int64_t k = 0; k < per_channel; ++k) m += y[k];
+        m /= static_cast<double>(per_channel);
+        for (int64_t k = 0; k < per_channel; ++k) q += (y[k] - m) * (y[k] - m);
+        const double v = q / static_cast<double>(per_channel);
+        const auto i = static_cast<std::size_t>(o);
+        EXPECT_NEAR(means[0][i], m, 1e-6 * (std::abs(m) + std::sqrt(v))) << "channel " << o;
+        EXPECT_NEAR(vars[0][i], v, 1e-5 * v) << "channel " << o;
+      }
+    }
+  }
+  set_num_threads(before);
+  // A mean far above the spread (a large bias): E[x^2] - E[x]^2 would lose
+  // the variance, so no statistics are handed on; the output stays right.
+  const Case c{16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 21, 0.1};
+  const Problem p = make_problem(c, Values::kFloat, 37);
+  std::vector<float> bias(p.bias.size(), 1000.0f);
+  std::vector<float> plain(static_cast<std::size_t>(p.dst_size())), dst(plain.size());
+  std::vector<double> mean(static_cast<std::size_t>(c.o)), var(mean.size());
+  conv_sparse_forward_with(*kernels_.fwd, plain.data(), p.src.data(), p.w, bias.data(), p.shape);
+  EXPECT_FALSE(conv_sparse_forward_stats_with(*kernels_.fwd, dst.data(), mean.data(), var.data(),
+                                              p.src.data(), p.w, bias.data(), p.shape));
+  EXPECT_EQ(dst, plain);
+}
+
 TEST_P(ConvSparseKernelTest, BackwardWeightsAccumulatesAtTheStoredEntriesOnly) {
   const Case c{10, 12, 8, 9, 3, 3, 1, 1, 1, 1, 1, 21, 0.3};
   const Problem p = make_problem(c, Values::kExact, 13);

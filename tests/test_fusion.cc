@@ -1,8 +1,9 @@
 // Fusion across node boundaries (Graph::set_fusion): a training step with
 // the executor's fusions (BatchNorm + ReLU, Add + ReLU, BatchNorm + Add +
-// ReLU) gives the unfused step's loss, gradients and BatchNorm statistics to
-// float rounding, on dense and compressed ResNets; the fusions really run;
-// and a hook on a fused node sees the tensors of the unfused step.
+// ReLU, a sparse convolution forming its BatchNorm's statistics) gives the
+// unfused step's loss, gradients and BatchNorm statistics to float
+// rounding, on dense and compressed ResNets; the fusions really run; and a
+// hook on a fused node sees the tensors of the unfused step.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "nodes/nodes.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/loss.h"
 #include "sparsetrain/models.h"
@@ -96,6 +98,13 @@ void expect_same_steps(bool sparse) {
   const auto opt_a = make_optimizer(sgd), opt_b = make_optimizer(sgd);
   for (int s = 0; s < 3; ++s) {
     SCOPED_TRACE("step " + std::to_string(s));
+    // Each step starts from the unfused graph's parameters and buffers:
+    // BatchNorm statistics formed by a convolution differ from BatchNorm's
+    // own in the last bits, and training amplifies such differences step
+    // by step (it is the step that must agree).
+    const std::vector<Parameter*> from = unfused.parameters(), to = fused.parameters();
+    ASSERT_EQ(from.size(), to.size());
+    for (std::size_t k = 0; k < from.size(); ++k) to[k]->value.copy_from(from[k]->value);
     const Tensor x = random_tensor({4, 3, 8, 8}, 100 + s);
     const std::vector<int32_t> labels = labels_for(4, 200 + s);
     const StepResult a = step(fused, *opt_a, x, labels);
@@ -109,6 +118,18 @@ void expect_same_steps(bool sparse) {
     for (std::size_t k = 0; k < a.buffers.size(); ++k)
       expect_close(b.buffers[k], a.buffers[k], "buffer " + std::to_string(k));
   }
+  // Which BatchNorms took their batch statistics from the convolution
+  // before them (every one after a convolution on the sparse kernels: the
+  // compressed layers and the stem on the direct path).
+  const auto given = [](Graph& g) {
+    int count = 0;
+    for (const NodeTiming& t : g.profile())
+      if (t.type == std::string("batchnorm2d"))
+        count += nodes::as_statistics_consumer(g.node(t.name))->statistics_given();
+    return count;
+  };
+  EXPECT_EQ(given(fused), sparse ? 21 : 0);
+  EXPECT_EQ(given(unfused), 0);
   // Which Adds the fused graph folded into their BatchNorm (no forward of
   // their own: 0 ms) and which ReLUs into their producer.
   int folded_adds = 0, adds = 0, folded_relus = 0, masked_relus = 0;
@@ -155,7 +176,8 @@ TEST(Fusion, DenseResNetStepMatchesTheUnfusedStep) { expect_same_steps(false); }
 // (a ReLU they watch runs its own backward).
 TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
   struct Seen {
-    std::vector<float> bn_out, bn_diff, add_diff, add_out, relu_diff;
+    std::vector<float> bn_out, bn_diff, add_diff, add_out, relu_diff, conv_out;
+    bool bn_given = false, next_bn_given = false;
   };
   const auto run = [](bool fusion, Seen* seen, std::vector<NodeTiming>* profile) {
     Graph g = make_resnet(true);
@@ -172,6 +194,9 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
                                [seen](HookEvent& e) { seen->add_diff = values(*e.diff_dst); }));
     hooks.push_back(g.add_hook(HookPoint::kAfterForward, "layer3.0.add",
                                [seen](HookEvent& e) { seen->add_out = values(*e.output); }));
+    // A forward hook on a convolution: its BatchNorm forms its own statistics.
+    hooks.push_back(g.add_hook(HookPoint::kAfterForward, "layer2.2.conv1",
+                               [seen](HookEvent& e) { seen->conv_out = values(*e.output); }));
     // A backward hook on a ReLU after an Add: its backward runs on its own.
     hooks.push_back(g.add_hook(HookPoint::kAfterBackward, "layer1.2.relu2",
                                [seen](HookEvent& e) { seen->relu_diff = values(e.diff_src[0]); }));
@@ -179,6 +204,8 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
     const Tensor x = random_tensor({4, 3, 8, 8}, 7);
     step(g, *opt, x, labels_for(4, 8));
     *profile = g.profile();
+    seen->bn_given = nodes::as_statistics_consumer(g.node("layer2.2.bn1"))->statistics_given();
+    seen->next_bn_given = nodes::as_statistics_consumer(g.node("layer2.2.bn2"))->statistics_given();
   };
   Seen fused, unfused;
   std::vector<NodeTiming> fused_profile, unfused_profile;
@@ -189,6 +216,10 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
   expect_close(unfused.bn_diff, fused.bn_diff, "layer1.1.bn2 diff_dst");
   expect_close(unfused.add_diff, fused.add_diff, "layer2.1.add diff_dst");
   expect_close(unfused.add_out, fused.add_out, "layer3.0.add output");
+  expect_close(unfused.conv_out, fused.conv_out, "layer2.2.conv1 output");
+  EXPECT_FALSE(fused.bn_given) << "a forward hook on its convolution";
+  EXPECT_TRUE(fused.next_bn_given);
+  EXPECT_FALSE(unfused.next_bn_given);
   ASSERT_FALSE(fused.relu_diff.empty());
   expect_close(unfused.relu_diff, fused.relu_diff, "layer1.2.relu2 diff_src");
   const auto timing = [&](const std::string& name) {

@@ -59,6 +59,15 @@ using BatchNormForwardTrainingFn = void(float* dst, float* mean, float* rstd, co
 using BatchNormForwardTrainingAddFn = void(float* dst, float* mean, float* rstd, const float* src,
                                            const float* residual, const float* gamma,
                                            const float* beta, const BatchNormDesc& desc);
+// forward_training_add (residual null: forward_training) with the batch
+// statistics given: batch_mean and batch_var (C) are the mean and biased
+// variance of src, formed elsewhere (a sparse convolution's epilogue,
+// conv_sparse_forward_stats), so only the normalising pass runs. mean and rstd
+// are written as by forward_training.
+using BatchNormForwardTrainingGivenFn = void(float* dst, float* mean, float* rstd, const float* src,
+                                             const float* residual, const float* gamma,
+                                             const float* beta, const double* batch_mean,
+                                             const double* batch_var, const BatchNormDesc& desc);
 // Gradient through the batch statistics:
 //   diff_beta  += sum(diff_dst)
 //   diff_gamma += sum(diff_dst * xhat)
@@ -95,7 +104,8 @@ struct BatchNormKernel {
   BatchNormBackwardFn* backward;
   BatchNormForwardInferenceFn* forward_inference;
   BatchNormBackwardInferenceFn* backward_inference;
-  BatchNormForwardTrainingAddFn* forward_training_add;  // null: no residual fusion
+  BatchNormForwardTrainingAddFn* forward_training_add;      // null: no residual fusion
+  BatchNormForwardTrainingGivenFn* forward_training_given;  // null: computes its statistics
 };
 
 // Every implementation, most preferred first; the scalar reference is last
@@ -118,6 +128,7 @@ void batchnorm_update_running_stats(float* running_mean, float* running_var, con
 // Scalar reference: plain loops over offset4, double accumulation.
 BatchNormForwardTrainingFn batchnorm_forward_training_ref;
 BatchNormForwardTrainingAddFn batchnorm_forward_training_add_ref;
+BatchNormForwardTrainingGivenFn batchnorm_forward_training_given_ref;
 BatchNormBackwardFn batchnorm_backward_ref;
 BatchNormForwardInferenceFn batchnorm_forward_inference_ref;
 BatchNormBackwardInferenceFn batchnorm_backward_inference_ref;

@@ -29,6 +29,20 @@ void channel_grad_sums(const BatchNormDesc& d, int64_t c, const float* diff_dst,
   });
 }
 
+// dst of channel c from its batch mean m and variance var; mean and rstd.
+void normalize_channel(const BatchNormDesc& d, int64_t c, float* dst, float* mean, float* rstd,
+                       const float* src, const float* residual, const float* gamma,
+                       const float* beta, double m, double var) {
+  const double r = 1.0 / std::sqrt(var + d.eps);
+  for_each_in_channel(d, c, [&](int64_t i) {
+    auto y = static_cast<float>(gamma[c] * (src[i] - m) * r + beta[c]);
+    if (residual != nullptr) y += residual[i];
+    dst[i] = d.relu && y < 0.0f ? 0.0f : y;
+  });
+  mean[c] = static_cast<float>(m);
+  rstd[c] = static_cast<float>(r);
+}
+
 }  // namespace
 
 void batchnorm_forward_training_add_ref(float* dst, float* mean, float* rstd, const float* src,
@@ -41,15 +55,17 @@ void batchnorm_forward_training_add_ref(float* dst, float* mean, float* rstd, co
     const double m = sum / count;
     double sq = 0.0;
     for_each_in_channel(d, c, [&](int64_t i) { sq += (src[i] - m) * (src[i] - m); });
-    const double r = 1.0 / std::sqrt(sq / count + d.eps);
-    for_each_in_channel(d, c, [&](int64_t i) {
-      auto y = static_cast<float>(gamma[c] * (src[i] - m) * r + beta[c]);
-      if (residual != nullptr) y += residual[i];
-      dst[i] = d.relu && y < 0.0f ? 0.0f : y;
-    });
-    mean[c] = static_cast<float>(m);
-    rstd[c] = static_cast<float>(r);
+    normalize_channel(d, c, dst, mean, rstd, src, residual, gamma, beta, m, sq / count);
   }
+}
+
+void batchnorm_forward_training_given_ref(float* dst, float* mean, float* rstd, const float* src,
+                                          const float* residual, const float* gamma,
+                                          const float* beta, const double* batch_mean,
+                                          const double* batch_var, const BatchNormDesc& d) {
+  for (int64_t c = 0; c < d.c; ++c)
+    normalize_channel(d, c, dst, mean, rstd, src, residual, gamma, beta, batch_mean[c],
+                      batch_var[c]);
 }
 
 void batchnorm_forward_training_ref(float* dst, float* mean, float* rstd, const float* src,

@@ -558,6 +558,11 @@ void contiguous_backward(const Planar& p, float* diff_src, float* diff_gamma, fl
 
 // --- the op --------------------------------------------------------------------
 
+void forward_training_given(float* dst, float* mean, float* rstd, const float* src,
+                            const float* residual, const float* gamma, const float* beta,
+                            const double* batch_mean, const double* batch_var,
+                            const BatchNormDesc& d);
+
 // residual: null, or added before the ReLU (forward_training_add).
 void forward_training_add(float* dst, float* mean, float* rstd, const float* src,
                           const float* residual, const float* gamma, const float* beta,
@@ -573,10 +578,20 @@ void forward_training_add(float* dst, float* mean, float* rstd, const float* src
   const auto C = static_cast<size_t>(d.c);
   std::vector<double> m(C), var(C);
   statistics(d, src, m.data(), var.data());
+  forward_training_given(dst, mean, rstd, src, residual, gamma, beta, m.data(), var.data(), d);
+}
+
+// The normalising pass alone, the statistics given (in memory order over
+// the segments: src is read once, from wherever the convolution left it).
+void forward_training_given(float* dst, float* mean, float* rstd, const float* src,
+                            const float* residual, const float* gamma, const float* beta,
+                            const double* batch_mean, const double* batch_var,
+                            const BatchNormDesc& d) {
+  const auto C = static_cast<size_t>(d.c);
   std::vector<float> scale(C);
   for (size_t c = 0; c < C; ++c) {
-    mean[c] = static_cast<float>(m[c]);
-    rstd[c] = static_cast<float>(1.0 / std::sqrt(var[c] + d.eps));
+    mean[c] = static_cast<float>(batch_mean[c]);
+    rstd[c] = static_cast<float>(1.0 / std::sqrt(batch_var[c] + d.eps));
     scale[c] = gamma[c] * rstd[c];
   }
   if (d.relu) {
@@ -668,7 +683,8 @@ constexpr BatchNormKernel loops_kernel(const char* name, Isa isa,
           backward,
           forward_inference,
           backward_inference,
-          forward_training_add};
+          forward_training_add,
+          forward_training_given};
 }
 
 }  // namespace

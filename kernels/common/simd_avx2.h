@@ -7,7 +7,8 @@
 // Traits: Vec, Mask, kLanes, mask(valid lanes), zero(), set1(x),
 // set1_bits(bits) (the float with those bits in every lane), load(p),
 // loadm(m, p) (lanes off the mask read as zero and never fault), store(p, v),
-// storem(p, m, v), fma(a, b, c) = a * b + c, add(a, b), mul(a, b), hsum(v),
+// storem(p, m, v), fma(a, b, c) = a * b + c, add(a, b), mul(a, b), sub(a, b),
+// maskz(m, v) (lanes off the mask zeroed), hsum(v),
 // add_sums8(dst, acc, count): dst[t] += hsum(acc[t]) for t < count, and
 // broadcast4(p, w): w[i] = set1(p[i]) for i < 4.
 #pragma once
@@ -41,6 +42,8 @@ struct Avx2 {
   static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
   static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
   static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+  static Vec sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+  static Vec maskz(Mask m, Vec v) { return _mm256_and_ps(_mm256_castsi256_ps(m), v); }
   // v where y > 0, else 0 (a ReLU's backward from its output y).
   static Vec keep_positive(Vec y, Vec v) {
     return _mm256_and_ps(_mm256_cmp_ps(y, _mm256_setzero_ps(), _CMP_GT_OQ), v);

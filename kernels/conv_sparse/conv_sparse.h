@@ -125,6 +125,19 @@ void conv_sparse_forward(float* dst, const float* src, const ConvSparseWeights& 
                          const float* bias,  // (O) or null
                          const Conv2dShape& shape, Isa isa = best_isa());
 
+// conv_sparse_forward, and the batch statistics of every output channel over
+// its N * OH * OW values, what a BatchNorm after the convolution would
+// compute: mean and biased variance (O), from sums of the outputs and of
+// their squares that the kernels add up lane by lane as they store them
+// (in a fixed order: bit-identical from run to run and across thread
+// counts). Returns false when the batch is empty, or when some channel's
+// mean is so large against its spread that E[x^2] - E[x]^2 would lose
+// accuracy (mean^2 > 64 variances): the caller then computes them itself.
+// dst is the plain forward's either way.
+bool conv_sparse_forward_stats(float* dst, double* mean, double* var, const float* src,
+                               const ConvSparseWeights& w, const float* bias,
+                               const Conv2dShape& shape, Isa isa = best_isa());
+
 void conv_sparse_backward_data(float* diff_src,        // (C, H, W, N), overwritten or +=
                                const float* diff_dst,  // (O, OH, OW, N)
                                const ConvSparseWeights& w, const Conv2dShape& shape,

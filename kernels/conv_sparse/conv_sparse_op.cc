@@ -57,6 +57,12 @@ constexpr int64_t kTasksPerThread = 4;
 // Below this many multiply-adds (stored entries x output positions x batch)
 // a pass runs on the calling thread: starting TBB tasks would cost more.
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+// Batch statistics from float lane sums of x and x^2: the variance
+// E[x^2] - E[x]^2 loses the digits the mean's square shares with E[x^2], so
+// statistics whose channel has mean^2 above this many variances are not
+// handed on (the BatchNorm computes its own, in two exact passes). Below it
+// the variance keeps about 1e-5 of relative accuracy.
+constexpr double kMaxMeanToVariance = 64.0;
 // Backward-weights: the units are cut into at most this many slices, each
 // with its own partial sums (zeroed, then added up: one pass over nnz floats
 // each). Fixed, so the summation order (and the result) does not depend on
@@ -406,9 +412,13 @@ void run_lines(const Kernel& kernel, Args& a, const Lines& lines, int64_t group)
 // input channels, from diff_dst to diff_src); in and out at batch lane 0. A
 // unit is one batch block of one line group; units are numbered group-major
 // in forward, else block-major.
+//
+// sums: null, or (units, rows, 2): per unit and row, the sum of the row's
+// outputs in the unit and the sum of their squares (each unit's rows summed
+// by one task, lane sums from the kernel's epilogue added in lane order).
 void run_gather(const ConvGatherKernel& kernel, const ConvSparseWeights& w, const Geometry& g,
                 bool forward, const float* in, float* out, const float* bias, ConvSparseInit init,
-                const float* keep = nullptr) {
+                const float* keep = nullptr, double* sums = nullptr) {
   const CallTaps taps = forward ? CallTaps(w.fwd_tap, w.fwd_entry, w.values, forward_offsets(g))
                                 : CallTaps(w.bwd_tap, w.bwd_entry, w.values, backward_offsets(g));
   const Lines lines = forward ? forward_lines(g) : backward_lines(g);
@@ -429,7 +439,8 @@ void run_gather(const ConvGatherKernel& kernel, const ConvSparseWeights& w, cons
       .row_end = 0,
       .n = 0,
       .init = init,
-      .keep = keep};
+      .keep = keep,
+      .stats = nullptr};
   const int64_t tile = kernel.tile_n;
   const int64_t blocks = ceil_div(g.n, tile);
   for_units(blocks * lines.groups(), rows, work, [&](int64_t u, int64_t r0, int64_t r1) {
@@ -443,7 +454,35 @@ void run_gather(const ConvGatherKernel& kernel, const ConvSparseWeights& w, cons
     a.row_begin = r0;
     a.row_end = r1;
     a.n = std::min(tile, g.n - n0);
+    if (sums == nullptr) {
+      run_lines(kernel, a, lines, group);
+      return;
+    }
+    // Each row's sums in a 512-byte block, at the half of it whose cache
+    // sets the tile's inputs do not crowd: a position's batch block lands
+    // at a fixed offset modulo 512 bytes (the batch stride, a power of two
+    // at the usual batch sizes), and channel planes whose sizes are powers
+    // of two put every channel's lines into those same sets.
+    // (Room for the alignment and the offset into the last block.)
+    const auto size = static_cast<std::size_t>((r1 - r0 + 3) * kStatRowStride);
+    const Scratch<float> lanes(size);
+    const auto at = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 512; };
+    const std::size_t cold = (at(a.in) / 4 + kStatRowStride / 2) % kStatRowStride;
+    float* block = lanes.data() + (kStatRowStride - at(lanes.data()) / 4) % kStatRowStride;
+    for (int64_t r = r0; r < r1; ++r)
+      std::fill_n(block + (r - r0) * kStatRowStride + cold, 2 * kStatLanes, 0.0f);
+    a.stats = block + cold;
     run_lines(kernel, a, lines, group);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* l = a.stats + (r - r0) * kStatRowStride;
+      double s = 0.0, q = 0.0;
+      for (int64_t k = 0; k < kStatLanes; ++k) {
+        s += l[k];
+        q += l[kStatLanes + k];
+      }
+      sums[2 * (u * rows + r)] = s;
+      sums[2 * (u * rows + r) + 1] = q;
+    }
   });
 }
 
@@ -456,6 +495,32 @@ void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const 
   if (g.n == 0) return;
   run_gather(kernel, w, g, true, src, dst, bias,
              bias != nullptr ? ConvSparseInit::kBias : ConvSparseInit::kZero);
+}
+
+bool conv_sparse_forward_stats_with(const ConvGatherKernel& kernel, float* dst, double* mean,
+                                    double* var, const float* src, const ConvSparseWeights& w,
+                                    const float* bias, const Conv2dShape& shape) {
+  const Geometry g = geometry(w, shape);
+  if (g.n == 0) return false;
+  const int64_t units = ceil_div(g.n, kernel.tile_n) * forward_lines(g).groups();
+  const Scratch<double> sums(static_cast<std::size_t>(units * g.o * 2));
+  run_gather(kernel, w, g, true, src, dst, bias,
+             bias != nullptr ? ConvSparseInit::kBias : ConvSparseInit::kZero, nullptr, sums.data());
+  // Each channel's units added in unit order: the same sums whatever the
+  // threads did.
+  const auto count = static_cast<double>(g.n * g.oh * g.ow);
+  bool conditioned = true;
+  for (int64_t r = 0; r < g.o; ++r) {
+    double s = 0.0, q = 0.0;
+    for (int64_t u = 0; u < units; ++u) {
+      s += sums.data()[2 * (u * g.o + r)];
+      q += sums.data()[2 * (u * g.o + r) + 1];
+    }
+    mean[r] = s / count;
+    var[r] = std::max(0.0, q / count - mean[r] * mean[r]);
+    conditioned = conditioned && mean[r] * mean[r] <= kMaxMeanToVariance * var[r];
+  }
+  return conditioned;
 }
 
 void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_src,
@@ -554,6 +619,13 @@ void conv_sparse_backward_weights_with(const ConvSddmmKernel& kernel, float* dif
 void conv_sparse_forward(float* dst, const float* src, const ConvSparseWeights& w,
                          const float* bias, const Conv2dShape& shape, Isa isa) {
   conv_sparse_forward_with(*conv_sparse_kernels(isa).fwd, dst, src, w, bias, shape);
+}
+
+bool conv_sparse_forward_stats(float* dst, double* mean, double* var, const float* src,
+                               const ConvSparseWeights& w, const float* bias,
+                               const Conv2dShape& shape, Isa isa) {
+  return conv_sparse_forward_stats_with(*conv_sparse_kernels(isa).fwd, dst, mean, var, src, w, bias,
+                                        shape);
 }
 
 void conv_sparse_backward_data(float* diff_src, const float* diff_dst, const ConvSparseWeights& w,

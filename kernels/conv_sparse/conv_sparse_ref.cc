@@ -3,7 +3,8 @@
 // as the SIMD kernels and sum every output in the same order (from the bias
 // or zero, then the taps in index order; in accumulate mode that sum is then
 // added to the previous value, and a fused ReLU backward keeps the result
-// where the ReLU's output is positive).
+// where the ReLU's output is positive; batch statistics add each output to
+// its lane's sums).
 #include <algorithm>
 
 #include "kernels/conv_sparse/conv_sparse_ukernels.h"
@@ -53,6 +54,13 @@ void f32_conv_gather__ref(const ConvGatherArgs& a) {
           for (int64_t l = 0; l < lanes; ++l) acc[l] = y[l] > 0.0f ? acc[l] : 0.0f;
         }
         std::copy(acc, acc + lanes, o);
+        if (a.stats != nullptr) {
+          float* sums = a.stats + (r - a.row_begin) * kStatRowStride;
+          for (int64_t l = 0; l < lanes; ++l) {
+            sums[l % kStatLanes] += acc[l];
+            sums[kStatLanes + l % kStatLanes] += acc[l] * acc[l];
+          }
+        }
       }
     }
   }

@@ -114,7 +114,32 @@ struct GatherRow {
   bool from_out;      // start from the sums a previous panel stored
   bool add_out;       // store out + sum (accumulate mode, one panel)
   const float* keep;  // null, or the row's ReLU output: store where > 0, else 0
+  float* stats;       // null, or the row's lane sums (kStatLanes), then of squares
 };
+
+// The tile's outputs added to the row's lane sums, and their squares to its
+// lane sums of squares (lanes off the last vector's mask left out): four
+// chains of each, folded into one vector, one load and one store per sum.
+template <class T, int P, int V, bool kFull>
+inline void tile_sums(const typename T::Vec (&acc)[P][V], typename T::Mask last, float* stats) {
+  using Vec = typename T::Vec;
+  constexpr int kChains = 4;
+  Vec s[kChains], q[kChains];
+#pragma GCC unroll 4
+  for (int c = 0; c < kChains; ++c) s[c] = q[c] = T::zero();
+#pragma GCC unroll 32
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      const Vec x = kFull || v < V - 1 ? acc[p][v] : T::maskz(last, acc[p][v]);
+      const int c = (p * V + v) % kChains;
+      s[c] = T::add(s[c], x);
+      q[c] = T::fma(x, x, q[c]);
+    }
+  T::store(stats, T::add(T::load(stats), T::add(T::add(s[0], s[1]), T::add(s[2], s[3]))));
+  T::store(stats + kStatLanes,
+           T::add(T::load(stats + kStatLanes), T::add(T::add(q[0], q[1]), T::add(q[2], q[3]))));
+}
 
 // Positions [q, q + P) of one row in one panel.
 template <class T, int P, int V, bool kFull>
@@ -193,6 +218,7 @@ void gather_tile(const GatherRow<T>& gr, int64_t q) {
       T::storem(o + L * (V - 1), last, acc[p][V - 1]);
     }
   }
+  if (gr.stats != nullptr) tile_sums<T, P, V, kFull>(acc, last, gr.stats);
 }
 
 // table[P] = gather_tile<T, P, V, kFull> for P in [1, kMost].
@@ -223,9 +249,13 @@ void gather_rows(const ConvGatherArgs& a) {
                      a.init == ConvSparseInit::kBias ? T::set1(a.bias[r]) : T::zero(),
                      p > 0,
                      accumulate,
-                     a.keep != nullptr ? a.keep + r * a.out_rs + a.line.out_base : nullptr};
-                 // A later panel with no taps here leaves the sums as they are.
-                 if (p > 0 && !has_taps(gr.row)) return;
+                     a.keep != nullptr ? a.keep + r * a.out_rs + a.line.out_base : nullptr,
+                     a.stats != nullptr && p == a.taps.panels - 1
+                         ? a.stats + (r - a.row_begin) * kStatRowStride
+                         : nullptr};
+                 // A later panel with no taps here leaves the sums as they
+                 // are (but the last one still forms their statistics).
+                 if (p > 0 && gr.stats == nullptr && !has_taps(gr.row)) return;
                  tile(gr, q);
                });
     }

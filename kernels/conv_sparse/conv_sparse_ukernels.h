@@ -72,6 +72,13 @@ struct ConvLine {
   int64_t out_ps;    // output floats between positions
 };
 
+// Batch statistics in a gather's epilogue (ConvGatherArgs::stats): per
+// index row, kStatLanes lane sums of its final outputs, then kStatLanes of
+// their squares (a kernel of fewer lanes leaves the rest), rows
+// kStatRowStride floats apart.
+constexpr int64_t kStatLanes = 16;
+constexpr int64_t kStatRowStride = 128;
+
 // out[r * out_rs + line.out_base + q * line.out_ps + l] (=, +=) the sum over
 // the line's taps of r of value * input, for rows [row_begin, row_end),
 // positions q of the line and lanes l in [0, n).
@@ -92,6 +99,12 @@ struct ConvGatherArgs {
   // this is > 0 and zeroed elsewhere, after any accumulate (a ReLU's
   // backward from its output, fused into backward-data). One panel only.
   const float* keep = nullptr;
+  // Null, or (row_end - row_begin) blocks of kStatRowStride floats: for
+  // row r the block at (r - row_begin) * kStatRowStride, to whose lane l the
+  // kernel adds its final outputs (in its last panel) of lanes congruent to
+  // l mod kStatLanes, and their squares to lane kStatLanes + l (a forward's
+  // batch statistics, formed in its epilogue). kZero or kBias.
+  float* stats = nullptr;
 };
 
 // partial[k] += sum over the line's positions q and lanes l of
@@ -147,6 +160,9 @@ ConvSparseKernels conv_sparse_kernels(Isa isa);
 void conv_sparse_forward_with(const ConvGatherKernel& kernel, float* dst, const float* src,
                               const ConvSparseWeights& w, const float* bias,
                               const Conv2dShape& shape);
+bool conv_sparse_forward_stats_with(const ConvGatherKernel& kernel, float* dst, double* mean,
+                                    double* var, const float* src, const ConvSparseWeights& w,
+                                    const float* bias, const Conv2dShape& shape);
 void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_src,
                                     const float* diff_dst, const ConvSparseWeights& w,
                                     const Conv2dShape& shape, bool accumulate,

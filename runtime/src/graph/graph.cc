@@ -268,6 +268,15 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
       p->set_direct_dense(plan.direct_dense[i]);
     if (nodes::ReluFusable* f = nodes::as_relu_fusable(*g.nodes[i]))
       f->set_relu_fusion(plan.relu_fused[i]);
+    // A convolution that forms the next BatchNorm's batch statistics (none
+    // left from an earlier forward count).
+    if (nodes::StatisticsConsumer* c = nodes::as_statistics_consumer(*g.nodes[i]))
+      c->statistics_slot()->of = nullptr;
+    if (nodes::StatisticsProducer* p = nodes::as_statistics_producer(*g.nodes[i])) {
+      const int b = plan.stats_to[i];
+      p->set_output_statistics(
+          b >= 0 ? nodes::as_statistics_consumer(*g.nodes[b])->statistics_slot() : nullptr);
+    }
   }
   g.keep_for_backward = plan.keep;
   g.relu_backward_of = plan.relu_backward_of;

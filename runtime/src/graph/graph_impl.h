@@ -73,6 +73,8 @@ struct Graph::Impl {
     // Per node: the ReLU feeding its input 0 whose backward it may apply
     // (BackwardArgs::relu_output), or -1.
     std::vector<int> relu_backward_of;
+    // Per convolution: the BatchNorm it forms the batch statistics for, or -1.
+    std::vector<int> stats_to;
   };
   std::vector<Plan> plans;  // one per mode at most
   int64_t plans_made = 0;
@@ -117,6 +119,8 @@ struct Graph::Impl {
   bool residual_fusable(int i, int* add, int* from) const;
   // The ReLU whose backward node i may apply, or -1 (Plan::relu_backward_of).
   int relu_backward_candidate(int i) const;
+  // The BatchNorm node i may form the batch statistics of, or -1.
+  int statistics_candidate(int i) const;
 
   static bool to_layout_is_view(Layout a, Layout b) {
     const auto nchw_like = [](Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; };

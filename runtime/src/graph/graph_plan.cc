@@ -59,6 +59,21 @@ int Graph::Impl::relu_backward_candidate(int i) const {
   return r;
 }
 
+// Node i (a convolution) may form the batch statistics of the BatchNorm
+// that is its only consumer (nodes::StatisticsProducer) when no forward
+// hook watches either: a hook could change the output the statistics
+// describe, or expect to see the BatchNorm compute them.
+int Graph::Impl::statistics_candidate(int i) const {
+  if (nodes::as_statistics_producer(*nodes[i]) == nullptr || consumers[i].size() != 1 ||
+      i == output)
+    return -1;
+  const int b = consumers[i][0];
+  if (nodes::as_statistics_consumer(*nodes[b]) == nullptr || inputs[b].size() != 1) return -1;
+  for (const HookPoint point : {HookPoint::kBeforeForward, HookPoint::kAfterForward})
+    if (hooks->any(point, nodes[i]->name()) || hooks->any(point, nodes[b]->name())) return -1;
+  return b;
+}
+
 // A dense convolution runs on the direct kernels in kCHWN
 // (PrunableNode::set_direct_dense) when it reads the graph input and its
 // output reaches, through BatchNorm and ReLU nodes only, nothing but Adds
@@ -105,6 +120,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
   p.residual_add.assign(n, -1);
   p.residual_from.assign(n, -1);
   p.relu_backward_of.assign(n, -1);
+  p.stats_to.assign(n, -1);
   const bool fuse = mode == ExecMode::kTrain && fusion;
   for (int i = 0; i < n; ++i) {
     p.direct_dense[i] = stem_feeds_sparse(i);
@@ -114,6 +130,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
       p.residual_from[i] = r;
     }
     if (fuse) p.relu_backward_of[i] = relu_backward_candidate(i);
+    if (fuse) p.stats_to[i] = statistics_candidate(i);
     if (mode == ExecMode::kInference) continue;
     const Saves s = nodes[i]->saves();
     if (s.output) p.keep[i] = 1;

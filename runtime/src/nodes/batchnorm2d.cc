@@ -12,7 +12,10 @@
 namespace sparsetrain::nodes {
 namespace {
 
-class BatchNorm2d final : public Node, public ReluFusable, public ResidualFusable {
+class BatchNorm2d final : public Node,
+                          public ReluFusable,
+                          public ResidualFusable,
+                          public StatisticsConsumer {
  public:
   BatchNorm2d(const std::string& name, int64_t channels, const BatchNormOptions& options)
       : Node(name), channels_(channels), options_(options) {
@@ -72,6 +75,12 @@ class BatchNorm2d final : public Node, public ReluFusable, public ResidualFusabl
     desc.relu = relu_fused_;
     if (residual_fused_) desc = summed;
     const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernels().pick_for(desc);
+    // Statistics the convolution before formed for this very input.
+    stats_given_ = args.training && given_.of != nullptr && given_.of == x.data() &&
+                   static_cast<int64_t>(given_.mean.size()) == channels_ &&
+                   static_cast<int64_t>(given_.var.size()) == channels_ &&
+                   kernel.forward_training_given != nullptr;
+    given_.of = nullptr;
     Tensor y = Tensor::empty(x.shape(), x.layout());
     saved_mean_ = Tensor::empty({channels_});
     saved_stat_ = Tensor::empty({channels_});
@@ -82,7 +91,12 @@ class BatchNorm2d final : public Node, public ReluFusable, public ResidualFusabl
                     "channel, got input " + x.shape_string() +
                     " (use a batch of at least 2 or run in evaluation mode)");
       }
-      if (residual_fused_) {
+      if (stats_given_) {
+        kernel.forward_training_given(y.data(), saved_mean_.data(), saved_stat_.data(), x.data(),
+                                      residual_fused_ ? residual_->data() : nullptr,
+                                      weight_.value.data(), bias_.value.data(), given_.mean.data(),
+                                      given_.var.data(), desc);
+      } else if (residual_fused_) {
         kernel.forward_training_add(y.data(), saved_mean_.data(), saved_stat_.data(), x.data(),
                                     residual_->data(), weight_.value.data(), bias_.value.data(),
                                     desc);
@@ -156,6 +170,8 @@ class BatchNorm2d final : public Node, public ReluFusable, public ResidualFusabl
   bool residual_fused() const override { return residual_fused_; }
   bool residual_relu() const override { return residual_relu_; }
   bool fuses_relu_backward() const override { return relu_fused_ && saved_training_; }
+  BatchStatistics* statistics_slot() override { return &given_; }
+  bool statistics_given() const override { return stats_given_; }
 
   std::vector<Parameter*> parameters() override {
     return {&weight_, &bias_, &running_mean_, &running_var_};
@@ -195,6 +211,10 @@ class BatchNorm2d final : public Node, public ReluFusable, public ResidualFusabl
   bool residual_relu_asked_ = false;
   bool residual_fused_ = false;
   bool residual_relu_ = false;
+  // nodes::StatisticsConsumer: what the convolution before left, and
+  // whether the last forward used it.
+  BatchStatistics given_;
+  bool stats_given_ = false;
 };
 
 }  // namespace

@@ -47,7 +47,8 @@ Layout dense_conv_layout() { return Layout::kNHWC; }
 
 namespace {
 
-class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape> {
+class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>,
+                         public StatisticsProducer {
  public:
   Conv2dNode(const std::string& name, int64_t in_channels, const Conv2dOptions& options)
       : PrunableLayer(name, options.bias), in_channels_(in_channels), options_(options) {
@@ -258,11 +259,23 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
     }
     const Tensor src = to_layout(x, Layout::kCHWN);
     Tensor dst = Tensor::empty(output_shape({x.shape()}), Layout::kCHWN);
-    kernels::conv_sparse_forward(dst.data(), src.data(), packed, bias_data(),
-                                 kernel_shape(x.shape()));
+    if (BatchStatistics* st = stats_slot_) {
+      // The BatchNorm after this layer takes its batch statistics from here.
+      st->mean.resize(static_cast<std::size_t>(packed.out_channels));
+      st->var.resize(st->mean.size());
+      const bool formed = kernels::conv_sparse_forward_stats(dst.data(), st->mean.data(),
+                                                             st->var.data(), src.data(), packed,
+                                                             bias_data(), kernel_shape(x.shape()));
+      st->of = formed ? dst.data() : nullptr;
+    } else {
+      kernels::conv_sparse_forward(dst.data(), src.data(), packed, bias_data(),
+                                   kernel_shape(x.shape()));
+    }
     saved_src_ = keep ? src : Tensor();
     return dst;
   }
+
+  void set_output_statistics(BatchStatistics* slot) override { stats_slot_ = slot; }
 
   std::vector<Tensor> backward_packed(const kernels::ConvSparseWeights& packed,
                                       const BackwardArgs& args) {
@@ -374,6 +387,8 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
   // Dense weight on the direct kernels (set_direct_dense).
   bool direct_ = false;
   std::unique_ptr<kernels::ConvSparseWeights> direct_packed_;
+  // The BatchNorm's slot for this forward's statistics (StatisticsProducer).
+  BatchStatistics* stats_slot_ = nullptr;
 };
 
 // Auto mode: one training step of the layer (forward, backward-data,

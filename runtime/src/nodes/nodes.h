@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "nodes/kernel_choice.h"
 #include "sparsetrain/graph.h"
@@ -202,6 +203,35 @@ class SumFoldable {
   virtual void record_folded_forward(Layout second, bool relu) = 0;
 };
 SumFoldable* as_sum_foldable(Node& node);
+
+// --- statistics fusion: sparse convolution -> BatchNorm (conv2d.cc, batchnorm2d.cc) ---
+// When a convolution's only consumer is a BatchNorm2d and no forward hook
+// watches either, the executor (graph_plan.cc) hands the convolution the
+// BatchNorm's slot before a training forward. A convolution on the sparse
+// kernels forms its output's batch statistics in its epilogue
+// (kernels::conv_sparse_forward_stats) and leaves them there, with the
+// address of the output they describe; the BatchNorm's training forward
+// uses them when its input is that very tensor, and skips its own
+// statistics pass. Otherwise it computes them as ever.
+struct BatchStatistics {
+  std::vector<double> mean, var;  // per channel: mean, biased variance
+  const float* of = nullptr;      // the data they describe (null: none)
+};
+class StatisticsConsumer {
+ public:
+  virtual ~StatisticsConsumer() = default;
+  virtual BatchStatistics* statistics_slot() = 0;
+  // Whether the last forward used statistics from the slot.
+  virtual bool statistics_given() const = 0;
+};
+StatisticsConsumer* as_statistics_consumer(Node& node);
+class StatisticsProducer {
+ public:
+  virtual ~StatisticsProducer() = default;
+  // Set before every forward: the slot to fill, or null (produce none).
+  virtual void set_output_statistics(BatchStatistics* slot) = 0;
+};
+StatisticsProducer* as_statistics_producer(Node& node);
 
 // The memory layout of dense 4-D activations between conv-domain nodes
 // (conv, BatchNorm, ReLU, pooling, Add). Graph inputs arrive as kNCHW; the

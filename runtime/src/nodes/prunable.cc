@@ -57,6 +57,12 @@ PrunableNode* as_prunable(Node& node) { return dynamic_cast<PrunableNode*>(&node
 ReluFusable* as_relu_fusable(Node& node) { return dynamic_cast<ReluFusable*>(&node); }
 ResidualFusable* as_residual_fusable(Node& node) { return dynamic_cast<ResidualFusable*>(&node); }
 SumFoldable* as_sum_foldable(Node& node) { return dynamic_cast<SumFoldable*>(&node); }
+StatisticsConsumer* as_statistics_consumer(Node& node) {
+  return dynamic_cast<StatisticsConsumer*>(&node);
+}
+StatisticsProducer* as_statistics_producer(Node& node) {
+  return dynamic_cast<StatisticsProducer*>(&node);
+}
 
 Layout preferred_input_layout(Node& node, std::span<const Tensor> inputs, std::size_t k) {
   SPARSETRAIN_ASSERT(k < inputs.size());
