@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "sparsetrain/checkpoint.h"
+#include "sparsetrain/data.h"
 #include "sparsetrain/error.h"
 #include "sparsetrain/graph.h"
 #include "sparsetrain/kernel_choices.h"
@@ -95,6 +96,7 @@ struct RunRecord {
   std::vector<float> losses;
   std::vector<KernelChoice> choices;
   double test_accuracy = 0;
+  int64_t timings = 0;
 };
 
 RunRecord train(TrainOptions o, const KernelTimingHook& hook) {
@@ -102,7 +104,7 @@ RunRecord train(TrainOptions o, const KernelTimingHook& hook) {
   t.graph().set_kernel_timing_hook(hook);
   std::ostringstream log;
   const TrainResult r = t.run(log);
-  return {r.step_losses, t.kernel_choices(), r.test_accuracy};
+  return {r.step_losses, t.kernel_choices(), r.test_accuracy, t.graph().kernel_timings_run()};
 }
 
 TEST(KernelChoices, ReplayedRunIsBitIdenticalWhateverTheTimings) {
@@ -114,8 +116,11 @@ TEST(KernelChoices, ReplayedRunIsBitIdenticalWhateverTheTimings) {
   ASSERT_EQ(first.choices.size(), 6u);  // 3 layers x (train batch, eval batch)
   for (const KernelChoice& c : first.choices) {
     EXPECT_FALSE(c.sparse) << c.layer;
-    EXPECT_EQ(c.decided_by, "timing");
+    // The evaluation batch takes the training batch's decision, untimed.
+    EXPECT_EQ(c.decided_by, c.batch == 64 ? "timing" : "batch") << c.layer;
+    EXPECT_EQ(c.from_batch, c.batch == 64 ? 0 : 64) << c.layer;
   }
+  EXPECT_EQ(first.timings, 3);
   // The run folder's file holds what the trainer reports.
   const fs::path file = fs::path(o.out_dir) / "kernel_choices.json";
   ASSERT_TRUE(fs::exists(file));
@@ -125,7 +130,9 @@ TEST(KernelChoices, ReplayedRunIsBitIdenticalWhateverTheTimings) {
     EXPECT_EQ(recorded[i].layer, first.choices[i].layer);
     EXPECT_EQ(recorded[i].problem, first.choices[i].problem);
     EXPECT_EQ(recorded[i].sparse, first.choices[i].sparse);
-    EXPECT_EQ(recorded[i].sparse_ms, 5.0);
+    EXPECT_EQ(recorded[i].family, first.choices[i].family);
+    EXPECT_EQ(recorded[i].from_batch, first.choices[i].from_batch);
+    EXPECT_EQ(recorded[i].sparse_ms, first.choices[i].decided_by == "timing" ? 5.0 : -1.0);
   }
   // The metrics: one event per choice, and the epoch names no sparse layer.
   int events = 0;
@@ -158,6 +165,20 @@ TEST(KernelChoices, ReplayedRunIsBitIdenticalWhateverTheTimings) {
     EXPECT_FALSE(again.choices[i].sparse);
     EXPECT_TRUE(again.choices[i].replayed);
   }
+  EXPECT_EQ(again.timings, 0);
+
+  // The checkpoint evaluated at another batch: the run's choices, untimed
+  // (the timings would say sparse).
+  Graph model;
+  load_model_checkpoint(checkpoint_file(o.out_dir), zoo(), model);
+  model.set_kernel_timing_hook(favour(/*sparse=*/true));
+  const Dataset test = load_dataset("mnist", SPARSETRAIN_TEST_DATA_DIR, Split::kTest, 200);
+  const EvalResult eval = evaluate_graph(model, test, 40);
+  EXPECT_EQ(eval.samples, 200);
+  EXPECT_EQ(model.kernel_timings_run(), 0);
+  EXPECT_EQ(model.sparse_layer_count(), 0);
+  for (const KernelChoice& c : model.kernel_choices())
+    EXPECT_TRUE(c.replayed || (c.decided_by == "batch" && c.from_batch == 64)) << c.layer;
 }
 
 TEST(KernelChoices, ResumeReplaysTheCheckpointsChoices) {
@@ -277,6 +298,55 @@ TEST(KernelChoices, ADecisionIsTimedOncePerGraph) {
   g.forward(x, ExecMode::kTrain);
   EXPECT_EQ(g.kernel_timings_run(), 3);
   EXPECT_EQ(g.kernel_choices().size(), 3u);
+}
+
+TEST(KernelChoices, ADecisionHoldsAtTheLayersOtherBatchesOfTwoVectorsOrMore) {
+  Graph g = two_linears(0.25);
+  g.set_kernel_timing_hook(favour(/*sparse=*/false));
+  g.forward(Tensor::full({64, 8}, 0.5f), ExecMode::kTrain);
+  EXPECT_EQ(g.kernel_timings_run(), 2);
+  // Other batches of at least kKernelChoiceSharedMinBatch: nothing timed,
+  // the same kernels, recorded as taken from batch 64.
+  g.set_kernel_timing_hook(favour(/*sparse=*/true));
+  g.forward(Tensor::full({100, 8}, 0.5f), ExecMode::kInference);
+  g.forward(Tensor::full({kKernelChoiceSharedMinBatch, 8}, 0.5f), ExecMode::kTrain);
+  EXPECT_EQ(g.kernel_timings_run(), 2);
+  EXPECT_EQ(g.sparse_layer_count(), 0);
+  std::vector<KernelChoice> made = g.kernel_choices();
+  ASSERT_EQ(made.size(), 6u);
+  for (std::size_t i = 2; i < made.size(); ++i) {
+    EXPECT_EQ(made[i].decided_by, "batch");
+    EXPECT_EQ(made[i].from_batch, 64);
+    EXPECT_FALSE(made[i].sparse);
+    EXPECT_EQ(made[i].sparse_ms, -1.0);
+    EXPECT_EQ(made[i].family, made[i % 2].family);
+    EXPECT_NE(made[i].problem, made[i % 2].problem);
+  }
+  // A smaller batch is its own problem: timed.
+  g.forward(Tensor::full({kKernelChoiceSharedMinBatch - 1, 8}, 0.5f), ExecMode::kInference);
+  EXPECT_EQ(g.kernel_timings_run(), 4);
+  EXPECT_EQ(g.sparse_layer_count(), 2);
+  // Another stored count is another family.
+  g.compress("fc1", Tensor::full({16, 8}, 1.0f));
+  g.forward(Tensor::full({100, 8}, 0.5f), ExecMode::kInference);
+  EXPECT_EQ(g.kernel_timings_run(), 5);
+
+  // Replayed records carry their family (through the file's JSON): a new
+  // graph decides its other batches from them. Records without one (files
+  // written before families) are replayed only for their own batch.
+  made = kernel_choices_from_json(kernel_choices_to_json(g.kernel_choices()), "roundtrip");
+  for (bool with_family : {true, false}) {
+    SCOPED_TRACE(with_family ? "with family" : "without");
+    std::vector<KernelChoice> records(made.begin(), made.begin() + 2);
+    if (!with_family)
+      for (KernelChoice& r : records) r.family.clear();
+    Graph h = two_linears(0.25);
+    h.replay_kernel_choices(records, "test");
+    h.set_kernel_timing_hook(favour(/*sparse=*/true));
+    h.forward(Tensor::full({200, 8}, 0.5f), ExecMode::kInference);
+    EXPECT_EQ(h.kernel_timings_run(), with_family ? 0 : 2);
+    EXPECT_EQ(h.sparse_layer_count(), with_family ? 0 : 2);
+  }
 }
 
 TEST(KernelChoices, MalformedFilesAreClearErrors) {

@@ -19,7 +19,10 @@
 // the crossovers measured on the training-step benchmarks (README "Kernel
 // choices"). A decision is made once per (layer, problem) in a graph and
 // reused; a layer with the same problem as one already timed reuses that
-// timing.
+// timing. In auto mode a layer's decision also holds at its other batch
+// sizes of at least kKernelChoiceSharedMinBatch (an evaluation batch, an
+// epoch's last partial batch): same layer, same family (the problem without
+// its batch), decided_by "batch", nothing timed.
 //
 // Replay (Graph::replay_kernel_choices, --kernel-choices, --resume): a
 // recorded choice for (layer, problem) is taken as it is, whatever the mode
@@ -48,22 +51,32 @@ inline constexpr double kKernelChoiceMargin = 0.10;
 // measurements behind them).
 inline constexpr double kConvSparseMaxDensity = 0.40;
 inline constexpr double kLinearSparseMaxDensity = 0.50;
+// From this batch size up, a layer's decision at one batch holds at every
+// other (auto mode): the sparse kernels keep the batch innermost, so their
+// cost per sample, and oneDNN's, barely depends on the batch once it fills
+// two vectors. ResNet-20 at batch 500 makes the choices it made at batch 128
+// (README "Kernel choices"), and timing them again costs a 10,000-image
+// evaluation about 12 s, against 3 s for the evaluation itself.
+inline constexpr int64_t kKernelChoiceSharedMinBatch = 32;
 
 // One decision of one layer.
 struct KernelChoice {
   std::string layer;    // node name ("conv2", "layer1.0.conv1")
   std::string op;       // "conv2d" | "linear"
   std::string problem;  // what the decision is keyed by, with the layer: geometry, batch, nnz
+  std::string family;   // the problem without its batch (empty: decided per batch)
   std::string shape;    // for people: "16->16 3x3 s1 p1 32x32 batch 128"
   int64_t batch = 0;
   int64_t nnz = 0;       // stored weights
   double density = 0.0;  // nnz over the dense weight's size
   std::string kernels;   // the mode that asked: "auto" | "auto-fixed"
   // "timing" (the faster by more than the margin), "margin" (timed, a tie:
-  // the rule decided), "rule" (auto-fixed: nothing timed).
+  // the rule decided), "rule" (auto-fixed: nothing timed), "batch" (the
+  // layer's decision for the same family at from_batch: nothing timed).
   std::string decided_by;
-  bool sparse = false;    // the choice: sparse kernels, else oneDNN
-  double sparse_ms = -1;  // medians per training step of the layer; -1: not timed
+  int64_t from_batch = 0;  // decided_by "batch": the batch that was decided
+  bool sparse = false;     // the choice: sparse kernels, else oneDNN
+  double sparse_ms = -1;   // medians per training step of the layer; -1: not timed
   double dense_ms = -1;
   int64_t step = 0;       // Graph::step() when the decision was made
   bool replayed = false;  // taken from a record (a file or a checkpoint), not made here
@@ -86,9 +99,10 @@ using KernelTimingHook =
 //                 "shape": "...", "batch": 50, "nnz": 1234, "density": 0.1,
 //                 "kernels": "auto", "decided_by": "timing",
 //                 "choice": "sparse", "sparse_ms": 0.41, "dense_ms": 0.62,
-//                 "step": 0}, ...]}
+//                 "step": 0, "family": "..."}, ...]}
 // "replayed": true marks a choice taken from an earlier record. Untimed
-// choices have "sparse_ms" and "dense_ms" null.
+// choices have "sparse_ms" and "dense_ms" null; "from_batch" comes with
+// decided_by "batch". Files without "family" (older runs) replay per batch.
 std::string kernel_choices_to_json(const std::vector<KernelChoice>& choices);
 // Reads that JSON; `where` names the source in messages. Needs "choices",
 // and in each entry "layer", "problem" and "choice" ("sparse" | "dense");

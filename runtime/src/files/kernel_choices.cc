@@ -68,6 +68,8 @@ std::string kernel_choices_to_json(const std::vector<KernelChoice>& choices) {
                       {"sparse_ms", ms_json(c.sparse_ms)},
                       {"dense_ms", ms_json(c.dense_ms)},
                       {"step", c.step}};
+    if (!c.family.empty()) e["family"] = c.family;
+    if (c.from_batch > 0) e["from_batch"] = c.from_batch;
     if (c.replayed) e["replayed"] = true;
     list.push_back(std::move(e));
   }
@@ -134,6 +136,8 @@ std::vector<KernelChoice> kernel_choices_from_json(const std::string& text,
     c.dense_ms = ms("dense_ms");
     c.step = field<int64_t>(e, "step", entry, "an integer", 0);
     c.replayed = field<bool>(e, "replayed", entry, "true or false", false);
+    c.family = field<std::string>(e, "family", entry, "a string", "");
+    c.from_batch = field<int64_t>(e, "from_batch", entry, "an integer", 0);
     const auto [at, fresh] = seen.emplace(std::pair{c.layer, c.problem}, out.size());
     if (!fresh) {
       if (out[at->second].sparse != c.sparse) {

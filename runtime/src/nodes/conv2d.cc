@@ -404,11 +404,14 @@ bool Conv2dNode::choose_sparse(const Shape& input) {
   const kernels::ConvSparseWeights& w = *packed_;
   const kernels::Conv2dShape s = kernel_shape(input);
   const auto ll = [](int64_t v) { return static_cast<long long>(v); };
-  char key[256], label[192];
+  char key[256], family[256], label[192];
   std::snprintf(key, sizeof key, "conv2d %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld",
                 ll(s.out_channels), ll(s.in_channels), ll(s.kernel_h), ll(s.stride_h), ll(s.pad_h),
                 ll(s.groups), ll(s.in_h), ll(s.in_w), ll(s.batch), ll(w.nnz),
                 ll(options_.bias ? 1 : 0));
+  std::snprintf(family, sizeof family, "conv2d %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld",
+                ll(s.out_channels), ll(s.in_channels), ll(s.kernel_h), ll(s.stride_h), ll(s.pad_h),
+                ll(s.groups), ll(s.in_h), ll(s.in_w), ll(w.nnz), ll(options_.bias ? 1 : 0));
   const std::string groups = s.groups == 1 ? "" : " g" + std::to_string(s.groups);
   std::snprintf(
       label, sizeof label, "%lld->%lld %lldx%lld s%lld p%lld%s %lldx%lld batch %lld density %.3f",
@@ -418,6 +421,7 @@ bool Conv2dNode::choose_sparse(const Shape& input) {
   problem.layer = name();
   problem.op = "conv2d";
   problem.problem = key;
+  problem.family = family;
   problem.shape = label;
   problem.batch = s.batch;
   problem.nnz = w.nnz;

@@ -33,7 +33,9 @@ double median(std::vector<double> v) {
 std::string describe(const KernelChoice& c) {
   char text[256];
   std::string how;
-  if (c.decided_by == "rule") {
+  if (c.decided_by == "batch") {
+    how = " (as decided at batch " + std::to_string(c.from_batch) + "; nothing timed)";
+  } else if (c.decided_by == "rule") {
     std::snprintf(text, sizeof text, " (rule: sparse at density <= %.2f; nothing timed)",
                   c.op == "linear" ? kLinearSparseMaxDensity : kConvSparseMaxDensity);
     how = text;
@@ -85,7 +87,11 @@ bool KernelChoiceBook::choose(KernelChoice problem, const std::function<TimedSte
     c = std::move(problem);
     c.step = step_;
     const bool rule = kernel_choice_rule(c.op, c.density);
-    if (c.kernels == "auto-fixed") {
+    if (const KernelChoice* from = same_family(c)) {
+      c.decided_by = "batch";
+      c.from_batch = from->decided_by == "batch" ? from->from_batch : from->batch;
+      c.sparse = from->sparse;
+    } else if (c.kernels == "auto-fixed") {
       c.decided_by = "rule";
       c.sparse = rule;
     } else {
@@ -102,6 +108,20 @@ bool KernelChoiceBook::choose(KernelChoice problem, const std::function<TimedSte
   index_.emplace(key, made_.size());
   made_.push_back(c);
   return c.sparse;
+}
+
+const KernelChoice* KernelChoiceBook::same_family(const KernelChoice& c) const {
+  const auto shares = [&](const KernelChoice& d) {
+    return d.layer == c.layer && d.family == c.family && d.batch >= kKernelChoiceSharedMinBatch;
+  };
+  if (c.kernels != "auto" || c.family.empty() || c.batch < kKernelChoiceSharedMinBatch)
+    return nullptr;
+  // What this graph ran first, else a record (in key order).
+  for (const KernelChoice& d : made_)
+    if (shares(d)) return &d;
+  for (const auto& [key, d] : replay_)
+    if (shares(d)) return &d;
+  return nullptr;
 }
 
 void KernelChoiceBook::replay(const std::vector<KernelChoice>& records) {

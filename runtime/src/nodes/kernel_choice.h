@@ -28,9 +28,11 @@ class KernelChoiceBook {
   // Whether the sparse kernels run `problem` (layer, op, problem and the
   // descriptive fields set; `problem.kernels` the mode: "auto" or
   // "auto-fixed"). In order: a decision this book made or replayed for
-  // (layer, problem) before; a replayed record; auto-fixed: the rule; auto:
-  // the timing of another layer with the same problem in this book, else
-  // `prepare` builds the two steps and they are timed. A new decision is
+  // (layer, problem) before; a replayed record; auto at a batch of at least
+  // kKernelChoiceSharedMinBatch: the layer's decision for the same family at
+  // another such batch; auto-fixed: the rule; auto: the timing of another
+  // layer with the same problem in this book, else `prepare` builds the two
+  // steps and they are timed. A new decision is
   // recorded and logged (kernels/common/log.h, LogLevel::kInfo).
   bool choose(KernelChoice problem, const std::function<TimedSteps()>& prepare);
 
@@ -50,6 +52,10 @@ class KernelChoiceBook {
     double sparse_ms = 0, dense_ms = 0;
   };
   Timing time_steps(const KernelChoice& problem, const std::function<TimedSteps()>& prepare);
+  // Auto mode, a batch of at least kKernelChoiceSharedMinBatch: the layer's
+  // decision (made here, else recorded) for the same family at another such
+  // batch, or null.
+  const KernelChoice* same_family(const KernelChoice& c) const;
 
   mutable std::mutex mutex_;          // timings of different layers never overlap
   std::map<Key, std::size_t> index_;  // -> made_

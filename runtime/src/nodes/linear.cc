@@ -272,14 +272,17 @@ class LinearNode final : public PrunableLayer<kernels::LinearSparseWeights, int6
 };
 
 // Auto mode: the forward + backward-data + backward-weights time of the sparse
-// kernels against oneDNN, once per (O, I, batch, nnz) in the graph.
+// kernels against oneDNN, once per (O, I, batch, nnz) in the graph (a batch
+// of at least kKernelChoiceSharedMinBatch takes the decision of another).
 bool LinearNode::choose_sparse(const int64_t& batch) {
   const kernels::LinearSparseWeights& w = *packed_;
   const int64_t O = w.out_features, I = w.in_features;
-  char key[128], label[128];
+  char key[128], family[128], label[128];
   std::snprintf(key, sizeof key, "linear %lld %lld %lld %lld", static_cast<long long>(O),
                 static_cast<long long>(I), static_cast<long long>(batch),
                 static_cast<long long>(w.nnz));
+  std::snprintf(family, sizeof family, "linear %lld %lld %lld", static_cast<long long>(O),
+                static_cast<long long>(I), static_cast<long long>(w.nnz));
   std::snprintf(label, sizeof label, "%lld->%lld batch %lld density %.3f",
                 static_cast<long long>(I), static_cast<long long>(O), static_cast<long long>(batch),
                 w.density());
@@ -288,6 +291,7 @@ bool LinearNode::choose_sparse(const int64_t& batch) {
   problem.layer = name();
   problem.op = "linear";
   problem.problem = key;
+  problem.family = family;
   problem.shape = label;
   problem.batch = batch;
   problem.nnz = w.nnz;

@@ -8,6 +8,7 @@
 
 #include "sparsetrain/checkpoint.h"
 #include "sparsetrain/error.h"
+#include "sparsetrain/kernel_choices.h"
 #include "sparsetrain/trainer.h"
 #include "training/retrain.h"
 
@@ -82,6 +83,15 @@ TrainOptions load_model_checkpoint(const std::string& path, const GraphFactory& 
   }
   load_graph_parameters(ck, graph_out,
                         o.sparse_storage == "masked" ? SparseLoad::kMasked : SparseLoad::kAsSaved);
+  // The run's kernel mode and the choices it made: each compressed layer runs
+  // the kernels it trained on, at any batch of at least
+  // kKernelChoiceSharedMinBatch with nothing timed (an evaluation would
+  // otherwise time every layer again at its batch size).
+  graph_out.set_sparse_kernels(o.kernels);
+  if (const auto it = ck.metadata().find("kernel_choices"); it != ck.metadata().end()) {
+    const std::string where = path + ": metadata 'kernel_choices'";
+    graph_out.replay_kernel_choices(kernel_choices_from_json(it->second, where), where);
+  }
   return o;
 }
 
