@@ -56,7 +56,7 @@ inline constexpr double kLinearSparseMaxDensity = 0.50;
 // cost per sample, and oneDNN's, barely depends on the batch once it fills
 // two vectors. ResNet-20 at batch 500 makes the choices it made at batch 128
 // (README "Kernel choices"), and timing them again costs a 10,000-image
-// evaluation about 12 s, against 3 s for the evaluation itself.
+// evaluation about 13 s, against 3-5 s for the evaluation itself.
 inline constexpr int64_t kKernelChoiceSharedMinBatch = 32;
 
 // One decision of one layer.
