@@ -194,11 +194,15 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
     return direct_ ? Layout::kCHWN : dense_conv_layout();
   }
 
-  // Only for a few input channels (a stem), where the direct kernels beat
-  // oneDNN even on a dense weight: ResNet-20's 3 -> 16 stem at batch 128,
-  // `sparsetrain bench conv --cin 3 --cout 16 --hw 32 --batch 128
-  // --sparsity 0`, forward 0.55 ms against 0.95 ms, backward-weights
-  // 0.80 ms against 0.68 ms.
+  // Only for a few input channels (a stem), where the direct kernels cost
+  // about what oneDNN does once its reorders are counted: ResNet-20's
+  // 3 -> 16 stem at batch 128, `sparsetrain bench conv --cin 3 --cout 16
+  // --hw 32 --batch 128 --sparsity 0 --cache warm`, forward 1.38-1.60 ms
+  // against 1.12-1.15 ms and backward-weights 1.14-1.39 ms against 0.90 ms
+  // (0.55 and 0.80 ms when this was chosen: slower since, not found why),
+  // while oneDNN would add the 8 MB output's reorder to CHWN and its
+  // gradient's back (about 0.6 ms each: README, "Sparse convolutions and
+  // the layout domain").
   void set_direct_dense(bool on) override {
     on = on && in_channels_ <= 4;
     if (on == direct_) return;
