@@ -32,8 +32,8 @@ class KernelChoiceBook {
   // kKernelChoiceSharedMinBatch: the layer's decision for the same family at
   // another such batch; auto-fixed: the rule; auto: the timing of another
   // layer with the same problem in this book, else `prepare` builds the two
-  // steps and they are timed. A new decision is
-  // recorded and logged (kernels/common/log.h, LogLevel::kInfo).
+  // steps and they are timed. A new decision is recorded and logged
+  // (kernels/common/log.h, LogLevel::kInfo).
   bool choose(KernelChoice problem, const std::function<TimedSteps()>& prepare);
 
   // Records to take instead of deciding, replacing earlier records and
