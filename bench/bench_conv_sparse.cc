@@ -8,6 +8,10 @@
 //   sparse_fwd_stats/<kernel>/...  the forward kernel forming its output's
 //                                batch statistics in its epilogue
 //   sparse_step/<isa>/...        the three passes with that ISA's kernels
+//   sparse_step_padded/<isa>/... the same on activations whose channel
+//                                planes are kPlanePad floats (one cache
+//                                line) further apart than a plane
+//                                (Conv2dShape::src_plane, dst_plane)
 //   dnnl_nhwc/<pass>/...         oneDNN convolution (kernels/conv2d dnnl) on
 //                                NHWC activations, its fastest layout here;
 //                                only its own time (the sparse side runs on
@@ -16,7 +20,8 @@
 //                                training step of sparsetrain's ResNet-20 at
 //                                batch 128 (graphs/models.cc: 19 3x3 and the
 //                                two 1x1 projection shortcuts; the stem dense
-//                                and without backward-data on both sides)
+//                                and without backward-data on both sides;
+//                                sparse_<isa>_padded: on padded planes)
 // <pass> is fwd, bwd_data, bwd_weights or step. Activations are filled once;
 // every iteration runs on warm buffers, for both sides alike.
 //
@@ -70,6 +75,10 @@ struct Case {
 };
 
 constexpr int64_t kResNetBatch = 128;
+// Padding between channel planes for the *_padded cases: one cache line, so
+// the same position of consecutive channels falls into consecutive cache
+// sets instead of one (CIFAR's planes are powers of two).
+constexpr int64_t kPlanePad = 16;
 
 // The target shapes (3x3 at 64 and 256 channels, batch 32) and the ResNet-20
 // (CIFAR) convolutions at batch 128 but the stem (dense in both), the
@@ -126,7 +135,14 @@ struct Data {
   Buffer dense_w, bias, src, dst, diff_dst, diff_src, diff_values, diff_bias, diff_w;
   double real_macs = 0;  // multiply-adds per pass, padding excluded
 
-  Data(const Conv2dShape& s, double sparsity) : shape(s) {
+  // plane_pad > 0: the kCHWN activations' channel planes that many floats
+  // apart beyond a plane (the sparse side only).
+  Data(Conv2dShape s, double sparsity, int64_t plane_pad = 0) : shape(s) {
+    if (plane_pad > 0) {
+      shape.src_plane = s.in_h * s.in_w * s.batch + plane_pad;
+      shape.dst_plane = s.out_h() * s.out_w() * s.batch + plane_pad;
+      s = shape;
+    }
     std::mt19937 rng(kSeed);
     const int64_t wsize = s.out_channels * (s.in_channels / s.groups) * s.kernel_h * s.kernel_w;
     std::vector<float> weights = random_floats(wsize, rng);
@@ -140,8 +156,8 @@ struct Data {
                              s.kernel_w, s.groups);
     dense_w = flat(weights);
     bias = flat(random_floats(s.out_channels, rng));
-    const int64_t src_size = s.batch * s.in_channels * s.in_h * s.in_w;
-    const int64_t dst_size = s.batch * s.out_channels * s.out_h() * s.out_w();
+    const int64_t src_size = s.in_channels * s.src_plane_stride();
+    const int64_t dst_size = s.out_channels * s.dst_plane_stride();
     src = flat(random_floats(src_size, rng));
     diff_dst = flat(random_floats(dst_size, rng));
     dst = zeros(dst_size);
@@ -197,8 +213,8 @@ void run_sparse(Data& d, const SparseKernels& k, int passes) {
 }
 
 void bm_sparse(benchmark::State& state, Conv2dShape s, double sparsity, SparseKernels k,
-               int passes) {
-  Data d(s, sparsity);
+               int passes, int64_t plane_pad = 0) {
+  Data d(s, sparsity, plane_pad);
   run_sparse(d, k, passes);
   for (auto _ : state) {
     run_sparse(d, k, passes);
@@ -257,13 +273,15 @@ void bm_dense(benchmark::State& state, Conv2dShape s, int passes) {
 // sparse: the stem stays dense (oneDNN, NHWC) on both sides, as pruning
 // recipes usually keep it; it runs without backward-data (its input is the
 // image).
-void bm_resnet20(benchmark::State& state, double sparsity, bool sparse, sk::Isa isa) {
+void bm_resnet20(benchmark::State& state, double sparsity, bool sparse, sk::Isa isa,
+                 int64_t plane_pad = 0) {
   std::vector<std::unique_ptr<Data>> layers;
   double dense_flops = 0, real_flops = 0;
   for (const bench::ResNet20Conv& l : bench::kResNet20Convs)
     for (int i = 0; i < l.count; ++i) {
-      layers.push_back(
-          std::make_unique<Data>(l.shape(kResNetBatch), layers.empty() ? 0.0 : sparsity));
+      layers.push_back(std::make_unique<Data>(l.shape(kResNetBatch),
+                                              layers.empty() ? 0.0 : sparsity,
+                                              layers.empty() || !sparse ? 0 : plane_pad));
       const double passes = layers.size() == 1 ? 2.0 : 3.0;
       dense_flops += passes * static_cast<double>(layers.back()->shape.flops());
       real_flops += passes * (layers.size() == 1 || !sparse
@@ -340,6 +358,10 @@ void register_all() {
             [s, sp, k](benchmark::State& st) {
               bm_sparse(st, s, sp, {k.fwd, k.bwd_data, k.bwd_weights}, kStep);
             });
+        reg(std::string("sparse_step_padded/") + sk::isa_name(isa) + suffix,
+            [s, sp, k](benchmark::State& st) {
+              bm_sparse(st, s, sp, {k.fwd, k.bwd_data, k.bwd_weights}, kStep, kPlanePad);
+            });
       }
     }
   }
@@ -350,6 +372,9 @@ void register_all() {
       if (!sk::isa_supported(isa)) continue;
       reg(std::string("resnet20_step/sparse_") + sk::isa_name(isa) + sparsity_name(sp),
           [sp, isa](benchmark::State& st) { bm_resnet20(st, sp, true, isa); });
+      reg(std::string("resnet20_step/sparse_") + sk::isa_name(isa) + "_padded" +
+              sparsity_name(sp),
+          [sp, isa](benchmark::State& st) { bm_resnet20(st, sp, true, isa, kPlanePad); });
     }
 }
 

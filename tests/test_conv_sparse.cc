@@ -724,6 +724,103 @@ TEST_P(ConvSparseKernelTest, ForwardFormsTheBatchStatisticsOfItsOutput) {
   EXPECT_EQ(dst, plain);
 }
 
+// Padded channel planes (Conv2dShape::src_plane, dst_plane): every pass
+// gives the packed layout's bits at every element, reads nothing between
+// the planes (a sentinel there would change the sums) and writes nothing
+// there; with one panel and several (backward-data's accumulate-and-ReLU
+// path through a buffer), groups, strides and partial batch vectors.
+TEST_P(ConvSparseKernelTest, PaddedChannelPlanesGiveThePackedResults) {
+  for (const Case& c : {Case{9, 10, 7, 9, 3, 3, 1, 1, 1, 1, 1, 19, 0.5},
+                        Case{16, 16, 8, 8, 3, 3, 1, 1, 1, 1, 1, 21, 0.1},
+                        Case{8, 6, 9, 8, 3, 3, 2, 2, 1, 1, 2, 16, 0.7},
+                        Case{4, 8, 6, 6, 1, 1, 1, 1, 0, 0, 1, 64, 1.0}}) {
+    const Problem p = make_problem(c, Values::kFloat, 41);
+    std::mt19937 rng(9);
+    std::vector<float> relu_out = random_values(p.src_size(), Values::kFloat, 0, rng);
+    for (float& y : relu_out) y = y > 0.0f ? y : 0.0f;
+    const std::vector<float> before = random_values(p.src_size(), Values::kFloat, 0, rng);
+    const int64_t src_plane = p.src_size() / c.c, dst_plane = p.dst_size() / c.o;
+    for (const auto& [src_pad, dst_pad] : {std::pair<int64_t, int64_t>{16, 16}, {5, 23}}) {
+      SCOPED_TRACE(c.str() + " padded by " + std::to_string(src_pad) + " / " +
+                   std::to_string(dst_pad) + " (" + std::to_string(p.w.bwd_panels) +
+                   " backward-data panels)");
+      Conv2dShape padded = p.shape;
+      padded.src_plane = src_plane + src_pad;
+      padded.dst_plane = dst_plane + dst_pad;
+      ASSERT_TRUE(padded.valid());
+      // `packed` spread over padded planes, the sentinel between them.
+      const auto spread = [](const std::vector<float>& packed, int64_t channels, int64_t plane,
+                             int64_t stride) {
+        std::vector<float> out(static_cast<std::size_t>(channels * stride), kSentinel);
+        for (int64_t ch = 0; ch < channels; ++ch)
+          std::copy_n(packed.begin() + ch * plane, plane, out.begin() + ch * stride);
+        return out;
+      };
+      // The padded result matches `want` bit for bit, the sentinel intact.
+      const auto expect_same = [](const std::vector<float>& got, const std::vector<float>& want,
+                                  int64_t channels, int64_t plane, int64_t stride,
+                                  const char* what) {
+        int64_t differ = 0, padding = 0;
+        for (int64_t ch = 0; ch < channels; ++ch) {
+          for (int64_t k = 0; k < stride; ++k) {
+            const float g = got[static_cast<std::size_t>(ch * stride + k)];
+            if (k >= plane) {
+              padding += g != kSentinel;
+            } else {
+              const float w = want[static_cast<std::size_t>(ch * plane + k)];
+              differ += std::memcmp(&g, &w, sizeof(float)) != 0;
+            }
+          }
+        }
+        EXPECT_EQ(differ, 0) << what;
+        EXPECT_EQ(padding, 0) << what << ": written between the planes";
+      };
+      const std::vector<float> src = spread(p.src, c.c, src_plane, padded.src_plane);
+      const std::vector<float> diff_dst = spread(p.diff_dst, c.o, dst_plane, padded.dst_plane);
+
+      std::vector<float> want(static_cast<std::size_t>(p.dst_size()));
+      std::vector<double> mean(static_cast<std::size_t>(c.o)), var(mean), mean_p(mean), var_p(mean);
+      const bool stats = conv_sparse_forward_stats_with(*kernels_.fwd, want.data(), mean.data(),
+                                                        var.data(), p.src.data(), p.w,
+                                                        p.bias.data(), p.shape);
+      std::vector<float> dst = spread(want, c.o, dst_plane, padded.dst_plane);
+      std::fill(dst.begin(), dst.end(), kSentinel);
+      for (int64_t o = 0; o < c.o; ++o)
+        std::fill_n(dst.begin() + o * padded.dst_plane, dst_plane, kGarbage);
+      EXPECT_EQ(conv_sparse_forward_stats_with(*kernels_.fwd, dst.data(), mean_p.data(),
+                                               var_p.data(), src.data(), p.w, p.bias.data(),
+                                               padded),
+                stats);
+      expect_same(dst, want, c.o, dst_plane, padded.dst_plane, "forward");
+      EXPECT_EQ(mean_p, mean);
+      EXPECT_EQ(var_p, var);
+
+      for (const bool accumulate : {false, true}) {
+        std::vector<float> grad = before;
+        conv_sparse_backward_data_with(*kernels_.bwd_data, grad.data(), p.diff_dst.data(), p.w,
+                                       p.shape, accumulate, accumulate ? relu_out.data() : nullptr);
+        std::vector<float> got = spread(before, c.c, src_plane, padded.src_plane);
+        const std::vector<float> relu = spread(relu_out, c.c, src_plane, padded.src_plane);
+        conv_sparse_backward_data_with(*kernels_.bwd_data, got.data(), diff_dst.data(), p.w,
+                                       padded, accumulate, accumulate ? relu.data() : nullptr);
+        expect_same(got, grad, c.c, src_plane, padded.src_plane,
+                    accumulate ? "backward-data (accumulate, ReLU)" : "backward-data");
+      }
+
+      std::vector<float> dv(static_cast<std::size_t>(p.w.nnz), 0.0f), db(mean.size(), 0.0f);
+      std::vector<float> dv_p(dv), db_p(db);
+      conv_sparse_backward_weights_with(*kernels_.bwd_weights, dv.data(), db.data(),
+                                        p.diff_dst.data(), p.src.data(), p.w, p.shape);
+      conv_sparse_backward_weights_with(*kernels_.bwd_weights, dv_p.data(), db_p.data(),
+                                        diff_dst.data(), src.data(), p.w, padded);
+      EXPECT_EQ(std::memcmp(dv.data(), dv_p.data(), dv.size() * sizeof(float)), 0)
+          << "backward-weights";
+      EXPECT_EQ(std::memcmp(db.data(), db_p.data(), db.size() * sizeof(float)), 0)
+          << "backward-weights (bias)";
+    }
+  }
+}
+
 TEST_P(ConvSparseKernelTest, BackwardWeightsAccumulatesAtTheStoredEntriesOnly) {
   const Case c{10, 12, 8, 9, 3, 3, 1, 1, 1, 1, 1, 21, 0.3};
   const Problem p = make_problem(c, Values::kExact, 13);

@@ -47,14 +47,32 @@ struct Conv2dShape {
   int64_t pad_h = 0;         // PH, zero padding on both sides
   int64_t pad_w = 0;         // PW
   int64_t groups = 1;        // G; divides C and O
+  // Floats from one channel plane of src (dst) to the next in the
+  // batch-innermost layout (kCHWN), when more than a plane's H * W * N
+  // (OH * OW * N): padded planes, whose power-of-two sizes no longer put
+  // every channel's same position into the same cache sets. 0: packed.
+  // Only the sparse kernels (conv_sparse.h) read these; the dense ones
+  // take packed activations (0).
+  int64_t src_plane = 0;
+  int64_t dst_plane = 0;
 
   // A square kernel with the same stride and padding along both axes (all
   // the model zoo and the benchmarks use).
   static Conv2dShape make(int64_t batch, int64_t in_channels, int64_t in_h, int64_t in_w,
                           int64_t out_channels, int64_t kernel, int64_t stride, int64_t pad,
                           int64_t groups) {
-    return {batch,  in_channels, in_h,   in_w, out_channels, kernel,
-            kernel, stride,      stride, pad,  pad,          groups};
+    return {.batch = batch,
+            .in_channels = in_channels,
+            .in_h = in_h,
+            .in_w = in_w,
+            .out_channels = out_channels,
+            .kernel_h = kernel,
+            .kernel_w = kernel,
+            .stride_h = stride,
+            .stride_w = stride,
+            .pad_h = pad,
+            .pad_w = pad,
+            .groups = groups};
   }
 
   int64_t out_h() const { return (in_h + 2 * pad_h - kernel_h) / stride_h + 1; }
@@ -67,7 +85,13 @@ struct Conv2dShape {
     return 2 * batch * out_channels * out_h() * out_w() * (in_channels / groups) * kernel_h *
            kernel_w;
   }
-  // Positive sizes, groups dividing both channel counts, a non-empty output.
+  // The planes' strides in kCHWN: src_plane (dst_plane), or packed.
+  int64_t src_plane_stride() const { return src_plane > 0 ? src_plane : in_h * in_w * batch; }
+  int64_t dst_plane_stride() const {
+    return dst_plane > 0 ? dst_plane : out_h() * out_w() * batch;
+  }
+  // Positive sizes, groups dividing both channel counts, a non-empty output,
+  // plane strides of 0 or at least a plane.
   bool valid() const;
 };
 

@@ -173,7 +173,7 @@ memory packed_weights(const ConvDescs& d, const memory::desc& format,
 
 void conv2d_forward_dnnl(float* dst, const float* src, const float* weights, const float* bias,
                          const Conv2dShape& s, Layout layout) {
-  SPARSETRAIN_ASSERT(s.valid());
+  SPARSETRAIN_ASSERT(s.valid() && s.src_plane == 0 && s.dst_plane == 0);
   if (s.batch == 0) return;
   const bool with_bias = bias != nullptr;
   const auto e = dnnl_cached<ForwardEntry>(conv_key("fwd", s, layout, with_bias),
@@ -194,7 +194,7 @@ void conv2d_forward_dnnl(float* dst, const float* src, const float* weights, con
 
 void conv2d_backward_data_dnnl(float* diff_src, const float* diff_dst, const float* weights,
                                const Conv2dShape& s, Layout layout) {
-  SPARSETRAIN_ASSERT(s.valid());
+  SPARSETRAIN_ASSERT(s.valid() && s.src_plane == 0 && s.dst_plane == 0);
   if (s.batch == 0) return;
   const auto e = dnnl_cached<BackwardDataEntry>(conv_key("bwd_d", s, layout, false),
                                                 [&] { return make_backward_data(s, layout); });
@@ -212,7 +212,7 @@ void conv2d_backward_data_dnnl(float* diff_src, const float* diff_dst, const flo
 
 void conv2d_backward_weights_dnnl(float* diff_weights, float* diff_bias, const float* diff_dst,
                                   const float* src, const Conv2dShape& s, Layout layout) {
-  SPARSETRAIN_ASSERT(s.valid());
+  SPARSETRAIN_ASSERT(s.valid() && s.src_plane == 0 && s.dst_plane == 0);
   if (s.batch == 0) return;
   const bool with_bias = diff_bias != nullptr;
   const auto e = dnnl_cached<BackwardWeightsEntry>(conv_key("bwd_w", s, layout, with_bias), [&] {

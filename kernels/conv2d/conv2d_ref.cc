@@ -23,7 +23,7 @@ struct RefDims {
         ow_count(s.out_w()),
         kh(s.kernel_h),
         kw(s.kernel_w) {
-    SPARSETRAIN_ASSERT(s.valid());
+    SPARSETRAIN_ASSERT(s.valid() && s.src_plane == 0 && s.dst_plane == 0);
   }
   int64_t weight(int64_t o, int64_t c, int64_t i, int64_t j) const {
     return ((o * cg + c) * kh + i) * kw + j;
@@ -55,7 +55,9 @@ bool Conv2dShape::valid() const {
   return batch >= 0 && in_channels > 0 && in_h > 0 && in_w > 0 && out_channels > 0 &&
          kernel_h > 0 && kernel_w > 0 && stride_h > 0 && stride_w > 0 && pad_h >= 0 && pad_w >= 0 &&
          groups > 0 && in_channels % groups == 0 && out_channels % groups == 0 &&
-         in_h + 2 * pad_h >= kernel_h && in_w + 2 * pad_w >= kernel_w;
+         in_h + 2 * pad_h >= kernel_h && in_w + 2 * pad_w >= kernel_w &&
+         (src_plane == 0 || src_plane >= in_h * in_w * batch) &&
+         (dst_plane == 0 || (out_h() > 0 && out_w() > 0 && dst_plane >= out_h() * out_w() * batch));
 }
 
 void conv2d_forward_ref(float* dst, const float* src, const float* weights, const float* bias,

@@ -110,9 +110,12 @@ void conv_sparse_unpack(const ConvSparseWeights& w, float* weights);
 void conv_sparse_mask(const ConvSparseWeights& w, uint8_t* mask);
 
 // ---------------------------------------------------------------------------
-// Operators. Activations in Layout::kCHWN: src (C, H, W, N), dst (O, OH, OW, N).
-// `shape` gives batch, image size, stride and padding and must agree with the
-// weight's geometry (checked with SPARSETRAIN_ASSERT). Work runs on TBB (as
+// Operators. Activations in Layout::kCHWN: src (C, H, W, N), dst (O, OH, OW, N),
+// their channel planes shape.src_plane_stride() and dst_plane_stride() floats
+// apart (packed unless `shape` pads them; what lies between two planes is
+// neither read nor written). `shape` gives batch, image size, stride and
+// padding and must agree with the weight's geometry (checked with
+// SPARSETRAIN_ASSERT). Work runs on TBB (as
 // many threads as the arena allows); each output element is computed by one
 // task in a fixed order, so results are bit-identical from run to run for a
 // given thread count. `isa` picks the kernel variant (default: the best this
@@ -144,7 +147,7 @@ void conv_sparse_backward_data(float* diff_src,        // (C, H, W, N), overwrit
                                bool accumulate = false, Isa isa = best_isa());
 
 // conv_sparse_backward_data, then the backward of a ReLU whose output
-// relu_output (C, H, W, N) is the convolution's input: diff_src is kept where
+// relu_output (C, H, W, N), laid out as diff_src, is the convolution's input: diff_src is kept where
 // relu_output > 0 and zeroed elsewhere, after the accumulate, in the same
 // pass and with the bits of the two passes run one after the other. A null
 // relu_output is plain conv_sparse_backward_data.

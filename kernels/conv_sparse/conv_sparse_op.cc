@@ -71,11 +71,12 @@ constexpr int64_t kWeightSlices = 8;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }  // a >= 0, b > 0
 
-// The call's geometry, all in elements.
+// The call's geometry, all in elements; sp and dp the channel planes'
+// strides (a plane, or more where they are padded).
 struct Geometry {
-  int64_t n, c, h, w, o, oh, ow, kh, kw, sh, sw, ph, pw, cg, og;
-  int64_t src_plane() const { return h * w * n; }
-  int64_t dst_plane() const { return oh * ow * n; }
+  int64_t n, c, h, w, o, oh, ow, kh, kw, sh, sw, ph, pw, cg, og, sp, dp;
+  int64_t src_plane() const { return sp; }
+  int64_t dst_plane() const { return dp; }
 };
 
 Geometry geometry(const ConvSparseWeights& wt, const Conv2dShape& s) {
@@ -97,7 +98,9 @@ Geometry geometry(const ConvSparseWeights& wt, const Conv2dShape& s) {
           .ph = s.pad_h,
           .pw = s.pad_w,
           .cg = s.in_channels / s.groups,
-          .og = s.out_channels / s.groups};
+          .og = s.out_channels / s.groups,
+          .sp = s.src_plane_stride(),
+          .dp = s.dst_plane_stride()};
 }
 
 // The lines of a pass (see conv_sparse_ukernels.h), in groups: a group is
@@ -533,16 +536,24 @@ void conv_sparse_backward_data_with(const ConvGatherKernel& kernel, float* diff_
     // The kernels add into the output and mask it only with one panel (the
     // partial sums of several live in the output): the sum goes to a buffer,
     // then is added and masked, with the same operations.
-    const int64_t count = g.c * g.src_plane();
-    const Scratch<float> sum(static_cast<std::size_t>(count));
+    // The buffer has diff_src's planes (padding included, left alone).
+    const int64_t plane = g.h * g.w * g.n;
+    const Scratch<float> sum(static_cast<std::size_t>(g.c * g.src_plane()));
     conv_sparse_backward_data_with(kernel, sum.data(), diff_dst, w, shape, false);
     const float* from = sum.data();
+    // Values [k0, k1) of the planes, numbered as if packed.
     const auto finish = [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const float v = accumulate ? diff_src[k] + from[k] : from[k];
-        diff_src[k] = relu_output == nullptr || relu_output[k] > 0.0f ? v : 0.0f;
+      while (k0 < k1) {
+        const int64_t c = k0 / plane, i0 = k0 % plane;
+        const int64_t i1 = std::min(plane, i0 + (k1 - k0)), base = c * g.src_plane();
+        for (int64_t k = base + i0; k < base + i1; ++k) {
+          const float v = accumulate ? diff_src[k] + from[k] : from[k];
+          diff_src[k] = relu_output == nullptr || relu_output[k] > 0.0f ? v : 0.0f;
+        }
+        k0 += i1 - i0;
       }
     };
+    const int64_t count = g.c * plane;
     if (count < kMinParallelWork) {
       finish(0, count);
     } else {
