@@ -212,8 +212,8 @@ void run_sparse(Data& d, const SparseKernels& k, int passes) {
                                           d.diff_dst.data(), d.src.data(), d.w, d.shape);
 }
 
-void bm_sparse(benchmark::State& state, Conv2dShape s, double sparsity, SparseKernels k,
-               int passes, int64_t plane_pad = 0) {
+void bm_sparse(benchmark::State& state, Conv2dShape s, double sparsity, SparseKernels k, int passes,
+               int64_t plane_pad = 0) {
   Data d(s, sparsity, plane_pad);
   run_sparse(d, k, passes);
   for (auto _ : state) {
@@ -372,8 +372,7 @@ void register_all() {
       if (!sk::isa_supported(isa)) continue;
       reg(std::string("resnet20_step/sparse_") + sk::isa_name(isa) + sparsity_name(sp),
           [sp, isa](benchmark::State& st) { bm_resnet20(st, sp, true, isa); });
-      reg(std::string("resnet20_step/sparse_") + sk::isa_name(isa) + "_padded" +
-              sparsity_name(sp),
+      reg(std::string("resnet20_step/sparse_") + sk::isa_name(isa) + "_padded" + sparsity_name(sp),
           [sp, isa](benchmark::State& st) { bm_resnet20(st, sp, true, isa, kPlanePad); });
     }
 }

@@ -464,6 +464,109 @@ TEST(BatchNormKernels, GivenStatisticsNormaliseLikeComputedOnes) {
   EXPECT_GT(given_kernels, 0);
 }
 
+// Padded channel planes in kCHWN (BatchNormDesc::plane): every pass of every
+// kernel that takes them gives its packed results bit for bit, reads nothing
+// between the planes (a sentinel there would change the sums) and writes
+// nothing there.
+TEST(BatchNormKernels, PaddedChannelPlanesGiveThePackedResults) {
+  constexpr float kBetween = 9999.0f;
+  const int64_t shapes[][4] = {{5, 3, 3, 5}, {17, 16, 9, 7}, {128, 16, 8, 8}};
+  uint64_t seed = 1300;
+  int padded_kernels = 0;
+  for (const auto& s : shapes) {
+    const BnProblem p = make_problem(s[0], s[1], s[2], s[3], Layout::kCHWN, seed++);
+    const int64_t plane = p.desc.per_channel(), C = p.desc.c;
+    const auto size = static_cast<std::size_t>(C);
+    Rng rng(seed);
+    const std::vector<float> residual = testing::small_ints(p.desc.numel(), -3, 3, rng);
+    std::vector<double> bmean(size), bvar(size);
+    for (std::size_t c = 0; c < size; ++c) {
+      bmean[c] = 0.25 * static_cast<double>(c);
+      bvar[c] = 1.0 + static_cast<double>(c);
+    }
+    for (const int64_t pad : {int64_t{16}, int64_t{5}}) {
+      kernels::BatchNormDesc padded = p.desc;
+      padded.plane = plane + pad;
+      const auto spread = [&](const std::vector<float>& v) {
+        return testing::spread_planes(v, C, plane, padded.plane, kBetween);
+      };
+      const auto same = [&](const std::vector<float>& got, const std::vector<float>& want) {
+        return testing::same_planes(got, want, C, plane, padded.plane, kBetween);
+      };
+      const std::vector<float> src = spread(p.src), dy = spread(p.diff_dst), res = spread(residual);
+      for (const auto& k : kernels::batchnorm_kernels()) {
+        if (!k.supports(padded)) continue;
+        ++padded_kernels;
+        for (const bool relu : {false, true}) {
+          kernels::BatchNormDesc d = p.desc, dp = padded;
+          d.relu = dp.relu = relu;
+          SCOPED_TRACE(std::string(k.name) + " " + std::to_string(s[0]) + "x" + std::to_string(C) +
+                       "x" + std::to_string(s[2]) + "x" + std::to_string(s[3]) + " padded by " +
+                       std::to_string(pad) + (relu ? " + ReLU" : ""));
+          std::vector<float> want(p.desc.numel()), mean(size), rstd(size);
+          std::vector<float> got = spread(want), gmean(size), grstd(size);
+          k.forward_training(want.data(), mean.data(), rstd.data(), p.src.data(), p.gamma.data(),
+                             p.beta.data(), d);
+          k.forward_training(got.data(), gmean.data(), grstd.data(), src.data(), p.gamma.data(),
+                             p.beta.data(), dp);
+          EXPECT_TRUE(same(got, want)) << "forward";
+          EXPECT_EQ(gmean, mean);
+          EXPECT_EQ(grstd, rstd);
+
+          std::vector<float> dx(p.desc.numel()), dg(size, 1.0f), db(size, 1.0f);
+          std::vector<float> gdx = spread(dx), gdg(dg), gdb(db);
+          k.backward(dx.data(), dg.data(), db.data(), p.diff_dst.data(), p.src.data(),
+                     p.gamma.data(), p.beta.data(), mean.data(), rstd.data(), d);
+          k.backward(gdx.data(), gdg.data(), gdb.data(), dy.data(), src.data(), p.gamma.data(),
+                     p.beta.data(), mean.data(), rstd.data(), dp);
+          EXPECT_TRUE(same(gdx, dx)) << "backward";
+          EXPECT_EQ(gdg, dg);
+          EXPECT_EQ(gdb, db);
+
+          if (k.forward_training_add != nullptr) {
+            d.residual = dp.residual = true;
+            k.forward_training_add(want.data(), mean.data(), rstd.data(), p.src.data(),
+                                   residual.data(), p.gamma.data(), p.beta.data(), d);
+            got = spread(want);
+            k.forward_training_add(got.data(), gmean.data(), grstd.data(), src.data(), res.data(),
+                                   p.gamma.data(), p.beta.data(), dp);
+            EXPECT_TRUE(same(got, want)) << "forward with the residual";
+            EXPECT_EQ(gmean, mean);
+          }
+          if (k.forward_training_given != nullptr) {
+            k.forward_training_given(want.data(), mean.data(), rstd.data(), p.src.data(),
+                                     d.residual ? residual.data() : nullptr, p.gamma.data(),
+                                     p.beta.data(), bmean.data(), bvar.data(), d);
+            got = spread(want);
+            k.forward_training_given(got.data(), gmean.data(), grstd.data(), src.data(),
+                                     dp.residual ? res.data() : nullptr, p.gamma.data(),
+                                     p.beta.data(), bmean.data(), bvar.data(), dp);
+            EXPECT_TRUE(same(got, want)) << "forward with given statistics";
+          }
+        }
+        std::vector<float> want(p.desc.numel());
+        std::vector<float> got = spread(want);
+        k.forward_inference(want.data(), p.src.data(), p.gamma.data(), p.beta.data(),
+                            p.run_mean.data(), p.run_var.data(), p.desc);
+        k.forward_inference(got.data(), src.data(), p.gamma.data(), p.beta.data(),
+                            p.run_mean.data(), p.run_var.data(), padded);
+        EXPECT_TRUE(same(got, want)) << k.name << " inference forward";
+        std::vector<float> dg(size, 0.0f), db(size, 0.0f), gdg(dg), gdb(db);
+        got = spread(want);
+        k.backward_inference(want.data(), dg.data(), db.data(), p.diff_dst.data(), p.src.data(),
+                             p.gamma.data(), p.run_mean.data(), p.run_var.data(), p.desc);
+        k.backward_inference(got.data(), gdg.data(), gdb.data(), dy.data(), src.data(),
+                             p.gamma.data(), p.run_mean.data(), p.run_var.data(), padded);
+        EXPECT_TRUE(same(got, want)) << k.name << " inference backward";
+        EXPECT_EQ(gdg, dg);
+        EXPECT_EQ(gdb, db);
+      }
+    }
+  }
+  // ref, TBB and (on an AVX-512 machine) its AVX-512 build; never oneDNN.
+  EXPECT_GE(padded_kernels, 2 * 2 * 3);
+}
+
 TEST(BatchNormKernels, StatisticsStayAccurateWithALargeOffset) {
   // mean 1000, standard deviation ~1: E[x^2] - E[x]^2 in float would lose
   // every digit of the variance.

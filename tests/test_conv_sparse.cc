@@ -748,49 +748,31 @@ TEST_P(ConvSparseKernelTest, PaddedChannelPlanesGiveThePackedResults) {
       padded.src_plane = src_plane + src_pad;
       padded.dst_plane = dst_plane + dst_pad;
       ASSERT_TRUE(padded.valid());
-      // `packed` spread over padded planes, the sentinel between them.
       const auto spread = [](const std::vector<float>& packed, int64_t channels, int64_t plane,
                              int64_t stride) {
-        std::vector<float> out(static_cast<std::size_t>(channels * stride), kSentinel);
-        for (int64_t ch = 0; ch < channels; ++ch)
-          std::copy_n(packed.begin() + ch * plane, plane, out.begin() + ch * stride);
-        return out;
+        return testing::spread_planes(packed, channels, plane, stride, kSentinel);
       };
-      // The padded result matches `want` bit for bit, the sentinel intact.
       const auto expect_same = [](const std::vector<float>& got, const std::vector<float>& want,
                                   int64_t channels, int64_t plane, int64_t stride,
                                   const char* what) {
-        int64_t differ = 0, padding = 0;
-        for (int64_t ch = 0; ch < channels; ++ch) {
-          for (int64_t k = 0; k < stride; ++k) {
-            const float g = got[static_cast<std::size_t>(ch * stride + k)];
-            if (k >= plane) {
-              padding += g != kSentinel;
-            } else {
-              const float w = want[static_cast<std::size_t>(ch * plane + k)];
-              differ += std::memcmp(&g, &w, sizeof(float)) != 0;
-            }
-          }
-        }
-        EXPECT_EQ(differ, 0) << what;
-        EXPECT_EQ(padding, 0) << what << ": written between the planes";
+        EXPECT_TRUE(testing::same_planes(got, want, channels, plane, stride, kSentinel)) << what;
       };
       const std::vector<float> src = spread(p.src, c.c, src_plane, padded.src_plane);
       const std::vector<float> diff_dst = spread(p.diff_dst, c.o, dst_plane, padded.dst_plane);
 
       std::vector<float> want(static_cast<std::size_t>(p.dst_size()));
       std::vector<double> mean(static_cast<std::size_t>(c.o)), var(mean), mean_p(mean), var_p(mean);
-      const bool stats = conv_sparse_forward_stats_with(*kernels_.fwd, want.data(), mean.data(),
-                                                        var.data(), p.src.data(), p.w,
-                                                        p.bias.data(), p.shape);
+      const bool stats =
+          conv_sparse_forward_stats_with(*kernels_.fwd, want.data(), mean.data(), var.data(),
+                                         p.src.data(), p.w, p.bias.data(), p.shape);
       std::vector<float> dst = spread(want, c.o, dst_plane, padded.dst_plane);
       std::fill(dst.begin(), dst.end(), kSentinel);
       for (int64_t o = 0; o < c.o; ++o)
         std::fill_n(dst.begin() + o * padded.dst_plane, dst_plane, kGarbage);
-      EXPECT_EQ(conv_sparse_forward_stats_with(*kernels_.fwd, dst.data(), mean_p.data(),
-                                               var_p.data(), src.data(), p.w, p.bias.data(),
-                                               padded),
-                stats);
+      EXPECT_EQ(
+          conv_sparse_forward_stats_with(*kernels_.fwd, dst.data(), mean_p.data(), var_p.data(),
+                                         src.data(), p.w, p.bias.data(), padded),
+          stats);
       expect_same(dst, want, c.o, dst_plane, padded.dst_plane, "forward");
       EXPECT_EQ(mean_p, mean);
       EXPECT_EQ(var_p, var);
@@ -801,8 +783,8 @@ TEST_P(ConvSparseKernelTest, PaddedChannelPlanesGiveThePackedResults) {
                                        p.shape, accumulate, accumulate ? relu_out.data() : nullptr);
         std::vector<float> got = spread(before, c.c, src_plane, padded.src_plane);
         const std::vector<float> relu = spread(relu_out, c.c, src_plane, padded.src_plane);
-        conv_sparse_backward_data_with(*kernels_.bwd_data, got.data(), diff_dst.data(), p.w,
-                                       padded, accumulate, accumulate ? relu.data() : nullptr);
+        conv_sparse_backward_data_with(*kernels_.bwd_data, got.data(), diff_dst.data(), p.w, padded,
+                                       accumulate, accumulate ? relu.data() : nullptr);
         expect_same(got, grad, c.c, src_plane, padded.src_plane,
                     accumulate ? "backward-data (accumulate, ReLU)" : "backward-data");
       }

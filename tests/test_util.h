@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -113,6 +114,38 @@ inline ::testing::AssertionResult close(const std::vector<float>& got,
     }
   }
   return ::testing::AssertionSuccess();
+}
+
+// Channel planes apart (padded kCHWN activations): `packed` holds
+// `channels` planes of `plane` floats back to back; the result has them
+// `stride` floats apart, `fill` in between.
+inline std::vector<float> spread_planes(const std::vector<float>& packed, int64_t channels,
+                                        int64_t plane, int64_t stride, float fill) {
+  std::vector<float> out(static_cast<std::size_t>(channels * stride), fill);
+  for (int64_t c = 0; c < channels; ++c)
+    std::copy_n(packed.begin() + c * plane, plane, out.begin() + c * stride);
+  return out;
+}
+
+// `got` (planes `stride` apart) holds `want` (packed) bit for bit in its
+// planes and `fill` everywhere between them.
+inline ::testing::AssertionResult same_planes(const std::vector<float>& got,
+                                              const std::vector<float>& want, int64_t channels,
+                                              int64_t plane, int64_t stride, float fill) {
+  int64_t differ = 0, between = 0;
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t k = 0; k < stride; ++k) {
+      const float g = got[static_cast<std::size_t>(c * stride + k)];
+      if (k >= plane) {
+        between += std::memcmp(&g, &fill, sizeof g) != 0;
+      } else {
+        const float w = want[static_cast<std::size_t>(c * plane + k)];
+        differ += std::memcmp(&g, &w, sizeof g) != 0;
+      }
+    }
+  if (differ == 0 && between == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << differ << " values differ, " << between << " written between the planes";
 }
 
 }  // namespace sparsetrain::testing

@@ -8,7 +8,8 @@
 // Training uses the statistics of the batch (biased variance) and saves mean
 // and rstd for backward; inference uses fixed statistics (the running mean
 // and variance). Every pointer to an activation addresses a dense (N, C, H, W)
-// tensor in `desc.layout`; per-channel vectors are (C).
+// tensor in `desc.layout` (in kCHWN its channel planes desc.plane_stride()
+// floats apart); per-channel vectors are (C).
 //
 // Backward OVERWRITES diff_src and ACCUMULATES (+=) into diff_gamma and
 // diff_beta; the training loop zeroes parameter gradients.
@@ -44,8 +45,16 @@ struct BatchNormDesc {
   float eps = 1e-5f;
   bool relu = false;      // a ReLU fused after the normalisation (training pair only)
   bool residual = false;  // a residual added before that ReLU (forward_training_add only)
+  // kCHWN: floats from one channel plane to the next (of every activation
+  // the call reads or writes), when more than a plane's N * H * W: padded
+  // planes, as the sparse convolution may lay them out (Conv2dShape::
+  // src_plane). What lies between planes is neither read nor written.
+  // 0: packed. Served by the ref and TBB loops, not by oneDNN.
+  int64_t plane = 0;
 
   int64_t per_channel() const { return n * h * w; }
+  // Floats between channel planes in kCHWN.
+  int64_t plane_stride() const { return plane > 0 ? plane : n * h * w; }
   int64_t numel() const { return n * c * h * w; }
 };
 

@@ -120,7 +120,7 @@ void run_backward(const BnBackward& primitive, const Primitives& p, float* diff_
 // A fused ReLU would need oneDNN's fuse_norm_relu workspace kept from forward
 // to backward; the primitives here run plain BatchNorm only (no residual sum).
 bool batchnorm_dnnl_supports(const BatchNormDesc& d) {
-  return d.layout == Layout::kNHWC && !d.relu && !d.residual;
+  return d.layout == Layout::kNHWC && !d.relu && !d.residual && d.plane == 0;
 }
 
 void batchnorm_forward_training_dnnl(float* dst, float* mean, float* rstd, const float* src,

@@ -13,9 +13,12 @@ namespace {
 template <typename F>
 void for_each_in_channel(const BatchNormDesc& d, int64_t c, F&& f) {
   const Shape s = {d.n, d.c, d.h, d.w};
+  // Padded kCHWN planes: the plane's offset moves by the padding of the
+  // planes before it.
+  const int64_t shift = d.layout == Layout::kCHWN ? c * (d.plane_stride() - d.per_channel()) : 0;
   for (int64_t n = 0; n < d.n; ++n)
     for (int64_t h = 0; h < d.h; ++h)
-      for (int64_t w = 0; w < d.w; ++w) f(offset4(d.layout, s, n, c, h, w));
+      for (int64_t w = 0; w < d.w; ++w) f(offset4(d.layout, s, n, c, h, w) + shift);
 }
 
 // sum(diff_dst) and sum(diff_dst * (src - mean)) of channel c.
@@ -82,7 +85,10 @@ void batchnorm_backward_ref(float* diff_src, float* diff_gamma, float* diff_beta
   // where the forward output gamma * xhat + beta was positive, else 0.
   std::vector<float> masked;
   if (d.relu) {
-    masked.assign(diff_dst, diff_dst + d.numel());
+    // Up to the last plane's end (padded kCHWN planes included).
+    const int64_t span =
+        d.layout == Layout::kCHWN ? (d.c - 1) * d.plane_stride() + d.per_channel() : d.numel();
+    masked.assign(diff_dst, diff_dst + span);
     for (int64_t c = 0; c < d.c; ++c) {
       const double m = mean[c], r = rstd[c];
       for_each_in_channel(d, c, [&](int64_t i) {

@@ -100,7 +100,7 @@ bool is_planar(const BatchNormDesc& d, Planar* p) {
     case Layout::kNHWC:
       return false;
     case Layout::kCHWN:
-      runs = 1, run_len = hw * d.n, run_stride = 0, channel_stride = hw * d.n;
+      runs = 1, run_len = hw * d.n, run_stride = 0, channel_stride = d.plane_stride();
       break;
     default:  // kNCHW, kPlain
       runs = d.n, run_len = hw, run_stride = d.c * hw, channel_stride = hw;

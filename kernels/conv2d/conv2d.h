@@ -87,9 +87,7 @@ struct Conv2dShape {
   }
   // The planes' strides in kCHWN: src_plane (dst_plane), or packed.
   int64_t src_plane_stride() const { return src_plane > 0 ? src_plane : in_h * in_w * batch; }
-  int64_t dst_plane_stride() const {
-    return dst_plane > 0 ? dst_plane : out_h() * out_w() * batch;
-  }
+  int64_t dst_plane_stride() const { return dst_plane > 0 ? dst_plane : out_h() * out_w() * batch; }
   // Positive sizes, groups dividing both channel counts, a non-empty output,
   // plane strides of 0 or at least a plane.
   bool valid() const;

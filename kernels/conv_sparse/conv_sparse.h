@@ -147,10 +147,10 @@ void conv_sparse_backward_data(float* diff_src,        // (C, H, W, N), overwrit
                                bool accumulate = false, Isa isa = best_isa());
 
 // conv_sparse_backward_data, then the backward of a ReLU whose output
-// relu_output (C, H, W, N), laid out as diff_src, is the convolution's input: diff_src is kept where
-// relu_output > 0 and zeroed elsewhere, after the accumulate, in the same
-// pass and with the bits of the two passes run one after the other. A null
-// relu_output is plain conv_sparse_backward_data.
+// relu_output (C, H, W, N), laid out as diff_src, is the convolution's input: diff_src is kept
+// where relu_output > 0 and zeroed elsewhere, after the accumulate, in the same pass and with the
+// bits of the two passes run one after the other. A null relu_output is plain
+// conv_sparse_backward_data.
 void conv_sparse_backward_data_relu(float* diff_src, const float* diff_dst,
                                     const ConvSparseWeights& w, const Conv2dShape& shape,
                                     bool accumulate, const float* relu_output,
