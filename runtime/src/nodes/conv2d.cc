@@ -199,7 +199,8 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
   // 3 -> 16 stem at batch 128, `sparsetrain bench conv --cin 3 --cout 16
   // --hw 32 --batch 128 --sparsity 0 --cache warm`, forward 1.38-1.60 ms
   // against 1.12-1.15 ms and backward-weights 1.14-1.39 ms against 0.90 ms
-  // (0.55 and 0.80 ms when this was chosen: slower since, not found why),
+  // (0.55 and 0.80 ms when this was chosen; the build of that commit,
+  // e2a029d, gives today's figures too: the machine changed, not the code),
   // while oneDNN would add the 8 MB output's reorder to CHWN and its
   // gradient's back (about 0.6 ms each: README, "Sparse convolutions and
   // the layout domain").
