@@ -105,8 +105,10 @@ void expect_same_steps(bool sparse) {
     const std::vector<Parameter*> from = unfused.parameters(), to = fused.parameters();
     ASSERT_EQ(from.size(), to.size());
     for (std::size_t k = 0; k < from.size(); ++k) to[k]->value.copy_from(from[k]->value);
-    const Tensor x = random_tensor({4, 3, 8, 8}, 100 + s);
-    const std::vector<int32_t> labels = labels_for(4, 200 + s);
+    // A batch of 64 makes the 8x8 and 4x4 planes multiples of 4 KiB, which
+    // the executor pads (chwn_padded_plane); the 2x2 ones stay packed.
+    const Tensor x = random_tensor({64, 3, 8, 8}, 100 + s);
+    const std::vector<int32_t> labels = labels_for(64, 200 + s);
     const StepResult a = step(fused, *opt_a, x, labels);
     const StepResult b = step(unfused, *opt_b, x, labels);
     EXPECT_NEAR(a.loss, b.loss, 1e-6 * std::max(1.0, std::abs(b.loss)));
@@ -130,6 +132,23 @@ void expect_same_steps(bool sparse) {
   };
   EXPECT_EQ(given(fused), sparse ? 21 : 0);
   EXPECT_EQ(given(unfused), 0);
+  // Which convolutions padded their output's channel planes: on the sparse
+  // kernels (the stem on the direct path included) and with fusion, those
+  // whose output planes are multiples of 4 KiB (the first two stages).
+  const auto padded = [sparse](Graph& g) {
+    int count = 0;
+    for (const NodeTiming& t : g.profile())
+      if (t.type == std::string("conv2d")) {
+        const bool want = sparse && !t.name.starts_with("layer3");
+        if (t.padded_output) ++count;
+        if (g.fusion()) {
+          EXPECT_EQ(t.padded_output, want) << t.name;
+        }
+      }
+    return count;
+  };
+  EXPECT_EQ(padded(fused), sparse ? 14 : 0);
+  EXPECT_EQ(padded(unfused), 0);
   // Which Adds the fused graph folded into their BatchNorm (no forward of
   // their own: 0 ms) and which ReLUs into their producer.
   int folded_adds = 0, adds = 0, folded_relus = 0, masked_relus = 0;
@@ -176,7 +195,7 @@ TEST(Fusion, DenseResNetStepMatchesTheUnfusedStep) { expect_same_steps(false); }
 // (a ReLU they watch runs its own backward).
 TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
   struct Seen {
-    std::vector<float> bn_out, bn_diff, add_diff, add_out, relu_diff, conv_out;
+    std::vector<float> bn_out, bn_diff, add_diff, add_out, relu_diff, conv_out, relu1_diff;
     bool bn_given = false, next_bn_given = false;
   };
   const auto run = [](bool fusion, Seen* seen, std::vector<NodeTiming>* profile) {
@@ -200,9 +219,17 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
     // A backward hook on a ReLU after an Add: its backward runs on its own.
     hooks.push_back(g.add_hook(HookPoint::kAfterBackward, "layer1.2.relu2",
                                [seen](HookEvent& e) { seen->relu_diff = values(e.diff_src[0]); }));
+    // A backward hook on the ReLU between a block's convolutions: the first
+    // keeps its output packed (the hook sees packed gradients).
+    hooks.push_back(g.add_hook(HookPoint::kAfterBackward, "layer1.0.relu1", [seen](HookEvent& e) {
+      EXPECT_FALSE(e.diff_dst->padded());
+      EXPECT_FALSE(e.diff_src[0].padded());
+      seen->relu1_diff = values(e.diff_src[0]);
+    }));
     const auto opt = make_optimizer({});
-    const Tensor x = random_tensor({4, 3, 8, 8}, 7);
-    step(g, *opt, x, labels_for(4, 8));
+    // Planes of 4 KiB multiples in the first two stages (padded where free).
+    const Tensor x = random_tensor({64, 3, 8, 8}, 7);
+    step(g, *opt, x, labels_for(64, 8));
     *profile = g.profile();
     seen->bn_given = nodes::as_statistics_consumer(g.node("layer2.2.bn1"))->statistics_given();
     seen->next_bn_given = nodes::as_statistics_consumer(g.node("layer2.2.bn2"))->statistics_given();
@@ -222,6 +249,8 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
   EXPECT_FALSE(unfused.next_bn_given);
   ASSERT_FALSE(fused.relu_diff.empty());
   expect_close(unfused.relu_diff, fused.relu_diff, "layer1.2.relu2 diff_src");
+  ASSERT_FALSE(fused.relu1_diff.empty());
+  expect_close(unfused.relu1_diff, fused.relu1_diff, "layer1.0.relu1 diff_src");
   const auto timing = [&](const std::string& name) {
     for (const NodeTiming& t : fused_profile)
       if (t.name == name) return t;
@@ -235,6 +264,15 @@ TEST(Fusion, HooksOnAFusedNodeSeeTheUnfusedTensors) {
   EXPECT_GT(forward_ms("layer3.0.add"), 0.0) << "a forward hook on the Add unfuses it";
   EXPECT_EQ(forward_ms("layer2.1.add"), 0.0) << "a backward hook leaves the sum fused";
   EXPECT_EQ(forward_ms("layer1.0.add"), 0.0);
+  EXPECT_FALSE(timing("layer1.0.conv1").padded_output) << "a backward hook on its ReLU";
+  EXPECT_FALSE(timing("layer2.2.conv1").padded_output) << "a forward hook on it";
+  EXPECT_TRUE(timing("layer1.1.conv1").padded_output);
+  EXPECT_TRUE(timing("layer2.1.conv1").padded_output);
+  EXPECT_FALSE(timing("layer1.1.conv2").padded_output) << "hooks on its BatchNorm";
+  // The block outputs reach layer2.1.add, which a hook watches: whatever
+  // feeds that chain of Adds stays packed.
+  EXPECT_FALSE(timing("conv1").padded_output);
+  EXPECT_FALSE(timing("layer1.0.conv2").padded_output);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <set>
+#include <vector>
 
 #include "sparsetrain/error.h"
 #include "sparsetrain/rng.h"
@@ -50,6 +51,49 @@ TEST(Tensor, LayoutRoundTripsAreExact) {
   const Tensor cn = to_layout(m, Layout::kCN);
   EXPECT_EQ(cn[1 * 4 + 2], m[2 * 3 + 1]);
   EXPECT_TRUE(to_layout(cn, Layout::kPlain).equals(m));
+}
+
+// Padded channel planes (kCHWN, Tensor::plane): element (n, c, h, w) at
+// c * plane + (h * W + w) * N + n; copies, comparisons and reorders see the
+// elements only.
+TEST(Tensor, PaddedChannelPlanesHoldTheSameElements) {
+  const Shape shape = {3, 4, 2, 5};  // N, C, H, W: planes of 30 floats
+  EXPECT_EQ(chwn_padded_plane(3, 2, 5), 30) << "not a multiple of 4 KiB: packed";
+  EXPECT_EQ(chwn_padded_plane(128, 32, 32), 128 * 32 * 32 + 16);
+  EXPECT_FALSE(Tensor::empty_planes(shape, 30).padded()) << "no room: packed";
+  Tensor packed = Tensor::empty(shape, Layout::kCHWN);
+  for (int64_t i = 0; i < packed.numel(); ++i) packed[i] = static_cast<float>(i);
+  Tensor padded = Tensor::empty_planes(shape, 37);
+  ASSERT_TRUE(padded.padded());
+  EXPECT_EQ(padded.plane(), 37);
+  EXPECT_EQ(padded.span(), 3 * 37 + 30);
+  padded.fill(-1.0f);
+  for (int64_t c = 0; c < 4; ++c)
+    for (int64_t k = 0; k < 30; ++k) padded[c * 37 + k] = packed[c * 30 + k];
+  EXPECT_TRUE(padded.equals(packed));
+  EXPECT_TRUE(packed.equals(padded));
+  const Tensor back = padded.packed();
+  EXPECT_FALSE(back.padded());
+  EXPECT_EQ(std::vector<float>(back.data(), back.data() + back.numel()),
+            std::vector<float>(packed.data(), packed.data() + packed.numel()));
+  const Tensor copy = padded.clone();
+  EXPECT_EQ(copy.plane(), 37);
+  EXPECT_TRUE(copy.equals(packed));
+  EXPECT_EQ(Tensor::empty_like(padded).plane(), 37);
+  // Reorders read the elements; the same layout keeps the planes.
+  EXPECT_TRUE(to_layout(padded, Layout::kNCHW).equals(to_layout(packed, Layout::kNCHW)));
+  EXPECT_EQ(to_layout(padded, Layout::kCHWN).plane(), 37);
+  EXPECT_TRUE(to_planes_of(packed, padded).equals(packed));
+  EXPECT_EQ(to_planes_of(packed, padded).plane(), 37);
+  EXPECT_FALSE(to_planes_of(padded, packed).padded());
+  EXPECT_TRUE(to_planes_of(to_layout(packed, Layout::kNHWC), padded).equals(packed));
+  // A view or a copy across different planes would misplace elements.
+  EXPECT_THROW(padded.reshaped({3, 120}), Error);
+  Tensor other = Tensor::empty(shape, Layout::kCHWN);
+  EXPECT_THROW(other.copy_from(padded), Error);
+  Tensor same = Tensor::empty_like(padded);
+  same.copy_from(padded);
+  EXPECT_TRUE(same.equals(packed));
 }
 
 TEST(Tensor, MemoryIsAccounted) {

@@ -98,6 +98,10 @@ CLI::App* add_bench(CLI::App& app, BenchCommand& cmd) {
   model->add_flag("--no-fusion", m.no_fusion,
                   "Run every node on its own, on both sides (no BatchNorm / Add / ReLU fusion): "
                   "the executor's fusions measured by difference");
+  model->add_flag("--no-padding", m.no_padding,
+                  "Keep every activation's channel planes packed on the sparse side (no padded "
+                  "planes after the blocks' first convolutions): their gain measured by "
+                  "difference");
   model->add_flag("--json", m.json, "Print one JSON object");
   model->allow_extras();
   cmd.model_app = model;

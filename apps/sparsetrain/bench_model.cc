@@ -121,6 +121,7 @@ struct Row {
   double density = -1;  // the sparse model's kept fraction; -1: not a prunable layer
   bool sparse = false;
   bool direct = false;  // dense weight on the sparse kernels' direct path
+  bool padded = false;  // its output had padded channel planes (NodeTraits::padded_planes)
   bool single = false;  // one figure (loss, optimizer, executor), in the fwd columns
   double dense_ms() const { return dense_fwd + dense_bwd; }
   double sparse_ms() const { return sparse_fwd + sparse_bwd; }
@@ -128,7 +129,7 @@ struct Row {
 
 struct Report {
   std::string model, distribution, kernels, isa;
-  bool fusion = true;
+  bool fusion = true, padding = true;
   int64_t batch = 0;
   double sparsity = 0;
   int threads = 0, steps = 0;
@@ -193,6 +194,7 @@ Report measure(const BenchModelCommand& cmd) {
     s->params = s->graph.parameters();
     s->graph.set_profiling(true);
     s->graph.set_fusion(!cmd.no_fusion);
+    s->graph.set_padded_planes(!cmd.no_padding);
   }
 
   Rng rng(cmd.seed + 1);
@@ -217,6 +219,7 @@ Report measure(const BenchModelCommand& cmd) {
   rep.distribution = distribution_name(distribution);
   rep.kernels = cmd.kernels;
   rep.fusion = !cmd.no_fusion;
+  rep.padding = !cmd.no_padding && !cmd.no_fusion;
   rep.isa = sk::isa_name(isa);
   rep.batch = cmd.batch;
   rep.sparsity =
@@ -244,6 +247,7 @@ Report measure(const BenchModelCommand& cmd) {
     row.type = sparse_prof[i].type;
     row.sparse = sparse_prof[i].sparse;
     row.direct = sparse_prof[i].direct;
+    row.padded = sparse_prof[i].padded_output;
     row.dense_fwd = median(dense.node_fwd[i]);
     row.dense_bwd = median(dense.node_bwd[i]);
     row.sparse_fwd = median(sparse.node_fwd[i]);
@@ -293,10 +297,11 @@ std::string cell(double ms, bool present) {
 void print_report(const Report& r) {
   std::printf(
       "bench model: %s, batch %lld, sparsity %.2f (%s) on %d of %d prunable layers%s, kernels "
-      "%s%s, ISA %s, %d threads, medians of %d steps\n",
+      "%s%s%s, ISA %s, %d threads, medians of %d steps\n",
       r.model.c_str(), static_cast<long long>(r.batch), r.sparsity, r.distribution.c_str(),
       r.compressed_layers, r.prunable_layers, r.dense_first_last ? " (first and last dense)" : "",
-      r.kernels.c_str(), r.fusion ? "" : ", no fusion", r.isa.c_str(), r.threads, r.steps);
+      r.kernels.c_str(), r.fusion ? "" : ", no fusion",
+      r.fusion && !r.padding ? ", no padded planes" : "", r.isa.c_str(), r.threads, r.steps);
   std::printf(
       "parameters + optimizer state: dense %s, sparse %s; peak activations: dense %s, "
       "sparse %s\n",
@@ -326,9 +331,10 @@ void print_report(const Report& r) {
                 cell(row.dense_fwd, true).c_str(), cell(row.dense_bwd, !row.single).c_str(),
                 cell(row.sparse_fwd, true).c_str(), cell(row.sparse_bwd, !row.single).c_str(),
                 fused_one_side ? "" : ratio(row.dense_ms(), row.sparse_ms()).c_str(),
-                prunable ? (row.sparse   ? "  sparse"
-                            : row.direct ? "  direct"
-                                         : "  dense")
+                prunable ? (row.sparse && row.padded ? "  sparse, padded output"
+                            : row.sparse             ? "  sparse"
+                            : row.direct             ? "  direct"
+                                                     : "  dense")
                          : "");
   }
   std::printf(
@@ -349,6 +355,7 @@ nlohmann::ordered_json to_json(const Report& r) {
                                 {"sparse_ms", row.sparse_ms()},
                                 {"sparse", row.sparse},
                                 {"direct", row.direct},
+                                {"padded_output", row.padded},
                                 {"dense_fwd_ms", row.dense_fwd},
                                 {"dense_bwd_ms", row.dense_bwd},
                                 {"sparse_fwd_ms", row.sparse_fwd},
@@ -362,6 +369,7 @@ nlohmann::ordered_json to_json(const Report& r) {
           {"distribution", r.distribution},
           {"kernels", r.kernels},
           {"fusion", r.fusion},
+          {"padded_planes", r.padding},
           {"threads", r.threads},
           {"isa", r.isa},
           {"steps", r.steps},

@@ -181,8 +181,9 @@ struct BenchModelCommand {
   std::string kernels = "sparse";
   uint64_t seed = 0;
   bool json = false;
-  std::string masks_from;  // a checkpoint whose masks (and model) the sparse side takes
-  bool no_fusion = false;  // Graph::set_fusion(false) on both sides
+  std::string masks_from;   // a checkpoint whose masks (and model) the sparse side takes
+  bool no_fusion = false;   // Graph::set_fusion(false) on both sides
+  bool no_padding = false;  // Graph::set_padded_planes(false) on the sparse side
 };
 struct BenchCommand {
   BenchLinearCommand linear;

@@ -64,6 +64,10 @@ struct NodeTiming {
   int64_t reorders = 0;        // to_layout copies made in those calls (reorder_count())
   bool sparse = false;         // the last forward ran the sparse kernels
   bool direct = false;         // a dense conv on the sparse kernels' direct path (the stem)
+  // The last forward laid the output out with padded channel planes
+  // (Tensor::plane; the plan pads a sparse convolution's output that reaches
+  // only BatchNorm, ReLU and sparse convolutions).
+  bool padded_output = false;
 };
 
 class HookRegistry;
@@ -249,6 +253,16 @@ class Graph {
   // `bench model --no-fusion`).
   void set_fusion(bool on);
   bool fusion() const;
+  // Whether training steps lay out, with fusion on, the output of a sparse
+  // convolution that reaches only BatchNorm, ReLU and sparse convolutions
+  // (in ResNet-20 each block's first) with padded channel planes
+  // (Tensor::plane, chwn_padded_plane) where its planes are multiples of
+  // 4 KiB: the same position of every channel then no longer falls into
+  // the same cache sets. On by default; the same results to the bit (every
+  // kernel sums each element in the same order); nodes a hook watches see
+  // packed tensors. Off: for comparing (`bench model --no-padding`).
+  void set_padded_planes(bool on);
+  bool padded_planes() const;
 
   // Freezes (or unfreezes) every parameter whose name matches `pattern`
   // (as hooks match node names: "*" for all, "conv*", an exact name;

@@ -87,6 +87,11 @@ struct NodeTraits {
   bool convolution = false;
   // Sums its inputs (Add): passes any layout on to its consumers.
   bool sums_inputs = false;
+  // Reads kCHWN inputs with padded channel planes (Tensor::plane) and gives
+  // its output, and its input gradients, its input's planes (BatchNorm,
+  // ReLU): the executor may then pad the output of a sparse convolution
+  // that feeds it. A node without this trait only ever sees packed tensors.
+  bool padded_planes = false;
 };
 
 class Node {

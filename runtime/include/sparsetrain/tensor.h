@@ -38,6 +38,13 @@ class Tensor {
   static Tensor empty(Shape shape, Layout layout = Layout::kPlain);
   static Tensor full(Shape shape, float value, Layout layout = Layout::kPlain);
   static Tensor from(Shape shape, const std::vector<float>& values, Layout layout = Layout::kPlain);
+  // Uninitialised kCHWN (N, C, H, W) whose channel planes are `plane` floats
+  // apart, more than a plane's N * H * W (padded planes: the executor lays
+  // some activations of the sparse convolutions out so, see plane()); a
+  // `plane` of N * H * W or less gives a packed tensor.
+  static Tensor empty_planes(Shape shape, int64_t plane);
+  // Uninitialised, with t's shape, layout and planes.
+  static Tensor empty_like(const Tensor& t);
 
   bool defined() const { return storage_ != nullptr; }
   // Whether no other Tensor shares this one's storage.
@@ -52,6 +59,21 @@ class Tensor {
   int64_t numel() const { return numel_; }
   int64_t bytes() const { return numel_ * static_cast<int64_t>(sizeof(float)); }
   Layout layout() const { return layout_; }
+  // A kCHWN tensor with padded channel planes: the floats from one plane to
+  // the next (more than N * H * W; what lies between planes belongs to no
+  // element). 0 for every other tensor. operator[] and data() address the
+  // storage: element (n, c, h, w) of a padded tensor is at
+  // c * plane() + (h * W + w) * N + n. Nodes that do not declare
+  // NodeTraits::padded_planes never see one (the executor hands them
+  // packed()).
+  int64_t plane() const { return plane_; }
+  bool padded() const { return plane_ > 0; }
+  // Floats from data() to the end of the last element: numel(), or up to
+  // the end of a padded tensor's last plane.
+  int64_t span() const;
+  // The same values back to back: this tensor unless it is padded, else a
+  // packed copy.
+  Tensor packed() const;
 
   float* data() { return data_; }
   const float* data() const { return data_; }
@@ -62,10 +84,13 @@ class Tensor {
   void fill(float value);
   void zero() { fill(0.0f); }
   // Same storage, another shape with the same element count (and layout).
+  // Not of a padded tensor (Error): reshape its packed().
   Tensor reshaped(Shape shape, Layout layout = Layout::kPlain) const;
-  // Copies the values of `other` (same element count) into this tensor.
+  // Copies the values of `other` (same element count) into this tensor
+  // (both padded alike, or neither padded).
   void copy_from(const Tensor& other);
-  // Bit-for-bit equality of shape and values.
+  // Bit-for-bit equality of shape and values (of the elements, whatever
+  // the planes).
   bool equals(const Tensor& other) const;
 
   std::string shape_string() const;
@@ -77,15 +102,23 @@ class Tensor {
   Shape shape_;
   int64_t numel_ = 0;
   Layout layout_ = Layout::kPlain;
+  int64_t plane_ = 0;
 };
 
 // A copy of a 4-D tensor (or a 2-D one between kPlain/kCN) in another layout;
 // returns `t` itself when it is already in that layout (kPlain and kNCHW
-// share one memory order: a view, no copy). Cache-blocked transposes on TBB.
+// share one memory order: a view, no copy; a padded kCHWN tensor stays
+// padded). Cache-blocked transposes on TBB.
+// Copies of a padded tensor into another layout are packed.
 Tensor to_layout(const Tensor& t, Layout layout);
 // to_layout calls that copied (reorders) since the process started, over all
 // threads: what tests and Graph::profile() count.
 int64_t reorder_count();
+
+// t as a kCHWN tensor with the planes of `like` (a kCHWN tensor of the same
+// shape): t itself when it already has them, else a copy. For a gradient
+// that must match the padding of the activation it belongs to.
+Tensor to_planes_of(const Tensor& t, const Tensor& like);
 
 SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

@@ -81,6 +81,41 @@ Tensor Tensor::empty(Shape shape, Layout layout) {
   return t;
 }
 
+Tensor Tensor::empty_planes(Shape shape, int64_t plane) {
+  if (shape.size() != 4) {
+    throw Error("Tensor::empty_planes: a 4-D shape is needed, got " + shape_to_string(shape));
+  }
+  const int64_t packed = count(shape) / std::max<int64_t>(shape[1], 1);
+  if (plane <= packed || shape[1] == 0) return empty(std::move(shape), Layout::kCHWN);
+  Tensor t;
+  t.numel_ = count(shape);
+  t.plane_ = plane;
+  t.shape_ = std::move(shape);
+  t.layout_ = Layout::kCHWN;
+  t.storage_ = allocate(t.span());
+  t.data_ = t.storage_.get();
+  return t;
+}
+
+Tensor Tensor::empty_like(const Tensor& t) {
+  return t.padded() ? empty_planes(t.shape_, t.plane_) : empty(t.shape_, t.layout_);
+}
+
+int64_t Tensor::span() const {
+  if (!padded()) return numel_;
+  // Up to the end of the last plane's elements.
+  return (shape_[1] - 1) * plane_ + numel_ / shape_[1];
+}
+
+Tensor Tensor::packed() const {
+  if (!padded()) return *this;
+  Tensor t = empty(shape_, layout_);
+  const int64_t plane = numel_ / shape_[1];
+  for (int64_t c = 0; c < shape_[1]; ++c)
+    std::memcpy(t.data_ + c * plane, data_ + c * plane_, static_cast<std::size_t>(plane) * 4);
+  return t;
+}
+
 Tensor Tensor::zeros(Shape shape, Layout layout) { return Tensor(std::move(shape), layout); }
 
 Tensor Tensor::full(Shape shape, float value, Layout layout) {
@@ -108,14 +143,18 @@ int64_t Tensor::dim(int i) const {
 
 Tensor Tensor::clone() const {
   if (!defined()) return {};
-  Tensor t = empty(shape_, layout_);
-  std::memcpy(t.data_, data_, static_cast<std::size_t>(bytes()));
+  Tensor t = empty_like(*this);
+  std::memcpy(t.data_, data_, static_cast<std::size_t>(span()) * sizeof(float));
   return t;
 }
 
-void Tensor::fill(float value) { std::fill(data_, data_ + numel_, value); }
+void Tensor::fill(float value) { std::fill(data_, data_ + span(), value); }
 
 Tensor Tensor::reshaped(Shape shape, Layout layout) const {
+  if (padded()) {
+    throw Error("cannot reshape " + shape_string() +
+                " with padded channel planes (reshape its packed copy)");
+  }
   if (count(shape) != numel_) {
     throw Error("cannot reshape " + shape_string() + " to " + shape_to_string(shape));
   }
@@ -126,14 +165,16 @@ Tensor Tensor::reshaped(Shape shape, Layout layout) const {
 }
 
 void Tensor::copy_from(const Tensor& other) {
-  if (other.numel() != numel_) {
-    throw Error("copy_from: " + other.shape_string() + " into " + shape_string());
+  if (other.numel() != numel_ || other.plane_ != plane_) {
+    throw Error("copy_from: " + other.shape_string() + " into " + shape_string() +
+                (other.plane_ != plane_ ? " (channel planes padded differently)" : ""));
   }
-  if (numel_ > 0) std::memcpy(data_, other.data_, static_cast<std::size_t>(bytes()));
+  if (numel_ > 0) std::memcpy(data_, other.data_, static_cast<std::size_t>(span()) * sizeof(float));
 }
 
 bool Tensor::equals(const Tensor& other) const {
   if (shape_ != other.shape_) return false;
+  if (padded() || other.padded()) return packed().equals(other.packed());
   return numel_ == 0 || std::memcmp(data_, other.data_, static_cast<std::size_t>(bytes())) == 0;
 }
 
@@ -151,9 +192,23 @@ bool is_4d_layout(Layout l) { return is_nchw_like(l) || l == Layout::kNHWC || l 
 
 int64_t reorder_count() { return g_reorders.load(std::memory_order_relaxed); }
 
+Tensor to_planes_of(const Tensor& t, const Tensor& like) {
+  SPARSETRAIN_ASSERT(like.layout() == Layout::kCHWN && t.shape() == like.shape());
+  if (t.layout() == Layout::kCHWN && t.plane() == like.plane()) return t;
+  const Tensor packed = to_layout(t, Layout::kCHWN).packed();
+  if (!like.padded()) return packed;
+  Tensor out = Tensor::empty_like(like);
+  const int64_t channels = t.dim(1), plane = t.numel() / channels;
+  for (int64_t c = 0; c < channels; ++c)
+    std::memcpy(out.data() + c * like.plane(), packed.data() + c * plane,
+                static_cast<std::size_t>(plane) * sizeof(float));
+  return out;
+}
+
 Tensor to_layout(const Tensor& t, Layout layout) {
   const Layout from = t.layout();
   if (from == layout) return t;
+  if (t.padded()) return to_layout(t.packed(), layout);
   if (is_nchw_like(from) && is_nchw_like(layout)) return t.reshaped(t.shape(), layout);
   const auto refuse = [&] {
     return Error("to_layout: cannot reorder a rank-" + std::to_string(t.rank()) + " " +

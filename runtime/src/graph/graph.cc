@@ -19,11 +19,14 @@ namespace {
 // into = into + add, in fresh storage: a node's backward may return tensors
 // that alias its diff_dst or each other (Add passes its gradient through to
 // both inputs), so gradients are never summed in place.
+// The sum is packed (a node takes a gradient in its output's planes itself,
+// to_planes_of).
 void accumulate(Tensor& into, const Tensor& add) {
-  const Tensor same = to_layout(add, into.layout());
-  SPARSETRAIN_ASSERT(same.numel() == into.numel());
-  Tensor sum = Tensor::empty(into.shape(), into.layout());
-  kernels::eltwise_kernels().pick().add_forward(sum.data(), into.data(), same.data(), sum.numel());
+  const Tensor base = into.packed();
+  const Tensor same = to_layout(add, into.layout()).packed();
+  SPARSETRAIN_ASSERT(same.numel() == base.numel());
+  Tensor sum = Tensor::empty(base.shape(), base.layout());
+  kernels::eltwise_kernels().pick().add_forward(sum.data(), base.data(), same.data(), sum.numel());
   into = std::move(sum);
 }
 
@@ -230,6 +233,8 @@ ExecMode Graph::last_mode() const { return impl_->mode; }
 int64_t Graph::plans_made() const { return impl_->plans_made; }
 void Graph::set_fusion(bool on) { impl_->fusion = on; }
 bool Graph::fusion() const { return impl_->fusion; }
+void Graph::set_padded_planes(bool on) { impl_->padding = on; }
+bool Graph::padded_planes() const { return impl_->padding; }
 
 int Graph::set_frozen(const std::string& pattern, bool frozen) {
   int count = 0;
@@ -264,8 +269,10 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
   g.sum_from.assign(n, -1);
   const Impl::Plan& plan = g.plan_for(mode);
   for (int i = 0; i < n; ++i) {
-    if (nodes::PrunableNode* p = nodes::as_prunable(*g.nodes[i]))
+    if (nodes::PrunableNode* p = nodes::as_prunable(*g.nodes[i])) {
       p->set_direct_dense(plan.direct_dense[i]);
+      p->set_padded_output(plan.padded_output[i]);
+    }
     if (nodes::ReluFusable* f = nodes::as_relu_fusable(*g.nodes[i]))
       f->set_relu_fusion(plan.relu_fused[i]);
     // A convolution that forms the next BatchNorm's batch statistics (none
@@ -330,6 +337,11 @@ Tensor Graph::forward(const Tensor& x, ExecMode mode, uint64_t seed) {
           in[k] = g.output_in(j, want);
         g.fed[i].push_back(in[k].layout());
       }
+      // Padded channel planes only reach the nodes that take them (the
+      // plan sees to it; this keeps any other node safe).
+      if (!g.takes_padded_planes(i))
+        for (Tensor& t : in)
+          if (t.padded()) t = t.packed();
       // A BatchNorm that adds the residual of the Add after it: that residual
       // in the BatchNorm's layout (as the Add would read it), when the Add's
       // output takes that layout.
@@ -454,6 +466,7 @@ Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options
       const int j = g.inputs[i][k].index;
       Tensor saved;
       if (saves.inputs) saved = k < g.fed[i].size() ? g.output_in(j, g.fed[i][k]) : g.outs[j];
+      if (saved.padded() && !g.takes_padded_planes(i)) saved = saved.packed();
       in.push_back(std::move(saved));
       need.push_back(j != g.input || input_grad);
     }
@@ -463,7 +476,10 @@ Tensor Graph::backward(const Tensor& diff_output, const BackwardOptions& options
     BackwardArgs args;
     args.inputs = in;
     args.output = saves.output ? &g.outs[i] : nullptr;
-    args.diff_dst = &g.diffs[i];
+    // A gradient with padded planes only for a node that takes them.
+    const Tensor packed_diff =
+        g.diffs[i].padded() && !g.takes_padded_planes(i) ? g.diffs[i].packed() : Tensor();
+    args.diff_dst = packed_diff.defined() ? &packed_diff : &g.diffs[i];
     args.need_diff_src = need;
     args.diffs_may_share = !(have_hooks && g.hooks->any(HookPoint::kAfterBackward, node.name()));
     args.param_grads = param_grads;
@@ -590,6 +606,7 @@ std::vector<NodeTiming> Graph::profile() const {
     if (const nodes::PrunableNode* p = nodes::as_prunable(node)) {
       t.sparse = p->runs_sparse();
       t.direct = p->runs_direct();
+      t.padded_output = p->padded_output();
     }
     out.push_back(std::move(t));
   }

@@ -65,7 +65,7 @@ struct Graph::Impl {
     ExecMode mode = ExecMode::kInference;
     int64_t hooks_version = -1;
     std::vector<char> runs_sparse;  // per node: a prunable layer on the sparse kernels
-    bool fusion = true;
+    bool fusion = true, padding = true;
     std::vector<char> direct_dense, relu_fused, keep;
     // Per BatchNorm that adds the residual of the Add after it: that Add's
     // index and the residual's producer; -1 elsewhere.
@@ -75,10 +75,13 @@ struct Graph::Impl {
     std::vector<int> relu_backward_of;
     // Per convolution: the BatchNorm it forms the batch statistics for, or -1.
     std::vector<int> stats_to;
+    // Per sparse convolution: its output laid out with padded channel planes.
+    std::vector<char> padded_output;
   };
   std::vector<Plan> plans;  // one per mode at most
   int64_t plans_made = 0;
-  bool fusion = true;  // Graph::set_fusion
+  bool fusion = true;   // Graph::set_fusion
+  bool padding = true;  // Graph::set_padded_planes
 
   // The plan for `mode`, made or reused (graph_plan.cc).
   const Plan& plan_for(ExecMode mode);
@@ -121,6 +124,15 @@ struct Graph::Impl {
   int relu_backward_candidate(int i) const;
   // The BatchNorm node i may form the batch statistics of, or -1.
   int statistics_candidate(int i) const;
+  // Whether convolution i on the sparse kernels may pad its output's channel
+  // planes (Plan::padded_output), and whether planes padded in node i's
+  // output stay away from every hook.
+  bool pads_output(int i, bool direct) const;
+  bool padding_stays_inside(int i) const;
+  // Whether node i takes padded planes (NodeTraits::padded_planes, or a
+  // convolution on the sparse kernels); whether any hook watches it.
+  bool takes_padded_planes(int i) const;
+  bool watched(int i) const;
 
   static bool to_layout_is_view(Layout a, Layout b) {
     const auto nchw_like = [](Layout l) { return l == Layout::kPlain || l == Layout::kNCHW; };

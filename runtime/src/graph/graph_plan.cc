@@ -99,6 +99,47 @@ bool Graph::Impl::stem_feeds_sparse(int i) const {
   return sparse;
 }
 
+bool Graph::Impl::takes_padded_planes(int i) const {
+  if (nodes[i]->traits().padded_planes) return true;
+  const nodes::PrunableNode* p = nodes::as_prunable(*nodes[i]);
+  return p != nullptr && nodes[i]->traits().convolution && (p->runs_sparse() || p->runs_direct());
+}
+
+bool Graph::Impl::watched(int i) const {
+  for (const HookPoint point :
+       {HookPoint::kBeforeForward, HookPoint::kAfterForward, HookPoint::kAfterBackward})
+    if (hooks->any(point, nodes[i]->name())) return true;
+  return false;
+}
+
+// Padded planes in node i's output reach no hook: no consumer is watched,
+// and those that hand the planes on (NodeTraits::padded_planes: BatchNorm,
+// ReLU, Add) hand them to unwatched nodes only, and so on. Convolutions end
+// the walk (their output is their own), and a node that does not take
+// padded planes gets a packed copy from the executor.
+bool Graph::Impl::padding_stays_inside(int i) const {
+  for (const int k : consumers[i]) {
+    if (watched(k)) return false;
+    if (nodes[k]->traits().padded_planes && !padding_stays_inside(k)) return false;
+  }
+  return true;
+}
+
+// A convolution on the sparse kernels (compressed, or the dense stem on the
+// direct path) pads its output's channel planes (chwn_padded_plane: CIFAR's
+// power-of-two planes otherwise put the same position of every channel into
+// the same cache sets) when every consumer takes padded planes and no hook
+// would see them (`direct`: the plan runs it on the direct path). In ResNet-20 the padding then
+// runs from the stem to the pooling, which gets a packed copy of the last block's output.
+bool Graph::Impl::pads_output(int i, bool direct) const {
+  if (!nodes[i]->traits().convolution || !(direct || takes_padded_planes(i)) || i == output ||
+      consumers[i].empty() || watched(i))
+    return false;
+  for (const int k : consumers[i])
+    if (!takes_padded_planes(k)) return false;
+  return padding_stays_inside(i);
+}
+
 const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
   const int n = static_cast<int>(nodes.size());
   std::vector<char> sparse(n, 0);
@@ -106,7 +147,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
     if (const nodes::PrunableNode* p = nodes::as_prunable(*nodes[i])) sparse[i] = p->runs_sparse();
   for (const Plan& p : plans)
     if (p.mode == mode && p.hooks_version == hooks->version() && p.runs_sparse == sparse &&
-        p.fusion == fusion)
+        p.fusion == fusion && p.padding == padding)
       return p;
   std::erase_if(plans, [mode](const Plan& p) { return p.mode == mode; });
   Plan& p = plans.emplace_back();
@@ -114,6 +155,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
   p.hooks_version = hooks->version();
   p.runs_sparse = std::move(sparse);
   p.fusion = fusion;
+  p.padding = padding;
   p.direct_dense.assign(n, 0);
   p.relu_fused.assign(n, 0);
   p.keep.assign(n, 0);
@@ -121,6 +163,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
   p.residual_from.assign(n, -1);
   p.relu_backward_of.assign(n, -1);
   p.stats_to.assign(n, -1);
+  p.padded_output.assign(n, 0);
   const bool fuse = mode == ExecMode::kTrain && fusion;
   for (int i = 0; i < n; ++i) {
     p.direct_dense[i] = stem_feeds_sparse(i);
@@ -131,6 +174,7 @@ const Graph::Impl::Plan& Graph::Impl::plan_for(ExecMode mode) {
     }
     if (fuse) p.relu_backward_of[i] = relu_backward_candidate(i);
     if (fuse) p.stats_to[i] = statistics_candidate(i);
+    if (fuse && padding) p.padded_output[i] = pads_output(i, p.direct_dense[i] != 0);
     if (mode == ExecMode::kInference) continue;
     const Saves s = nodes[i]->saves();
     if (s.output) p.keep[i] = 1;

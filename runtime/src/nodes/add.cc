@@ -47,13 +47,18 @@ class Add final : public Node, public ReluFusable, public SumFoldable {
     const Tensor& a = args.inputs[0];
     SPARSETRAIN_ASSERT(a.shape() == args.inputs[1].shape());
     second_layout_ = args.inputs[1].layout();
-    const Tensor b = to_layout(args.inputs[1], a.layout());
-    Tensor y = Tensor::empty(a.shape(), a.layout());
+    Tensor b = to_layout(args.inputs[1], a.layout());
+    // Padded channel planes (Tensor::plane): the sum keeps them when both
+    // inputs have the same, and runs over the values between planes too.
+    const Tensor first = b.plane() == a.plane() ? a : a.packed();
+    if (b.plane() != first.plane()) b = b.packed();
+    Tensor y = Tensor::empty_like(first);
     relu_fused_ = fuse_relu_ && args.training;
     if (relu_fused_) {
-      kernels::eltwise_kernels().pick().add_relu_forward(y.data(), a.data(), b.data(), a.numel());
+      kernels::eltwise_kernels().pick().add_relu_forward(y.data(), first.data(), b.data(),
+                                                         first.span());
     } else {
-      kernels::eltwise_kernels().pick().add_forward(y.data(), a.data(), b.data(), a.numel());
+      kernels::eltwise_kernels().pick().add_forward(y.data(), first.data(), b.data(), first.span());
     }
     return y;
   }
@@ -71,12 +76,15 @@ class Add final : public Node, public ReluFusable, public SumFoldable {
     std::vector<Tensor> diff(2);
     if (need(0)) diff[0] = dy;
     if (need(1)) {
+      // A padded gradient keeps its planes (the input's producer takes it
+      // in its own, to_planes_of).
       if (same_order(dy.layout(), second_layout_) && args.diffs_may_share) {
-        diff[1] = dy.reshaped(dy.shape(), second_layout_);
+        diff[1] = dy.layout() == second_layout_ ? dy : dy.reshaped(dy.shape(), second_layout_);
       } else if (same_order(dy.layout(), second_layout_)) {
-        diff[1] = Tensor::empty(dy.shape(), second_layout_);
+        diff[1] = dy.layout() == second_layout_ ? Tensor::empty_like(dy)
+                                                : Tensor::empty(dy.shape(), second_layout_);
         kernels::eltwise_kernels().pick().add_backward(nullptr, diff[1].data(), dy.data(),
-                                                       dy.numel());
+                                                       dy.span());
       } else {
         diff[1] = to_layout(dy, second_layout_);
       }
@@ -85,7 +93,7 @@ class Add final : public Node, public ReluFusable, public SumFoldable {
   }
 
   Saves saves() const override { return {}; }
-  NodeTraits traits() const override { return {.sums_inputs = true}; }
+  NodeTraits traits() const override { return {.sums_inputs = true, .padded_planes = true}; }
 
   // The backward is the same either way: the ReLU's backward has masked the
   // gradient already (nodes.h).

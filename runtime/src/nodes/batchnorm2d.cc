@@ -70,7 +70,7 @@ class BatchNorm2d final : public Node,
     summed.relu = residual_relu_asked_;
     residual_fused_ = residual_ != nullptr && args.training && plain.supports(summed) &&
                       plain.forward_training_add != nullptr && residual_->shape() == x.shape() &&
-                      residual_->layout() == x.layout();
+                      residual_->layout() == x.layout() && residual_->plane() == x.plane();
     residual_relu_ = residual_fused_ && residual_relu_asked_;
     desc.relu = relu_fused_;
     if (residual_fused_) desc = summed;
@@ -81,7 +81,7 @@ class BatchNorm2d final : public Node,
                    static_cast<int64_t>(given_.var.size()) == channels_ &&
                    kernel.forward_training_given != nullptr;
     given_.of = nullptr;
-    Tensor y = Tensor::empty(x.shape(), x.layout());
+    Tensor y = Tensor::empty_like(x);
     saved_mean_ = Tensor::empty({channels_});
     saved_stat_ = Tensor::empty({channels_});
     saved_training_ = args.training;
@@ -122,7 +122,8 @@ class BatchNorm2d final : public Node,
     SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.diff_dst != nullptr);
     SPARSETRAIN_ASSERT(saved_mean_.defined());
     const Tensor& x = args.inputs[0];
-    const Tensor dy = to_layout(*args.diff_dst, x.layout());
+    const Tensor dy = x.layout() == Layout::kCHWN ? to_planes_of(*args.diff_dst, x)
+                                                  : to_layout(*args.diff_dst, x.layout());
     SPARSETRAIN_ASSERT(dy.shape() == x.shape());
     kernels::BatchNormDesc desc = describe_input(x);
     // diff_dst is the gradient of max(0, y) when the forward fused the ReLU
@@ -130,7 +131,7 @@ class BatchNorm2d final : public Node,
     desc.relu = relu_fused_ && fuse_relu_;
     const kernels::BatchNormKernel& kernel = kernels::batchnorm_kernels().pick_for(desc);
     const bool need = args.need_diff_src.empty() || args.need_diff_src[0] != 0;
-    Tensor dx = need ? Tensor::empty(x.shape(), x.layout()) : Tensor();
+    Tensor dx = need ? Tensor::empty_like(x) : Tensor();
     float* dx_data = need ? dx.data() : nullptr;
     // The kernels compute the scale and shift gradients with dx in one pass;
     // those that must not change (frozen, or no parameter gradients wanted)
@@ -154,7 +155,7 @@ class BatchNorm2d final : public Node,
   }
 
   Saves saves() const override { return {.inputs = true, .output = false}; }
-  NodeTraits traits() const override { return {.layout_transparent = true}; }
+  NodeTraits traits() const override { return {.layout_transparent = true, .padded_planes = true}; }
 
   void clear_saved() override {
     saved_mean_ = Tensor();
@@ -192,7 +193,9 @@ class BatchNorm2d final : public Node,
 
  private:
   kernels::BatchNormDesc describe_input(const Tensor& x) const {
-    return {x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.layout(), options_.eps};
+    kernels::BatchNormDesc d = {x.dim(0), x.dim(1), x.dim(2), x.dim(3), x.layout(), options_.eps};
+    d.plane = x.plane();
+    return d;
   }
 
   int64_t channels_;

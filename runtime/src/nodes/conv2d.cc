@@ -84,6 +84,7 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
 
   Tensor forward(const ForwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.inputs.size() == 1);
+    output_padded_ = false;
     if (packed_) return forward_compressed(args.inputs[0], args.keep_for_backward);
     if (direct_) return forward_packed(direct_weights(), args.inputs[0], args.keep_for_backward);
     const Layout layout = dense_conv_layout();
@@ -204,6 +205,9 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
   // while oneDNN would add the 8 MB output's reorder to CHWN and its
   // gradient's back (about 0.6 ms each: README, "Sparse convolutions and
   // the layout domain").
+  void set_padded_output(bool on) override { padded_output_ = on; }
+  bool padded_output() const override { return output_padded_; }
+
   void set_direct_dense(bool on) override {
     on = on && in_channels_ <= 4;
     if (on == direct_) return;
@@ -262,19 +266,25 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
       std::memcpy(packed.values.data(), weight_.value.data(),
                   static_cast<std::size_t>(packed.nnz) * sizeof(float));
     }
+    // A padded input keeps its planes; the output is padded when planned.
     const Tensor src = to_layout(x, Layout::kCHWN);
-    Tensor dst = Tensor::empty(output_shape({x.shape()}), Layout::kCHWN);
+    const Shape out = output_shape({x.shape()});
+    Tensor dst = padded_output_
+                     ? Tensor::empty_planes(out, chwn_padded_plane(out[0], out[2], out[3]))
+                     : Tensor::empty(out, Layout::kCHWN);
+    kernels::Conv2dShape s = kernel_shape(x.shape());
+    s.src_plane = src.plane();
+    s.dst_plane = dst.plane();
+    output_padded_ = dst.padded();
     if (BatchStatistics* st = stats_slot_) {
       // The BatchNorm after this layer takes its batch statistics from here.
       st->mean.resize(static_cast<std::size_t>(packed.out_channels));
       st->var.resize(st->mean.size());
-      const bool formed = kernels::conv_sparse_forward_stats(dst.data(), st->mean.data(),
-                                                             st->var.data(), src.data(), packed,
-                                                             bias_data(), kernel_shape(x.shape()));
+      const bool formed = kernels::conv_sparse_forward_stats(
+          dst.data(), st->mean.data(), st->var.data(), src.data(), packed, bias_data(), s);
       st->of = formed ? dst.data() : nullptr;
     } else {
-      kernels::conv_sparse_forward(dst.data(), src.data(), packed, bias_data(),
-                                   kernel_shape(x.shape()));
+      kernels::conv_sparse_forward(dst.data(), src.data(), packed, bias_data(), s);
     }
     saved_src_ = keep ? src : Tensor();
     return dst;
@@ -289,7 +299,11 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
                            ? saved_src_
                            : to_layout(input, Layout::kCHWN);
     const Tensor diff_dst = to_layout(*args.diff_dst, Layout::kCHWN);
-    const kernels::Conv2dShape s = kernel_shape(input.shape());
+    // Either may have padded planes (Tensor::plane); the gradient of the
+    // input gets the input's.
+    kernels::Conv2dShape s = kernel_shape(input.shape());
+    s.src_plane = src.plane();
+    s.dst_plane = diff_dst.plane();
     SPARSETRAIN_ASSERT(diff_dst.shape() == s.dst_shape());
     const GradTargets grads = grad_targets(args, weight_, bias_param());
     if (grads.run()) {
@@ -306,8 +320,10 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
       // this pass writes the ReLU's whole gradient.
       const Tensor* relu = args.relu_output;
       const bool relu_here = relu != nullptr && args.relu_applied != nullptr &&
-                             relu->layout() == Layout::kCHWN && relu->shape() == input.shape();
-      if (has_sum && sum->layout() == Layout::kCHWN && sum->shape() == input.shape()) {
+                             relu->layout() == Layout::kCHWN && relu->shape() == input.shape() &&
+                             relu->plane() == src.plane();
+      if (has_sum && sum->layout() == Layout::kCHWN && sum->shape() == input.shape() &&
+          sum->plane() == src.plane()) {
         // Added into the gradient the input already has (no extra pass).
         Tensor into = *sum;
         kernels::conv_sparse_backward_data_relu(into.data(), diff_dst.data(), packed, s,
@@ -318,7 +334,7 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
       } else {
         // Only the whole gradient may be masked: not with another's pending.
         const bool mask = relu_here && !has_sum;
-        Tensor grad = Tensor::empty(input.shape(), Layout::kCHWN);
+        Tensor grad = Tensor::empty_like(src);
         kernels::conv_sparse_backward_data_relu(grad.data(), diff_dst.data(), packed, s,
                                                 /*accumulate=*/false,
                                                 mask ? relu->data() : nullptr);
@@ -391,6 +407,10 @@ class Conv2dNode final : public PrunableLayer<kernels::ConvSparseWeights, Shape>
   Conv2dOptions options_;
   // Dense weight on the direct kernels (set_direct_dense).
   bool direct_ = false;
+  // The sparse kernels' output with padded channel planes (set_padded_output),
+  // and whether the last forward's was.
+  bool padded_output_ = false;
+  bool output_padded_ = false;
   std::unique_ptr<kernels::ConvSparseWeights> direct_packed_;
   // The BatchNorm's slot for this forward's statistics (StatisticsProducer).
   BatchStatistics* stats_slot_ = nullptr;

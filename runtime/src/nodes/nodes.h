@@ -91,6 +91,13 @@ class PrunableNode : public Node {
   virtual void set_direct_dense(bool on) { (void)on; }
   // Dense, and runs on that direct path.
   virtual bool runs_direct() const { return false; }
+  // Asks a layer on the sparse kernels to lay its kCHWN output out with
+  // padded channel planes (chwn_padded_plane): the executor's plan, when
+  // every node the output reaches takes padded planes
+  // (NodeTraits::padded_planes) or is a sparse convolution.
+  virtual void set_padded_output(bool on) { (void)on; }
+  // The last forward's output had padded channel planes.
+  virtual bool padded_output() const { return false; }
 
   // Weight-gradient passes run so far (none for a backward without
   // parameter gradients or with weight and bias frozen).

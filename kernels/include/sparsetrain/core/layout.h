@@ -40,5 +40,15 @@ inline int64_t offset4(Layout layout, const Shape& s, int64_t n, int64_t c, int6
   }
 }
 
+// The channel planes' stride the executor gives the kCHWN activations it
+// pads: a plane of N * H * W floats whose size is a multiple of 4 KiB (CIFAR's
+// powers of two) puts the same position of every channel into the same
+// cache sets; one more cache line per plane (16 floats) spreads them over
+// consecutive sets. Other planes are left packed (the plane itself).
+inline int64_t chwn_padded_plane(int64_t n, int64_t h, int64_t w) {
+  const int64_t plane = n * h * w;
+  return plane > 0 && plane % 1024 == 0 ? plane + 16 : plane;
+}
+
 SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain
