@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "nodes/nodes.h"
@@ -183,6 +185,42 @@ void expect_same_steps(bool sparse) {
     EXPECT_EQ(folded_adds, 0);
     EXPECT_GE(folded_relus, 9);
     EXPECT_EQ(masked_relus, 0);
+  }
+}
+
+// Add on padded channel planes: the sum keeps the planes both inputs share,
+// and is packed when they differ (one input padded, the other not), with
+// the same values either way; its gradient keeps the planes it came with.
+TEST(Fusion, AddSumsInputsWhateverTheirPlanes) {
+  const Shape shape = {16, 3, 8, 8};  // planes of 1024 floats: padded to 1040
+  const int64_t plane = chwn_padded_plane(16, 8, 8);
+  ASSERT_GT(plane, 1024);
+  Tensor a = Tensor::empty(shape, Layout::kCHWN), b = Tensor::empty(shape, Layout::kCHWN);
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    a[i] = static_cast<float>(i % 7) - 3.0f;
+    b[i] = static_cast<float>(i % 5) * 0.5f;
+  }
+  Tensor want = Tensor::empty(shape, Layout::kCHWN);
+  for (int64_t i = 0; i < a.numel(); ++i) want[i] = a[i] + b[i];
+  const auto padded = [&](const Tensor& t) {
+    return to_layout_of(t, Tensor::empty_planes(shape, plane));
+  };
+  const std::unique_ptr<Node> add = nodes::make_add("add");
+  for (const auto& [x, y, planes] :
+       {std::tuple{padded(a), padded(b), plane}, std::tuple{padded(a), b, int64_t{0}},
+        std::tuple{a, padded(b), int64_t{0}}}) {
+    const std::vector<Tensor> in = {x, y};
+    ForwardArgs args;
+    args.inputs = in;
+    const Tensor sum = add->forward(args);
+    EXPECT_EQ(sum.plane(), planes);
+    EXPECT_TRUE(sum.equals(want));
+    BackwardArgs back;
+    back.diff_dst = &sum;
+    back.diffs_may_share = true;
+    const std::vector<Tensor> diff = add->backward(back);
+    EXPECT_EQ(diff[1].plane(), planes);
+    EXPECT_TRUE(diff[1].equals(want));
   }
 }
 

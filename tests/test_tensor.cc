@@ -83,10 +83,13 @@ TEST(Tensor, PaddedChannelPlanesHoldTheSameElements) {
   // Reorders read the elements; the same layout keeps the planes.
   EXPECT_TRUE(to_layout(padded, Layout::kNCHW).equals(to_layout(packed, Layout::kNCHW)));
   EXPECT_EQ(to_layout(padded, Layout::kCHWN).plane(), 37);
-  EXPECT_TRUE(to_planes_of(packed, padded).equals(packed));
-  EXPECT_EQ(to_planes_of(packed, padded).plane(), 37);
-  EXPECT_FALSE(to_planes_of(padded, packed).padded());
-  EXPECT_TRUE(to_planes_of(to_layout(packed, Layout::kNHWC), padded).equals(packed));
+  EXPECT_TRUE(to_layout_of(packed, padded).equals(packed));
+  EXPECT_EQ(to_layout_of(packed, padded).plane(), 37);
+  EXPECT_FALSE(to_layout_of(padded, packed).padded());
+  EXPECT_TRUE(to_layout_of(to_layout(packed, Layout::kNHWC), padded).equals(packed));
+  const Tensor nhwc = to_layout_of(padded, to_layout(packed, Layout::kNHWC));
+  EXPECT_EQ(nhwc.layout(), Layout::kNHWC);
+  EXPECT_TRUE(nhwc.equals(to_layout(packed, Layout::kNHWC)));
   // A view or a copy across different planes would misplace elements.
   EXPECT_THROW(padded.reshaped({3, 120}), Error);
   Tensor other = Tensor::empty(shape, Layout::kCHWN);

@@ -115,10 +115,10 @@ Tensor to_layout(const Tensor& t, Layout layout);
 // threads: what tests and Graph::profile() count.
 int64_t reorder_count();
 
-// t as a kCHWN tensor with the planes of `like` (a kCHWN tensor of the same
-// shape): t itself when it already has them, else a copy. For a gradient
-// that must match the padding of the activation it belongs to.
-Tensor to_planes_of(const Tensor& t, const Tensor& like);
+// t in the layout and channel planes of `like` (a tensor of the same shape):
+// t itself when it already has them, else a copy. For a gradient that must
+// match the activation it belongs to, padded planes included.
+Tensor to_layout_of(const Tensor& t, const Tensor& like);
 
 SPARSETRAIN_PUBLIC_END
 }  // namespace sparsetrain

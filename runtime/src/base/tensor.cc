@@ -55,6 +55,15 @@ std::shared_ptr<float> allocate(int64_t count) {
   });
 }
 
+// Copies `channels` planes of `plane` floats, `from_stride` floats apart in
+// `from`, to `to_stride` apart in `to` (padded <-> packed channel planes).
+void copy_planes(float* to, int64_t to_stride, const float* from, int64_t from_stride,
+                 int64_t channels, int64_t plane) {
+  for (int64_t c = 0; c < channels; ++c)
+    std::memcpy(to + c * to_stride, from + c * from_stride,
+                static_cast<std::size_t>(plane) * sizeof(float));
+}
+
 }  // namespace
 
 MemoryStats memory_stats() { return {g_current_bytes.load(), g_peak_bytes.load()}; }
@@ -111,8 +120,7 @@ Tensor Tensor::packed() const {
   if (!padded()) return *this;
   Tensor t = empty(shape_, layout_);
   const int64_t plane = numel_ / shape_[1];
-  for (int64_t c = 0; c < shape_[1]; ++c)
-    std::memcpy(t.data_ + c * plane, data_ + c * plane_, static_cast<std::size_t>(plane) * 4);
+  copy_planes(t.data_, plane, data_, plane_, shape_[1], plane);
   return t;
 }
 
@@ -192,16 +200,14 @@ bool is_4d_layout(Layout l) { return is_nchw_like(l) || l == Layout::kNHWC || l 
 
 int64_t reorder_count() { return g_reorders.load(std::memory_order_relaxed); }
 
-Tensor to_planes_of(const Tensor& t, const Tensor& like) {
-  SPARSETRAIN_ASSERT(like.layout() == Layout::kCHWN && t.shape() == like.shape());
-  if (t.layout() == Layout::kCHWN && t.plane() == like.plane()) return t;
-  const Tensor packed = to_layout(t, Layout::kCHWN).packed();
+Tensor to_layout_of(const Tensor& t, const Tensor& like) {
+  SPARSETRAIN_ASSERT(t.shape() == like.shape());
+  if (t.layout() == like.layout() && t.plane() == like.plane()) return t;
+  const Tensor packed = to_layout(t, like.layout()).packed();
   if (!like.padded()) return packed;
   Tensor out = Tensor::empty_like(like);
   const int64_t channels = t.dim(1), plane = t.numel() / channels;
-  for (int64_t c = 0; c < channels; ++c)
-    std::memcpy(out.data() + c * like.plane(), packed.data() + c * plane,
-                static_cast<std::size_t>(plane) * sizeof(float));
+  copy_planes(out.data(), like.plane(), packed.data(), plane, channels, plane);
   return out;
 }
 

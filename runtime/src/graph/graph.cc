@@ -20,7 +20,7 @@ namespace {
 // that alias its diff_dst or each other (Add passes its gradient through to
 // both inputs), so gradients are never summed in place.
 // The sum is packed (a node takes a gradient in its output's planes itself,
-// to_planes_of).
+// to_layout_of).
 void accumulate(Tensor& into, const Tensor& add) {
   const Tensor base = into.packed();
   const Tensor same = to_layout(add, into.layout()).packed();

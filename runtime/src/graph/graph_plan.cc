@@ -126,11 +126,12 @@ bool Graph::Impl::padding_stays_inside(int i) const {
 }
 
 // A convolution on the sparse kernels (compressed, or the dense stem on the
-// direct path) pads its output's channel planes (chwn_padded_plane: CIFAR's
-// power-of-two planes otherwise put the same position of every channel into
-// the same cache sets) when every consumer takes padded planes and no hook
-// would see them (`direct`: the plan runs it on the direct path). In ResNet-20 the padding then
-// runs from the stem to the pooling, which gets a packed copy of the last block's output.
+// direct path: `direct`, as the plan decides) pads its output's channel
+// planes (chwn_padded_plane: CIFAR's power-of-two planes otherwise put the
+// same position of every channel into the same cache sets) when every
+// consumer takes padded planes and no hook would see them. In ResNet-20 the
+// padding then runs from the stem to the pooling, which gets a packed copy
+// of the last block's output.
 bool Graph::Impl::pads_output(int i, bool direct) const {
   if (!nodes[i]->traits().convolution || !(direct || takes_padded_planes(i)) || i == output ||
       consumers[i].empty() || watched(i))

@@ -47,11 +47,13 @@ class Add final : public Node, public ReluFusable, public SumFoldable {
     const Tensor& a = args.inputs[0];
     SPARSETRAIN_ASSERT(a.shape() == args.inputs[1].shape());
     second_layout_ = args.inputs[1].layout();
-    Tensor b = to_layout(args.inputs[1], a.layout());
+    Tensor first = a, b = to_layout(args.inputs[1], a.layout());
     // Padded channel planes (Tensor::plane): the sum keeps them when both
     // inputs have the same, and runs over the values between planes too.
-    const Tensor first = b.plane() == a.plane() ? a : a.packed();
-    if (b.plane() != first.plane()) b = b.packed();
+    if (first.plane() != b.plane()) {
+      first = first.packed();
+      b = b.packed();
+    }
     Tensor y = Tensor::empty_like(first);
     relu_fused_ = fuse_relu_ && args.training;
     if (relu_fused_) {
@@ -77,7 +79,7 @@ class Add final : public Node, public ReluFusable, public SumFoldable {
     if (need(0)) diff[0] = dy;
     if (need(1)) {
       // A padded gradient keeps its planes (the input's producer takes it
-      // in its own, to_planes_of).
+      // in its own, to_layout_of).
       if (same_order(dy.layout(), second_layout_) && args.diffs_may_share) {
         diff[1] = dy.layout() == second_layout_ ? dy : dy.reshaped(dy.shape(), second_layout_);
       } else if (same_order(dy.layout(), second_layout_)) {

@@ -122,8 +122,7 @@ class BatchNorm2d final : public Node,
     SPARSETRAIN_ASSERT(args.inputs.size() == 1 && args.diff_dst != nullptr);
     SPARSETRAIN_ASSERT(saved_mean_.defined());
     const Tensor& x = args.inputs[0];
-    const Tensor dy = x.layout() == Layout::kCHWN ? to_planes_of(*args.diff_dst, x)
-                                                  : to_layout(*args.diff_dst, x.layout());
+    const Tensor dy = to_layout_of(*args.diff_dst, x);
     SPARSETRAIN_ASSERT(dy.shape() == x.shape());
     kernels::BatchNormDesc desc = describe_input(x);
     // diff_dst is the gradient of max(0, y) when the forward fused the ReLU

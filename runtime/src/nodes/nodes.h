@@ -93,8 +93,8 @@ class PrunableNode : public Node {
   virtual bool runs_direct() const { return false; }
   // Asks a layer on the sparse kernels to lay its kCHWN output out with
   // padded channel planes (chwn_padded_plane): the executor's plan, when
-  // every node the output reaches takes padded planes
-  // (NodeTraits::padded_planes) or is a sparse convolution.
+  // every consumer takes padded planes (NodeTraits::padded_planes, or a
+  // convolution on the sparse kernels) and no hook would see them.
   virtual void set_padded_output(bool on) { (void)on; }
   // The last forward's output had padded channel planes.
   virtual bool padded_output() const { return false; }

@@ -25,8 +25,7 @@ class Relu final : public UnaryNode {
   Tensor unary_backward(const BackwardArgs& args) override {
     SPARSETRAIN_ASSERT(args.output != nullptr);
     const Tensor& y = *args.output;
-    const Tensor dy = y.layout() == Layout::kCHWN ? to_planes_of(*args.diff_dst, y)
-                                                  : to_layout(*args.diff_dst, y.layout());
+    const Tensor dy = to_layout_of(*args.diff_dst, y);
     SPARSETRAIN_ASSERT(dy.shape() == y.shape());
     Tensor dx = Tensor::empty_like(y);
     kernels::eltwise_kernels().pick().relu_backward(dx.data(), dy.data(), y.data(), y.span());
